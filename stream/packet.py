@@ -1,0 +1,111 @@
+"""What travels between stages: one `Packet` per captured frame.
+
+Pixels never travel here: the source writes them into a shared-memory ring and the packet names
+the slot (`FrameInfo.ring`, `FrameInfo.slot`); the runtime attaches a read-only view as
+`Packet.image` for stages that ask for it. Everything else is small and pickles cheaply.
+
+Conventions: pixel boxes are `xyxy` float32 in the frame's pixel grid; angles are radians in SKEL
+order (`engines.skel.dofs.DOF_NAMES`); translations are metres in the OpenCV camera frame
+(x right, y down, z forward); timestamps are integer nanoseconds.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class TrackState(str, enum.Enum):
+    """Lifecycle of a tracked person (ByteTrack's states)."""
+    TENTATIVE = "tentative"  # born, not yet confirmed
+    TRACKED = "tracked"      # matched to a detection this frame, or coasting within the carry window
+    LOST = "lost"            # unmatched, kept in the lost buffer for re-activation
+    REMOVED = "removed"      # gone; its per-person state must be freed
+
+
+class TrackEventKind(str, enum.Enum):
+    """What happened to a track on this frame; per-person state downstream follows these."""
+    BORN = "born"          # create per-person state
+    UPDATED = "updated"    # matched as usual
+    LOST = "lost"          # unmatched this frame (state may coast)
+    REFOUND = "refound"    # re-activated after being lost: reset per-person state
+    REMOVED = "removed"    # free per-person state
+
+
+@dataclass(slots=True)
+class TrackEvent:
+    track_id: int
+    kind: TrackEventKind
+
+
+@dataclass(slots=True)
+class FrameInfo:
+    """Identity and timing of one captured frame."""
+    stream_id: str
+    seq: int                    # per stream, +1 per frame the source produced (gaps = drops)
+    capture_ns: int             # time.monotonic_ns() when the frame was captured/decoded
+    capture_utc_ns: int         # time.time_ns() at the same instant (wall clock, UTC)
+    width: int
+    height: int
+    media_pts_s: float | None = None  # presentation time inside a file; None for live cameras
+    ring: str = ""              # shared-memory ring name ("" = no pixels)
+    slot: int = -1              # slot index in that ring
+    last: bool = False          # end of a finite source (file ended): flush per-stream state
+
+
+@dataclass(slots=True)
+class Intrinsics:
+    """Pinhole camera in pixels. `source`: 'user', 'flnet' or 'default' (a 60 deg guess)."""
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    source: str = "default"
+
+
+@dataclass(slots=True)
+class Person:
+    """One tracked person on one frame, filled in stage by stage."""
+    # tracker
+    track_id: int
+    track_state: TrackState
+    box_xyxy: np.ndarray                 # (4,) float32 px, tracker box
+    score: float                         # detection confidence in [0, 1] (decays while coasting)
+    crop_box_xyxy: np.ndarray | None = None  # (4,) float32 px, square, smoothed box for the pose engine
+    box_predicted: bool = False          # no detection matched this frame; box from the motion model
+    # pose engine
+    q: np.ndarray | None = None          # (46,) float32 rad, SKEL order
+    betas: np.ndarray | None = None      # (10,) float32
+    trans_m: np.ndarray | None = None    # (3,) float32 m, camera frame (x right, y down, z fwd)
+    pose_confidence: float = 1.0         # engine's confidence in [0, 1]
+    dof_observed: np.ndarray | None = None  # (46,) bool; False = engine could not see it (prior held)
+    model_id: str = ""                   # which engine/weights produced q
+    fit_residual: float | None = None    # landmark engine: converged fit residual (m)
+    # smoothing
+    q_vel: np.ndarray | None = None      # (46,) float32 rad/s
+    limit_active: np.ndarray | None = None  # (46,) bool; True where a joint limit clamped the state
+    predicted: bool = False              # no fresh measurement: pose is the filter's prediction
+    root_orient_wxyz: np.ndarray | None = None  # (4,) float32 unit quaternion, pelvis in camera frame
+    trans_vel_mps: np.ndarray | None = None  # (3,) float32 m/s
+
+
+@dataclass(slots=True)
+class Packet:
+    """Everything known about one frame; stages add to it and pass it on."""
+    frame: FrameInfo
+    persons: list[Person] = field(default_factory=list)
+    events: list[TrackEvent] = field(default_factory=list)
+    intrinsics: Intrinsics | None = None
+    detections_xyxy: np.ndarray | None = None  # (N, 4) float32 px, raw detector output (this frame)
+    detection_scores: np.ndarray | None = None  # (N,) float32
+    timings_ns: dict[str, int] = field(default_factory=dict)  # stage name -> processing time
+    image: np.ndarray | None = None      # (H, W, 3) uint8 BGR view; attached by the runtime, never pickled
+
+    def __getstate__(self):
+        # slots dataclass: pickle everything but the pixel view (it lives in shared memory)
+        return {f: (None if f == "image" else getattr(self, f)) for f in self.__dataclass_fields__}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
