@@ -1,11 +1,109 @@
-"""Settings of the joint-angle smoother (owner: smoothing)."""
+"""Settings of the joint-angle smoother (owner: smoothing).
+
+One knob for intent: `preset` ('vr' low lag, 'balanced', 'analysis' smooth) sets a
+`responsiveness` in [0, 1] that picks the process noise of the constant-velocity Kalman filters
+on a log scale; `responsiveness` overrides the preset, `per_dof` overrides single DoFs by name.
+"""
 from __future__ import annotations
 
+import math
 from typing import Literal
 
+import numpy as np
+from pydantic import Field, field_validator
+
 from stream.config_base import StrictModel
+
+PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.8, "balanced": 0.55, "analysis": 0.3}
+"""responsiveness of each preset; 0 = smoothest, 1 = follows the measurements almost raw."""
+
+# white-noise-acceleration spectral density (rad^2/s^3) at responsiveness 0 and 1
+_JOINT_Q_RANGE = (1.0, 1.0e4)
+# the same for the root translation (m^2/s^3)
+_TRANS_Q_RANGE = (0.01, 100.0)
+
+
+class DofOverride(StrictModel):
+    """Per-DoF tuning; None keeps the stream-wide value."""
+    responsiveness: float | None = Field(None, ge=0.0, le=1.0)
+    meas_noise_rad: float | None = Field(None, gt=0.0)
 
 
 class SmoothingConfig(StrictModel):
     enabled: bool = True
     preset: Literal["vr", "balanced", "analysis"] = "balanced"
+    responsiveness: float | None = Field(None, ge=0.0, le=1.0)
+    """Overrides the preset: 0 = smoothest, 1 = least lag."""
+    meas_noise_rad: float = Field(0.05, gt=0.0)
+    """Std of a full-confidence engine angle (radians); R = meas_noise_rad^2 / confidence^2."""
+    per_dof: dict[str, DofOverride] = Field(default_factory=dict)
+    """DoF name (engines.skel.dofs.DOF_NAMES) -> override."""
+    gate_sigma: float = Field(4.0, gt=0.0)
+    """Mahalanobis distance (in sigmas) beyond which a measured angle is rejected as an outlier."""
+    gate_max_frames: int = Field(3, ge=0)
+    """After this many consecutive rejections a DoF accepts the measurement again (real fast move)."""
+    limit_margin_rad: float = Field(0.05, gt=0.0)
+    """Measurements this far outside a joint limit get 2x the variance; it grows quadratically."""
+    confidence_floor: float = Field(0.1, gt=0.0, le=1.0)
+    """Lowest confidence used in R, so R stays finite."""
+    score_full_trust: float = Field(0.5, gt=0.0, le=1.0)
+    """Detection score at and above which the box is trusted fully (R not inflated by the score)."""
+    max_coast_s: float = Field(0.5, gt=0.0)
+    """Persons without a fresh pose are predicted for at most this long, then output without pose;
+    a track whose last pose is older than this restarts from its next measurement."""
+    betas_time_constant_s: float = Field(1.0, gt=0.0)
+    """Memory of the betas running mean: a plain mean at first, never slower than an EMA of this
+    time constant, so a bad first estimate is forgotten within about this long."""
+    betas_huber_sigma: float = Field(0.3, gt=0.0)
+    """Betas residuals beyond this many units are down-weighted (Huber) as outliers."""
+    trans_meas_noise_m: float = Field(0.02, gt=0.0)
+    """Std of the engine's root translation across the image (x, y), metres."""
+    trans_depth_noise_m: float = Field(0.10, gt=0.0)
+    """Std of the engine's root depth (z), metres; depth from one image is the weakest axis."""
+    trans_gate_sigma: float = Field(5.0, gt=0.0)
+    fixed_lag_frames: int = Field(0, ge=0, le=120)
+    """0 = causal (live). N > 0: fixed-lag RTS smoothing over N frames; output is N frames late."""
+
+    @field_validator("per_dof")
+    @classmethod
+    def _known_dofs(cls, v: dict[str, DofOverride]) -> dict[str, DofOverride]:
+        from engines.skel.dofs import DOF_NAMES
+
+        unknown = sorted(set(v) - set(DOF_NAMES))
+        if unknown:
+            raise ValueError(f"smoothing.per_dof: unknown DoF name(s) {unknown}; "
+                             f"use names from engines/skel/dofs.py, e.g. 'knee_angle_r'")
+        return v
+
+    @property
+    def effective_responsiveness(self) -> float:
+        return PRESET_RESPONSIVENESS[self.preset] if self.responsiveness is None else self.responsiveness
+
+    def joint_process_noise(self) -> np.ndarray:
+        """(46,) float64 white-noise-acceleration spectral density per DoF, rad^2/s^3."""
+        from engines.skel.dofs import DOF_INDEX, NUM_DOFS
+
+        r = np.full(NUM_DOFS, self.effective_responsiveness)
+        for name, o in self.per_dof.items():
+            if o.responsiveness is not None:
+                r[DOF_INDEX[name]] = o.responsiveness
+        return _log_interp(_JOINT_Q_RANGE, r)
+
+    def joint_meas_noise(self) -> np.ndarray:
+        """(46,) float64 measurement std per DoF at full confidence, radians."""
+        from engines.skel.dofs import DOF_INDEX, NUM_DOFS
+
+        s = np.full(NUM_DOFS, self.meas_noise_rad)
+        for name, o in self.per_dof.items():
+            if o.meas_noise_rad is not None:
+                s[DOF_INDEX[name]] = o.meas_noise_rad
+        return s
+
+    def trans_process_noise(self) -> float:
+        """White-noise-acceleration spectral density of the root translation, m^2/s^3."""
+        return float(_log_interp(_TRANS_Q_RANGE, np.array(self.effective_responsiveness)))
+
+
+def _log_interp(lo_hi: tuple[float, float], r: np.ndarray) -> np.ndarray:
+    lo, hi = lo_hi
+    return np.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * np.asarray(r, dtype=np.float64))

@@ -1,0 +1,277 @@
+"""The `smooth` stage: joint-limit-aware Kalman smoothing of every tracked person's pose.
+
+Consumes the tracker's events and the pose engine's raw q / betas / trans_m and writes back
+smoothed q, q_vel, limit_active, predicted, betas, trans_m, trans_vel_mps, root_orient_wxyz.
+Per-person state lives in slots of vectorized filter banks, keyed by (stream_id, track_id):
+BORN/UPDATED persons are filtered, REFOUND restarts the track, REMOVED and `flush(stream_id)` free
+it. Persons without a fresh pose are predicted (`predicted=True`) for at most `max_coast_s`.
+
+Time: a file's presentation time (`media_pts_s`) when there is one, else `capture_ns`, because a
+file decodes faster than real time and its capture stamps would compress the motion.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from engines.skel.dofs import DOF_BOUNDED, DOF_LOWER, DOF_UPPER, NUM_DOFS
+from stream.config import PipelineConfig
+from stream.packet import Packet, Person, TrackEventKind
+from stream.stage import Stage
+from tracking.joint_filter import JointFilterBank
+from tracking.rts import FixedLagHistory
+from tracking.shape_root import BetasBank, root_quaternions, translation_channels
+from tracking.smoothing_config import SmoothingConfig
+
+Key = tuple[str, int]
+
+
+def frame_time_s(packet: Packet) -> float:
+    """Seconds on the stream's own clock: media time for files, monotonic capture time otherwise."""
+    if packet.frame.media_pts_s is not None:
+        return float(packet.frame.media_pts_s)
+    return packet.frame.capture_ns * 1e-9
+
+
+TRANS = slice(NUM_DOFS, NUM_DOFS + 3)
+"""Channels of the pose bank that hold the root translation (after the 46 DoFs)."""
+
+
+def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
+    """One bank, 49 channels: the 46 DoFs (limits from engines/skel/dofs.py, pelvis wraps on the
+    circle) and the root translation's own filter (tracking/shape_root.py)."""
+    tr = translation_channels(cfg)
+    return JointFilterBank(
+        q=np.concatenate([cfg.joint_process_noise(), tr["q"]]),
+        meas_std=np.concatenate([cfg.joint_meas_noise(), tr["meas_std"]]),
+        lower=np.concatenate([DOF_LOWER, tr["lower"]]),
+        upper=np.concatenate([DOF_UPPER, tr["upper"]]),
+        wrap=np.concatenate([~DOF_BOUNDED, tr["wrap"]]),
+        gate_sigma=np.concatenate([np.full(NUM_DOFS, cfg.gate_sigma), tr["gate_sigma"]]),
+        gate_max_frames=cfg.gate_max_frames, limit_margin=cfg.limit_margin_rad,
+        unseen_std=np.concatenate([np.full(NUM_DOFS, 0.5), tr["unseen_std"]]),
+        capacity=capacity)
+
+
+@dataclass(slots=True)
+class _Track:
+    slot: int
+    has_trans: bool = False
+    history: FixedLagHistory | None = None
+
+
+class PoseSmoother:
+    """All per-person filter state of one stage (any number of streams); no process plumbing."""
+
+    def __init__(self, cfg: SmoothingConfig, capacity: int = 16):
+        self.cfg = cfg
+        self.bank = make_pose_bank(cfg, capacity)
+        self.betas = BetasBank(cfg.betas_time_constant_s, cfg.betas_huber_sigma, capacity)
+        self.tracks: dict[Key, _Track] = {}
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
+        self._capacity = capacity
+        self._all_seen = np.ones(NUM_DOFS, dtype=bool)
+
+    # -- slots --------------------------------------------------------------------------------
+    def _alloc(self, key: Key) -> _Track:
+        if not self._free:
+            new_cap = 2 * self._capacity
+            self.bank.grow(new_cap)
+            self.betas.grow(new_cap)
+            self._free = list(range(new_cap - 1, self._capacity - 1, -1))
+            self._capacity = new_cap
+        lag = self.cfg.fixed_lag_frames
+        track = _Track(self._free.pop(), history=FixedLagHistory(lag) if lag else None)
+        self.betas.reset(np.array([track.slot]))
+        self.tracks[key] = track
+        return track
+
+    def forget(self, key: Key) -> None:
+        """Free a track's slot (REMOVED, REFOUND, end of stream)."""
+        track = self.tracks.pop(key, None)
+        if track is not None:
+            self._free.append(track.slot)
+
+    def forget_stream(self, stream_id: str) -> None:
+        for key in [k for k in self.tracks if k[0] == stream_id]:
+            self.forget(key)
+
+    # -- one frame ----------------------------------------------------------------------------
+    def confidence(self, p: Person) -> float:
+        """Trust in a measurement in [floor, 1]: engine confidence x detection score (saturating)."""
+        det = min(1.0, p.score / self.cfg.score_full_trust)
+        return min(1.0, max(p.pose_confidence * det, self.cfg.confidence_floor))
+
+    def smooth(self, stream_id: str, t_s: float, persons: list[Person]) -> None:
+        """Filter one frame's persons in place (events already applied)."""
+        new: list[tuple[Person, _Track]] = []
+        old: list[tuple[Person, _Track]] = []
+        coast: list[tuple[Person, _Track]] = []
+        t_meas = self.bank.t_meas_s
+        for p in persons:
+            key = (stream_id, p.track_id)
+            track = self.tracks.get(key)
+            if p.q is not None:
+                if track is not None and t_s - t_meas[track.slot] > self.cfg.max_coast_s:
+                    self.forget(key)         # too long unseen: the velocity is stale, restart
+                    track = None
+                if track is None:
+                    new.append((p, self._alloc(key)))
+                else:
+                    old.append((p, track))
+            elif track is not None and t_s - t_meas[track.slot] <= self.cfg.max_coast_s:
+                coast.append((p, track))
+            else:
+                p.predicted = False          # nothing to offer: passed through without pose
+        measured = new + old
+        if measured:
+            slots, z, observed, conf = self._measurements(measured)
+            t = np.full(len(slots), t_s)
+            k = len(new)
+            if k:
+                self.bank.initialize(slots[:k], t[:k], z[:k], conf[:k], observed[:k])
+            if k < len(slots):
+                self.bank.step(slots[k:], t[k:], z[k:], conf[k:], observed[k:])
+            with_b = [i for i, (p, _) in enumerate(measured) if p.betas is not None]
+            if with_b:
+                idx = np.array(with_b)
+                b = np.stack([measured[i][0].betas for i in with_b]).astype(np.float64)
+                self.betas.update(slots[idx], t[idx], b, conf[idx])
+        if coast:
+            slots = np.fromiter((tr.slot for _, tr in coast), dtype=np.int64, count=len(coast))
+            self.bank.predict(slots, np.full(len(slots), t_s))
+        if measured or coast:
+            self._write(t_s, measured + coast, n_measured=len(measured))
+
+    def _measurements(self, batch: list[tuple[Person, _Track]]):
+        """slots (n,), z (n, 49) (q then trans_m, NaN = none), observed (n, 49), confidence (n,)."""
+        n = len(batch)
+        slots = np.empty(n, dtype=np.int64)
+        z = np.full((n, NUM_DOFS + 3), np.nan)
+        observed = np.ones((n, NUM_DOFS + 3), dtype=bool)
+        conf = np.empty(n)
+        for i, (p, track) in enumerate(batch):
+            slots[i] = track.slot
+            z[i, :NUM_DOFS] = p.q
+            if p.trans_m is not None:
+                z[i, TRANS] = p.trans_m
+                track.has_trans = True
+            if p.dof_observed is not None:
+                observed[i, :NUM_DOFS] = p.dof_observed
+            conf[i] = self.confidence(p)
+        return slots, z, observed, conf
+
+    def _write(self, t_s: float, batch: list[tuple[Person, _Track]], n_measured: int) -> None:
+        slots = np.fromiter((t.slot for _, t in batch), dtype=np.int64, count=len(batch))
+        x, v, active = self.bank.state(slots)
+        q32 = x[:, :NUM_DOFS].astype(np.float32)
+        v32 = v[:, :NUM_DOFS].astype(np.float32)
+        tr32 = x[:, TRANS].astype(np.float32)
+        trv32 = v[:, TRANS].astype(np.float32)
+        active = active[:, :NUM_DOFS].copy()
+        quats = root_quaternions(x[:, :3])
+        betas32 = self.betas.mean[slots].astype(np.float32)
+        has_b = self.betas.weight[slots] > 0.0
+        for i, (p, track) in enumerate(batch):
+            p.q, p.q_vel, p.limit_active = q32[i], v32[i], active[i]
+            p.predicted = i >= n_measured
+            p.root_orient_wxyz = quats[i]
+            if track.has_trans:
+                p.trans_m, p.trans_vel_mps = tr32[i], trv32[i]
+            if has_b[i]:
+                p.betas = betas32[i]
+            if track.history is not None:
+                track.history.append(t_s, self.bank.x[track.slot, :NUM_DOFS],
+                                     self.bank.P[track.slot, :NUM_DOFS])
+
+    def smoothed_at(self, track: _Track, t_s: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fixed-lag RTS estimate (q (46,), q_vel (46,)) of a track at a past frame time."""
+        if track.history is None:
+            return None
+        b = self.bank
+        return track.history.smoothed_at(t_s, b.q[:NUM_DOFS], b.lower[:NUM_DOFS],
+                                         b.upper[:NUM_DOFS], b.wrap[:NUM_DOFS])
+
+
+class SmoothingStage(Stage):
+    """Process-graph stage 'smooth'. With `fixed_lag_frames` N > 0 it holds each stream's packets
+    N frames and emits them RTS-smoothed (for recordings; live use keeps N = 0)."""
+    name = "smooth"
+
+    def __init__(self, config: PipelineConfig):
+        self.cfg = config.smoothing
+        self._smoother: PoseSmoother | None = None
+        self._held: dict[str, deque[tuple[float, Packet]]] = {}
+        self._retired: dict[str, list[tuple[int, Key, _Track]]] = {}
+
+    def setup(self) -> None:
+        self._smoother = PoseSmoother(self.cfg)
+
+    @property
+    def smoother(self) -> PoseSmoother:
+        if self._smoother is None:
+            self.setup()
+        return self._smoother
+
+    def process(self, packet: Packet) -> Packet | None:
+        if not self.cfg.enabled:
+            return packet
+        sm = self.smoother
+        sid = packet.frame.stream_id
+        t_s = frame_time_s(packet)
+        lag = self.cfg.fixed_lag_frames
+        for ev in packet.events:
+            key = (sid, ev.track_id)
+            if ev.kind in (TrackEventKind.REMOVED, TrackEventKind.REFOUND):
+                if lag and key in sm.tracks:
+                    # held packets still need this track's history: retire it after N frames
+                    self._retired.setdefault(sid, []).append((lag + 1, key, sm.tracks[key]))
+                sm.forget(key)
+        sm.smooth(sid, t_s, packet.persons)
+        if not lag:
+            return packet
+        held = self._held.setdefault(sid, deque())
+        held.append((t_s, packet))
+        out = self._emit(sid) if len(held) > lag else None
+        self._age_retired(sid)
+        return out
+
+    def _emit(self, sid: str) -> Packet:
+        """Pop the oldest held packet of a stream and overwrite its poses with RTS estimates."""
+        t_s, packet = self._held[sid].popleft()
+        retired = {k: tr for _, k, tr in self._retired.get(sid, [])}
+        sm = self.smoother
+        for p in packet.persons:
+            key = (sid, p.track_id)
+            track = sm.tracks.get(key) or retired.get(key)
+            if p.q is None or track is None or track.history is None:
+                continue
+            res = sm.smoothed_at(track, t_s)
+            if res is not None:
+                q, q_vel = res
+                p.q = q.astype(np.float32)
+                p.q_vel = q_vel.astype(np.float32)
+                p.limit_active = (q <= DOF_LOWER) | (q >= DOF_UPPER)
+                p.root_orient_wxyz = root_quaternions(q[None])[0]
+        return packet
+
+    def _age_retired(self, sid: str) -> None:
+        items = self._retired.get(sid)
+        if items:
+            self._retired[sid] = [(n - 1, k, tr) for n, k, tr in items if n > 1]
+
+    def flush(self, stream_id: str) -> list[Packet]:
+        out: list[Packet] = []
+        while self._held.get(stream_id):
+            out.append(self._emit(stream_id))
+        self._held.pop(stream_id, None)
+        self._retired.pop(stream_id, None)
+        self.smoother.forget_stream(stream_id)
+        return out
+
+    def close(self) -> None:
+        self._smoother = None
+        self._held.clear()
+        self._retired.clear()
