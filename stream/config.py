@@ -1,6 +1,8 @@
 """The whole run's configuration: one YAML file, validated on load, overridable from the CLI."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from engines.detection.config import DetectorConfig
@@ -14,12 +16,17 @@ from tracking.smoothing_config import SmoothingConfig
 
 class RuntimeConfig(StrictModel):
     """Process-graph behaviour (owner: graph runtime)."""
-    queue_size: int = Field(2, ge=1, le=1024)
-    ring_slots: int = Field(16, ge=4, le=256)
+    queue_size: int = Field(2, ge=1, le=1024)  # packets waiting per stage; live mode drops the oldest
+    ring_slots: int = Field(16, ge=4, le=256)  # frames per source kept in shared memory
     restart_crashed_stages: bool = False
     max_restarts: int = Field(3, ge=0)
     metrics_interval_s: float = Field(1.0, gt=0.0)
-    status_line: bool = True
+    status_line: bool = True        # one live status line on stderr
+    summary_at_exit: bool = True    # per-stage table on stderr when the run ends
+    lossless: bool = False          # every source in lossless mode (files: every frame, no drops)
+    start_method: Literal["spawn", "forkserver"] = "spawn"  # never fork: torch/mediapipe threads
+    setup_timeout_s: float = Field(120.0, gt=0.0)  # stages must finish setup() (model loading)
+    drain_timeout_s: float = Field(10.0, gt=0.0)   # after Ctrl-C/SIGTERM, then abort
 
 
 class PipelineConfig(StrictModel):

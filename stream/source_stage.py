@@ -1,0 +1,119 @@
+"""The source stage: one process per camera/file that decodes frames into its shared-memory ring.
+
+It calls `FrameSource.read()` in a loop, copies each frame into the next ring slot and sends a
+pixel-less `Packet` (stream id, seq, capture timestamps, ring slot) downstream. Decoding happens
+here, so a stalled camera never blocks the rest of the graph, and a stream that fails ends only
+itself (the runtime still sends its end-of-stream and stop markers so downstream stages finish).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import numpy as np
+
+from stream.errors import SourceError
+from stream.packet import FrameInfo, Packet
+from stream.shm_ring import ShmRing
+from stream.sources.config import SourceConfig
+
+DEFAULT_OPENER = "stream.sources.factory:open_source"
+
+
+class SourceContext(Protocol):
+    """What the graph runtime gives a source process (see `stream.graph.ChildContext`)."""
+    lossless: bool
+    ring_name: str
+    image_consumers: list[int]
+    meter: Any
+    seq_value: Any
+
+    def should_abort(self) -> bool: ...
+    def stopping(self) -> bool: ...
+    def emit(self, item: Any, block: bool | None = None) -> bool: ...
+
+
+class SourceStage:
+    """Settings of one source process (picklable; nothing is opened in the parent).
+
+    `opener`: dotted path `module:function` with the signature of
+    `stream.sources.factory.open_source(cfg, stream_id) -> FrameSource` (tests plug their own).
+    """
+    needs_image = False
+
+    def __init__(self, cfg: SourceConfig, stream_id: str, n_slots: int,
+                 opener: str = DEFAULT_OPENER):
+        self.cfg = cfg
+        self.stream_id = stream_id
+        self.name = f"source:{stream_id}"
+        self.n_slots = n_slots
+        self.opener = opener
+
+    @property
+    def lossless(self) -> bool:
+        return self.cfg.mode == "lossless"
+
+    def run(self, ctx: SourceContext) -> None:
+        """Child process body: open, pump frames until the source ends or the run stops."""
+        from stream.pipeline import load_object  # late: keeps the parent free of source imports
+
+        opener = load_object(self.opener, what="source opener")
+        src = opener(self.cfg, self.stream_id)
+        ring = None
+        try:
+            ring = ShmRing.create(ctx.ring_name, self.n_slots, int(src.height), int(src.width),
+                                  first_seq=int(ctx.seq_value.value))
+            self._pump(src, ring, ctx)
+        finally:
+            try:
+                ctx.meter.set("corrupt", float(src.stats.corrupt_skipped))
+            except Exception:  # stats are informative only; never mask the real exit reason
+                pass
+            src.close()
+            if ring is not None:
+                ring.close(unlink=False)  # readers may attach later; the graph parent unlinks
+
+    def _pump(self, src: Any, ring: ShmRing, ctx: SourceContext) -> None:
+        # a finite source in lossless mode reads one frame ahead so the last packet carries
+        # FrameInfo.last; live playback skips the look-ahead (it would add a frame of latency)
+        lookahead = ctx.lossless and not bool(getattr(src, "is_live", True))
+        block = ctx.lossless and self.lossless
+        meter = ctx.meter
+        frame = src.read()
+        while frame is not None and not ctx.stopping():
+            following = src.read() if lookahead else None
+            t0 = time.perf_counter_ns()
+            image = self._fit(frame.image, ring, meter)
+            seq = ring.next_seq
+            if ctx.lossless and not ring.wait_free(seq, ctx.image_consumers, ctx.should_abort):
+                return
+            seq, slot = ring.write(image)
+            ctx.seq_value.value = seq + 1
+            pkt = Packet(FrameInfo(
+                stream_id=self.stream_id, seq=seq, capture_ns=int(frame.capture_ns),
+                capture_utc_ns=int(frame.capture_utc_ns), width=ring.width, height=ring.height,
+                media_pts_s=frame.media_pts_s, ring=ring.name, slot=slot,
+                last=lookahead and following is None))
+            dt = time.perf_counter_ns() - t0
+            pkt.timings_ns[self.name] = dt
+            meter.add("frames_in")
+            if ctx.emit(pkt, block=block):
+                meter.add("frames_out")
+            meter.frame(dt, pkt.frame.capture_ns)
+            meter.tick()
+            frame = following if lookahead else src.read()
+
+    @staticmethod
+    def _fit(image: np.ndarray, ring: ShmRing, meter: Any) -> np.ndarray:
+        """Frames must match the ring's size; a source that changes resolution mid-stream
+        (RTSP renegotiation, mixed image folder) is resized to the first frame's size."""
+        want = (ring.height, ring.width, ring.channels)
+        if image.shape == want and image.dtype == np.uint8:
+            return image
+        if image.ndim != 3 or image.shape[2] != ring.channels or image.dtype != np.uint8:
+            raise SourceError(f"source produced a {image.dtype} frame of shape {image.shape}; "
+                              f"sources must return (H, W, 3) uint8 BGR")
+        import cv2
+
+        meter.add("errors")
+        return cv2.resize(image, (ring.width, ring.height), interpolation=cv2.INTER_AREA)
