@@ -24,6 +24,7 @@ import numpy as np
 from engines.skel.dofs import wrap_angle
 
 _V0_STD = 2.0  # rad/s (or m/s): prior std of the velocity of a freshly started track
+_NIS_CAP = 100.0  # one wild innovation must not boost Q without bound
 
 
 # --- the filter equations (stateless: arrays in, arrays out) ---------------------------------
@@ -113,6 +114,23 @@ def project_to_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray
     return x, at_lo | at_hi
 
 
+def damp_velocity(x: np.ndarray, P: np.ndarray, dt: np.ndarray, tau_s: float,
+                  mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Decay the velocity of unmeasured channels (mask (n, c); None = all) by exp(-dt / tau_s).
+
+    Without measurements a constant-velocity model extrapolates a noisy velocity for as long as
+    it coasts; joints stop, so an unseen DoF should slow down and hold. x' = D x, P' = D P D'
+    with D = diag(1, d)."""
+    d = np.exp(-np.asarray(dt, dtype=np.float64) / tau_s)[:, None]
+    if mask is not None:
+        d = np.where(mask, d, 1.0)
+    x[..., 1] *= d                              # x = D x
+    P[..., 0, 1] *= d                           # P = D P D'
+    P[..., 1, 0] *= d
+    P[..., 1, 1] *= d * d
+    return x, P
+
+
 # --- the per-track bank --------------------------------------------------------------------
 
 class JointFilterBank:
@@ -125,7 +143,9 @@ class JointFilterBank:
 
     def __init__(self, q: np.ndarray, meas_std: np.ndarray, lower: np.ndarray, upper: np.ndarray,
                  wrap: np.ndarray, gate_sigma: np.ndarray | float, gate_max_frames: int,
-                 limit_margin: float, unseen_std: np.ndarray | float = 0.5, capacity: int = 16):
+                 limit_margin: float, unseen_std: np.ndarray | float = 0.5,
+                 huber_sigma: float = 2.5, coast_tau_s: float = 0.15, q_boost_max: float = 1.0,
+                 q_boost_tau_s: float = 0.05, capacity: int = 16):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -133,6 +153,10 @@ class JointFilterBank:
         self.wrap = np.asarray(wrap, dtype=bool)
         self.bounded = np.isfinite(self.lower) | np.isfinite(self.upper)
         self.gate2 = np.square(np.broadcast_to(np.asarray(gate_sigma, dtype=np.float64), self.q.shape))
+        self.huber2 = float(huber_sigma) ** 2
+        self.coast_tau_s = float(coast_tau_s)
+        self.q_boost_max = float(q_boost_max)
+        self.q_boost_tau_s = float(q_boost_tau_s)
         self.unseen_var = np.square(np.broadcast_to(np.asarray(unseen_std, dtype=np.float64), self.q.shape))
         self.gate_max_frames = int(gate_max_frames)
         self.limit_margin = float(limit_margin)
@@ -143,6 +167,7 @@ class JointFilterBank:
         self.t_meas_s = np.zeros(capacity)        # time of the last accepted measurement (s)
         self.n_rejected = np.zeros((capacity, c), dtype=np.int32)
         self.active = np.zeros((capacity, c), dtype=bool)
+        self.nis = np.ones((capacity, c))         # running normalized innovation squared
 
     @property
     def channels(self) -> int:
@@ -160,6 +185,7 @@ class JointFilterBank:
         self.t_meas_s = np.concatenate([self.t_meas_s, np.zeros(extra)])
         self.n_rejected = np.concatenate([self.n_rejected, np.zeros((extra, c), dtype=np.int32)])
         self.active = np.concatenate([self.active, np.zeros((extra, c), dtype=bool)])
+        self.nis = np.concatenate([self.nis, np.ones((extra, c))])
 
     def meas_var_for(self, z: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """R (n, c): base variance / confidence^2, times 1 + (distance outside limits / margin)^2."""
@@ -184,11 +210,13 @@ class JointFilterBank:
         self.t_s[slots] = t_s
         self.t_meas_s[slots] = t_s
         self.n_rejected[slots] = 0
+        self.nis[slots] = 1.0
 
     def predict(self, slots: np.ndarray, t_s: np.ndarray) -> None:
         """Move slots to time t_s (n,) seconds; no measurement (coasting)."""
         dt = np.maximum(t_s - self.t_s[slots], 0.0)  # out-of-order or equal stamps: no motion
         x, P = predict(self.x[slots], self.P[slots], dt, self.q)
+        x, P = damp_velocity(x, P, dt, self.coast_tau_s, None)
         x, act = project_to_box(x, self.lower, self.upper)
         self.x[slots], self.P[slots], self.active[slots] = x, P, act & self.bounded
         self.t_s[slots] = np.maximum(t_s, self.t_s[slots])
@@ -198,7 +226,9 @@ class JointFilterBank:
         """Predict to t_s (n,) s, then update with z (n, c) where `observed` (n, c) bool.
         confidence (n,) in (0, 1] scales R. Returns accepted (n, c) bool (False = gated/unseen)."""
         dt = np.maximum(t_s - self.t_s[slots], 0.0)
-        x, P = predict(self.x[slots], self.P[slots], dt, self.q)
+        nis = self.nis[slots]
+        q = self.q * np.clip(nis, 1.0, self.q_boost_max)  # innovations too big: the model is failing
+        x, P = predict(self.x[slots], self.P[slots], dt, q)
         observed = observed & np.isfinite(z)
         z = np.where(observed, z, 0.0)
         R = self.meas_var_for(z, confidence)
@@ -207,7 +237,13 @@ class JointFilterBank:
         n_rej = self.n_rejected[slots]
         gated = observed & (d2 > self.gate2) & (n_rej < self.gate_max_frames)
         accepted = observed & ~gated
+        # Huber: beyond huber2 the measurement's variance grows with its distance, bounding its pull
+        w = np.sqrt(np.maximum(d2, self.huber2) / self.huber2)
+        S = S + (w - 1.0) * R                              # S = H P H' + R / w_huber
         x, P = correct(x, P, y, S, accepted, self.wrap)
+        x, P = damp_velocity(x, P, dt, self.coast_tau_s, ~accepted)
+        a = 1.0 - np.exp(-dt / self.q_boost_tau_s)[:, None]
+        self.nis[slots] = np.where(observed, nis + a * (np.minimum(d2, _NIS_CAP) - nis), nis)
         x, act = project_to_box(x, self.lower, self.upper)
         self.x[slots], self.P[slots], self.active[slots] = x, P, act & self.bounded
         self.n_rejected[slots] = np.where(gated, n_rej + 1, np.where(accepted, 0, n_rej))

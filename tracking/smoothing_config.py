@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from stream.config_base import StrictModel
 
-PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.8, "balanced": 0.55, "analysis": 0.3}
+PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.3, "balanced": 0.2, "analysis": 0.1}
 """responsiveness of each preset; 0 = smoothest, 1 = follows the measurements almost raw."""
 
 # white-noise-acceleration spectral density (rad^2/s^3) at responsiveness 0 and 1
@@ -40,6 +40,13 @@ class SmoothingConfig(StrictModel):
     """DoF name (engines.skel.dofs.DOF_NAMES) -> override."""
     gate_sigma: float = Field(4.0, gt=0.0)
     """Mahalanobis distance (in sigmas) beyond which a measured angle is rejected as an outlier."""
+    huber_sigma: float = Field(2.5, gt=0.0)
+    """Innovations beyond this many sigmas pull less (R scaled by distance / huber_sigma)."""
+    adaptive_q_max: float = Field(1000.0, ge=1.0)
+    """Q is scaled by the running normalized innovation squared (>= 1, at most this): a DoF that
+    starts moving fast gets a responsive model within a few frames, one at rest stays smooth."""
+    adaptive_q_time_constant_s: float = Field(0.05, gt=0.0)
+    """Averaging time of that running normalized innovation squared."""
     gate_max_frames: int = Field(3, ge=0)
     """After this many consecutive rejections a DoF accepts the measurement again (real fast move)."""
     limit_margin_rad: float = Field(0.05, gt=0.0)
@@ -51,6 +58,8 @@ class SmoothingConfig(StrictModel):
     max_coast_s: float = Field(0.5, gt=0.0)
     """Persons without a fresh pose are predicted for at most this long, then output without pose;
     a track whose last pose is older than this restarts from its next measurement."""
+    coast_velocity_time_constant_s: float = Field(0.15, gt=0.0)
+    """Unmeasured DoFs (coasting, unseen, gated) lose velocity with this time constant: joints stop."""
     betas_time_constant_s: float = Field(1.0, gt=0.0)
     """Memory of the betas running mean: a plain mean at first, never slower than an EMA of this
     time constant, so a bad first estimate is forgotten within about this long."""

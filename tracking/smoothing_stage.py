@@ -52,6 +52,8 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
         gate_sigma=np.concatenate([np.full(NUM_DOFS, cfg.gate_sigma), tr["gate_sigma"]]),
         gate_max_frames=cfg.gate_max_frames, limit_margin=cfg.limit_margin_rad,
         unseen_std=np.concatenate([np.full(NUM_DOFS, 0.5), tr["unseen_std"]]),
+        huber_sigma=cfg.huber_sigma, coast_tau_s=cfg.coast_velocity_time_constant_s,
+        q_boost_max=cfg.adaptive_q_max, q_boost_tau_s=cfg.adaptive_q_time_constant_s,
         capacity=capacity)
 
 

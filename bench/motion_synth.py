@@ -1,0 +1,160 @@
+"""Synthetic SKEL joint-angle trajectories with ground truth, for the smoothing benchmark and tests.
+
+Truth is a continuous-time function sampled at jittered frame times: gait-like cycles (hips,
+knees, ankles, arm swing), fast reaches (minimum-jerk moves of shoulder and elbow into a straight
+elbow), pauses (everything holds), a straight knee held on its joint limit, slow background motion
+of every DoF, and a slow turn of the pelvis that crosses +-pi. Measurements imitate single-image
+estimators: a few degrees of Gaussian noise, occasional large outliers (single DoFs and whole-body
+flips), dropped frames (no pose), DoFs the engine could not see (stale value, dof_observed False)
+and a confidence that drops when things go wrong. Raw measurements may violate joint limits.
+All randomness comes from one seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engines.skel.dofs import DOF_BOUNDED, DOF_INDEX, DOF_LOWER, DOF_UPPER, NUM_BETAS, NUM_DOFS, wrap_angle
+
+_I = DOF_INDEX
+
+
+@dataclass
+class Trajectory:
+    """One person's truth and measurements on T frames (angles in radians, SKEL order)."""
+    t_s: np.ndarray          # (T,) float64 s, jittered frame times
+    truth: np.ndarray        # (T, 46) float64 rad, within the limits; pelvis wrapped to [-pi, pi)
+    meas: np.ndarray         # (T, 46) float64 rad, what the engine reports (NaN rows = dropped)
+    dropped: np.ndarray      # (T,) bool: no pose this frame (engine skipped the person)
+    observed: np.ndarray     # (T, 46) bool: dof_observed
+    confidence: np.ndarray   # (T,) float in (0, 1]
+    trans_truth: np.ndarray  # (T, 3) m, camera frame
+    trans_meas: np.ndarray   # (T, 3) m
+    betas_truth: np.ndarray  # (10,)
+    betas_meas: np.ndarray   # (T, 10)
+
+
+def _min_jerk(s: np.ndarray) -> np.ndarray:
+    """0 -> 1 minimum-jerk profile for s in [0, 1]."""
+    s = np.clip(s, 0.0, 1.0)
+    return s ** 3 * (10.0 - 15.0 * s + 6.0 * s * s)
+
+
+def _smooth_noise(rng: np.random.Generator, t: np.ndarray, n: int, amp: float, cutoff_hz: float
+                  ) -> np.ndarray:
+    """(len(t), n) band-limited random motion: a sum of random sinusoids below cutoff_hz."""
+    out = np.zeros((t.size, n))
+    for _ in range(4):
+        f = rng.uniform(0.05, cutoff_hz, n)
+        ph = rng.uniform(0, 2 * np.pi, n)
+        out += np.sin(2 * np.pi * f * t[:, None] + ph)
+    return amp * out / 2.0
+
+
+def truth_at(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(len(t), 46) ground-truth angles at times t (s): the motion scenario of one person."""
+    T = t.size
+    mid = np.where(DOF_BOUNDED, 0.5 * (np.nan_to_num(DOF_LOWER) + np.nan_to_num(DOF_UPPER)), 0.0)
+    half = np.where(DOF_BOUNDED, 0.5 * (DOF_UPPER - DOF_LOWER), 1.0)
+    # a relaxed standing pose near the middle of each range, plus slow background motion
+    q = np.tile(mid + 0.15 * half * rng.uniform(-1, 1, NUM_DOFS), (T, 1))
+    q += _smooth_noise(rng, t, NUM_DOFS, 0.12 * half, 0.5)
+    dur = t[-1] - t[0] + 1e-9
+    u = (t - t[0]) / dur
+    # gait in the first 45 % (walking), pause 45-55 %, reaches 55-100 %
+    walk = (u < 0.45).astype(float) * _min_jerk((u * dur) / 0.5)  # ramps in over 0.5 s
+    f_gait = rng.uniform(0.8, 1.1)
+    ph = 2 * np.pi * f_gait * t
+    for side, sgn in (("r", 1.0), ("l", -1.0)):
+        s = np.sin(ph + (0 if sgn > 0 else np.pi))
+        q[:, _I[f"hip_flexion_{side}"]] = walk * (0.25 + 0.45 * s) + (1 - walk) * 0.05
+        # knee: straight (on its 0 limit) for part of the cycle, flexed up to ~1.1 rad in swing
+        knee = 0.55 * np.sin(ph + (0.6 if sgn > 0 else 0.6 + np.pi)) + 0.3
+        q[:, _I[f"knee_angle_{side}"]] = np.maximum(walk * knee, 0.0)
+        q[:, _I[f"ankle_angle_{side}"]] = walk * 0.3 * np.sin(ph + 1.2 + (0 if sgn > 0 else np.pi))
+        arm = f"shoulder_{side}_x"
+        q[:, _I[arm]] = np.clip(q[:, _I[arm]] * (1 - walk) + walk * (-0.35 * s * sgn), DOF_LOWER[_I[arm]], DOF_UPPER[_I[arm]])
+    # pause: freeze everything between 45 % and 55 %
+    pause = (u >= 0.45) & (u < 0.55)
+    if pause.any():
+        q[pause] = q[np.argmax(pause)]
+    # fast reaches: right then left arm, 0.3 s minimum-jerk out to a straight elbow, hold, back
+    reach_t0 = t[0] + dur * np.array([0.58, 0.70, 0.82, 0.92])
+    for k, t0 in enumerate(reach_t0):
+        side = "r" if k % 2 == 0 else "l"
+        move = rng.uniform(0.25, 0.35)
+        hold = rng.uniform(0.3, 0.6)
+        out = _min_jerk((t - t0) / move) - _min_jerk((t - t0 - move - hold) / move)
+        e, sx = _I[f"elbow_flexion_{side}"], _I[f"shoulder_{side}_x"]
+        q[:, e] = q[:, e] * (1 - out)  # elbow straightens onto its 0 limit and stays there
+        q[:, sx] = q[:, sx] + out * (1.2 if side == "r" else -1.2)
+    # pelvis: upright (tilt ~ pi, the y-down camera convention) and a slow turn across +-pi
+    q[:, 0] = np.pi + 0.05 * np.sin(2 * np.pi * 0.3 * t)
+    q[:, 1] = 0.05 * np.sin(2 * np.pi * 0.2 * t + 1.0)
+    q[:, 2] = 2.6 + 0.5 * (t - t[0])
+    q = np.clip(q, DOF_LOWER, DOF_UPPER)
+    q[:, :3] = wrap_angle(q[:, :3])
+    return q
+
+
+def frame_times(rng: np.random.Generator, fps: float, duration_s: float, jitter_frac: float = 0.15
+                ) -> np.ndarray:
+    """(T,) increasing frame times with uniform jitter of +-jitter_frac of a period."""
+    n = int(round(duration_s * fps))
+    t = np.arange(n) / fps + rng.uniform(-jitter_frac, jitter_frac, n) / fps
+    return np.maximum.accumulate(t) + 1.0
+
+
+def synth_person(seed: int, fps: float = 30.0, duration_s: float = 12.0, noise_deg: float = 3.0,
+                 outlier_rate: float = 0.01, flip_rate: float = 0.005, drop_rate: float = 0.02,
+                 unseen_rate: float = 0.01, t: np.ndarray | None = None) -> Trajectory:
+    """One person's trajectory: see the module docstring. Rates are per frame (per DoF for
+    outliers and unseen segments); noise_deg is the std of the Gaussian angle noise. Pass the
+    frame times `t` (s) to put several people on one stream's clock."""
+    rng = np.random.default_rng(seed)
+    if t is None:
+        t = frame_times(rng, fps, duration_s)
+    truth = truth_at(t, rng)
+    T = t.size
+    noise = np.deg2rad(noise_deg) * rng.uniform(0.7, 1.3, NUM_DOFS)
+    meas = truth + rng.normal(0.0, 1.0, (T, NUM_DOFS)) * noise
+    conf = np.clip(rng.normal(0.85, 0.08, T), 0.3, 1.0)
+    # single-DoF outliers (15-40 deg)
+    out = rng.random((T, NUM_DOFS)) < outlier_rate
+    meas += out * rng.choice([-1.0, 1.0], (T, NUM_DOFS)) * np.deg2rad(rng.uniform(15, 40, (T, NUM_DOFS)))
+    # whole-body flips: a bad frame, large errors everywhere, lower confidence
+    flip = rng.random(T) < flip_rate
+    meas[flip] += rng.normal(0, np.deg2rad(25), (int(flip.sum()), NUM_DOFS))
+    conf[flip] *= 0.6
+    # unseen DoFs: the engine holds its previous value for 3-15 frames
+    observed = np.ones((T, NUM_DOFS), dtype=bool)
+    starts = np.argwhere(rng.random((T, NUM_DOFS)) < unseen_rate / 8.0)
+    for k, d in starts:
+        n = rng.integers(3, 16)
+        observed[k:k + n, d] = False
+    for k in range(1, T):
+        meas[k] = np.where(observed[k], meas[k], meas[k - 1])
+    meas[:, :3] = wrap_angle(meas[:, :3])
+    # dropped frames in bursts of 1-6
+    dropped = np.zeros(T, dtype=bool)
+    for k in np.flatnonzero(rng.random(T) < drop_rate / 3.0):
+        dropped[k:k + rng.integers(1, 7)] = True
+    dropped[:3] = False
+    meas[dropped] = np.nan
+    # root translation: walking across at ~1 m/s while gait, then standing; depth noisier
+    u = (t - t[0]) / (t[-1] - t[0])
+    x = -1.0 + 1.1 * np.minimum(u, 0.45) / 0.45 * (t[-1] - t[0]) * 0.45 / 5.0
+    trans_truth = np.stack([x, 0.1 + 0.02 * np.sin(2 * np.pi * 1.8 * t), 3.5 + 0.3 * np.sin(0.4 * t)], 1)
+    trans_meas = trans_truth + rng.normal(0, 1, (T, 3)) * np.array([0.02, 0.02, 0.10])
+    betas_truth = rng.normal(0, 1, NUM_BETAS)
+    betas_meas = betas_truth + rng.normal(0, 0.15, (T, NUM_BETAS))
+    return Trajectory(t, truth, meas, dropped, observed, conf, trans_truth, trans_meas,
+                      betas_truth, betas_meas)
+
+
+def synth_stream(seed: int, n_persons: int, fps: float = 30.0, duration_s: float = 12.0,
+                 **kw) -> list[Trajectory]:
+    """n_persons trajectories sharing one stream's jittered frame clock."""
+    t = frame_times(np.random.default_rng(seed), fps, duration_s)
+    return [synth_person(seed * 1000 + i + 1, t=t, **kw) for i in range(n_persons)]
