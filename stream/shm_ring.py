@@ -91,7 +91,11 @@ class ShmRing:
 
     @classmethod
     def attach(cls, name: str) -> "ShmRing":
-        return cls(shared_memory.SharedMemory(name=name), owner=False)
+        """Map an existing ring (reader side) and fault its pages in now, off the hot path."""
+        ring = cls(shared_memory.SharedMemory(name=name), owner=False)
+        flat = ring._data.reshape(-1)
+        int(flat[::4096].sum())
+        return ring
 
     # -- writer -------------------------------------------------------------------------------
     @property
@@ -119,6 +123,9 @@ class ShmRing:
 
     def write(self, image: np.ndarray) -> tuple[int, int]:
         """Copy one (H, W, C) uint8 frame into the next slot; returns (seq, slot)."""
+        if image.shape != self._data.shape[1:]:
+            raise ValueError(f"frame of shape {image.shape} does not fit ring slots of shape "
+                             f"{self._data.shape[1:]}")
         seq = int(self._hdr[6])
         slot = seq % self.n_slots
         self._gen[slot] = 2 * seq + 1

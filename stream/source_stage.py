@@ -81,7 +81,12 @@ class SourceStage:
         meter = ctx.meter
         frame = src.read()
         while frame is not None and not ctx.stopping():
-            following = src.read() if lookahead else None
+            following, failure = None, None
+            if lookahead:
+                try:
+                    following = src.read()
+                except SourceError as exc:  # still deliver the frame we already have
+                    failure = exc
             t0 = time.perf_counter_ns()
             image = self._fit(frame.image, ring, meter)
             seq = ring.next_seq
@@ -93,7 +98,7 @@ class SourceStage:
                 stream_id=self.stream_id, seq=seq, capture_ns=int(frame.capture_ns),
                 capture_utc_ns=int(frame.capture_utc_ns), width=ring.width, height=ring.height,
                 media_pts_s=frame.media_pts_s, ring=ring.name, slot=slot,
-                last=lookahead and following is None))
+                last=lookahead and following is None and failure is None))
             dt = time.perf_counter_ns() - t0
             pkt.timings_ns[self.name] = dt
             meter.add("frames_in")
@@ -101,6 +106,8 @@ class SourceStage:
                 meter.add("frames_out")
             meter.frame(dt, pkt.frame.capture_ns)
             meter.tick()
+            if failure is not None:
+                raise failure
             frame = following if lookahead else src.read()
 
     @staticmethod

@@ -1,0 +1,184 @@
+"""The graph runtime end to end with real processes, shared memory and test stages."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graph_helpers import OPENER, CheckStage, CollectSink, CrashStage, read_collected
+from stream.config import RuntimeConfig
+from stream.graph import Graph
+from stream.source_stage import SourceStage
+from stream.sources.config import SourceConfig
+
+RT = dict(status_line=False, summary_at_exit=False, metrics_interval_s=0.2, drain_timeout_s=10)
+
+
+def source(uri: str, sid: str, mode: str = "lossless", slots: int = 8) -> SourceStage:
+    return SourceStage(SourceConfig(uri=uri, mode=mode, stream_id=sid), sid, slots, OPENER)
+
+
+def leftovers(g: Graph) -> list[str]:
+    """Rings of this graph still in /dev/shm, and child processes still alive."""
+    shm = [n for n in os.listdir("/dev/shm") if n.startswith(g._token)]
+    alive = [n.name for n in g.nodes.values() if n.proc is not None and n.proc.is_alive()]
+    return shm + alive + [p.name for p in mp.active_children()
+                          if p.name.startswith("skelstream-")]
+
+
+def test_lossless_two_sources_every_frame_in_order(tmp_path: Path):
+    out = tmp_path / "out.txt"
+    g = Graph(RuntimeConfig(**RT), lossless=True)
+    g.add(source("test:n=60,w=96,h=64", "a"), to=["check"])
+    g.add(source("test:n=45,w=32,h=24", "b"), to=["check"])
+    g.add(CheckStage("check"), to=["collect"])
+    g.add(CollectSink(str(out), "collect"))
+    res = g.run()
+    assert res.exit_code == 0, res.errors
+    pk, ends, closed = read_collected(out)
+    for sid, n in (("a", 60), ("b", 45)):
+        mine = [p for p in pk if p[0] == sid]
+        assert [p[1] for p in mine] == list(range(n))           # every frame, in order
+        assert [p[2] for p in mine] == [0] * (n - 1) + [1]      # FrameInfo.last on the last one
+        assert all(p[5] == 1 for p in mine)                     # pixels were the right frame
+        assert set(mine[0][6]) >= {f"source:{sid}", "check"}    # per-stage timings recorded
+        cap = np.array([p[3] for p in mine])
+        assert (np.diff(cap) > 0).all()                         # capture timestamps monotonic
+    assert sorted(ends) == ["a", "b"] and closed
+    assert res.stats["check"]["frames_in"] == 105 and res.stats["check"]["drops"] == 0
+    assert res.stats["source:a"]["frames_out"] == 60
+    assert leftovers(g) == []
+
+
+def test_lossless_ring_smaller_than_backlog_never_tears(tmp_path: Path):
+    """A slow reader with a 4-slot ring: the source must wait, never overwrite a frame in use."""
+    out = tmp_path / "out.txt"
+    g = Graph(RuntimeConfig(**RT, queue_size=8), lossless=True)
+    g.add(source("test:n=40,w=64,h=48", "a", slots=4), to=["fast"])
+    g.add(CheckStage("fast"), to=["slow"])
+    g.add(CheckStage("slow", delay_s=0.01), to=["collect"])
+    g.add(CollectSink(str(out), "collect"))
+    res = g.run()
+    assert res.exit_code == 0, res.errors
+    pk, _, _ = read_collected(out)
+    assert [p[1] for p in pk] == list(range(40))
+    assert res.stats["slow"]["stale"] == 0 and res.stats["fast"]["stale"] == 0
+
+
+def test_live_slow_stage_drops_oldest_and_counts(tmp_path: Path):
+    out = tmp_path / "out.txt"
+    g = Graph(RuntimeConfig(**RT, queue_size=2), lossless=False)
+    g.add(source("test:n=150,w=64,h=48,fps=150,live=1", "cam0", mode="live", slots=16),
+          to=["slow"])
+    g.add(CheckStage("slow", delay_s=0.03, strict=False), to=["collect"])
+    g.add(CollectSink(str(out), "collect"))
+    res = g.run()
+    assert res.exit_code == 0, res.errors
+    pk, ends, closed = read_collected(out)
+    seqs = [p[1] for p in pk]
+    drops = res.stats["slow"]["drops"] + res.stats["slow"]["stale"]
+    assert drops > 50                                   # ~1 s at 150 fps into a ~33 fps stage
+    assert len(seqs) + drops == 150                     # every frame delivered or counted
+    assert seqs == sorted(seqs) and seqs[-1] >= 140     # oldest dropped: the newest get through
+    assert all(p[5] == 1 for p in pk)                   # nothing torn got through
+    lat_ms = np.array([p[4] for p in pk]) / 1e6
+    assert np.percentile(lat_ms, 50) < 200              # bounded by the queue, not the backlog
+    assert ends == ["cam0"] and closed
+
+
+def test_live_ring_lapped_under_a_slow_reader_is_dropped_not_torn(tmp_path: Path):
+    out = tmp_path / "out.txt"
+    g = Graph(RuntimeConfig(**RT, queue_size=4), lossless=False)
+    g.add(source("test:n=120,w=64,h=48,fps=200,live=1", "cam0", mode="live", slots=4),
+          to=["slow"])
+    g.add(CheckStage("slow", delay_s=0.03, strict=False), to=["collect"])
+    g.add(CollectSink(str(out), "collect"))
+    res = g.run()
+    assert res.exit_code == 0, res.errors
+    pk, _, _ = read_collected(out)
+    assert res.stats["slow"]["stale"] > 0
+    assert all(p[5] == 1 for p in pk)
+
+
+def test_fan_out_reaches_every_sink(tmp_path: Path):
+    g = Graph(RuntimeConfig(**RT), lossless=True)
+    g.add(source("test:n=30", "a"), to=["check"])
+    g.add(CheckStage("check"), to=["s1", "s2"])
+    g.add(CollectSink(str(tmp_path / "1.txt"), "s1"))
+    g.add(CollectSink(str(tmp_path / "2.txt"), "s2", needs_image=True))
+    assert g.run().exit_code == 0
+    for f in ("1.txt", "2.txt"):
+        pk, ends, closed = read_collected(tmp_path / f)
+        assert [p[1] for p in pk] == list(range(30)) and ends == ["a"] and closed
+
+
+def test_crash_stops_run_names_stage_and_cleans_up(tmp_path: Path):
+    out = tmp_path / "out.txt"
+    g = Graph(RuntimeConfig(**RT), lossless=True)
+    g.add(source("test:n=200", "a"), to=["pose"])
+    g.add(CrashStage("pose", crash_at=5), to=["collect"])
+    g.add(CollectSink(str(out), "collect"))
+    res = g.run()
+    assert res.exit_code == 1
+    assert any("stage 'pose' crashed" in e and "boom at seq 5" in e for e in res.errors)
+    assert read_collected(out)[2]  # the sink still closed its file
+    assert leftovers(g) == []
+
+
+def test_hard_crash_is_reported_with_exit_code(tmp_path: Path):
+    g = Graph(RuntimeConfig(**RT), lossless=True)
+    g.add(source("test:n=200", "a"), to=["pose"])
+    g.add(CrashStage("pose", crash_at=3, hard=True), to=["collect"])
+    g.add(CollectSink(str(tmp_path / "o.txt"), "collect"))
+    res = g.run()
+    assert res.exit_code == 1
+    assert any("stage 'pose' crashed: exited with code 9" in e for e in res.errors)
+    assert leftovers(g) == []
+
+
+def test_crashed_stage_is_restarted_when_configured(tmp_path: Path):
+    out = tmp_path / "out.txt"
+    g = Graph(RuntimeConfig(**RT, restart_crashed_stages=True, max_restarts=2), lossless=True)
+    g.add(source("test:n=80", "a"), to=["pose"])
+    g.add(CrashStage("pose", crash_at=10, marker=str(tmp_path / "m")), to=["collect"])
+    g.add(CollectSink(str(out), "collect"))
+    res = g.run()
+    assert res.exit_code == 0, res.errors
+    assert res.stats["pose"]["restarts"] == 1
+    assert any("restart 1/2" in e for e in res.errors)
+    pk, ends, closed = read_collected(out)
+    seqs = [p[1] for p in pk]
+    assert seqs[-1] == 79 and 10 not in seqs and ends == ["a"] and closed
+    assert leftovers(g) == []
+
+
+def test_user_error_in_setup_exits_2_before_sources_start(tmp_path: Path):
+    g = Graph(RuntimeConfig(**RT), lossless=True)
+    g.add(source("test:n=50", "a"), to=["pose"])
+    g.add(CrashStage("pose", in_setup=True, user=True), to=[])
+    res = g.run()
+    assert res.exit_code == 2
+    assert res.errors == ["pose: setup failed on purpose"]
+    assert g.nodes["source:a"].proc is None  # never started
+    assert leftovers(g) == []
+
+
+def test_failing_source_ends_only_its_stream(tmp_path: Path):
+    out = tmp_path / "out.txt"
+    g = Graph(RuntimeConfig(**RT), lossless=True)
+    g.add(source("test:n=50", "good"), to=["collect"])
+    g.add(source("test:n=50,fail_at=7", "bad"), to=["collect"])
+    g.add(source("test:missing=/no/such.mp4", "gone"), to=["collect"])
+    g.add(CollectSink(str(out), "collect"))
+    res = g.run()
+    assert res.exit_code == 2
+    assert any(e.startswith("source:bad: test source bad failed at frame 7") for e in res.errors)
+    assert any("source:gone: file not found: /no/such.mp4" in e for e in res.errors)
+    pk, ends, closed = read_collected(out)
+    assert [p[1] for p in pk if p[0] == "good"] == list(range(50))
+    assert [p[1] for p in pk if p[0] == "bad"] == list(range(7))
+    assert sorted(ends) == ["bad", "gone", "good"] and closed
+    assert leftovers(g) == []
