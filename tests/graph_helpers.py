@@ -172,3 +172,40 @@ def read_collected(path) -> tuple[list[tuple], list[str], bool]:
                 pk.append((p[0], int(p[1]), int(p[2]), int(p[3]), int(p[4]), int(p[5]),
                            p[6].split(",") if len(p) > 6 else []))
     return pk, ends, closed
+
+
+class CfgStage(Stage):
+    """A registry-style stage: built as `cls(config)`, passes packets on (pixels checked)."""
+    needs_image = True
+
+    def __init__(self, config):
+        self.config = config
+
+    def process(self, packet: Packet) -> Packet | None:
+        if read_stamp(packet.image) != packet.frame.seq % (1 << 24):
+            raise RuntimeError("wrong pixels")
+        return packet
+
+
+class CfgSink(Stage):
+    """A registry-style sink writing to recorder.directory/<name>.txt."""
+
+    def __init__(self, config):
+        self.config = config
+        self._inner = None
+
+    def setup(self) -> None:
+        os.makedirs(self.config.recorder.directory, exist_ok=True)
+        self._inner = CollectSink(os.path.join(self.config.recorder.directory,
+                                               f"{self.name}.txt"), self.name)
+        self._inner.setup()
+
+    def process(self, packet: Packet) -> None:
+        return self._inner.process(packet)
+
+    def flush(self, stream_id: str) -> list[Packet]:
+        return self._inner.flush(stream_id)
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()

@@ -1,0 +1,90 @@
+"""run_stream.py as a user runs it: help, one-line errors with exit 2, and real runs."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, VTEST, needs_shared
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "run_stream.py"), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=env or ENV)
+
+
+def assert_user_error(res: subprocess.CompletedProcess, fragment: str) -> None:
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and fragment in lines[-1], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def test_help_explains_the_options():
+    res = run("--help")
+    assert res.returncode == 0
+    for needle in ("--config FILE", "--source URI", "--set KEY=VALUE", "--lossless",
+                   "--replay SESSION", "--speed X", "examples:", "exit codes"):
+        assert needle in res.stdout
+
+
+def test_unknown_key_and_bad_value_are_one_line_errors():
+    assert_user_error(run("--set", "runtime.queue_sz=3"), "unknown config key 'runtime.queue_sz'")
+    assert_user_error(run("--set", "sources.0.pace=slow"),
+                      "'sources.0.pace': Input should be 'native' or 'fast'")
+    assert_user_error(run("--config", "does/not/exist.yaml"), "not found")
+
+
+def test_print_config_shows_sources_and_overrides():
+    res = run("--source", "a.mp4", "--source", "b.mp4", "--set", "runtime.queue_size=5",
+              "--lossless", "--print-config")
+    assert res.returncode == 0, res.stderr
+    assert "uri: a.mp4" in res.stdout and "uri: b.mp4" in res.stdout
+    assert "queue_size: 5" in res.stdout and "lossless: true" in res.stdout
+
+
+def test_replay_speed_must_be_positive():
+    assert_user_error(run("--replay", "x", "--speed", "0"), "--speed must be > 0")
+
+
+@pytest.mark.skipif(has_module("sinks.replay"), reason="replay is installed")
+def test_replay_without_module_is_a_clear_error():
+    res = run("--replay", "sessions/x")
+    assert res.returncode == 1 and "error: replay is not available" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.skipif(not has_module("stream.sources.factory"), reason="sources not built yet")
+def test_missing_file_source_is_a_user_error(tmp_path: Path):
+    res = run("--source", str(tmp_path / "missing.mp4"), "--set", "runtime.status_line=false",
+              env={**ENV, "SKELSTREAM_ALLOW_MISSING_STAGES": "1"})
+    assert_user_error(res, "source:cam0")
+
+
+@needs_shared(VTEST)
+@pytest.mark.skipif(not has_module("stream.sources.factory"), reason="sources not built yet")
+def test_vtest_lossless_processes_every_frame():
+    res = run("--source", str(VTEST), "--lossless", "--set", "publisher.enabled=false",
+              "--set", "runtime.status_line=false",
+              env={**ENV, "SKELSTREAM_ALLOW_MISSING_STAGES": "1"}, timeout=600)
+    assert res.returncode == 0, res.stderr
+    rows = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in
+            re.finditer(r"^(\S+)\s+(\d+)\s+(\d+)\s+\d+", res.stderr, re.M)}
+    assert rows["source:cam0"] == (795, 795), res.stderr
+    for name, (n_in, _) in rows.items():
+        if name != "source:cam0":
+            assert n_in == 795, f"{name} saw {n_in} frames\n{res.stderr}"
