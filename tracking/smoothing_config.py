@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from stream.config_base import StrictModel
 
-PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.3, "balanced": 0.2, "analysis": 0.1}
+PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.25, "balanced": 0.15, "analysis": 0.05}
 """responsiveness of each preset; 0 = smoothest, 1 = follows the measurements almost raw."""
 
 # white-noise-acceleration spectral density (rad^2/s^3) at responsiveness 0 and 1
@@ -34,11 +34,11 @@ class SmoothingConfig(StrictModel):
     preset: Literal["vr", "balanced", "analysis"] = "balanced"
     responsiveness: float | None = Field(None, ge=0.0, le=1.0)
     """Overrides the preset: 0 = smoothest, 1 = least lag."""
-    meas_noise_rad: float = Field(0.05, gt=0.0)
+    meas_noise_rad: float = Field(0.06, gt=0.0)
     """Std of a full-confidence engine angle (radians); R = meas_noise_rad^2 / confidence^2."""
     per_dof: dict[str, DofOverride] = Field(default_factory=dict)
     """DoF name (engines.skel.dofs.DOF_NAMES) -> override."""
-    gate_sigma: float = Field(4.0, gt=0.0)
+    gate_sigma: float = Field(4.5, gt=0.0)
     """Mahalanobis distance (in sigmas) beyond which a measured angle is rejected as an outlier."""
     huber_sigma: float = Field(2.5, gt=0.0)
     """Innovations beyond this many sigmas pull less (R scaled by distance / huber_sigma)."""
@@ -47,8 +47,9 @@ class SmoothingConfig(StrictModel):
     starts moving fast gets a responsive model within a few frames, one at rest stays smooth."""
     adaptive_q_time_constant_s: float = Field(0.05, gt=0.0)
     """Averaging time of that running normalized innovation squared."""
-    gate_max_frames: int = Field(3, ge=0)
-    """After this many consecutive rejections a DoF accepts the measurement again (real fast move)."""
+    gate_max_frames: int = Field(1, ge=0)
+    """After this many consecutive rejections a DoF accepts the measurement again: outliers are
+    single frames, a real fast move persists (1 measured best on bench/bench_smoothing.py)."""
     limit_margin_rad: float = Field(0.05, gt=0.0)
     """Measurements this far outside a joint limit get 2x the variance; it grows quadratically."""
     confidence_floor: float = Field(0.1, gt=0.0, le=1.0)
