@@ -88,7 +88,8 @@ def correct(x: np.ndarray, P: np.ndarray, y: np.ndarray, S: np.ndarray, mask: np
     P = P - K[..., :, None] * P[..., None, 0, :]  # P = (I - K H) P
     P[..., 1, 0] = P[..., 0, 1]                 # keep P symmetric against rounding
     if wrap is not None:
-        x[..., 0] = np.where(wrap, wrap_angle(x[..., 0]), x[..., 0])
+        w = np.flatnonzero(wrap)
+        x[..., w, 0] = wrap_angle(x[..., w, 0])  # keep wrapping angles in [-pi, pi)
     return x, P
 
 
@@ -97,7 +98,8 @@ def innovation(x: np.ndarray, P: np.ndarray, z: np.ndarray, R: np.ndarray,
     """y (n, c) residual (on the circle where `wrap`) and its variance S (n, c)."""
     y = z - x[..., 0]                           # y = z - H x
     if wrap is not None:
-        y = np.where(wrap, wrap_angle(y), y)    # shortest way round: no 2 pi jumps
+        w = np.flatnonzero(wrap)
+        y[..., w] = wrap_angle(y[..., w])       # shortest way round: no 2 pi jumps
     S = P[..., 0, 0] + R                        # S = H P H' + R
     return y, S
 
@@ -106,7 +108,7 @@ def project_to_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Constrain x (n, c, 2) to lower <= angle <= upper (c,); zero the velocity that points out.
     Returns (x, active) with active (n, c) bool where a bound was hit."""
-    x[..., 0] = np.clip(x[..., 0], lower, upper)   # x = argmin over the box of |x - x_post|
+    x[..., 0] = np.minimum(np.maximum(x[..., 0], lower), upper)  # x = argmin_box |x - x_post|
     at_lo = x[..., 0] <= lower
     at_hi = x[..., 0] >= upper
     v = x[..., 1]
