@@ -52,23 +52,23 @@ def cv_process_noise(dt: np.ndarray, q: np.ndarray) -> np.ndarray:
     return Q
 
 
-def predict(x: np.ndarray, P: np.ndarray, dt: np.ndarray, q: np.ndarray
+def predict(x: np.ndarray, P: np.ndarray, dt: np.ndarray, q: np.ndarray, inplace: bool = False
             ) -> tuple[np.ndarray, np.ndarray]:
     """Kalman predict. x (n, c, 2), P (n, c, 2, 2), dt (n,) s, q (c,) or (n, c).
 
-    F P F' is written out for the 2x2 blocks: batched 2x2 matmuls cost more than the algebra."""
+    F P F' is written out for the 2x2 blocks: batched 2x2 matmuls cost more than the algebra.
+    inplace=True overwrites x and P (the bank passes its own gathered copies)."""
+    if not inplace:
+        x, P = x.copy(), P.copy()
     dt = np.asarray(dt, dtype=np.float64)[:, None]   # F = [[1, dt], [0, 1]]
-    x_new = np.empty_like(x)
-    x_new[..., 0] = x[..., 0] + dt * x[..., 1]       # x = F x
-    x_new[..., 1] = x[..., 1]
-    p00, p01, p11 = P[..., 0, 0], P[..., 0, 1], P[..., 1, 1]
+    x[..., 0] += dt * x[..., 1]                      # x = F x
     qdt = q * dt                                     # Q = q [[dt^3/3, dt^2/2], [dt^2/2, dt]]
-    P_new = np.empty_like(P)
-    P_new[..., 0, 0] = p00 + dt * (2.0 * p01 + dt * p11) + qdt * dt * dt / 3.0  # P = F P F' + Q
-    P_new[..., 0, 1] = p01 + dt * p11 + qdt * dt / 2.0
-    P_new[..., 1, 0] = P_new[..., 0, 1]
-    P_new[..., 1, 1] = p11 + qdt
-    return x_new, P_new
+    p01, p11 = P[..., 0, 1], P[..., 1, 1]
+    P[..., 0, 0] += dt * (2.0 * p01 + dt * p11) + qdt * dt * dt / 3.0  # P = F P F' + Q
+    p01 += dt * p11 + qdt * dt / 2.0                 # (p01, p11 are views into P)
+    P[..., 1, 0] = p01
+    p11 += qdt
+    return x, P
 
 
 def update(x: np.ndarray, P: np.ndarray, z: np.ndarray, R: np.ndarray, mask: np.ndarray,
@@ -76,17 +76,20 @@ def update(x: np.ndarray, P: np.ndarray, z: np.ndarray, R: np.ndarray, mask: np.
     """Kalman update with H = [1, 0] per channel; channels where `mask` is False keep the prior
     (filterpy's `update(None)`). z, R, mask (n, c); wrap (c,) bool: innovation on the circle."""
     y, S = innovation(x, P, z, R, wrap)         # y = z - H x ; S = H P H' + R
-    return correct(x, P, y, S, mask, wrap)
+    return correct(x.copy(), P.copy(), y, S, mask, wrap)
 
 
 def correct(x: np.ndarray, P: np.ndarray, y: np.ndarray, S: np.ndarray, mask: np.ndarray,
             wrap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The update given the innovation y (n, c) and its variance S (n, c) (see `innovation`)."""
-    K = P[..., :, 0] / S[..., None]             # K = P H' S^-1   (S is 1x1 per channel)
-    K = K * mask[..., None]                     # no measurement -> no gain
-    x = x + K * y[..., None]                    # x = x + K y
-    P = P - K[..., :, None] * P[..., None, 0, :]  # P = (I - K H) P
-    P[..., 1, 0] = P[..., 0, 1]                 # keep P symmetric against rounding
+    """The update in place, given the innovation y (n, c) and its variance S (n, c)."""
+    k0 = P[..., 0, 0] * mask / S                # K = P H' S^-1 (S is 1x1 per channel);
+    k1 = P[..., 1, 0] * mask / S                #   no measurement -> no gain
+    x[..., 0] += k0 * y                         # x = x + K y
+    x[..., 1] += k1 * y
+    P[..., 1, 1] -= k1 * P[..., 0, 1]           # P = (I - K H) P, row 1 before row 0 changes
+    P[..., 0, 1] *= 1.0 - k0
+    P[..., 0, 0] *= 1.0 - k0
+    P[..., 1, 0] = P[..., 0, 1]                 # = P10 - k1 P00, equal in exact arithmetic
     if wrap is not None:
         w = np.flatnonzero(wrap)
         x[..., w, 0] = wrap_angle(x[..., w, 0])  # keep wrapping angles in [-pi, pi)
@@ -192,8 +195,7 @@ class JointFilterBank:
     def meas_var_for(self, z: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """R (n, c): base variance / confidence^2, times 1 + (distance outside limits / margin)^2."""
         R = self.meas_var / np.square(confidence)[:, None]
-        outside = np.maximum(self.lower - z, 0.0) + np.maximum(z - self.upper, 0.0)
-        outside = np.where(self.bounded, outside, 0.0)
+        outside = np.maximum(self.lower - z, 0.0) + np.maximum(z - self.upper, 0.0)  # 0 if unbounded
         return R * (1.0 + np.square(outside / self.limit_margin))
 
     def initialize(self, slots: np.ndarray, t_s: np.ndarray, z: np.ndarray,
@@ -217,7 +219,7 @@ class JointFilterBank:
     def predict(self, slots: np.ndarray, t_s: np.ndarray) -> None:
         """Move slots to time t_s (n,) seconds; no measurement (coasting)."""
         dt = np.maximum(t_s - self.t_s[slots], 0.0)  # out-of-order or equal stamps: no motion
-        x, P = predict(self.x[slots], self.P[slots], dt, self.q)
+        x, P = predict(self.x[slots], self.P[slots], dt, self.q, inplace=True)
         x, P = damp_velocity(x, P, dt, self.coast_tau_s, None)
         x, act = project_to_box(x, self.lower, self.upper)
         self.x[slots], self.P[slots], self.active[slots] = x, P, act & self.bounded
@@ -230,7 +232,7 @@ class JointFilterBank:
         dt = np.maximum(t_s - self.t_s[slots], 0.0)
         nis = self.nis[slots]
         q = self.q * np.clip(nis, 1.0, self.q_boost_max)  # innovations too big: the model is failing
-        x, P = predict(self.x[slots], self.P[slots], dt, q)
+        x, P = predict(self.x[slots], self.P[slots], dt, q, inplace=True)
         observed = observed & np.isfinite(z)
         z = np.where(observed, z, 0.0)
         R = self.meas_var_for(z, confidence)
