@@ -1,12 +1,73 @@
-"""Settings of the tracker and the pose-crop boxes (owner: tracking)."""
+"""Settings of the tracker and the pose-crop boxes (owner: tracking).
+
+Every threshold of the ByteTrack-style association lives here (none inline in the tracker). Motion
+noise is relative to the box height, so one setting serves near and far people; times are in
+seconds because frame intervals vary (dropped frames, variable-rate cameras).
+"""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stream.config_base import StrictModel
 
 
+class CropConfig(StrictModel):
+    """Square crop boxes for the pose engine: steadier than the tracker box, never losing the person."""
+    scale: float = Field(1.25, ge=1.0, le=4.0)
+    """Crop side = scale * max(box width, box height)."""
+    center_time_constant_s: float = Field(0.15, ge=0.0)
+    """Low-pass time constant of the crop centre (0 = follow the box exactly)."""
+    size_time_constant_s: float = Field(0.4, ge=0.0)
+    """Low-pass time constant of the crop side; sizes jitter more than centres with most detectors."""
+    keep_box_inside: bool = True
+    """Shift/grow the smoothed crop minimally when the tracker box would poke out of it."""
+    min_side_px: float = Field(16.0, gt=0.0)
+
+
 class TrackerConfig(StrictModel):
     high_score: float = Field(0.5, ge=0.0, le=1.0)
+    """Detections at or above this score take part in the first association (ByteTrack step 2)."""
     low_score: float = Field(0.1, ge=0.0, le=1.0)
+    """Detections in [low_score, high_score) only keep existing tracks alive (ByteTrack step 3)."""
+    new_track_score: float = Field(0.6, ge=0.0, le=1.0)
+    """An unmatched high detection starts a track only at or above this score."""
+    match_iou_high: float = Field(0.2, ge=0.0, le=1.0)
+    """Minimum IoU (times the detection score when fuse_score) for a high detection to match a track."""
+    match_iou_low: float = Field(0.5, ge=0.0, le=1.0)
+    """Minimum IoU for a low detection to match a track (stricter: low scores are often clutter)."""
+    match_iou_tentative: float = Field(0.3, ge=0.0, le=1.0)
+    """Minimum IoU (times the score when fuse_score) for a detection to confirm a tentative track."""
+    fuse_score: bool = True
+    """Association similarity = IoU * detection score (ByteTrack's fuse_score)."""
+    confirm_hits: int = Field(2, ge=1)
+    """Detector hits before a track is confirmed and goes downstream (the first frame confirms at once)."""
+    carry_misses: int = Field(3, ge=0)
+    """Detector runs without a match during which a confirmed track is still output (box_predicted)."""
     max_lost_s: float = Field(1.0, gt=0.0)
+    """A track unmatched for longer than this (seconds since its last match) is removed."""
+    score_decay_per_miss: float = Field(0.8, gt=0.0, le=1.0)
+    """Output score multiplier per missed detector run while coasting."""
+    accel_std_rel_per_s2: float = Field(2.0, gt=0.0)
+    """Kalman white-noise acceleration of centre and height, in box heights per s^2."""
+    aspect_accel_std_per_s2: float = Field(0.5, gt=0.0)
+    """The same for the aspect ratio w/h (unitless per s^2)."""
+    meas_std_rel: float = Field(0.05, gt=0.0)
+    """Detector box noise of centre and height, in box heights."""
+    aspect_meas_std: float = Field(0.05, gt=0.0)
+    init_vel_std_rel_per_s: float = Field(1.5, gt=0.0)
+    """Initial velocity uncertainty of a new track, in box heights per second."""
+    max_dt_s: float = Field(2.0, gt=0.0)
+    """Longer frame gaps are treated as this long (a stalled camera should not explode covariances)."""
+    max_tracks: int = Field(256, ge=1)
+    """Cap on live tracks per stream; extra unmatched detections start no track (a warning says so)."""
+    crop: CropConfig = CropConfig()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TrackerConfig":
+        if self.low_score > self.high_score:
+            raise ValueError(f"tracker.low_score ({self.low_score}) must not exceed tracker.high_score "
+                             f"({self.high_score}); lower low_score or raise high_score")
+        if self.new_track_score < self.high_score:
+            raise ValueError(f"tracker.new_track_score ({self.new_track_score}) must be >= "
+                             f"tracker.high_score ({self.high_score}); a track can only start from a high detection")
+        return self

@@ -1,14 +1,64 @@
-"""Settings of the person detector (owner: detection)."""
+"""Settings of the person detector (owner: detection).
+
+`kind`: 'hog' is the embedded CPU default (OpenCV's pedestrian HOG+SVM, weights inside opencv);
+'yolo' runs the user's YOLOv8/YOLO11-style ONNX (or TorchScript) file on onnxruntime, torch or
+TensorRT. The detector runs every `every_n_frames` frames; the tracker predicts in between.
+"""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stream.config_base import StrictModel
 
 
+class HogConfig(StrictModel):
+    """OpenCV HOG people detector (64x128 window, trained on upright pedestrians)."""
+    resize_factor: float = Field(1.0, gt=0.1, le=2.0)
+    """Image scale before detection; < 1 is faster but misses people shorter than ~128 px / factor."""
+    win_stride_px: int = Field(8, ge=4, le=32)
+    pyramid_scale: float = Field(1.05, gt=1.0, le=2.0)
+    """Scale step between pyramid levels; larger = faster, coarser."""
+    group_threshold: int = Field(1, ge=0)
+    score_gain: float = Field(2.0, gt=0.0)
+    """SVM margin -> score in [0, 1]: score = 1 - exp(-score_gain * max(margin, 0) - score_offset)."""
+    score_offset: float = Field(0.3, ge=0.0)
+    threads: int = Field(1, ge=0)
+    """OpenCV threads (0 = OpenCV's default); 1 leaves cores for the other stages."""
+
+
 class DetectorConfig(StrictModel):
-    kind: Literal["blazepose", "hog", "yolo"] = "hog"
-    every_n_frames: int = Field(1, ge=1)
+    kind: Literal["hog", "yolo"] = "hog"
+    every_n_frames: int = Field(3, ge=1)
+    """Run the detector on every n-th frame of a stream; the tracker predicts the others."""
     score_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    """Detections below this score are dropped before tracking (keep it <= tracker.high_score so
+    ByteTrack's low-score association still sees some)."""
+    max_detections: int = Field(300, ge=1)
+    """Cap per frame (highest scores kept, a warning says how many were cut)."""
+    min_box_px: float = Field(4.0, ge=0.0)
+    """Boxes narrower or shorter than this (after clipping to the frame) are dropped."""
+    hog: HogConfig = HogConfig()
+    # -- YOLO-family ONNX --------------------------------------------------------------------------
+    model_path: Path | None = None
+    """The user's detector file (.onnx, or .pt/.ts TorchScript); nothing is downloaded."""
+    backend: Literal["auto", "onnxruntime", "torch", "tensorrt"] = "auto"
+    """auto: TensorRT if importable and device is cuda, else onnxruntime (CUDA EP when present)."""
+    device: Literal["cpu", "cuda"] = "cpu"
+    fp16: bool = True
+    """TensorRT/torch-on-cuda precision; ignored on CPU."""
+    input_size_px: int = Field(640, ge=32, le=4096)
+    """Square letterbox size the network takes when its input shape is dynamic."""
+    person_class_ids: tuple[int, ...] = (0,)
+    """Classes kept (COCO person = 0)."""
+    nms_iou: float = Field(0.6, gt=0.0, le=1.0)
+    max_candidates: int = Field(30000, ge=1)
+    """Raw candidates above the threshold considered by NMS (highest first)."""
+
+    @model_validator(mode="after")
+    def _yolo_needs_file(self) -> "DetectorConfig":
+        if self.kind == "yolo" and self.model_path is None:
+            raise ValueError("detector.kind 'yolo' needs detector.model_path (your exported .onnx file)")
+        return self

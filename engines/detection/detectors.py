@@ -1,0 +1,119 @@
+"""Person detectors: `detect(image) -> (boxes (N, 4) float32 xyxy px, scores (N,) float32 [0, 1])`.
+
+`HogDetector` is the embedded CPU default: OpenCV's HOG + linear SVM pedestrian model ships inside
+opencv itself, so it works with no model file; it finds upright walkers of >= ~100 px height (e.g.
+every walker in vtest.avi) at ~5-8 frames/s on one core, hence `every_n_frames`.
+`YoloDetector` runs the user's YOLOv8/YOLO11-style export on onnxruntime, torch or TensorRT.
+Both are built in the parent (settings only) and opened with `open()` in the child process.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import cv2
+import numpy as np
+
+from engines.detection.config import DetectorConfig
+from engines.detection.postprocess import decode_yolo, letterbox, letterbox_params, nms, sanitize_detections
+from engines.detection.runners import open_runner
+from stream.errors import EngineError
+
+
+class Detector(ABC):
+    def __init__(self, cfg: DetectorConfig):
+        self.cfg = cfg
+
+    def open(self) -> None:
+        """Load weights / build sessions (child process)."""
+
+    @abstractmethod
+    def _raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Backend output as image-pixel boxes and scores, before the sanity pass."""
+
+    def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) uint8 BGR -> (N, 4) float32 xyxy px clipped to the frame, (N,) float32 scores."""
+        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[0] == 0 or image_bgr.shape[1] == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        boxes, scores = self._raw(image_bgr)
+        boxes, scores = sanitize_detections(boxes, scores, image_bgr.shape[1], image_bgr.shape[0],
+                                            self.cfg.min_box_px, self.cfg.max_detections, type(self).__name__)
+        keep = scores >= self.cfg.score_threshold
+        return boxes[keep], scores[keep]
+
+    def close(self) -> None:
+        """Release sessions / device memory."""
+
+
+class HogDetector(Detector):
+    """OpenCV's default people detector (Dalal-Triggs HOG, 64x128 window)."""
+
+    def open(self) -> None:
+        if self.cfg.hog.threads:
+            cv2.setNumThreads(self.cfg.hog.threads)
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    def _raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h = self.cfg.hog
+        img = image_bgr
+        if h.resize_factor != 1.0:
+            img = cv2.resize(img, None, fx=h.resize_factor, fy=h.resize_factor, interpolation=cv2.INTER_AREA)
+        if img.shape[0] < 128 or img.shape[1] < 64:   # smaller than one detection window
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        s = h.win_stride_px
+        rects, margins = self.hog.detectMultiScale(img, winStride=(s, s), padding=(8, 8),
+                                                   scale=h.pyramid_scale, groupThreshold=h.group_threshold)
+        if len(rects) == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        r = np.asarray(rects, dtype=np.float32).reshape(-1, 4) / h.resize_factor
+        margins = np.asarray(margins, dtype=np.float32).reshape(-1)
+        boxes = np.stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]], 1)
+        # the 64x128 HOG window holds a ~40x100 px person: shrink the box to the body
+        cx, w = 0.5 * (boxes[:, 0] + boxes[:, 2]), (boxes[:, 2] - boxes[:, 0]) * 0.7
+        boxes = np.stack([cx - w / 2, boxes[:, 1] + 0.1 * r[:, 3], cx + w / 2, boxes[:, 3] - 0.1 * r[:, 3]], 1)
+        scores = 1.0 - np.exp(-h.score_gain * np.maximum(margins, 0.0) - h.score_offset)
+        return boxes, scores.astype(np.float32)
+
+
+class YoloDetector(Detector):
+    """YOLO-family person detector from the user's exported file; letterbox, decode, class filter, NMS."""
+
+    def open(self) -> None:
+        if self.cfg.model_path is None:
+            raise EngineError("detector.kind 'yolo' needs detector.model_path (your exported .onnx file)")
+        self.runner = open_runner(self.cfg.model_path, self.cfg.backend, self.cfg.device, self.cfg.fp16)
+        self.size_hw = self.runner.input_hw(self.cfg.input_size_px)
+        self._torch = getattr(self.runner, "torch", None) if self.cfg.device == "cuda" else None
+
+    def _preprocess(self, image_bgr: np.ndarray):
+        if self._torch is None:
+            return letterbox(image_bgr, self.size_hw)
+        # on the device: upload uint8 once, resize and pad there
+        torch = self._torch
+        lb, (nh, nw) = letterbox_params(image_bgr.shape[0], image_bgr.shape[1], self.size_hw)
+        x = torch.from_numpy(image_bgr).to("cuda", non_blocking=True)
+        x = x.permute(2, 0, 1)[None].flip(1).float().mul_(1.0 / 255.0)
+        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
+        top, left = int(round(lb.pad_y - 0.1)), int(round(lb.pad_x - 0.1))
+        out = torch.full((1, 3, *self.size_hw), 114.0 / 255.0, device="cuda")
+        out[:, :, top:top + nh, left:left + nw] = x
+        return out, type(lb)(lb.ratio, float(left), float(top))
+
+    def _raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        blob, lb = self._preprocess(image_bgr)
+        out = self.runner(blob)
+        cfg = self.cfg
+        boxes, scores, classes, nms_done = decode_yolo(out, cfg.score_threshold, cfg.person_class_ids,
+                                                       cfg.max_candidates)
+        if not nms_done:
+            keep = nms(boxes, scores, cfg.nms_iou, classes if len(cfg.person_class_ids) > 1 else None)
+            boxes, scores = boxes[keep], scores[keep]
+        return lb.to_image(boxes), scores
+
+    def close(self) -> None:
+        self.runner = None
+
+
+def build_detector(cfg: DetectorConfig) -> Detector:
+    """The configured detector (not opened yet: call `open()` in the process that runs it)."""
+    return {"hog": HogDetector, "yolo": YoloDetector}[cfg.kind](cfg)

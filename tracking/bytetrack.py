@@ -1,0 +1,346 @@
+"""ByteTrack-style multi-person tracker: Kalman box motion vectorized over tracks, IoU association.
+
+Boxes are `xyxy` float32 pixels outside and `xyah` (centre x, centre y, aspect w/h, height) inside
+the filter, as in ByteTrack. The filter is filterpy's `KalmanFilter` math written for a stack of
+tracks: state `x` (T, 8) = xyah and their rates per SECOND, covariance `P` (T, 8, 8). Real
+timestamps drive `F(dt)` and `Q(dt)` (white-noise acceleration), so dropped or irregular frames are
+predicted over their true interval.
+
+Lifecycle (events go downstream so per-person state is created, reset and freed with the track):
+tentative --confirm_hits--> TRACKED (BORN) --matched--> UPDATED; unmatched: coasting (still TRACKED,
+box_predicted) for `carry_misses` detector runs, then LOST (event LOST); re-matched while lost:
+REFOUND; lost longer than `max_lost_s` since the last match: REMOVED. Ids are assigned on
+confirmation and are per tracker instance (1, 2, 3, ...). A tentative track that dies was never seen
+downstream and emits nothing.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from stream.packet import TrackEvent, TrackEventKind, TrackState
+from tracking.config import TrackerConfig
+
+_TENTATIVE, _TRACKED, _LOST = 0, 1, 2
+_STATE_ENUM = {_TENTATIVE: TrackState.TENTATIVE, _TRACKED: TrackState.TRACKED, _LOST: TrackState.LOST}
+
+
+# -- box formats ------------------------------------------------------------------------------------
+def xyxy_to_xyah(b: np.ndarray) -> np.ndarray:
+    """(N, 4) xyxy px -> (N, 4) centre x, centre y, aspect w/h, height (float64)."""
+    b = np.asarray(b, dtype=np.float64)
+    w = b[:, 2] - b[:, 0]
+    h = b[:, 3] - b[:, 1]
+    return np.stack([b[:, 0] + 0.5 * w, b[:, 1] + 0.5 * h, w / h, h], axis=1)
+
+
+def xyah_to_xyxy(m: np.ndarray) -> np.ndarray:
+    """(N, >=4) xyah -> (N, 4) xyxy float32 px."""
+    h = m[:, 3]
+    w = m[:, 2] * h
+    return np.stack([m[:, 0] - 0.5 * w, m[:, 1] - 0.5 * h,
+                     m[:, 0] + 0.5 * w, m[:, 1] + 0.5 * h], axis=1).astype(np.float32)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 4), (M, 4) xyxy -> (N, M) IoU in [0, 1]."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    a = a[:, None, :]
+    b = b[None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def linear_assignment(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal one-to-one matching maximizing similarity; pairs below `min_similarity` are dropped.
+    Returns (row indices, col indices)."""
+    if similarity.size == 0:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    cost = 1.0 - similarity
+    # gate before solving so a forbidden pair never displaces an allowed one
+    cost = np.where(similarity >= min_similarity, cost, 1e6)
+    rows, cols = linear_sum_assignment(cost)
+    keep = similarity[rows, cols] >= min_similarity
+    return rows[keep], cols[keep]
+
+
+# -- Kalman filter over a stack of tracks -------------------------------------------------------------
+class BoxKalman:
+    """Constant-velocity Kalman filter on xyah, vectorized over tracks; velocities per second.
+
+    Noise scales with the box height (ByteTrack's trick), so near and far people behave alike."""
+
+    _H = np.hstack([np.eye(4), np.zeros((4, 4))])
+
+    def __init__(self, cfg: TrackerConfig):
+        self.cfg = cfg
+
+    def _accel_q(self, h: np.ndarray) -> np.ndarray:
+        """(T,) heights -> (T, 4) white-noise acceleration spectral densities per coordinate."""
+        q_rel = (self.cfg.accel_std_rel_per_s2 * h) ** 2
+        return np.stack([q_rel, q_rel, np.full_like(h, self.cfg.aspect_accel_std_per_s2 ** 2), q_rel], 1)
+
+    def _meas_r(self, h: np.ndarray) -> np.ndarray:
+        """(T,) heights -> (T, 4) measurement variances of xyah."""
+        r_rel = (self.cfg.meas_std_rel * h) ** 2
+        return np.stack([r_rel, r_rel, np.full_like(h, self.cfg.aspect_meas_std ** 2), r_rel], 1)
+
+    def initiate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) xyah measurements -> x (N, 8), P (N, 8, 8)."""
+        n = len(z)
+        x = np.hstack([z, np.zeros((n, 4))])                        # x = [z, 0]
+        pos_var = 4.0 * self._meas_r(z[:, 3])                       # twice the measurement std
+        vel_std = self.cfg.init_vel_std_rel_per_s * z[:, 3]
+        vel_var = np.stack([vel_std ** 2, vel_std ** 2, np.full(n, 0.1 ** 2), vel_std ** 2], 1)
+        P = np.zeros((n, 8, 8))
+        idx = np.arange(8)
+        P[:, idx, idx] = np.hstack([pos_var, vel_var])
+        return x, P
+
+    def F(self, dt: float) -> np.ndarray:
+        return np.block([[np.eye(4), dt * np.eye(4)], [np.zeros((4, 4)), np.eye(4)]])
+
+    def Q(self, dt: float, h: np.ndarray) -> np.ndarray:
+        """(T, 8, 8) discrete white-noise-acceleration process noise over `dt` seconds."""
+        q = self._accel_q(h)                                        # (T, 4)
+        Qm = np.zeros((len(h), 8, 8))
+        i = np.arange(4)
+        Qm[:, i, i] = q * dt ** 3 / 3.0
+        Qm[:, i, i + 4] = Qm[:, i + 4, i] = q * dt ** 2 / 2.0
+        Qm[:, i + 4, i + 4] = q * dt
+        return Qm
+
+    def predict(self, x: np.ndarray, P: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """Advance every track by `dt` seconds."""
+        if len(x) == 0 or dt <= 0.0:
+            return x, P
+        F = self.F(dt)
+        h = np.maximum(x[:, 3], 1.0)
+        x = x @ F.T                                                 # x = F x
+        P = F @ P @ F.T + self.Q(dt, h)                             # P = F P F' + Q
+        return x, P
+
+    def update(self, x: np.ndarray, P: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Correct tracks with their matched (T, 4) xyah measurements."""
+        if len(x) == 0:
+            return x, P
+        R = np.zeros((len(z), 4, 4))
+        i = np.arange(4)
+        R[:, i, i] = self._meas_r(np.maximum(x[:, 3], 1.0))
+        y = z - x[:, :4]                                            # y = z - H x
+        PHt = P[:, :, :4]                                           # P H'
+        S = P[:, :4, :4] + R                                        # S = H P H' + R
+        # K = P H' S^-1, via a solve with the symmetric positive definite S (never inv(S))
+        K = np.linalg.solve(S, PHt.transpose(0, 2, 1)).transpose(0, 2, 1)
+        x = x + np.einsum("tij,tj->ti", K, y)                       # x = x + K y
+        P = P - K @ S @ K.transpose(0, 2, 1)                        # P = P - K S K'
+        P = 0.5 * (P + P.transpose(0, 2, 1))                        # keep it symmetric
+        return x, P
+
+
+# -- tracker --------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class TrackFrame:
+    """What one tracker step outputs: the confirmed tracks to send downstream, and the events."""
+    track_ids: np.ndarray     # (K,) int64
+    boxes_xyxy: np.ndarray    # (K, 4) float32 px
+    scores: np.ndarray        # (K,) float32 in [0, 1]
+    predicted: np.ndarray     # (K,) bool: no detection matched this frame
+    events: list[TrackEvent]
+
+    @property
+    def states(self) -> list[TrackState]:
+        return [TrackState.TRACKED] * len(self.track_ids)
+
+
+class ByteTracker:
+    """One stream's tracker. `update` on frames with detector output, `predict` on frames without."""
+
+    def __init__(self, cfg: TrackerConfig | None = None):
+        self.cfg = cfg or TrackerConfig()
+        self.kf = BoxKalman(self.cfg)
+        self._next_id = 1
+        self._t_s: float | None = None
+        self._frames = 0
+        self.x = np.zeros((0, 8))
+        self.P = np.zeros((0, 8, 8))
+        self.ids = np.zeros(0, np.int64)          # 0 until confirmed
+        self.state = np.zeros(0, np.int8)
+        self.hits = np.zeros(0, np.int32)
+        self.misses = np.zeros(0, np.int32)       # detector runs since the last match
+        self.score = np.zeros(0, np.float32)
+        self.last_match_s = np.zeros(0)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def live_ids(self) -> list[int]:
+        """Ids of confirmed tracks (tracked or lost) still held."""
+        return [int(i) for i in self.ids[self.state != _TENTATIVE]]
+
+    # -- time -------------------------------------------------------------------------------------
+    def _advance(self, t_s: float) -> None:
+        dt = 0.0 if self._t_s is None else float(np.clip(t_s - self._t_s, 0.0, self.cfg.max_dt_s))
+        if self._t_s is None or t_s > self._t_s:
+            self._t_s = float(t_s)
+        self.x, self.P = self.kf.predict(self.x, self.P, dt)
+
+    def _expire(self, events: list[TrackEvent]) -> None:
+        """Remove confirmed tracks unmatched for longer than max_lost_s."""
+        old = (self._t_s - self.last_match_s) > self.cfg.max_lost_s
+        old &= self.state != _TENTATIVE
+        for tid in self.ids[old]:
+            events.append(TrackEvent(int(tid), TrackEventKind.REMOVED))
+        if old.any():
+            self._keep(~old)
+
+    def _keep(self, mask: np.ndarray) -> None:
+        for name in ("x", "P", "ids", "state", "hits", "misses", "score", "last_match_s"):
+            setattr(self, name, getattr(self, name)[mask])
+
+    # -- public -----------------------------------------------------------------------------------
+    def predict(self, t_s: float) -> TrackFrame:
+        """A frame the detector skipped: move every track to `t_s` (seconds), count no miss."""
+        events: list[TrackEvent] = []
+        self._advance(t_s)
+        self._expire(events)
+        self._frames += 1
+        # no detection was compared with these boxes: they come from the motion model
+        return self._output(events, np.ones(len(self.ids), bool))
+
+    def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray, t_s: float) -> TrackFrame:
+        """Associate one frame's detections (N, 4) xyxy px with scores (N,) at time `t_s` seconds.
+
+        Non-finite or empty boxes are dropped here so a bad detector cannot corrupt the filter."""
+        boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if len(boxes) != len(scores):
+            raise ValueError(f"tracker got {len(boxes)} boxes but {len(scores)} scores; pass one score per box")
+        ok = np.isfinite(boxes).all(1) & np.isfinite(scores)
+        ok &= (boxes[:, 2] - boxes[:, 0] >= 1.0) & (boxes[:, 3] - boxes[:, 1] >= 1.0)
+        boxes, scores = boxes[ok], scores[ok]
+        cfg = self.cfg
+        events: list[TrackEvent] = []
+        first_frame = self._frames == 0
+        self._frames += 1
+        self._advance(t_s)
+
+        # 1. split detections by score
+        high = np.flatnonzero(scores >= cfg.high_score)
+        low = np.flatnonzero((scores >= cfg.low_score) & (scores < cfg.high_score))
+        track_boxes = xyah_to_xyxy(self.x) if len(self.x) else np.zeros((0, 4), np.float32)
+        matched_track = np.full(len(self.ids), -1, np.intp)     # track -> detection index
+
+        # 2. first association: high detections with confirmed tracks (tracked, coasting and lost)
+        pool = np.flatnonzero(self.state != _TENTATIVE)
+        sim = iou_matrix(track_boxes[pool], boxes[high])
+        if cfg.fuse_score:
+            sim = sim * scores[high][None, :]
+        r, c = linear_assignment(sim, cfg.match_iou_high)
+        matched_track[pool[r]] = high[c]
+        high_left = np.setdiff1d(high, high[c], assume_unique=True)
+
+        # 3. second association: low detections with still-unmatched TRACKED tracks
+        pool2 = pool[(matched_track[pool] < 0) & (self.state[pool] == _TRACKED)]
+        sim = iou_matrix(track_boxes[pool2], boxes[low])
+        r, c = linear_assignment(sim, cfg.match_iou_low)
+        matched_track[pool2[r]] = low[c]
+
+        # 4. tentative tracks with the remaining high detections
+        tent = np.flatnonzero(self.state == _TENTATIVE)
+        sim = iou_matrix(track_boxes[tent], boxes[high_left])
+        if cfg.fuse_score:
+            sim = sim * scores[high_left][None, :]
+        r, c = linear_assignment(sim, cfg.match_iou_tentative)
+        matched_track[tent[r]] = high_left[c]
+        high_left = np.setdiff1d(high_left, high_left[c], assume_unique=True)
+
+        # 5. Kalman update of matched tracks, lifecycle of everyone
+        m = np.flatnonzero(matched_track >= 0)
+        det = matched_track[m]
+        self.x[m], self.P[m] = self.kf.update(self.x[m], self.P[m], xyxy_to_xyah(boxes[det]))
+        was = self.state[m].copy()
+        self.hits[m] += 1
+        self.misses[m] = 0
+        self.score[m] = scores[det]
+        self.last_match_s[m] = self._t_s
+        for j, ti in enumerate(m):
+            if was[j] == _LOST:
+                self.state[ti] = _TRACKED
+                events.append(TrackEvent(int(self.ids[ti]), TrackEventKind.REFOUND))
+            elif was[j] == _TRACKED:
+                events.append(TrackEvent(int(self.ids[ti]), TrackEventKind.UPDATED))
+            elif self.hits[ti] >= cfg.confirm_hits:
+                self._confirm(ti, events)
+
+        unmatched = matched_track < 0
+        drop_tentative = unmatched & (self.state == _TENTATIVE)
+        coasting = unmatched & (self.state == _TRACKED)
+        self.misses[coasting] += 1
+        self.score[coasting] *= cfg.score_decay_per_miss
+        to_lost = coasting & (self.misses > cfg.carry_misses)
+        self.state[to_lost] = _LOST
+        for tid in self.ids[to_lost]:
+            events.append(TrackEvent(int(tid), TrackEventKind.LOST))
+        if drop_tentative.any():
+            self._keep(~drop_tentative)
+        self._expire(events)
+
+        # 6. new tracks from confident unmatched detections
+        new = high_left[scores[high_left] >= cfg.new_track_score]
+        room = cfg.max_tracks - len(self.ids)
+        if len(new) > room:
+            warnings.warn(f"tracker holds {len(self.ids)} tracks (max_tracks={cfg.max_tracks}); "
+                          f"{len(new) - max(room, 0)} detections start no track; raise tracker.max_tracks",
+                          RuntimeWarning, stacklevel=2)
+            new = new[np.argsort(-scores[new])][:max(room, 0)]
+        if len(new):
+            self._birth(boxes[new], scores[new], first_frame, events)
+        predicted = self.misses > 0
+        return self._output(events, predicted)
+
+    def finish(self) -> list[TrackEvent]:
+        """End of stream: REMOVED for every confirmed track; the tracker is empty afterwards."""
+        events = [TrackEvent(int(t), TrackEventKind.REMOVED) for t in self.ids[self.state != _TENTATIVE]]
+        self._keep(np.zeros(len(self.ids), bool))
+        self._t_s = None
+        self._frames = 0
+        return events
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _confirm(self, ti: int, events: list[TrackEvent]) -> None:
+        self.state[ti] = _TRACKED
+        self.ids[ti] = self._next_id
+        self._next_id += 1
+        events.append(TrackEvent(int(self.ids[ti]), TrackEventKind.BORN))
+
+    def _birth(self, boxes: np.ndarray, scores: np.ndarray, confirm: bool, events: list[TrackEvent]) -> None:
+        x, P = self.kf.initiate(xyxy_to_xyah(boxes))
+        n = len(boxes)
+        start = len(self.ids)
+        self.x = np.vstack([self.x, x])
+        self.P = np.concatenate([self.P, P])
+        self.ids = np.concatenate([self.ids, np.zeros(n, np.int64)])
+        self.state = np.concatenate([self.state, np.full(n, _TENTATIVE, np.int8)])
+        self.hits = np.concatenate([self.hits, np.ones(n, np.int32)])
+        self.misses = np.concatenate([self.misses, np.zeros(n, np.int32)])
+        self.score = np.concatenate([self.score, scores.astype(np.float32)])
+        self.last_match_s = np.concatenate([self.last_match_s, np.full(n, self._t_s)])
+        if confirm or self.cfg.confirm_hits <= 1:
+            # ByteTrack activates the first frame's detections at once (nothing to confirm against)
+            for ti in range(start, start + n):
+                self._confirm(ti, events)
+
+    def _output(self, events: list[TrackEvent], predicted: np.ndarray) -> TrackFrame:
+        out = self.state == _TRACKED
+        return TrackFrame(track_ids=self.ids[out].copy(), boxes_xyxy=xyah_to_xyxy(self.x[out]),
+                          scores=self.score[out].copy(), predicted=predicted[out].copy(), events=events)
