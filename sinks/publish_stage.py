@@ -1,0 +1,38 @@
+"""The 'publish' stage: every packet out over ZeroMQ (see `sinks.publisher`), in its own process."""
+from __future__ import annotations
+
+import sys
+
+from sinks.publisher import Publisher
+from stream.config import PipelineConfig
+from stream.packet import Packet
+from stream.stage import Stage
+
+
+class PublishStage(Stage):
+    """Sink: Packet -> 'frame' (or 'heartbeat' while nobody is in view) messages; returns None."""
+    name = "publish"
+
+    def __init__(self, config: PipelineConfig):
+        self.cfg = config.publisher  # picklable settings only; the socket opens in setup()
+        self._pub: Publisher | None = None
+
+    def setup(self) -> None:
+        self._pub = Publisher(self.cfg).open()
+
+    def process(self, packet: Packet) -> Packet | None:
+        self._pub.publish(packet)
+        return None
+
+    def flush(self, stream_id: str) -> list[Packet]:
+        self._pub.end_stream(stream_id)
+        return []
+
+    def close(self) -> None:
+        if self._pub is not None:
+            s = self._pub.stats
+            if s.dropped:
+                print(f"warning: publish: {s.dropped} messages refused by ZeroMQ (send queue "
+                      "full)", file=sys.stderr)
+            self._pub.close()
+            self._pub = None
