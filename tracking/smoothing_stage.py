@@ -127,35 +127,36 @@ class PoseSmoother:
                 coast.append((p, track))
             else:
                 p.predicted = False          # nothing to offer: passed through without pose
-        measured = new + old
-        if measured:
-            slots, z, observed, conf = self._measurements(measured)
-            t = np.full(len(slots), t_s)
-            k = len(new)
-            if k:
-                self.bank.initialize(slots[:k], t[:k], z[:k], conf[:k], observed[:k])
-            if k < len(slots):
-                self.bank.step(slots[k:], t[k:], z[k:], conf[k:], observed[k:])
-            with_b = [i for i, (p, _) in enumerate(measured) if p.betas is not None]
-            if with_b:
-                idx = np.array(with_b)
-                b = np.stack([measured[i][0].betas for i in with_b]).astype(np.float64)
-                self.betas.update(slots[idx], t[idx], b, conf[idx])
-        if coast:
-            slots = np.fromiter((tr.slot for _, tr in coast), dtype=np.int64, count=len(coast))
-            self.bank.predict(slots, np.full(len(slots), t_s))
-        if measured or coast:
-            self._write(t_s, measured + coast, n_measured=len(measured))
+        rows = new + old + coast  # coasting rows are a step with nothing observed: one bank call
+        if not rows:
+            return
+        slots, z, observed, conf = self._measurements(rows)
+        t = np.full(len(slots), t_s)
+        k = len(new)
+        if k:
+            self.bank.initialize(slots[:k], t[:k], z[:k], conf[:k], observed[:k])
+        if k < len(slots):
+            self.bank.step(slots[k:], t[k:], z[k:], conf[k:], observed[k:])
+        with_b = [i for i, (p, _) in enumerate(rows) if p.q is not None and p.betas is not None]
+        if with_b:
+            idx = np.array(with_b)
+            b = np.stack([rows[i][0].betas for i in with_b]).astype(np.float64)
+            self.betas.update(slots[idx], t[idx], b, conf[idx])
+        self._write(t_s, rows, n_measured=len(new) + len(old))
 
     def _measurements(self, batch: list[tuple[Person, _Track]]):
-        """slots (n,), z (n, 49) (q then trans_m, NaN = none), observed (n, 49), confidence (n,)."""
+        """slots (n,), z (n, 49) (q then trans_m, NaN = none), observed (n, 49), confidence (n,).
+        A person without q (coasting) is a row with nothing observed."""
         n = len(batch)
         slots = np.empty(n, dtype=np.int64)
         z = np.full((n, NUM_DOFS + 3), np.nan)
         observed = np.ones((n, NUM_DOFS + 3), dtype=bool)
-        conf = np.empty(n)
+        conf = np.ones(n)
         for i, (p, track) in enumerate(batch):
             slots[i] = track.slot
+            if p.q is None:
+                observed[i] = False
+                continue
             z[i, :NUM_DOFS] = p.q
             if p.trans_m is not None:
                 z[i, TRANS] = p.trans_m
