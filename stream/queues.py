@@ -4,11 +4,12 @@ Why not `multiprocessing.Queue`: it cannot drop its *oldest* item, and its reade
 by a blocked `get`, so a reader killed mid-wait deadlocks the restarted stage. Here each queue is
 one pipe with a single reading process (the consuming stage) and any number of writers:
 
-- live mode: a reader thread in the consumer drains the pipe continuously into a deque of
-  `maxsize` items and drops the oldest *data* item when full (counted in `drops`). Producers never
-  block, so a slow stage can never stall the source.
+- live mode: each `get` moves everything waiting in the pipe into a local deque and drops the
+  oldest *data* items beyond `maxsize` (counted in `drops`). Producers never block, so a slow
+  stage can never stall the source; if a consumer sits in one `process` call for more than
+  `_LIVE_PIPE_CAP` frames, producers drop at the pipe instead (also counted).
 - lossless mode: producers wait until fewer than `maxsize` items sit in the pipe (put - got
-  counters in shared memory) and then write; the reader thread holds at most `maxsize` more.
+  counters in shared memory) and then write; the consumer holds at most `maxsize` more.
   Nothing is dropped, the source slows down instead.
 
 Control items (`Control` subclasses: end of stream, stop) are never dropped.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import pickle
-import threading
 import time
 from multiprocessing.context import BaseContext
 from typing import Any, Callable
@@ -74,8 +74,8 @@ class FrameQueue:
                     raise QueueAborted(self.name)
                 time.sleep(poll_s)
         elif not isinstance(item, Control):
-            # live: the consumer's reader thread drains the pipe at once; a backlog in the pipe
-            # means the consumer is gone or frozen, so drop here rather than block the producer
+            # live: the consumer drains the pipe on every get; a backlog this deep means it is
+            # gone or stuck in one call, so drop here rather than block the producer
             cap = self.maxsize if self.lossless else _LIVE_PIPE_CAP
             if self._counts[_PUT] - self._counts[_GOT] >= cap:
                 with self._wlock:
@@ -124,41 +124,29 @@ def _grow_pipe(fd: int) -> None:
 
 
 class _Reader:
-    """Consumer side: a daemon thread moves items from the pipe into a bounded deque."""
+    """Consumer side, in the consuming process's main thread (no thread hop on the hot path):
+    each `get` first moves everything waiting in the pipe into a local deque, dropping the
+    oldest data items beyond `maxsize` in live mode."""
 
     def __init__(self, q: FrameQueue):
         self.q = q
         self.items: collections.deque = collections.deque()
         self.n_data = 0
-        self.cond = threading.Condition()
-        self.running = True
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._pump, name=f"queue-{q.name}", daemon=True)
-        self.thread.start()
+        self.closed: BaseException | None = None
 
-    def _pump(self) -> None:
-        conn, counts, live = self.q._r, self.q._counts, not self.q.lossless
+    def _drain(self) -> None:
+        conn, counts, q = self.q._r, self.q._counts, self.q
         try:
-            while self.running:
-                if not conn.poll(0.1):
-                    continue
-                if not live:
-                    with self.cond:  # lossless: keep at most maxsize here; the pipe holds the rest
-                        while self.running and self.n_data >= self.q.maxsize:
-                            self.cond.wait(0.1)
+            while conn.poll(0):
                 item = pickle.loads(conn.recv_bytes())
-                with self.cond:
-                    counts[_GOT] += 1
-                    self.items.append(item)
-                    if not isinstance(item, Control):
-                        self.n_data += 1
-                    if live and self.n_data > self.q.maxsize:
+                counts[_GOT] += 1
+                self.items.append(item)
+                if not isinstance(item, Control):
+                    self.n_data += 1
+                    if not q.lossless and self.n_data > q.maxsize:
                         self._drop_oldest(counts)
-                    self.cond.notify()
         except (EOFError, OSError) as exc:
-            with self.cond:
-                self.error = exc
-                self.cond.notify()
+            self.closed = exc
 
     def _drop_oldest(self, counts) -> None:
         for i, it in enumerate(self.items):
@@ -170,22 +158,22 @@ class _Reader:
                 return
 
     def get(self, timeout: float) -> Any:
-        with self.cond:
+        self._drain()
+        if not self.items:
+            if self.closed is not None:
+                raise Empty(f"queue {self.q.name} closed: {self.closed}")
+            if not self.q._r.poll(timeout):
+                raise Empty(self.q.name)
+            self._drain()
             if not self.items:
-                if self.error is not None:
-                    raise Empty(f"queue {self.q.name} closed: {self.error}")
-                self.cond.wait(timeout)
-                if not self.items:
-                    raise Empty(self.q.name)
-            item = self.items.popleft()
-            if not isinstance(item, Control):
-                self.n_data -= 1
-                self.cond.notify()
-            return item
+                raise Empty(self.q.name)
+        item = self.items.popleft()
+        if not isinstance(item, Control):
+            self.n_data -= 1
+        return item
 
     def stop(self) -> None:
-        self.running = False
-        self.thread.join(timeout=1.0)
+        self.items.clear()
 
 
 class Stop(Control):

@@ -126,17 +126,23 @@ class ShmRing:
         if image.shape != self._data.shape[1:]:
             raise ValueError(f"frame of shape {image.shape} does not fit ring slots of shape "
                              f"{self._data.shape[1:]}")
-        seq = int(self._hdr[6])
+        seq = self.next_seq
+        np.copyto(self.begin(seq), image, casting="no")
+        return seq, self.commit(seq)
+
+    def begin(self, seq: int) -> np.ndarray:
+        """Start writing frame `seq` (must be `next_seq`): marks its slot as being written and
+        returns the writable (H, W, C) view, so a decoder can write straight into the ring."""
         slot = seq % self.n_slots
         self._gen[slot] = 2 * seq + 1
-        np.copyto(self._data[slot], image, casting="no")
+        return self._data[slot]
+
+    def commit(self, seq: int) -> int:
+        """Frame `seq` is complete: publish it to readers; returns its slot."""
+        slot = seq % self.n_slots
         self._gen[slot] = 2 * seq + 2
         self._hdr[6] = seq + 1
-        return seq, slot
-
-    def slot_array(self, slot: int) -> np.ndarray:
-        """Writable view of one slot, for producers that decode straight into the ring."""
-        return self._data[slot]
+        return slot
 
     # -- reader -------------------------------------------------------------------------------
     def view(self, slot: int, seq: int) -> np.ndarray | None:

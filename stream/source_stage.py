@@ -1,7 +1,8 @@
 """The source stage: one process per camera/file that decodes frames into its shared-memory ring.
 
-It calls `FrameSource.read()` in a loop, copies each frame into the next ring slot and sends a
-pixel-less `Packet` (stream id, seq, capture timestamps, ring slot) downstream. Decoding happens
+It calls `FrameSource.read()` in a loop, copies each frame into the next ring slot (or lets a
+source with the optional `read_into(out)` decode straight into the slot) and sends a pixel-less
+`Packet` (stream id, seq, capture timestamps, ring slot) downstream. Decoding happens
 here, so a stalled camera never blocks the rest of the graph, and a stream that fails ends only
 itself (the runtime still sends its end-of-stream and stop markers so downstream stages finish).
 """
@@ -79,36 +80,56 @@ class SourceStage:
         lookahead = ctx.lossless and not bool(getattr(src, "is_live", True))
         block = ctx.lossless and self.lossless
         meter = ctx.meter
-        frame = src.read()
-        while frame is not None and not ctx.stopping():
+        cur = self._grab(src, ring, ctx)
+        while cur is not None and not ctx.stopping():
             following, failure = None, None
             if lookahead:
                 try:
-                    following = src.read()
+                    following = self._grab(src, ring, ctx)
                 except SourceError as exc:  # still deliver the frame we already have
                     failure = exc
-            t0 = time.perf_counter_ns()
-            image = self._fit(frame.image, ring, meter)
-            seq = ring.next_seq
-            if ctx.lossless and not ring.wait_free(seq, ctx.image_consumers, ctx.should_abort):
-                return
-            seq, slot = ring.write(image)
-            ctx.seq_value.value = seq + 1
+            frame, seq, slot, t_copy = cur
             pkt = Packet(FrameInfo(
                 stream_id=self.stream_id, seq=seq, capture_ns=int(frame.capture_ns),
                 capture_utc_ns=int(frame.capture_utc_ns), width=ring.width, height=ring.height,
                 media_pts_s=frame.media_pts_s, ring=ring.name, slot=slot,
                 last=lookahead and following is None and failure is None))
-            dt = time.perf_counter_ns() - t0
-            pkt.timings_ns[self.name] = dt
+            pkt.timings_ns[self.name] = t_copy
             meter.add("frames_in")
             if ctx.emit(pkt, block=block):
                 meter.add("frames_out")
-            meter.frame(dt, pkt.frame.capture_ns)
+            meter.frame(t_copy, pkt.frame.capture_ns)
             meter.tick()
             if failure is not None:
                 raise failure
-            frame = following if lookahead else src.read()
+            cur = following if lookahead else self._grab(src, ring, ctx)
+
+    def _grab(self, src: Any, ring: ShmRing, ctx: SourceContext):
+        """Next frame into the next ring slot: (frame, seq, slot, copy_ns) or None at the end.
+
+        A source with `read_into(out) -> DecodedFrame | None` decodes straight into the slot
+        (no copy); otherwise `read()` and one copy into the slot."""
+        seq = ring.next_seq
+        if ctx.lossless and not ring.wait_free(seq, ctx.image_consumers, ctx.should_abort):
+            return None
+        read_into = getattr(src, "read_into", None)
+        if read_into is not None:
+            out = ring.begin(seq)
+            frame = read_into(out)
+            if frame is None:
+                return None
+            t0 = time.perf_counter_ns()
+            if frame.image is not out:
+                np.copyto(out, self._fit(frame.image, ring, ctx.meter), casting="no")
+            slot = ring.commit(seq)
+        else:
+            frame = src.read()
+            if frame is None:
+                return None
+            t0 = time.perf_counter_ns()
+            seq, slot = ring.write(self._fit(frame.image, ring, ctx.meter))
+        ctx.seq_value.value = seq + 1
+        return frame, seq, slot, time.perf_counter_ns() - t0
 
     @staticmethod
     def _fit(image: np.ndarray, ring: ShmRing, meter: Any) -> np.ndarray:

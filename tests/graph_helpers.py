@@ -59,6 +59,19 @@ class TestSource(FrameSource):
         return self._stats
 
 
+class TestSourceInto(TestSource):
+    """Same frames, written straight into the ring slot (the optional read_into path)."""
+    __test__ = False
+
+    def read_into(self, out: np.ndarray) -> DecodedFrame | None:
+        frame = self.read()
+        if frame is None:
+            return None
+        out[...] = frame.image
+        frame.image = out
+        return frame
+
+
 def open_test_source(cfg, stream_id: str) -> TestSource:
     uri = cfg.uri
     if not uri.startswith("test:"):
@@ -66,7 +79,8 @@ def open_test_source(cfg, stream_id: str) -> TestSource:
     kv = dict(p.split("=") for p in uri[5:].split(",") if p)
     if kv.get("missing"):
         raise SourceError(f"file not found: {kv['missing']}; check the path")
-    return TestSource(stream_id, int(kv.get("n", 50)), int(kv.get("w", 64)), int(kv.get("h", 48)),
+    cls = TestSourceInto if kv.get("into") == "1" else TestSource
+    return cls(stream_id, int(kv.get("n", 50)), int(kv.get("w", 64)), int(kv.get("h", 48)),
                       float(kv.get("fps", 0)), int(kv.get("fail_at", -1)),
                       live=kv.get("live", "0") == "1")
 

@@ -33,7 +33,7 @@ def test_lossless_two_sources_every_frame_in_order(tmp_path: Path):
     out = tmp_path / "out.txt"
     g = Graph(RuntimeConfig(**RT), lossless=True)
     g.add(source("test:n=60,w=96,h=64", "a"), to=["check"])
-    g.add(source("test:n=45,w=32,h=24", "b"), to=["check"])
+    g.add(source("test:n=45,w=32,h=24,into=1", "b"), to=["check"])  # decodes into the slot
     g.add(CheckStage("check"), to=["collect"])
     g.add(CollectSink(str(out), "collect"))
     res = g.run()
