@@ -141,8 +141,8 @@ def crossing(seed: int = 0, fps: float = 30.0) -> Scene:
 
 def occlusion(seed: int = 0) -> Scene:
     """A walker passes behind a nearer, standing one: hidden for a few frames."""
-    return Scene([Walker(1, [(0, 100, 300), (4, 560, 300)], height_px=150),
-                  Walker(2, [(0, 330, 420), (4, 330, 420)], height_px=180, aspect=0.5)],
+    return Scene([Walker(1, [(0, 100, 380), (4, 560, 380)]),
+                  Walker(2, [(0, 330, 420), (4, 330, 420)], height_px=200, aspect=0.5)],
                  4.0, occlusion_cover=0.6, seed=seed)
 
 

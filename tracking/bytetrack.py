@@ -286,6 +286,9 @@ class ByteTracker:
         drop_tentative = unmatched & (self.state == _TENTATIVE)
         coasting = unmatched & (self.state == _TRACKED)
         self.misses[coasting] += 1
+        # size does not extrapolate while unseen (ByteTrack zeroes vh too): partial occlusion
+        # before a miss shrinks boxes, and a shrinking prediction can no longer be re-found
+        self.x[unmatched & (self.state != _TENTATIVE), 6:8] = 0.0
         self.score[coasting] *= cfg.score_decay_per_miss
         to_lost = coasting & (self.misses > cfg.carry_misses)
         self.state[to_lost] = _LOST

@@ -1,0 +1,206 @@
+"""ByteTrack-style tracker: Kalman parity with filterpy, MOT quality on synthetic scenes with known
+identities (motmetrics), lifecycle events, real timestamps, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from filterpy.kalman import KalmanFilter
+
+import tracking_synth as ts
+from stream.packet import TrackEventKind
+from tracking.bytetrack import BoxKalman, ByteTracker, iou_matrix, xyah_to_xyxy, xyxy_to_xyah
+from tracking.config import TrackerConfig
+
+
+def run_scene(scene: ts.Scene, cfg: TrackerConfig | None = None, every_n: int = 1):
+    tr = ByteTracker(cfg or TrackerConfig())
+    k = [0]
+    events = []
+
+    def step(t, dets, scores):
+        out = tr.update(dets, scores, t) if k[0] % every_n == 0 else tr.predict(t)
+        k[0] += 1
+        events.append((out.events, set(int(i) for i in out.track_ids)))
+        return out.track_ids, out.boxes_xyxy
+
+    return ts.score_tracker(scene, step), events, tr
+
+
+# -- Kalman ---------------------------------------------------------------------------------------
+def test_vectorized_kalman_matches_filterpy():
+    rng = np.random.default_rng(1)
+    cfg = TrackerConfig()
+    kf = BoxKalman(cfg)
+    z0 = np.array([[100.0, 200.0, 0.4, 150.0], [400.0, 300.0, 0.5, 90.0]])
+    x, P = kf.initiate(z0)
+    refs = []
+    for i in range(2):
+        f = KalmanFilter(dim_x=8, dim_z=4)
+        f.x, f.P, f.H = x[i].copy(), P[i].copy(), BoxKalman._H.copy()
+        refs.append(f)
+    for _ in range(20):
+        dt = rng.uniform(0.01, 0.2)
+        Q = kf.Q(dt, x[:, 3])
+        for i, f in enumerate(refs):
+            f.predict(F=kf.F(dt), Q=Q[i])
+        x, P = kf.predict(x, P, dt)
+        z = x[:, :4] + rng.normal(0, 2.0, (2, 4)) * np.array([1, 1, 0.01, 1])
+        R = np.diag(kf._meas_r(x[:, 3])[0])
+        for i, f in enumerate(refs):
+            f.update(z[i], R=np.diag(kf._meas_r(x[i:i + 1, 3])[0]))
+        del R
+        x, P = kf.update(x, P, z)
+        for i, f in enumerate(refs):
+            np.testing.assert_allclose(x[i], f.x, rtol=1e-9, atol=1e-6)
+            np.testing.assert_allclose(P[i], f.P, rtol=1e-6, atol=1e-6)
+
+
+def test_box_formats_round_trip():
+    b = np.array([[10, 20, 50, 120], [0, 0, 1, 3]], np.float32)
+    np.testing.assert_allclose(xyah_to_xyxy(xyxy_to_xyah(b)), b, atol=1e-4)
+    iou = iou_matrix(b, b)
+    np.testing.assert_allclose(np.diag(iou), 1.0)
+
+
+# -- MOT quality ----------------------------------------------------------------------------------
+SCENES = ["crossing", "occlusion", "enter_leave", "stop_and_go", "variable_rate"]
+
+
+@pytest.mark.parametrize("name", SCENES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_idf1_on_synthetic_scenes(name, seed):
+    m, _, _ = run_scene(getattr(ts, name)(seed))
+    assert m["idf1"] >= 0.95, m
+    assert m["mota"] >= 0.9, m
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("fps", [10.0, 30.0])
+def test_no_id_switch_on_non_occluded_crossing(seed, fps):
+    m, _, _ = run_scene(ts.crossing(seed, fps=fps))
+    assert m["num_switches"] == 0, m
+    assert m["num_unique_objects"] == 2
+
+
+def test_occlusion_keeps_identity_through_refound():
+    m, events, _ = run_scene(ts.occlusion(0))
+    kinds = [e.kind for evs, _ in events for e in evs]
+    assert m["num_switches"] == 0, m
+    # the walker is hidden for ~10 frames: longer than the carry window, so it is lost and re-found
+    assert TrackEventKind.LOST in kinds and TrackEventKind.REFOUND in kinds
+
+
+def test_detector_every_third_frame_still_tracks():
+    m, _, _ = run_scene(ts.variable_rate(0), every_n=3)
+    assert m["idf1"] >= 0.9, m
+    assert m["num_switches"] == 0, m
+
+
+def test_tracker_quality_is_not_trivial():
+    """The metric can fail: a tracker that never re-finds (no lost buffer) scores worse on occlusion."""
+    m_good, _, _ = run_scene(ts.occlusion(0))
+    m_bad, _, _ = run_scene(ts.occlusion(0), TrackerConfig(carry_misses=0, max_lost_s=0.01))
+    assert m_bad["num_switches"] + m_bad["num_fragmentations"] > 0
+    assert m_bad["idf1"] < m_good["idf1"]
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SCENES)
+def test_events_follow_the_lifecycle(name):
+    _, events, tr = run_scene(getattr(ts, name)(3))
+    alive, lost, removed = set(), set(), set()
+    for evs, out_ids in events:
+        for e in evs:
+            assert e.track_id not in removed, f"event after REMOVED: {e}"
+            if e.kind is TrackEventKind.BORN:
+                assert e.track_id not in alive
+                alive.add(e.track_id)
+            elif e.kind is TrackEventKind.REFOUND:
+                assert e.track_id in lost
+                lost.discard(e.track_id)
+            elif e.kind is TrackEventKind.LOST:
+                assert e.track_id in alive
+                lost.add(e.track_id)
+            elif e.kind is TrackEventKind.REMOVED:
+                alive.discard(e.track_id)
+                lost.discard(e.track_id)
+                removed.add(e.track_id)
+            else:
+                assert e.track_id in alive and e.track_id not in lost
+        assert out_ids <= alive - lost, "persons downstream must be born and not lost"
+    final = tr.finish()
+    assert {e.track_id for e in final} == alive
+    assert all(e.kind is TrackEventKind.REMOVED for e in final)
+    assert len(tr) == 0
+
+
+def test_ids_are_per_instance_and_start_at_one():
+    box = np.array([[100, 100, 160, 250]], np.float32)
+    for _ in range(2):
+        tr = ByteTracker()
+        out = tr.update(box, np.array([0.9]), 0.0)
+        assert list(out.track_ids) == [1]
+
+
+def test_lost_track_is_removed_after_max_lost_s():
+    tr = ByteTracker(TrackerConfig(max_lost_s=0.5, carry_misses=1))
+    box = np.array([[100, 100, 160, 250]], np.float32)
+    tr.update(box, np.array([0.9]), 0.0)
+    kinds = []
+    for i in range(1, 30):
+        kinds += [e.kind for e in tr.update(np.zeros((0, 4)), np.zeros(0), i / 30).events]
+    assert kinds == [TrackEventKind.LOST, TrackEventKind.REMOVED]
+    assert len(tr) == 0
+
+
+def test_uses_real_timestamps():
+    """A walker moving 100 px/s sampled at irregular times: the prediction over a 0.5 s gap lands
+    where the walker is, which needs dt in seconds, not frames."""
+    rng = np.random.default_rng(0)
+    tr = ByteTracker(TrackerConfig(carry_misses=5))
+    t = 0.0
+    for _ in range(40):
+        t += rng.uniform(0.01, 0.06)
+        x = 100 + 100 * t
+        tr.update(np.array([[x - 30, 100, x + 30, 250]]), np.array([0.9]), t)
+    t += 0.5
+    out = tr.predict(t)
+    cx = 0.5 * (out.boxes_xyxy[0, 0] + out.boxes_xyxy[0, 2])
+    assert abs(cx - (100 + 100 * t)) < 5.0
+    assert out.predicted.all()
+
+
+# -- bad input ------------------------------------------------------------------------------------
+def test_bad_boxes_are_dropped():
+    tr = ByteTracker()
+    boxes = np.array([[np.nan, 0, 10, 10], [5, 5, 5, 50], [10, 10, 60, 200], [0, 0, np.inf, 9]])
+    out = tr.update(boxes, np.array([0.9, 0.9, 0.9, 0.9]), 0.0)
+    assert len(out.track_ids) == 1
+    assert np.isfinite(tr.x).all()
+    out = tr.update(np.zeros((0, 4)), np.zeros(0), 0.1)   # empty frame
+    assert out.predicted.all()
+    with pytest.raises(ValueError, match="one score per box"):
+        tr.update(boxes, np.array([0.5]), 0.2)
+
+
+def test_time_going_backwards_does_not_break():
+    tr = ByteTracker()
+    box = np.array([[100, 100, 160, 250]], np.float32)
+    tr.update(box, np.array([0.9]), 1.0)
+    out = tr.update(box, np.array([0.9]), 0.5)
+    assert list(out.track_ids) == [1] and np.isfinite(tr.P).all()
+
+
+def test_thousands_of_detections_cap_tracks_and_warn():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 2000, (3000, 2))
+    boxes = np.hstack([xy, xy + 20])
+    tr = ByteTracker(TrackerConfig(max_tracks=100))
+    with pytest.warns(RuntimeWarning, match="max_tracks"):
+        tr.update(boxes, np.full(3000, 0.9), 0.0)
+    assert len(tr) == 100
+
+
+def test_config_rejects_inverted_thresholds():
+    with pytest.raises(ValueError, match="low_score"):
+        TrackerConfig(low_score=0.8, high_score=0.5)
