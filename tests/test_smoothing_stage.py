@@ -156,11 +156,12 @@ def test_fixed_lag_delays_and_flush_returns_the_rest():
     lag = 4
     st = _stage(fixed_lag_frames=lag)
     rng = np.random.default_rng(5)
-    sent, got = [], []
+    sent, got, inputs = [], [], []
     d = DOF_INDEX["hip_flexion_r"]
     for k in range(20):
         q = Q0.copy()
         q[d] = 0.5 + 0.3 * np.sin(k / 5) + rng.normal(0, 0.05)
+        inputs.append(q)
         pk = _packet(k, [_person(1, q=q)])
         sent.append(pk)
         out = st.process(pk)
@@ -172,6 +173,20 @@ def test_fixed_lag_delays_and_flush_returns_the_rest():
     assert st.smoother.tracks == {}
     qs = np.array([p.persons[0].q for p in got + rest])
     assert np.all(qs >= DOF_LOWER.astype(np.float32)) and np.all(qs <= DOF_UPPER.astype(np.float32))
+    # smoother than the causal filter on the same noisy input
+    causal = _stage()
+    cq = []
+    for k, qin in enumerate(inputs):
+        p = _person(1, q=qin)
+        causal.process(_packet(k, [p]))
+        cq.append(p.q[d])
+    jitter = lambda a: np.std(np.diff(np.asarray(a)[5:], 2))  # noqa: E731
+    assert jitter(qs[:, d]) < 0.7 * jitter(cq)
+    # a removed track's history is kept only while held packets need it
+    for k in range(20, 20 + lag + 2):
+        ev = [TrackEvent(1, TrackEventKind.REMOVED)] if k == 20 else []
+        st.process(_packet(k, [], ev))
+    assert st._retired.get("cam0", []) == [] and st.smoother.tracks == {}
 
 
 def test_disabled_passes_through_and_stage_pickles():

@@ -248,10 +248,12 @@ class SmoothingStage(Stage):
         sm = self.smoother
         for p in packet.persons:
             key = (sid, p.track_id)
-            track = sm.tracks.get(key) or retired.get(key)
-            if p.q is None or track is None or track.history is None:
+            if p.q is None:
                 continue
-            res = sm.smoothed_at(track, t_s)
+            res = None
+            for track in (sm.tracks.get(key), retired.get(key)):  # a REFOUND track has both
+                if track is not None and res is None:
+                    res = sm.smoothed_at(track, t_s)
             if res is not None:
                 q, q_vel = res
                 p.q = q.astype(np.float32)
