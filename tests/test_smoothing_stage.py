@@ -211,3 +211,20 @@ def test_config_presets_overrides_and_errors():
         SmoothingConfig(responsiveness=1.5)
     with pytest.raises(ValidationError):
         SmoothingConfig(presets="vr")  # unknown key
+
+
+def test_nan_inputs_and_clock_jump_back():
+    st = _stage()
+    for k in range(30):
+        st.process(_packet(k, [_person(1)]))
+    q = Q0.copy()
+    q[5:9] = np.nan  # an engine glitch: treated as unobserved, never propagated
+    p = _person(1, q=q, trans=(np.nan, 0.0, 3.0))
+    st.process(_packet(30, [p]))
+    assert np.all(np.isfinite(p.q)) and np.all(np.isfinite(p.trans_m))
+    # a looped file: media time restarts at 0; the track restarts instead of coasting forever
+    q2 = Q0.copy()
+    q2[DOF_INDEX["hip_flexion_r"]] = 1.4
+    p = _person(1, q=q2)
+    st.process(_packet(0, [p]))
+    np.testing.assert_allclose(p.q[DOF_INDEX["hip_flexion_r"]], 1.4, atol=1e-6)

@@ -115,15 +115,17 @@ class PoseSmoother:
         for p in persons:
             key = (stream_id, p.track_id)
             track = self.tracks.get(key)
+            # too long unseen (or the clock jumped back: a looped file): the state is stale
+            stale = track is not None and abs(t_s - t_meas[track.slot]) > self.cfg.max_coast_s
             if p.q is not None:
-                if track is not None and t_s - t_meas[track.slot] > self.cfg.max_coast_s:
-                    self.forget(key)         # too long unseen: the velocity is stale, restart
+                if stale:
+                    self.forget(key)
                     track = None
                 if track is None:
                     new.append((p, self._alloc(key)))
                 else:
                     old.append((p, track))
-            elif track is not None and t_s - t_meas[track.slot] <= self.cfg.max_coast_s:
+            elif track is not None and not stale:
                 coast.append((p, track))
             else:
                 p.predicted = False          # nothing to offer: passed through without pose
