@@ -1,0 +1,136 @@
+"""The detect_track stage on real decoded video: a clip written with PyAV (coloured walkers on a
+grey street) and vtest.avi with the embedded HOG detector."""
+from __future__ import annotations
+
+import pickle
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from conftest import VTEST, needs_shared
+from engines.detection.config import DetectorConfig
+from engines.detection.detectors import Detector, HogDetector
+from stream.config import PipelineConfig
+from stream.packet import FrameInfo, Packet, TrackEventKind
+from tracking.stage import DetectTrackStage
+
+W, H, FPS = 320, 240, 25
+
+
+class BlobDetector(Detector):
+    """Saturated-colour blobs are people: a real detector on real pixels, cheap enough for tests."""
+
+    def _raw(self, image_bgr):
+        hsv = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2HSV)
+        mask = (hsv[:, :, 1] > 100).astype(np.uint8)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+        st = stats[1:][stats[1:, cv2.CC_STAT_AREA] > 50]
+        boxes = np.stack([st[:, 0], st[:, 1], st[:, 0] + st[:, 2], st[:, 1] + st[:, 3]], 1).astype(np.float32)
+        return boxes.reshape(-1, 4), np.full(len(boxes), 0.9, np.float32)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """2 s, two walkers crossing left-right / right-left; written to H.264 and decoded back."""
+    path = tmp_path_factory.mktemp("clip") / "walk.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for i in range(2 * FPS):
+            img = np.full((H, W, 3), 90, np.uint8)
+            x1 = int(20 + 5 * i)
+            x2 = int(280 - 5 * i)
+            cv2.rectangle(img, (x1, 30), (x1 + 30, 110), (0, 0, 255), -1)
+            cv2.rectangle(img, (x2, 125), (x2 + 30, 205), (255, 0, 0), -1)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    frames = []
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        for f in c.decode(vs):
+            frames.append((float(f.pts * vs.time_base), f.to_ndarray(format="bgr24")))
+    return frames
+
+
+def packets(frames, sid="cam0", last=True):
+    for i, (t, img) in enumerate(frames):
+        fi = FrameInfo(sid, i, capture_ns=i * 1_000_000, capture_utc_ns=0, width=img.shape[1],
+                       height=img.shape[0], media_pts_s=t, last=last and i == len(frames) - 1)
+        yield Packet(frame=fi, image=img)
+
+
+def make_stage(every_n=1):
+    cfg = PipelineConfig(detector=DetectorConfig(every_n_frames=every_n))
+    stage = DetectTrackStage(cfg, detector=BlobDetector(cfg.detector))
+    pickle.dumps(stage)   # built in the parent, pickled into its process
+    stage.setup()
+    return stage
+
+
+@pytest.mark.parametrize("every_n", [1, 3])
+def test_two_walkers_keep_their_ids_and_lifecycle_is_closed(clip, every_n):
+    stage = make_stage(every_n)
+    born, removed, ids_by_colour = set(), set(), {}
+    for k, pkt in enumerate(packets(clip)):
+        out = stage.process(pkt)
+        assert (out.detections_xyxy is not None) == (k % every_n == 0)
+        for e in out.events:
+            (born if e.kind is TrackEventKind.BORN else removed if e.kind is TrackEventKind.REMOVED else set()).add(e.track_id)
+        for p in out.persons:
+            assert p.track_id in born
+            c = p.crop_box_xyxy
+            assert abs((c[2] - c[0]) - (c[3] - c[1])) < 1e-3   # square
+            colour = pkt.image[int((p.box_xyxy[1] + p.box_xyxy[3]) / 2), int((p.box_xyxy[0] + p.box_xyxy[2]) / 2)]
+            key = "red" if colour[2] > colour[0] else "blue"
+            ids_by_colour.setdefault(key, set()).add(p.track_id)
+            assert p.box_predicted == (k % every_n != 0)
+    assert ids_by_colour == {"red": {1}, "blue": {2}} or ids_by_colour == {"red": {2}, "blue": {1}}
+    assert removed == born == {1, 2}          # last frame removed everything
+    assert stage.streams == {}                # no per-stream state leaks
+
+
+def test_flush_removes_tracks_and_streams_are_separate(clip):
+    stage = make_stage()
+    for a, b in zip(packets(clip[:10], "a", last=False), packets(clip[:10], "b", last=False)):
+        stage.process(a)
+        stage.process(b)
+    assert set(stage.streams) == {"a", "b"}
+    out = stage.flush("a")
+    assert len(out) == 1 and out[0].frame.stream_id == "a" and out[0].frame.ring == ""
+    assert {e.track_id for e in out[0].events} == {1, 2}
+    assert all(e.kind is TrackEventKind.REMOVED for e in out[0].events)
+    assert set(stage.streams) == {"b"}      # stream b untouched; its ids were its own
+    assert stage.flush("a") == []
+    stage.close()
+
+
+def test_empty_image_is_handled(clip):
+    stage = make_stage()
+    pkt = next(packets(clip))
+    pkt.image = np.zeros((0, 0, 3), np.uint8)
+    out = stage.process(pkt)
+    assert out.persons == [] and len(out.detections_xyxy) == 0
+
+
+@needs_shared(VTEST)
+def test_hog_finds_the_walkers_in_vtest():
+    cap = cv2.VideoCapture(str(VTEST))
+    det = HogDetector(DetectorConfig())
+    det.open()
+    counts = []
+    for _ in range(3):
+        ok, img = cap.read()
+        assert ok
+        boxes, scores = det.detect(img)
+        counts.append(len(boxes))
+        assert ((scores >= 0) & (scores <= 1)).all()
+        h = boxes[:, 3] - boxes[:, 1]
+        assert ((h > 60) & (h < 400)).all()       # person-sized boxes
+    cap.release()
+    assert min(counts) >= 2, counts
+    blank_boxes, _ = det.detect(np.full((576, 768, 3), 128, np.uint8))
+    assert len(blank_boxes) == 0
