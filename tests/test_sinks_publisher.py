@@ -1,0 +1,240 @@
+"""Publisher and PoseSubscriber over real ZeroMQ sockets (tcp and ipc on this machine)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from sinks.client import PoseSubscriber
+from sinks.config import PublisherConfig
+from sinks.publisher import Publisher
+from sinks.schema import FrameMsg, HeartbeatMsg, MetaMsg, SchemaVersionError, topic_for
+from sinks.synth import synthetic_packet
+from stream.errors import TransportError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ep() -> str:
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+def drain(sub: PoseSubscriber, timeout_s: float = 0.5) -> list:
+    out = []
+    while (r := sub.recv(timeout_s)) is not None:
+        out.append(r)
+    return out
+
+
+def wait_subscribed(pub: Publisher, n: int = 1, timeout_s: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while pub.stats.subscriptions < n and time.monotonic() < deadline:
+        pub.wait_for_subscriber(0.05)
+    assert pub.stats.subscriptions >= n, "subscriber never connected"
+
+
+@pytest.mark.parametrize("kind", ["tcp", "ipc"])
+def test_round_trip_meta_frames_heartbeats(kind, tmp_path):
+    endpoint = ep() if kind == "tcp" else f"ipc://{tmp_path}/pub.sock"
+    cfg = PublisherConfig(endpoint=endpoint, heartbeat_interval_s=0.05)
+    with Publisher(cfg) as pub, PoseSubscriber(endpoint) as sub:
+        wait_subscribed(pub)
+        for i in range(20):
+            pub.publish(synthetic_packet("cam0", i, 2))
+        for i in range(20, 30):  # nobody in view: one empty frame, then heartbeats only
+            pub.publish(synthetic_packet("cam0", i, 0))
+            time.sleep(0.02)
+        got = drain(sub)
+    kinds = [type(r.msg) for r in got]
+    assert kinds[0] is MetaMsg  # meta first: a client needs nothing else
+    frames = [r.msg for r in got if isinstance(r.msg, FrameMsg)]
+    assert [f.seq for f in frames] == list(range(21))
+    assert frames[-1].persons == []
+    assert 1 <= kinds.count(HeartbeatMsg) <= 9
+    assert sub.stats.dropped == 0 and sub.stats.malformed == 0
+    assert sub.meta is not None and sub.dof_index["knee_angle_r"] == 6
+
+
+def test_topic_filter_and_meta_on_subscribe():
+    endpoint = ep()
+    with Publisher(PublisherConfig(endpoint=endpoint, meta_interval_s=100.0)) as pub:
+        pub.publish(synthetic_packet("cam1", 0, 1))  # streams known before the client joins
+        pub.publish(synthetic_packet("cam10", 0, 1))
+        with PoseSubscriber(endpoint, streams=["cam1"]) as sub:
+            wait_subscribed(pub)  # XPUB hands the subscription over -> meta right away
+            pub.publish(synthetic_packet("cam10", 1, 1))
+            pub.publish(synthetic_packet("cam1", 1, 1))
+            got = drain(sub)
+    assert {r.msg.stream for r in got} == {"cam1"}  # 'cam1' does not match 'cam10'
+    assert isinstance(got[0].msg, MetaMsg)
+    assert [r.msg.seq for r in got if isinstance(r.msg, FrameMsg)] == [1]
+
+
+def test_endpoint_in_use_is_one_line_transport_error():
+    endpoint = ep()
+    with Publisher(PublisherConfig(endpoint=endpoint)):
+        with pytest.raises(TransportError, match="already in use") as ei:
+            Publisher(PublisherConfig(endpoint=endpoint)).open()
+    assert "\n" not in str(ei.value)
+
+
+def test_bad_endpoint_is_rejected_by_config():
+    with pytest.raises(ValueError, match="tcp:// or ipc://"):
+        PublisherConfig(endpoint="udp://1.2.3.4:5")
+
+
+def test_stalled_subscriber_never_blocks_and_drops_are_reported():
+    endpoint = ep()
+    cfg = PublisherConfig(endpoint=endpoint, send_hwm_msgs=10)
+    with Publisher(cfg) as pub, PoseSubscriber(endpoint, rcvhwm_msgs=10) as slow:
+        wait_subscribed(pub)
+        t0 = time.perf_counter()
+        pkt = synthetic_packet("cam0", 0, 16)
+        for i in range(3000):  # nobody reads: queues fill, ZeroMQ drops, we never wait
+            pkt.frame.seq = i
+            pub.publish(pkt)
+        took = time.perf_counter() - t0
+        got = drain(slow, 0.3)
+    assert took < 20.0
+    frames = [r.msg for r in got if isinstance(r.msg, FrameMsg)]
+    assert len(frames) < 3000
+    assert slow.stats.dropped > 0  # gaps in pub_seq = what the transport lost
+    assert slow.stats.dropped == sum(r.dropped_before for r in got)
+    assert slow.stats.pipeline_skipped > 0
+
+
+def test_conflated_endpoint_keeps_latest_only():
+    endpoint, conflated = ep(), ep()
+    cfg = PublisherConfig(endpoint=endpoint, conflated_endpoint=conflated)
+    with Publisher(cfg) as pub, PoseSubscriber(conflated, streams=["cam0"], conflate=True) as sub:
+        deadline, r = time.monotonic() + 5, None
+        while r is None and time.monotonic() < deadline:  # PUB has no subscription hand-over
+            pub.publish(synthetic_packet("cam0", 0, 1))
+            r = sub.recv(0.05)
+        assert r is not None and isinstance(r.msg, FrameMsg)
+        for i in range(1, 200):
+            pub.publish(synthetic_packet("cam0", i, 1))
+        time.sleep(0.3)
+        got = drain(sub, 0.3)
+    assert len(got) == 1 and got[0].msg.seq == 199
+
+
+def test_wrong_schema_version_raises_in_client():
+    endpoint = ep()
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.PUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.bind(endpoint)
+    try:
+        with PoseSubscriber(endpoint) as sub:
+            time.sleep(0.3)
+            s.send_multipart([topic_for("cam0"), msgpack.packb({"schema": 99, "kind": "frame"})])
+            with pytest.raises(SchemaVersionError, match="version 99"):
+                sub.recv(3.0)
+    finally:
+        s.close()
+
+
+def test_client_skips_garbage_and_keeps_going():
+    endpoint = ep()
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.PUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.bind(endpoint)
+    from sinks.schema import encode_frame
+    try:
+        with PoseSubscriber(endpoint) as sub:
+            time.sleep(0.3)
+            s.send_multipart([b"cam0\x00", b"\xc1garbage"])
+            s.send_multipart([b"cam0\x00"])  # one part only
+            s.send_multipart([b"x\x00", encode_frame(synthetic_packet("cam0", 0, 1), 1, 0)])
+            s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", 5, 1), 2, 0)])
+            r = sub.recv(3.0)
+    finally:
+        s.close()
+    assert r is not None and r.msg.seq == 5
+    assert sub.stats.malformed == 3
+
+
+def test_publisher_restart_is_not_a_drop_and_client_reconnects():
+    endpoint = ep()
+    with PoseSubscriber(endpoint, reconnect_after_s=0.5) as sub:
+        for round_ in range(2):
+            with Publisher(PublisherConfig(endpoint=endpoint)) as pub:
+                seqs, i, deadline = [], 0, time.monotonic() + 10
+                while len(seqs) < 5 and time.monotonic() < deadline:
+                    pub.publish(synthetic_packet("cam0", i, 1))
+                    i += 1
+                    r = sub.recv(0.05)
+                    if r is not None and isinstance(r.msg, FrameMsg):
+                        seqs.append(r.msg.seq)
+                assert len(seqs) == 5, f"round {round_}: client did not (re)connect"
+                assert seqs == list(range(seqs[0], seqs[0] + 5))
+                drain(sub, 0.2)
+        assert sub.stats.restarts == 1 and sub.stats.dropped == 0
+
+
+def test_curve_authenticated_client_only(tmp_path):
+    from sinks.curve import make_keys
+
+    keys = make_keys(str(tmp_path / "keys"), ("client",))
+    rogue = make_keys(str(tmp_path / "rogue"), ("rogue",), server=False)
+    endpoint = ep()
+    cfg = PublisherConfig(endpoint=endpoint,
+                          curve_server_secret_file=keys["server"][1],
+                          curve_authorized_dir=str(tmp_path / "keys" / "authorized_clients"))
+    with Publisher(cfg) as pub, \
+            PoseSubscriber(endpoint, server_public_file=keys["server"][0],
+                           client_secret_file=keys["client"][1]) as good, \
+            PoseSubscriber(endpoint, server_public_file=keys["server"][0],
+                           client_secret_file=rogue["rogue"][1]) as bad, \
+            PoseSubscriber(endpoint) as plain:
+        wait_subscribed(pub)
+        time.sleep(0.3)
+        for i in range(5):
+            pub.publish(synthetic_packet("cam0", i, 1))
+        assert len([r for r in drain(good) if isinstance(r.msg, FrameMsg)]) == 5
+        assert drain(bad, 0.2) == [] and drain(plain, 0.2) == []
+
+
+def test_curve_missing_key_file_is_user_error(tmp_path):
+    cfg = PublisherConfig(endpoint=ep(), curve_server_secret_file=str(tmp_path / "nope"))
+    with pytest.raises(TransportError, match="sinks.curve"):
+        Publisher(cfg).open()
+
+
+def test_cli_live_view_prints_readable_frames():
+    endpoint = ep()
+    proc = subprocess.Popen([sys.executable, "-m", "sinks.client", endpoint, "--count", "3",
+                             "--timeout", "10"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        with Publisher(PublisherConfig(endpoint=endpoint)) as pub:
+            deadline = time.monotonic() + 15
+            while proc.poll() is None and time.monotonic() < deadline:
+                pub.publish(synthetic_packet("cam0", int(time.monotonic() * 100), 2))
+                time.sleep(0.03)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "meta: 46 DoFs" in out and "[cam0] seq" in out and "knee_r=" in out
+    assert "#1" in out and "#2" in out
+
+
+def test_cli_bad_endpoint_exit_2():
+    r = subprocess.run([sys.executable, "-m", "sinks.client", "bogus://x"], cwd=REPO,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and r.stderr.startswith("error: ")
