@@ -1,14 +1,14 @@
 """The process-graph runtime: one OS process per stage, frames in shared memory, packets in queues.
 
-Parent side (`Graph.run`): builds queues, metric rows and child processes (`_StageProcess.create`),
-starts consumers before producers, waits until every stage finished `setup()`, then supervises:
+Parent side (`Graph.run`): builds queues, metric rows and one child process per stage
+(`Graph._create`: picklable settings only), starts consumers before producers, waits until every stage finished `setup()`, then supervises:
 prints the status line, restarts or stops on a crash, and turns Ctrl-C/SIGTERM into a two-level
 stop (first: sources stop and queues drain; second or after `drain_timeout_s`: abort). On every
 exit path it joins or kills every child and unlinks every ring, so nothing is orphaned or leaked.
 
-Child side (`_child_main` -> `_run_stage` / `SourceStage.run`): ignores SIGINT (the parent
-decides), watches the parent's pid so it exits if the parent is killed, and always calls
-`Stage.close()`.
+Child side (`_run` -> `_run_stage` / `SourceStage.run`): imports and opens everything heavy,
+ignores SIGINT (the parent decides), watches the parent's liveness so it exits (and unlinks the
+rings) if the parent is killed, and always calls `Stage.close()`.
 """
 from __future__ import annotations
 
@@ -21,8 +21,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from stream.config import RuntimeConfig
 from stream.errors import PipelineError, StageCrashed, UserError
@@ -40,6 +38,7 @@ class RunResult:
     """How a run ended. `exit_code`: 0 ok, 1 a stage crashed, 2 a user error."""
     exit_code: int
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. restarted stages
     summary: str = ""
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
     interrupted: bool = False
@@ -67,12 +66,15 @@ class ChildContext:
     events: Any                      # mp.Queue to the parent
     stop_event: Any
     abort_event: Any
-    ppid: int
     interval_s: float
     meter: StageMeter | None = None
+    _parent: Any = None
 
     def parent_gone(self) -> bool:
-        return os.getppid() != self.ppid
+        """True once the graph parent has died (its sentinel pipe closed), even as a zombie."""
+        if self._parent is None:
+            self._parent = mp.parent_process()
+        return self._parent is not None and not self._parent.is_alive()
 
     def should_abort(self) -> bool:
         return self.abort_event.is_set() or self.parent_gone()
@@ -88,9 +90,14 @@ class ChildContext:
         return ok
 
 
-def _child_main(stage: Stage | SourceStage, ctx: ChildContext) -> None:
+def _sigterm(signum, frame) -> None:
+    raise SystemExit(143)  # unwinds through `finally`, so close() still runs
+
+
+def _run(stage: Stage | SourceStage, ctx: ChildContext) -> None:
+    """Body of every stage process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; parent leads
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+    signal.signal(signal.SIGTERM, _sigterm)
     ctx.meter = StageMeter(ctx.table, ctx.row, ctx.interval_s)
     code, state = EXIT_OK, DONE
     try:
@@ -237,6 +244,7 @@ def _process_one(stage: Stage, pkt, ctx: ChildContext, rings: _Rings) -> None:
     if out is None:
         _consumed(pkt, ctx, None)
         return
+    out.timings_ns[ctx.name] = dt
     out.image = None
     if ctx.emit(out):
         meter.add("frames_out")
@@ -268,6 +276,7 @@ class _Node:
     seq_value: Any = None
     finished: bool = False
     ring_base: str = ""
+    crash_msg: str | None = None  # last crash report from the child, until it is reaped
 
     @property
     def name(self) -> str:
@@ -346,10 +355,11 @@ class Graph:
                                            if node.is_source else []),
             table=self._table, stops_seen=node.stops_seen, seq_value=node.seq_value,
             events=self._events, stop_event=self._stop, abort_event=self._abort,
-            ppid=os.getpid(), interval_s=self.rt.metrics_interval_s)
+            interval_s=self.rt.metrics_interval_s)
 
-    def _start(self, node: _Node) -> None:
-        node.proc = self._ctx.Process(target=_child_main, args=(node.stage, self._context(node)),
+    def _create(self, node: _Node) -> None:
+        """Start the node's process (again, after a crash); the stage object is pickled into it."""
+        node.proc = self._ctx.Process(target=_run, args=(node.stage, self._context(node)),
                                       name=f"skelstream-{node.name}", daemon=False)
         node.proc.start()
         node.finished = False
@@ -364,6 +374,7 @@ class Graph:
         self._events = self._ctx.Queue()
         self._stop, self._abort = self._ctx.Event(), self._ctx.Event()
         self._signals = 0
+        self._warnings: list[str] = []
         self._fatal = EXIT_OK  # set to the exit code when the run must stop
         self._stop_deadline = float("inf")
         printer = StatusPrinter(self._status_stream, self.rt.status_line)
@@ -386,7 +397,8 @@ class Graph:
         summary = self.board.summary()
         if self.rt.summary_at_exit:
             print(summary, file=self._status_stream or sys.stderr)
-        return RunResult(code, errors, summary, stats, interrupted=self._signals > 0)
+        return RunResult(code, errors, self._warnings, summary, stats,
+                         interrupted=self._signals > 0)
 
     def _on_signal(self, signum, frame) -> None:
         self._signals += 1
@@ -407,7 +419,7 @@ class Graph:
                 code = max(code, self._wait_ready(errors))
                 if self._fatal:
                     return self._fatal
-            self._start(node)
+            self._create(node)
         next_status = time.monotonic() + self.rt.metrics_interval_s
         while True:
             code = max(code, self._drain_events(errors, timeout=0.05))
@@ -463,7 +475,7 @@ class Graph:
                     if not node.is_source:  # a failed stream ends only itself; a stage, the run
                         self._fatal = EXIT_USER
                 else:
-                    node.crash_msg = msg  # type: ignore[attr-defined]
+                    node.crash_msg = msg
             try:
                 ev = self._events.get_nowait()
             except pyqueue.Empty:
@@ -483,16 +495,16 @@ class Graph:
                 continue
             time.sleep(0.05)
             self._drain_events(errors, timeout=0.0)
-            detail = getattr(node, "crash_msg", None) or _exit_text(p.exitcode)
-            node.crash_msg = None  # type: ignore[attr-defined]
+            detail = node.crash_msg or _exit_text(p.exitcode)
+            node.crash_msg = None
             if self.rt.restart_crashed_stages and node.restarts < self.rt.max_restarts \
                     and not self._stop.is_set() and not self._abort.is_set():
                 node.restarts += 1
                 self.board.add(node.name, "restarts")
-                errors.append(f"stage '{node.name}' crashed ({detail}); restart "
-                              f"{node.restarts}/{self.rt.max_restarts}")
-                print(f"warning: {errors[-1]}", file=sys.stderr)
-                self._start(node)
+                self._warnings.append(f"stage '{node.name}' crashed ({detail}); restart "
+                                      f"{node.restarts}/{self.rt.max_restarts}")
+                print(f"warning: {self._warnings[-1]}", file=self._status_stream or sys.stderr)
+                self._create(node)
                 continue
             errors.append(str(StageCrashed(node.name, detail)))
             self._fatal = EXIT_CRASH

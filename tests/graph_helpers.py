@@ -223,3 +223,14 @@ class CfgSink(Stage):
     def close(self) -> None:
         if self._inner is not None:
             self._inner.close()
+
+
+class DropOddStage(Stage):
+    """Consumes odd seqs and every seq >= drop_from mid-chain (returns None)."""
+
+    def __init__(self, name: str = "drop_odd", drop_from: int = 1 << 30):
+        self.name, self.drop_from = name, drop_from
+
+    def process(self, packet: Packet) -> Packet | None:
+        seq = packet.frame.seq
+        return None if seq % 2 or seq >= self.drop_from else packet
