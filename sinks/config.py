@@ -26,6 +26,7 @@ class PublisherConfig(StrictModel):
     linger_ms: int = Field(200, ge=0, le=10_000)      # flush window for the last messages at close
     curve_server_secret_file: str | None = None  # zmq.auth secret cert (python -m sinks.curve DIR)
     curve_authorized_dir: str | None = None      # public certs of allowed clients; None = any key
+    wait_for_subscriber_s: float = Field(0.0, ge=0.0)  # live: hold the sources until a client joins
     replay_wait_for_subscriber_s: float = Field(1.0, ge=0.0)  # replay waits this long for a client
 
     @field_validator("endpoint", "conflated_endpoint")

@@ -19,6 +19,8 @@ class PublishStage(Stage):
 
     def setup(self) -> None:
         self._pub = Publisher(self.cfg).open()
+        if self.cfg.wait_for_subscriber_s > 0:  # sources start only after every setup() returns
+            self._pub.wait_for_subscriber(self.cfg.wait_for_subscriber_s)
 
     def process(self, packet: Packet) -> Packet | None:
         self._pub.publish(packet)
