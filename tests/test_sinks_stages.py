@@ -1,0 +1,204 @@
+"""Publish + record stages in the real process graph, then replay and export of that session."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from engines.skel.dofs import DOF_NAMES
+from sinks.client import PoseSubscriber
+from sinks.config import PublisherConfig, RecorderConfig
+from sinks.export import export_session, read_mot
+from sinks.publish_stage import PublishStage
+from sinks.record_stage import RecordStage
+from sinks.recorder import read_session
+from sinks.replay import run_replay
+from sinks.schema import FrameMsg, HeartbeatMsg, decode
+from sinks.synth import synthetic_packet
+from stream.config import PipelineConfig, RuntimeConfig
+from stream.errors import RecorderError
+from stream.packet import Packet
+from stream.pipeline import build_graph
+from stream.sources.config import SourceConfig
+from stream.stage import Stage
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPENER = "graph_helpers:open_test_source"
+
+
+def ep() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+class PersonsStage(Stage):
+    """Stands in for detect/track/pose/smooth: adds 2 synthetic people (none on every 10th
+    frame, so heartbeats and empty frames go through the graph as well)."""
+    name = "persons"
+
+    def process(self, packet: Packet) -> Packet:
+        n = 0 if packet.frame.seq % 10 == 9 else 2
+        packet.persons = synthetic_packet(packet.frame.stream_id, packet.frame.seq, n).persons
+        return packet
+
+
+def _collect(sub: PoseSubscriber, out: list, stop: threading.Event) -> None:
+    while not stop.is_set():
+        r = sub.recv(0.1)
+        if r is not None:
+            out.append(r.msg)
+            if isinstance(r.msg, HeartbeatMsg) and r.msg.ended:
+                return
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """Run source -> persons -> {publish, record(+video)} once; share the session."""
+    tmp = tmp_path_factory.mktemp("graph")
+    endpoint = ep()
+    cfg = PipelineConfig(
+        sources=[SourceConfig(uri="test:n=60,w=64,h=48,fps=60", mode="lossless")],
+        runtime=RuntimeConfig(status_line=False, summary_at_exit=False, lossless=True),
+        publisher=PublisherConfig(endpoint=endpoint, wait_for_subscriber_s=5.0),
+        recorder=RecorderConfig(enabled=True, directory=str(tmp), session_name="run",
+                                video=True, video_gop_frames=15))
+    got: list = []
+    stop = threading.Event()
+    sub = PoseSubscriber(endpoint)
+    t = threading.Thread(target=_collect, args=(sub, got, stop))
+    t.start()
+    try:
+        result = build_graph(cfg, chain=[PersonsStage()],
+                             sinks=[PublishStage(cfg), RecordStage(cfg)], opener=OPENER).run()
+        t.join(10)
+    finally:
+        stop.set()
+        t.join()
+        sub.close()
+    assert result.exit_code == 0, result.errors
+    return cfg, os.path.join(str(tmp), "run"), got
+
+
+def test_graph_publishes_every_frame_and_records_the_session(session):
+    cfg, path, got = session
+    frames = [m for m in got if isinstance(m, FrameMsg)]
+    assert [f.seq for f in frames] == list(range(60))  # lossless run + waited for the client
+    assert isinstance(got[-1], HeartbeatMsg) and got[-1].ended
+    assert all(len(f.persons) == (0 if f.seq % 10 == 9 else 2) for f in frames)
+    d = read_session(path)
+    assert d.complete
+    rec = [decode(p) for p in d.frames()]
+    assert [f.seq for f in rec] == list(range(60))
+    assert "lossless: true" in d.metadata["skelstream.config"]["yaml"]
+    live = {f.seq: f for f in frames}
+    for f in rec:  # what was recorded is what clients got
+        for a, b in zip(f.persons, live[f.seq].persons):
+            np.testing.assert_array_equal(a.q, b.q)
+    assert os.path.exists(os.path.join(path, "cam0.mp4"))
+
+
+def test_replay_republishes_with_original_timing(session):
+    cfg, path, _ = session
+    endpoint = ep()
+    rcfg = cfg.model_copy(update={"publisher": PublisherConfig(
+        endpoint=endpoint, replay_wait_for_subscriber_s=5.0)})
+    got: list = []
+    stop = threading.Event()
+    with PoseSubscriber(endpoint) as sub:
+        t = threading.Thread(target=_collect, args=(sub, got, stop))
+        t.start()
+        t0 = time.monotonic()
+        assert run_replay(path, rcfg, speed=2.0) == 0
+        took = time.monotonic() - t0
+        t.join(5)
+        stop.set()
+    frames = [m for m in got if isinstance(m, FrameMsg)]
+    assert [f.seq for f in frames] == list(range(60))
+    # 60 frames at 60 fps = ~1 s recorded -> ~0.5 s at speed 2 (plus connection set-up)
+    span = (frames[-1].capture_ns - frames[0].capture_ns) / 1e9
+    assert span / 2 * 0.8 < took < span / 2 + 3.0
+
+
+def test_replay_of_truncated_session_and_cli(session, tmp_path):
+    _, path, _ = session
+    cut = tmp_path / "cut.mcap"
+    data = open(os.path.join(path, "poses.mcap"), "rb").read()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    endpoint = ep()
+    r = subprocess.run([sys.executable, "run_stream.py", "--replay", str(cut), "--speed", "50",
+                        "--set", f"publisher.endpoint={endpoint}",
+                        "--set", "publisher.replay_wait_for_subscriber_s=0"],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "truncated" in r.stderr and "sinks.recorder recover" in r.stderr
+    cut.write_bytes(data[:20])
+    r = subprocess.run([sys.executable, "run_stream.py", "--replay", str(cut)], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+
+
+def test_missing_session_is_recorder_error(tmp_path):
+    with pytest.raises(RecorderError, match="no recording"):
+        run_replay(str(tmp_path / "nope"), PipelineConfig(), 1.0)
+
+
+def test_export_mot_csv_parquet(session, tmp_path):
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    _, path, _ = session
+    r = subprocess.run([sys.executable, "-m", "sinks.export", path, "--out", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    frames = [decode(p) for p in read_session(path).frames()]
+    t0 = frames[0].capture_ns
+    cols, rows = read_mot(str(tmp_path / "cam0_track1.mot"))
+    assert cols == ["time", *DOF_NAMES]
+    header = (tmp_path / "cam0_track1.mot").read_text().split("endheader")[0]
+    assert "inDegrees=yes" in header and f"nRows={len(rows)}" in header
+    with_p1 = [f for f in frames if f.persons]
+    assert len(rows) == len(with_p1) == 54
+    np.testing.assert_allclose(rows[:, 0], [(f.capture_ns - t0) / 1e9 for f in with_p1],
+                               atol=1e-6)
+    np.testing.assert_allclose(rows[:, 1:], np.rad2deg([f.persons[0].q for f in with_p1]),
+                               atol=1e-4)
+    table = pq.read_table(tmp_path / "poses.parquet")
+    assert table.num_rows == 108
+    assert table.schema.field("knee_angle_r_rad").metadata[b"unit"] == b"rad"
+    knee = table.column("knee_angle_r_rad").to_numpy()
+    np.testing.assert_allclose(knee[1], frames[0].persons[1].q[6])
+    csv = pacsv.read_csv(tmp_path / "poses.csv")
+    assert csv.num_rows == 108 and csv.column_names == table.column_names
+
+
+def test_record_stage_unwritable_directory_is_user_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    cfg = PipelineConfig(recorder=RecorderConfig(enabled=True, directory=str(tmp_path / "f")))
+    with pytest.raises(RecorderError):
+        RecordStage(cfg).setup()
+
+
+def test_record_stage_buffer_drops_oldest_without_blocking(tmp_path):
+    cfg = PipelineConfig(recorder=RecorderConfig(enabled=True, directory=str(tmp_path),
+                                                 queue_frames=4))
+    st = RecordStage(cfg)
+    st.setup()
+    try:
+        with st._cv:  # hold the writer back: process() must still return at once
+            t0 = time.perf_counter()
+            for i in range(50):
+                st.process(synthetic_packet("cam0", i, 1))
+            took = time.perf_counter() - t0
+    finally:
+        st.close()
+    assert took < 1.0 and st.buffer_drops == 46
+    d = read_session(os.path.join(str(tmp_path), os.listdir(tmp_path)[0]))
+    assert [decode(p).seq for p in d.frames()] == [46, 47, 48, 49]
