@@ -245,7 +245,7 @@ class JointFilterBank:
         w = np.sqrt(np.maximum(d2, self.huber2) / self.huber2)
         S = S + (w - 1.0) * R                              # S = H P H' + R / w_huber
         x, P = correct(x, P, y, S, accepted, self.wrap)
-        x, P = damp_velocity(x, P, dt, self.coast_tau_s, ~accepted)
+        x, P = damp_velocity(x, P, dt, self.coast_tau_s, ~observed)
         a = 1.0 - np.exp(-dt / self.q_boost_tau_s)[:, None]
         self.nis[slots] = np.where(observed, nis + a * (np.minimum(d2, _NIS_CAP) - nis), nis)
         x, act = project_to_box(x, self.lower, self.upper)
