@@ -16,6 +16,13 @@ and the velocity component pointing out of the box is zeroed (a constrained upda
 overshoot or oscillate at a limit); measurements far outside the box get a larger R; the
 per-DoF `limit_active` flag says where the projection acted. Unbounded DoFs (pelvis) wrap:
 innovations are taken on the circle and the angle is kept in [-pi, pi).
+
+Robustness, in `JointFilterBank.step`: a Mahalanobis gate (y^2 / S > gate^2: the measurement is
+skipped, at most `gate_max_frames` times in a row), a Huber weight below the gate (R grows with
+the distance, so one bad value pulls less), R = sigma^2 / confidence^2, no update where a DoF is
+unobserved, velocity decay where nothing was measured (joints stop; a coasting CV model would
+fly off), and Q scaled by a running normalized innovation squared (>= 1): a DoF that starts a
+fast move gets a responsive model within a few frames while one at rest stays smooth.
 """
 from __future__ import annotations
 
@@ -243,7 +250,7 @@ class JointFilterBank:
         accepted = observed & ~gated
         # Huber: beyond huber2 the measurement's variance grows with its distance, bounding its pull
         w = np.sqrt(np.maximum(d2, self.huber2) / self.huber2)
-        S = S + (w - 1.0) * R                              # S = H P H' + R / w_huber
+        S = S + (w - 1.0) * R                              # S = H P H' + w R  (Huber weight 1/w)
         x, P = correct(x, P, y, S, accepted, self.wrap)
         x, P = damp_velocity(x, P, dt, self.coast_tau_s, ~observed)
         a = 1.0 - np.exp(-dt / self.q_boost_tau_s)[:, None]
