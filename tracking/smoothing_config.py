@@ -71,6 +71,7 @@ class SmoothingConfig(StrictModel):
     trans_depth_noise_m: float = Field(0.10, gt=0.0)
     """Std of the engine's root depth (z), metres; depth from one image is the weakest axis."""
     trans_gate_sigma: float = Field(5.0, gt=0.0)
+    """Mahalanobis gate of the root translation (sigmas): a jump of metres in one frame is skipped."""
     fixed_lag_frames: int = Field(0, ge=0, le=120)
     """0 = causal (live). N > 0: fixed-lag RTS smoothing over N frames; output is N frames late."""
 
