@@ -51,8 +51,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.zeros((len(a), len(b)))
     a = a[:, None, :]
     b = b[None, :, :]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0, None)
+    iw = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0)
+    ih = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0)
     inter = iw * ih
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
@@ -106,7 +106,9 @@ class BoxKalman:
         return x, P
 
     def F(self, dt: float) -> np.ndarray:
-        return np.block([[np.eye(4), dt * np.eye(4)], [np.zeros((4, 4)), np.eye(4)]])
+        F = np.eye(8)
+        F[range(4), range(4, 8)] = dt                               # position += dt * velocity
+        return F
 
     def Q(self, dt: float, h: np.ndarray) -> np.ndarray:
         """(T, 8, 8) discrete white-noise-acceleration process noise over `dt` seconds."""
@@ -247,7 +249,9 @@ class ByteTracker:
             sim = sim * scores[high][None, :]
         r, c = linear_assignment(sim, cfg.match_iou_high)
         matched_track[pool[r]] = high[c]
-        high_left = np.setdiff1d(high, high[c], assume_unique=True)
+        used = np.zeros(len(scores), bool)
+        used[high[c]] = True
+        high_left = high[~used[high]]
 
         # 3. second association: low detections with still-unmatched TRACKED tracks
         pool2 = pool[(matched_track[pool] < 0) & (self.state[pool] == _TRACKED)]
@@ -262,7 +266,8 @@ class ByteTracker:
             sim = sim * scores[high_left][None, :]
         r, c = linear_assignment(sim, cfg.match_iou_tentative)
         matched_track[tent[r]] = high_left[c]
-        high_left = np.setdiff1d(high_left, high_left[c], assume_unique=True)
+        used[high_left[c]] = True
+        high_left = high_left[~used[high_left]]
 
         # 5. Kalman update of matched tracks, lifecycle of everyone
         m = np.flatnonzero(matched_track >= 0)

@@ -54,7 +54,7 @@ class DetectorConfig(StrictModel):
     person_class_ids: tuple[int, ...] = (0,)
     """Classes kept (COCO person = 0)."""
     nms_iou: float = Field(0.6, gt=0.0, le=1.0)
-    max_candidates: int = Field(30000, ge=1)
+    max_candidates: int = Field(3000, ge=1)
     """Raw candidates above the threshold considered by NMS (highest first)."""
 
     @model_validator(mode="after")

@@ -91,26 +91,23 @@ def decode_yolo(output: np.ndarray, score_threshold: float, class_ids: tuple[int
 
 def nms(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float,
         classes: np.ndarray | None = None) -> np.ndarray:
-    """Greedy non-maximum suppression. Returns kept indices, highest score first.
-    Different classes never suppress each other (boxes are offset per class)."""
+    """Greedy non-maximum suppression (OpenCV's C++ loop: a Python loop costs ~0.5 s on the 8400
+    candidates of an untrained or low-threshold model). Returns kept indices, highest score first.
+    Different classes never suppress each other."""
     if len(boxes_xyxy) == 0:
         return np.empty(0, np.intp)
     b = np.asarray(boxes_xyxy, dtype=np.float64)
-    if classes is not None:
-        b = b + (np.asarray(classes, dtype=np.float64) * (b.max() + 1.0))[:, None]
-    area = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        iw = (np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0])).clip(0)
-        ih = (np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1])).clip(0)
-        inter = iw * ih
-        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.intp)
+    xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
+    s = np.asarray(scores, dtype=np.float32)
+    # OpenCV keeps scores strictly above a threshold >= 0: shift so that every box qualifies
+    shifted = (s.astype(np.float64) - float(s.min()) + 1.0).tolist()
+    if classes is None:
+        keep = cv2.dnn.NMSBoxes(xywh.tolist(), shifted, 0.0, float(iou_threshold))
+    else:
+        keep = cv2.dnn.NMSBoxesBatched(xywh.tolist(), shifted, np.asarray(classes, np.int32).tolist(),
+                                       0.0, float(iou_threshold))
+    keep = np.asarray(keep, dtype=np.intp).reshape(-1)
+    return keep[np.argsort(-s[keep], kind="stable")]
 
 
 def sanitize_detections(boxes_xyxy: np.ndarray, scores: np.ndarray, width: int, height: int,
