@@ -1,7 +1,13 @@
-"""Settings of one video source (owner: sources)."""
+"""Settings of one video source (owner: sources).
+
+Units are in the field names. Network fields (timeouts, reconnects, rtsp_transport) only matter
+for network URIs; `fps`/`width`/`height` for image folders, the synthetic pattern and webcams.
+"""
 from __future__ import annotations
 
 from typing import Literal
+
+from pydantic import Field, model_validator
 
 from stream.config_base import StrictModel
 
@@ -11,3 +17,29 @@ class SourceConfig(StrictModel):
     stream_id: str | None = None  # default: cam0, cam1, ... in config order
     mode: Literal["live", "lossless"] = "live"
     pace: Literal["native", "fast"] = "native"  # files: simulate a live camera or go flat out
+    loop: bool = False              # files/folders/synthetic: start again at the end (forever)
+    max_frames: int = Field(0, ge=0)  # stop after this many frames (0 = no limit)
+    fps: float | None = Field(None, gt=0.0, le=1000.0)  # folders/synthetic (default 30), webcam request
+    width: int | None = Field(None, ge=16, le=8192)     # synthetic (default 640) / webcam request
+    height: int | None = Field(None, ge=16, le=8192)    # synthetic (default 480) / webcam request
+    live: bool | None = None        # None: network URIs and webcams are live, files are not
+    # network streams (rtsp://, http://, tcp://, ...)
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"  # tcp survives lossy Wi-Fi/NAT; udp is lower latency
+    open_timeout_s: float = Field(5.0, gt=0.0, le=600.0)  # connect + probe must finish in this time
+    read_timeout_s: float = Field(5.0, gt=0.0, le=600.0)  # no data for this long = the stream dropped
+    reconnect_initial_s: float = Field(0.5, gt=0.0, le=600.0)  # first backoff; doubles per failure
+    reconnect_max_s: float = Field(10.0, gt=0.0, le=3600.0)    # backoff ceiling
+    reconnect_max_attempts: int = Field(0, ge=0)  # consecutive failed attempts before giving up (0 = forever)
+    # decoding
+    hwaccel: Literal["auto", "cuda", "none"] = "auto"  # cuda = NVDEC; falls back to software if absent
+    decode_threads: int = Field(0, ge=0, le=64)  # 0 = FFmpeg picks (frame+slice threads)
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceConfig:
+        if not self.uri.strip():
+            raise ValueError("sources.N.uri is empty; give a file, rtsp://..., webcam:0, a folder, "
+                             "synthetic: or sample")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) is below reconnect_initial_s "
+                             f"({self.reconnect_initial_s}); raise it or lower the initial backoff")
+        return self

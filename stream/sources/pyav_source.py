@@ -1,0 +1,304 @@
+"""Video files and network streams (RTSP, HTTP, TCP, ...) decoded with PyAV.
+
+Why PyAV and not OpenCV's VideoCapture: PyAV exposes open/read timeouts, RTSP transport, NVDEC
+and the decoder's own error per packet, so a dropped camera becomes a reconnect with backoff and
+a corrupt packet becomes a counted skip instead of a hang or a dead process.
+
+Files end (`read()` returns None) after the last decodable frame, also when the file is truncated
+mid-stream; network streams never "end": EOF or an I/O error is a drop, followed by reconnects
+with exponential backoff until `reconnect_max_attempts` consecutive failures.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import av
+import numpy as np
+
+from stream.errors import SourceError
+from stream.sources.base import DecodedFrame, FrameSource, SourceStats
+from stream.sources.config import SourceConfig
+
+log = logging.getLogger(__name__)
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "srt", "rtp")
+_STOP_POLL_S = 0.05  # backoff sleeps wake this often so close() is honoured quickly
+_REANCHOR_LATE_NS = 1_000_000_000  # paced playback more than 1 s late restarts its clock (no burst)
+
+
+def is_network_uri(uri: str) -> bool:
+    return urlsplit(uri).scheme.lower() in NETWORK_SCHEMES
+
+
+def cuda_decode_available() -> bool:
+    """True when this FFmpeg build has CUDA and a device node is present (cheap; no context)."""
+    try:
+        from av.codec.hwaccel import hwdevices_available
+        return "cuda" in hwdevices_available() and os.path.exists("/dev/nvidia0")
+    except Exception:  # an FFmpeg build without hwaccel support simply decodes in software
+        return False
+
+
+class _Dropped(Exception):
+    """A network stream stopped delivering (EOF or I/O error); triggers a reconnect."""
+
+
+class PyAVSource(FrameSource):
+    """Frames of a file or network stream as (H, W, 3) uint8 BGR.
+
+    `media_pts_s` is the presentation time in seconds for files (restarts at 0 when looping) and
+    None for network streams (their clock restarts on every reconnect).
+    """
+
+    def __init__(self, uri: str, stream_id: str, cfg: SourceConfig):
+        self.uri = uri
+        self.stream_id = stream_id
+        self.cfg = cfg
+        self.is_network = is_network_uri(uri)
+        self.is_live = cfg.live if cfg.live is not None else self.is_network
+        self.width = self.height = 0
+        self.fps: float | None = None
+        self._stats = SourceStats()
+        self._closed = False
+        self._container: av.container.InputContainer | None = None
+        self._frames: Iterator[av.VideoFrame] | None = None
+        self._pending: av.VideoFrame | None = None
+        want_hw = cfg.hwaccel == "cuda" or (cfg.hwaccel == "auto" and cuda_decode_available())
+        self._hw = want_hw
+        self._hw_warned = False
+        self._anchor: tuple[int, float] | None = None  # (monotonic ns, pts s) of the pacing clock
+        self._last_pts: float | None = None
+        self._open()
+
+    # ---- opening -------------------------------------------------------------------------------
+    def _open(self) -> None:
+        """Open the container, pick the first video stream and decode its first frame (so a file
+        that probes but never decodes fails here, and width/height are known)."""
+        if self._hw:
+            try:
+                self._open_once(hw=True)
+                return
+            except SourceError:
+                raise
+            except Exception as exc:  # no GPU / no NVDEC for this codec: software, say so once
+                self._close_container()
+                self._hw = False
+                if not self._hw_warned:
+                    self._hw_warned = True
+                    log.warning("%s: NVDEC hardware decoding unavailable (%s: %s); decoding in software",
+                                self.stream_id, type(exc).__name__, exc)
+        self._open_once(hw=False)
+
+    def _open_once(self, hw: bool) -> None:
+        cfg = self.cfg
+        kwargs: dict = {}
+        if self.is_network:
+            options = {}
+            if urlsplit(self.uri).scheme.lower().startswith("rtsp"):
+                options["rtsp_transport"] = cfg.rtsp_transport
+            kwargs = {"options": options, "timeout": (cfg.open_timeout_s, cfg.read_timeout_s)}
+        if hw:
+            from av.codec.hwaccel import HWAccel
+            kwargs["hwaccel"] = HWAccel(device_type="cuda", allow_software_fallback=False)
+        try:
+            container = av.open(self.uri, **kwargs)
+        except av.FFmpegError as exc:
+            if hw and not isinstance(exc, (av.FileNotFoundError, av.InvalidDataError)):
+                raise  # let _open fall back to software
+            raise SourceError(self._open_error(exc)) from None
+        except OSError as exc:
+            raise SourceError(self._open_error(exc)) from None
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{self.uri} has no video stream (audio only or data); "
+                              f"pass a video file or camera URL")
+        self._container = container
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: the decode rate a live camera needs
+        if cfg.decode_threads:
+            stream.codec_context.thread_count = cfg.decode_threads
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else None
+        self._frames = self._decode(container, stream)
+        try:
+            first = next(self._frames)
+        except StopIteration:
+            self._close_container()
+            raise SourceError(f"{self.uri}: no decodable video frame (garbled or truncated file, or a "
+                              f"stream that sent nothing); check the file or camera") from None
+        except _Dropped as exc:
+            self._close_container()
+            raise SourceError(f"{self.uri}: stream dropped before the first frame ({exc}); check the "
+                              f"camera or raise sources.N.read_timeout_s") from None
+        self._pending = first
+        self.width, self.height = int(first.width), int(first.height)
+
+    def _open_error(self, exc: BaseException) -> str:
+        """One line naming what failed and what to do."""
+        what = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}".replace("\n", " ")
+        if not self.is_network:
+            if isinstance(exc, FileNotFoundError) or not os.path.exists(self.uri):
+                return f"video file not found: {self.uri}; check the path or pass --source URI"
+            if os.path.isdir(self.uri):
+                return f"{self.uri} is a directory with no images; put .jpg/.png files in it or pass a video file"
+            if isinstance(exc, PermissionError):
+                return f"cannot read {self.uri} (permission denied); fix its permissions"
+            return (f"cannot read video file {self.uri} ({what}): garbled, truncated before its index "
+                    f"or an unsupported format; re-encode it (e.g. to H.264 .mp4) or pick another file")
+        if isinstance(exc, ConnectionRefusedError):
+            return (f"cannot connect to {self.uri}: connection refused; check the host/port and that "
+                    f"the camera/server is streaming")
+        if isinstance(exc, (TimeoutError, av.ExitError)):
+            return (f"no answer from {self.uri} within open_timeout_s={self.cfg.open_timeout_s}; check the "
+                    f"address and network, or raise sources.N.open_timeout_s")
+        return (f"cannot open stream {self.uri} ({what}); check the address, credentials and network "
+                f"(rtsp_transport={self.cfg.rtsp_transport})")
+
+    # ---- decoding ------------------------------------------------------------------------------
+    def _decode(self, container, stream) -> Iterator[av.VideoFrame]:
+        """Decoded frames; undecodable packets/frames are skipped and counted. A demux error ends a
+        file (truncated) and is a drop for a network stream."""
+        demux = container.demux(stream)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                if self.is_network:
+                    raise _Dropped("end of stream") from None
+                return
+            except (av.FFmpegError, OSError) as exc:
+                if self.is_network:
+                    raise _Dropped(f"{type(exc).__name__}: {exc}") from None
+                self._stats.corrupt_skipped += 1  # truncated/damaged container: keep what decoded
+                log.warning("%s: %s ends early (%s)", self.stream_id, self.uri, exc)
+                yield from self._flush(stream)
+                return
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError:
+                self._stats.corrupt_skipped += 1
+                continue
+            for frame in frames:
+                if frame.is_corrupt:
+                    self._stats.corrupt_skipped += 1
+                    continue
+                yield frame
+
+    def _flush(self, stream) -> Iterator[av.VideoFrame]:
+        try:
+            for frame in stream.codec_context.decode(None):
+                if not frame.is_corrupt:
+                    yield frame
+        except av.FFmpegError:
+            return
+
+    def read(self) -> DecodedFrame | None:
+        """Next frame; None at the end of a file (unless looping). Raises SourceError when a
+        network stream cannot be reconnected within `reconnect_max_attempts`."""
+        if self.cfg.max_frames and self._stats.frames >= self.cfg.max_frames:
+            return None
+        while not self._closed:
+            frame = self._next_frame()
+            if frame is None:
+                return None
+            pts = None if self.is_network else self._pts(frame)
+            image = frame.to_ndarray(format="bgr24")
+            if pts is not None and self.cfg.pace == "native":
+                self._pace(pts)
+            self._last_pts = pts
+            self._stats.frames += 1
+            return DecodedFrame(image=np.ascontiguousarray(image), capture_ns=time.monotonic_ns(),
+                                capture_utc_ns=time.time_ns(), media_pts_s=pts)
+        return None
+
+    def _next_frame(self) -> av.VideoFrame | None:
+        while not self._closed:
+            if self._pending is not None:
+                frame, self._pending = self._pending, None
+                return frame
+            try:
+                return next(self._frames)
+            except StopIteration:
+                if self.cfg.loop:
+                    self._close_container()
+                    self._open()
+                    continue
+                return None
+            except _Dropped as exc:
+                self._reconnect(str(exc))
+        return None
+
+    def _pts(self, frame: av.VideoFrame) -> float:
+        if frame.time is not None:
+            return float(frame.time)
+        step = 1.0 / self.fps if self.fps else 1.0 / 30.0  # no timestamps: assume a steady rate
+        return (self._last_pts + step) if self._last_pts is not None else 0.0
+
+    def _pace(self, pts: float) -> None:
+        """Sleep until the frame's media time, like a camera delivering it live."""
+        now = time.monotonic_ns()
+        if self._anchor is None or self._last_pts is None or pts < self._last_pts:
+            self._anchor = (now, pts)  # first frame, or the file restarted (loop)
+        due = self._anchor[0] + int((pts - self._anchor[1]) * 1e9)
+        if due > now:
+            time.sleep((due - now) / 1e9)
+        elif now - due > _REANCHOR_LATE_NS:
+            self._anchor = (now, pts)  # we were stalled; resume at the camera rate, no burst
+
+    # ---- reconnects ----------------------------------------------------------------------------
+    def _reconnect(self, why: str) -> None:
+        cfg = self.cfg
+        self._close_container()
+        log.warning("%s: %s dropped (%s); reconnecting", self.stream_id, self.uri, why)
+        delay, failures, last = cfg.reconnect_initial_s, 0, "no attempt"
+        while not self._closed:
+            self._stats.reconnect_attempts += 1
+            try:
+                self._open()
+                self._stats.reconnects += 1
+                log.warning("%s: reconnected to %s after %d failed attempt(s)", self.stream_id,
+                            self.uri, failures)
+                return
+            except SourceError as exc:
+                last = str(exc)
+            failures += 1
+            if cfg.reconnect_max_attempts and failures >= cfg.reconnect_max_attempts:
+                raise SourceError(f"{self.uri} dropped ({why}) and {failures} reconnect attempts failed "
+                                  f"(last: {last}); check the camera/network or raise "
+                                  f"sources.N.reconnect_max_attempts (0 = forever)")
+            self._sleep(delay)
+            delay = min(delay * 2.0, cfg.reconnect_max_s)
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._closed and time.monotonic() < end:
+            time.sleep(min(_STOP_POLL_S, max(0.0, end - time.monotonic())))
+
+    # ---- bookkeeping ---------------------------------------------------------------------------
+    @property
+    def stats(self) -> SourceStats:
+        self._stats.extra["hwaccel"] = 1.0 if self._hw else 0.0
+        return self._stats
+
+    @property
+    def hw_decoding(self) -> bool:
+        """True while NVDEC decodes this stream."""
+        return self._hw
+
+    def _close_container(self) -> None:
+        self._frames = None
+        self._pending = None
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # closing a broken network stream may fail again; it is gone anyway
+                pass
+            self._container = None
+
+    def close(self) -> None:
+        self._closed = True
+        self._close_container()
