@@ -104,14 +104,15 @@ class PyAVSource(FrameSource):
         if hw:
             from av.codec.hwaccel import HWAccel
             kwargs["hwaccel"] = HWAccel(device_type="cuda", allow_software_fallback=False)
+        t0 = time.monotonic()
         try:
             container = av.open(self.uri, **kwargs)
         except av.FFmpegError as exc:
             if hw and not isinstance(exc, (av.FileNotFoundError, av.InvalidDataError)):
                 raise  # let _open fall back to software
-            raise SourceError(self._open_error(exc)) from None
+            raise SourceError(self._open_error(exc, time.monotonic() - t0)) from None
         except OSError as exc:
-            raise SourceError(self._open_error(exc)) from None
+            raise SourceError(self._open_error(exc, time.monotonic() - t0)) from None
         if not container.streams.video:
             container.close()
             raise SourceError(f"{self.uri} has no video stream (audio only or data); "
@@ -137,7 +138,7 @@ class PyAVSource(FrameSource):
         self._pending = first
         self.width, self.height = int(first.width), int(first.height)
 
-    def _open_error(self, exc: BaseException) -> str:
+    def _open_error(self, exc: BaseException, elapsed_s: float = 0.0) -> str:
         """One line naming what failed and what to do."""
         what = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}".replace("\n", " ")
         if not self.is_network:
@@ -152,7 +153,8 @@ class PyAVSource(FrameSource):
         if isinstance(exc, ConnectionRefusedError):
             return (f"cannot connect to {self.uri}: connection refused; check the host/port and that "
                     f"the camera/server is streaming")
-        if isinstance(exc, (TimeoutError, av.ExitError)):
+        # FFmpeg's RTSP client reports an interrupted (timed-out) open as "invalid data"
+        if isinstance(exc, (TimeoutError, av.ExitError)) or elapsed_s >= 0.95 * self.cfg.open_timeout_s:
             return (f"no answer from {self.uri} within open_timeout_s={self.cfg.open_timeout_s}; check the "
                     f"address and network, or raise sources.N.open_timeout_s")
         return (f"cannot open stream {self.uri} ({what}); check the address, credentials and network "
