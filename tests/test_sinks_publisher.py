@@ -238,3 +238,34 @@ def test_cli_bad_endpoint_exit_2():
     r = subprocess.run([sys.executable, "-m", "sinks.client", "bogus://x"], cwd=REPO,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and r.stderr.startswith("error: ")
+
+
+@pytest.mark.skipif(__import__("shutil").which("node") is None, reason="node is not installed")
+def test_node_example_decodes_the_same_angles():
+    import json
+
+    import numpy as np
+
+    endpoint = ep()
+    proc = subprocess.Popen(["node", "examples/node_subscriber.mjs", endpoint, "--count", "3",
+                             "--json", "--stream", "cam0"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        with Publisher(PublisherConfig(endpoint=endpoint)) as pub:
+            i, deadline = 0, time.monotonic() + 20
+            while proc.poll() is None and time.monotonic() < deadline:
+                pub.publish(synthetic_packet("cam0", i, 2))
+                pub.publish(synthetic_packet("cam1", i, 1))  # filtered out by the topic
+                i += 1
+                time.sleep(0.02)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert len(lines) == 3 and all(d["stream"] == "cam0" and d["have_meta"] for d in lines)
+    for d in lines:
+        ref = synthetic_packet("cam0", d["seq"], 2)
+        for got, want in zip(d["persons"], ref.persons):
+            np.testing.assert_array_equal(np.float32(got["q"]), want.q)
+            np.testing.assert_array_equal(np.float32(got["trans_m"]), want.trans_m)
