@@ -288,7 +288,8 @@ class ByteTracker:
                 self._confirm(ti, events)
 
         unmatched = matched_track < 0
-        drop_tentative = unmatched & (self.state == _TENTATIVE)
+        self.misses[unmatched & (self.state == _TENTATIVE)] += 1
+        drop_tentative = unmatched & (self.state == _TENTATIVE) & (self.misses > cfg.tentative_max_misses)
         coasting = unmatched & (self.state == _TRACKED)
         self.misses[coasting] += 1
         # size does not extrapolate while unseen (ByteTrack zeroes vh too): partial occlusion

@@ -41,17 +41,19 @@ class TrackerConfig(StrictModel):
     """Association similarity = IoU * detection score (ByteTrack's fuse_score)."""
     confirm_hits: int = Field(2, ge=1)
     """Detector hits before a track is confirmed and goes downstream (the first frame confirms at once)."""
+    tentative_max_misses: int = Field(0, ge=0)
+    """Detector runs a tentative track may go unmatched before it is dropped (ByteTrack: 0)."""
     carry_misses: int = Field(3, ge=0)
     """Detector runs without a match during which a confirmed track is still output (box_predicted)."""
     max_lost_s: float = Field(1.0, gt=0.0)
     """A track unmatched for longer than this (seconds since its last match) is removed."""
     score_decay_per_miss: float = Field(0.8, gt=0.0, le=1.0)
     """Output score multiplier per missed detector run while coasting."""
-    accel_std_rel_per_s2: float = Field(2.0, gt=0.0)
+    accel_std_rel_per_s2: float = Field(1.0, gt=0.0)
     """Kalman white-noise acceleration of centre and height, in box heights per s^2."""
     aspect_accel_std_per_s2: float = Field(0.5, gt=0.0)
     """The same for the aspect ratio w/h (unitless per s^2)."""
-    meas_std_rel: float = Field(0.05, gt=0.0)
+    meas_std_rel: float = Field(0.1, gt=0.0)
     """Detector box noise of centre and height, in box heights."""
     aspect_meas_std: float = Field(0.05, gt=0.0)
     init_vel_std_rel_per_s: float = Field(1.5, gt=0.0)
