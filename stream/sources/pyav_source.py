@@ -261,6 +261,9 @@ class PyAVSource(FrameSource):
             self._stats.reconnect_attempts += 1
             try:
                 self._open()
+                if self._closed:  # close() came from another thread while we were connecting
+                    self._close_container()
+                    return
                 self._stats.reconnects += 1
                 log.warning("%s: reconnected to %s after %d failed attempt(s)", self.stream_id,
                             self.uri, failures)
