@@ -7,4 +7,16 @@ from stream.config_base import StrictModel
 
 
 class LandmarkEngineConfig(StrictModel):
-    body_height_m: float = Field(1.70, gt=0.5, lt=2.5)
+    """BlazePose full (bundled in mediapipe) per person crop, then a joint-limited SKEL fit."""
+    body_height_m: float = Field(1.70, gt=0.5, lt=2.5)  # generic skeleton scale before per-person lengths
+    crop_size_px: int = Field(256, ge=96, le=1024)     # person crop is resized to this square
+    min_detection_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    min_tracking_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    max_models: int = Field(8, ge=1, le=64)            # landmark graphs kept (one per track, LRU)
+    min_visibility: float = Field(0.5, ge=0.0, le=1.0)  # below: landmark unseen, its DoFs held at the prior
+    prior_weight: float = Field(0.02, ge=0.0)          # m per rad: pull of fitted DoFs to the mean pose
+    max_iterations: int = Field(8, ge=1, le=100)       # LM iterations per frame (warm-started)
+    first_frame_iterations: int = Field(40, ge=1, le=500)  # cold start of a new person
+    segment_frames: int = Field(8, ge=1, le=1000)      # frames with a clear view to estimate segment lengths
+    skel_model_path: str | None = None                 # licensed skel_<gender>.pkl: exact rest joints (optional)
+    skel_gender: str = Field("male", pattern="^(male|female)$")

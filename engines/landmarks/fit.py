@@ -1,0 +1,219 @@
+"""Joint-limit-bounded least-squares fit of the SKEL chain to 3D body landmarks (SKELify-style).
+
+Minimises  sum_k w_k |FK_k(q, t) - L_k|^2  +  lambda^2 |q_free - q_prior|^2  over the DoFs the
+visible landmarks can observe, with q inside the SKEL limit box (projected Levenberg-Marquardt,
+analytic Jacobian: dP_k/dq_d = a_d x (P_k - o_d) for keypoints below DoF d's joint). DoFs the
+landmarks cannot observe are held at the prior and flagged. Frame: BlazePose world landmarks
+(metres, origin between the hips, camera-aligned axes: x right, y down, z forward), so the fitted
+pelvis rotation q[0:3] is the body's orientation in the camera frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+from scipy.spatial.transform import Rotation
+
+from engines.skel.dofs import DOF_JOINT, DOF_LOWER, DOF_UPPER, NUM_DOFS, clip_to_limits, wrap_angle
+from engines.skel.kinematics import Skeleton, descendants_mask, forward_kinematics, keypoint_positions
+
+# SKEL mean pose and shape (from SKEL_mean.npz, HSMR's training mean), so users need no data files.
+SKEL_MEAN_Q = np.array([
+    3.141593, 0.0, 0.0, 0.258202, -0.007054, -0.087582, 0.473133, 0.179696, -0.088877, 0.168587,
+    0.218106, -0.042617, -0.025765, 0.400466, 0.223503, -0.128167, 0.097408, 0.007973, -0.175706,
+    0.012776, -0.005013, -0.013977, -0.025101, 0.033428, -0.070455, 0.011787, 0.117108, 0.220404,
+    -0.152904, 0.810892, -0.150455, 0.326355, 0.876925, 0.002892, 0.009306, -0.135727, -0.072228,
+    -0.209054, -0.201032, -0.791686, 0.084718, 0.390352, 0.903589, -0.023678, -0.029803, -0.188568,
+])
+"""(46,) float64 radians, SKEL order. Note scapula_elevation_r (0.22) lies outside its limit."""
+SKEL_MEAN_BETAS = np.array([
+    0.072176, 0.498677, 0.403012, -0.009203, 0.259845, -0.651564, 0.30399, -0.518016, 0.477567,
+    0.217723,
+])
+"""(10,) float64 SKEL shape coefficients (the mean; this engine does not estimate shape)."""
+PRIOR_Q = clip_to_limits(SKEL_MEAN_Q)
+"""(46,) the mean pose projected into the limit box: the value unobservable DoFs are held at."""
+
+BLAZEPOSE_NAMES: tuple[str, ...] = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
+    "left_foot_index", "right_foot_index",
+)
+FIT_KEYPOINTS: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "left_heel", "right_heel", "left_foot_index", "right_foot_index",
+)
+FIT_LANDMARK_INDEX = np.array([BLAZEPOSE_NAMES.index(n) for n in FIT_KEYPOINTS])
+"""(K,) indices into the 33 BlazePose landmarks of the keypoints the fit uses."""
+
+_TORSO = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
+
+
+def _needs() -> dict[int, tuple[str, ...]]:
+    """DoF index -> keypoints that must all be visible for the DoF to be observable."""
+    n: dict[int, tuple[str, ...]] = {0: _TORSO, 1: _TORSO, 2: _TORSO}
+    for s, base, side in (("right", 3, "r"), ("left", 10, "l")):
+        n[base] = n[base + 1] = (f"{s}_hip", f"{s}_knee")
+        n[base + 2] = (f"{s}_hip", f"{s}_knee", f"{s}_ankle")          # axial: needs the shank
+        n[base + 3] = (f"{s}_hip", f"{s}_knee", f"{s}_ankle")          # knee
+        n[base + 4] = (f"{s}_knee", f"{s}_ankle", f"{s}_foot_index")  # ankle
+    for d in range(17, 23):
+        n[d] = _TORSO
+    for d in (23, 24, 25):
+        n[d] = ("nose", "left_ear", "right_ear", "left_shoulder", "right_shoulder")
+    for s, base in (("right", 29), ("left", 39)):
+        n[base] = n[base + 2] = (f"{s}_shoulder", f"{s}_elbow")
+        n[base + 1] = (f"{s}_shoulder", f"{s}_elbow", f"{s}_wrist")  # axial: needs the forearm
+        n[base + 3] = (f"{s}_shoulder", f"{s}_elbow", f"{s}_wrist")  # elbow
+    return n  # absent: subtalar, mtp, scapula, pro/sup, wrist -> never observable from these landmarks
+
+
+DOF_NEEDS: dict[int, tuple[str, ...]] = _needs()
+
+
+def observable_dofs(visible: np.ndarray) -> np.ndarray:
+    """(K,) bool visible keypoints (FIT_KEYPOINTS order) -> (46,) bool DoFs the fit can observe."""
+    idx = {n: i for i, n in enumerate(FIT_KEYPOINTS)}
+    out = np.zeros(NUM_DOFS, dtype=bool)
+    for d, names in DOF_NEEDS.items():
+        out[d] = all(visible[idx[n]] for n in names)
+    return out
+
+
+def orientation_from_landmarks(lm: np.ndarray) -> np.ndarray:
+    """(K, 3) keypoints (camera-aligned) -> (3,) pelvis tilt/list/rotation from hips and shoulders."""
+    i = {n: k for k, n in enumerate(FIT_KEYPOINTS)}
+    right = lm[i["right_hip"]] - lm[i["left_hip"]] + 0.5 * (lm[i["right_shoulder"]] - lm[i["left_shoulder"]])
+    up = 0.5 * (lm[i["left_shoulder"]] + lm[i["right_shoulder"]] - lm[i["left_hip"]] - lm[i["right_hip"]])
+    z = right / max(np.linalg.norm(right), 1e-9)
+    y = up - z * (up @ z)
+    y /= max(np.linalg.norm(y), 1e-9)
+    x = np.cross(y, z)                       # body frame: x anterior, y superior, z right
+    r = np.stack([x, y, z], axis=1)          # columns: body axes in the camera frame
+    return Rotation.from_matrix(r).as_euler("ZXY")  # R = Rz(q0) Rx(q1) Ry(q2)
+
+
+@dataclass
+class FitResult:
+    """q: (46,) rad within limits; root_m: (3,) pelvis in the landmark frame (m); residual_m: RMS
+    visibility-weighted keypoint distance (m); observed: (46,) bool; keypoints_m: (K, 3) fitted."""
+    q: np.ndarray
+    root_m: np.ndarray
+    residual_m: float
+    observed: np.ndarray
+    iterations: int
+    keypoints_m: np.ndarray
+
+
+class SkelFitter:
+    """Projected Levenberg-Marquardt over the observable DoFs of one skeleton (per person)."""
+
+    def __init__(self, skeleton: Skeleton, prior_weight: float = 0.02, min_visibility: float = 0.5):
+        self.skeleton = skeleton
+        self.prior_weight = prior_weight
+        self.min_visibility = min_visibility
+        kp_joint = np.array([skeleton.keypoints[n][0] for n in FIT_KEYPOINTS])
+        self._kp_joint = kp_joint
+        self._kp_off = np.stack([skeleton.keypoints[n][1] for n in FIT_KEYPOINTS])
+        self._tile = np.tile(np.eye(3), (len(FIT_KEYPOINTS), 1))
+        # (46, K): DoF d moves keypoint k when k hangs below (or on) d's joint
+        self._moves = descendants_mask()[DOF_JOINT][:, kp_joint]
+
+    def keypoints(self, q: np.ndarray, root_m: np.ndarray | None = None) -> np.ndarray:
+        """(K, 3) fitted keypoints (FIT_KEYPOINTS order), metres, landmark frame."""
+        return keypoint_positions(forward_kinematics(q, self.skeleton, root_m), self._kp_joint, self._kp_off)
+
+    def fit(self, landmarks_m: np.ndarray, visibility: np.ndarray, q_init: np.ndarray | None = None,
+            root_init_m: np.ndarray | None = None, max_iterations: int = 8,
+            q_prior: np.ndarray = PRIOR_Q) -> FitResult:
+        """Fit q (46,) to (K, 3) landmarks (metres) with (K,) visibility in [0, 1].
+
+        q_init: warm start (previous frame); None = cold start (orientation from the torso).
+        """
+        lm = np.asarray(landmarks_m, dtype=np.float64)
+        vis = np.asarray(visibility, dtype=np.float64)
+        seen = vis >= self.min_visibility
+        w = np.where(seen, vis, 0.0)
+        observed = observable_dofs(seen)
+        free = np.flatnonzero(observed)
+        if not observed[0] and seen.sum() >= 4:
+            free = np.union1d(free, [0, 1, 2])  # orientation still needed to place the chain
+        q = q_prior.copy()
+        if q_init is not None:
+            q[free] = np.asarray(q_init, dtype=np.float64)[free]
+        elif observed[0]:
+            q[:3] = orientation_from_landmarks(lm)
+        q = clip_to_limits(q)
+        root = np.zeros(3) if root_init_m is None else np.asarray(root_init_m, dtype=np.float64).copy()
+        if seen.sum() < 4:  # nothing to fit: hold the prior
+            kp = self.keypoints(q, root)
+            return FitResult(q, root, float("nan"), np.zeros(NUM_DOFS, bool), 0, kp)
+        sw = np.sqrt(w)[:, None]
+        limb = free[free >= 3]
+        lo, hi = DOF_LOWER[free], DOF_UPPER[free]
+        nf = free.size
+        lam = self.prior_weight
+
+        def evaluate(qv: np.ndarray, rv: np.ndarray):
+            fk = forward_kinematics(qv, self.skeleton, rv)
+            kp = keypoint_positions(fk, self._kp_joint, self._kp_off)
+            r = np.concatenate([((kp - lm) * sw).ravel(), lam * (qv[limb] - q_prior[limb])])
+            return fk, kp, r
+
+        fk, kp, r = evaluate(q, root)
+        cost = float(r @ r)
+        mu = 1e-3
+        it = 0
+        jac = None
+        for it in range(1, max_iterations + 1):
+            if jac is None:
+                jac = self._jacobian(fk, kp, free, sw, limb, lam)
+                jtj = jac.T @ jac
+                g = jac.T @ r
+            a = jtj + mu * np.diag(np.diag(jtj) + 1e-9)      # LM damping (Marquardt scaling)
+            step = -cho_solve(cho_factor(a, check_finite=False), g, check_finite=False)
+            q_new = q.copy()
+            q_new[free] = np.clip(q[free] + step[:nf], lo, hi)  # projection onto the limit box
+            root_new = root + step[nf:]
+            fk_n, kp_n, r_n = evaluate(q_new, root_new)
+            cost_n = float(r_n @ r_n)
+            if cost_n < cost:
+                # converged: < 0.1 % cost decrease or sub-0.1 deg / sub-mm steps
+                done = cost - cost_n < 1e-3 * cost + 1e-10 or np.abs(step).max() < 2e-3
+                q, root, fk, kp, r, cost = q_new, root_new, fk_n, kp_n, r_n, cost_n
+                mu = max(mu / 3.0, 1e-7)
+                jac = None
+                if done:
+                    break
+            else:
+                mu *= 4.0
+                if mu > 1e6:
+                    break
+        q[:3] = wrap_angle(q[:3])
+        err = np.linalg.norm(kp - lm, axis=1)
+        resid = float(np.sqrt((w * err ** 2).sum() / max(w.sum(), 1e-9)))
+        return FitResult(q, root, resid, observed, it, kp)
+
+    def _jacobian(self, fk, kp: np.ndarray, free: np.ndarray, sw: np.ndarray, limb: np.ndarray,
+                  lam: float) -> np.ndarray:
+        """(3K + len(limb), len(free) + 3) Jacobian of the residual vector."""
+        pivots = fk.joints_m[DOF_JOINT[free]]                            # (F, 3)
+        a = fk.dof_axes_world[free][:, None, :]                            # (F, 1, 3)
+        v = kp[None] - pivots[:, None, :]                                  # (F, K, 3)
+        cols = np.empty(v.shape)                                           # a x v, written out
+        cols[..., 0] = a[..., 1] * v[..., 2] - a[..., 2] * v[..., 1]
+        cols[..., 1] = a[..., 2] * v[..., 0] - a[..., 0] * v[..., 2]
+        cols[..., 2] = a[..., 0] * v[..., 1] - a[..., 1] * v[..., 0]
+        cols *= self._moves[free][:, :, None] * sw[None]
+        k = kp.shape[0]
+        j_kp = np.concatenate([cols.reshape(free.size, 3 * k).T,
+                               self._tile * np.repeat(sw[:, 0], 3)[:, None]], axis=1)
+        j_pr = np.zeros((limb.size, free.size + 3))
+        j_pr[np.arange(limb.size), np.searchsorted(free, limb)] = lam
+        return np.concatenate([j_kp, j_pr], axis=0)
