@@ -169,6 +169,34 @@ def bench_encode(n_people: int = 16, iters: int = 20_000) -> tuple[float, float]
     return _pcts(ts / 1e3)
 
 
+def bench_publish_hot(n_people: int, port: int, iters: int = 5000) -> tuple[float, float]:
+    """Publisher.publish back-to-back (hot caches) with one connected, non-reading subscriber."""
+    import zmq
+
+    from sinks.config import PublisherConfig
+    from sinks.publisher import Publisher
+    from sinks.synth import synthetic_packet
+
+    endpoint = f"tcp://127.0.0.1:{port}"
+    pkt = synthetic_packet("cam0", 0, n_people)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    ts = np.empty(iters, np.int64)
+    with Publisher(PublisherConfig(endpoint=endpoint)) as pub:
+        sub.connect(endpoint)
+        pub.wait_for_subscriber(5)
+        for i in range(iters):
+            pkt.frame.seq = i
+            t = time.perf_counter_ns()
+            pub.publish(pkt)
+            ts[i] = time.perf_counter_ns() - t
+    sub.close()
+    ctx.term()
+    return _pcts(ts / 1e3)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,9 +204,15 @@ def main() -> int:
     ap.add_argument("--people", default="1,4,16")
     ap.add_argument("--rates", default="30,120")
     ap.add_argument("--port", type=int, default=5771)
+    ap.add_argument("--micro", action="store_true", help="only the in-process micro benchmarks")
     a = ap.parse_args()
     e50, e99 = bench_encode()
     print(f"encode_frame, 16 people: p50 {e50:.1f} us, p99 {e99:.1f} us")
+    for n in (1, 16):
+        h50, h99 = bench_publish_hot(n, a.port + 100 + n)
+        print(f"Publisher.publish back-to-back, {n} people: p50 {h50:.1f} us, p99 {h99:.1f} us")
+    if a.micro:
+        return 0
     print("| people | Hz | sent | lost | one-way p50 / p99 ms | after decode p50 / p99 ms | "
           "publish wall healthy p50 / p99 us | with stalled sub p50 / p99 us | ratio | "
           "publish CPU healthy / stalled p50 us | CPU ratio |")
