@@ -57,6 +57,37 @@ def frame() -> np.ndarray:
     return np.random.default_rng(0).integers(0, 255, (576, 768, 3), np.uint8)
 
 
+def stage_fps(base: float, n: int = 60) -> None:
+    """The detect_track stage as the default pipeline runs it (HOG every N frames), on vtest frames
+    resized to 640x480: mean time per frame decides the stage's throughput."""
+    import av
+    import cv2
+    from stream.config import PipelineConfig
+    from stream.packet import FrameInfo, Packet
+    from tracking.stage import DetectTrackStage
+    imgs = []
+    if VTEST.exists():
+        with av.open(str(VTEST)) as c:
+            for f in c.decode(video=0):
+                imgs.append(cv2.resize(f.to_ndarray(format="bgr24"), (640, 480)))
+                if len(imgs) >= n:
+                    break
+    else:
+        imgs = [frame()[:480, :640].copy() for _ in range(n)]
+    stage = DetectTrackStage(PipelineConfig())
+    stage.setup()
+    ms = []
+    for i, img in enumerate(imgs):
+        pkt = Packet(frame=FrameInfo("cam0", i, i * 100_000_000, 0, 640, 480, media_pts_s=i / 10), image=img)
+        t0 = time.perf_counter()
+        stage.process(pkt)
+        ms.append((time.perf_counter() - t0) * 1e3)
+    ms = np.array(ms)
+    print(f"{'detect_track stage, default cfg (hog every ' + str(stage.det_cfg.every_n_frames) + '), 640x480':58s} "
+          f"p50 {np.percentile(ms, 50):8.2f} ms  p99 {np.percentile(ms, 99):8.2f} ms  mean {ms.mean():.1f} ms "
+          f"= {1e3 / ms.mean():.1f} fps ({ms.mean() / base:.0f}x baseline)")
+
+
 def cpu(iters: int, tmp: Path) -> None:
     import cv2
     import torch
@@ -71,6 +102,7 @@ def cpu(iters: int, tmp: Path) -> None:
     report("hog (default cfg), 768x576 vtest frame", timeit(lambda: hog.detect(img), iters), base)
     small = cv2.resize(img, (640, 480))
     report("hog (default cfg), 640x480", timeit(lambda: hog.detect(small), iters), base)
+    stage_fps(base)
     path = export_onnx(tmp / "yolo_like.onnx", 640)
     x = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
     ort_run = OrtRunner(path)

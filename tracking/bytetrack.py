@@ -278,14 +278,14 @@ class ByteTracker:
         self.misses[m] = 0
         self.score[m] = scores[det]
         self.last_match_s[m] = self._t_s
-        for j, ti in enumerate(m):
-            if was[j] == _LOST:
-                self.state[ti] = _TRACKED
-                events.append(TrackEvent(int(self.ids[ti]), TrackEventKind.REFOUND))
-            elif was[j] == _TRACKED:
-                events.append(TrackEvent(int(self.ids[ti]), TrackEventKind.UPDATED))
-            elif self.hits[ti] >= cfg.confirm_hits:
-                self._confirm(ti, events)
+        refound = m[was == _LOST]
+        self.state[refound] = _TRACKED
+        confirm = m[(was == _TENTATIVE) & (self.hits[m] >= cfg.confirm_hits)]
+        ids = self.ids
+        events += [TrackEvent(t, TrackEventKind.UPDATED) for t in ids[m[was == _TRACKED]].tolist()]
+        events += [TrackEvent(t, TrackEventKind.REFOUND) for t in ids[refound].tolist()]
+        for ti in confirm.tolist():
+            self._confirm(ti, events)
 
         unmatched = matched_track < 0
         self.misses[unmatched & (self.state == _TENTATIVE)] += 1
@@ -298,8 +298,7 @@ class ByteTracker:
         self.score[coasting] *= cfg.score_decay_per_miss
         to_lost = coasting & (self.misses > cfg.carry_misses)
         self.state[to_lost] = _LOST
-        for tid in self.ids[to_lost]:
-            events.append(TrackEvent(int(tid), TrackEventKind.LOST))
+        events += [TrackEvent(t, TrackEventKind.LOST) for t in self.ids[to_lost].tolist()]
         if drop_tentative.any():
             self._keep(~drop_tentative)
         self._expire(events)
