@@ -150,8 +150,8 @@ def generic_skeleton(height_m: float = 1.70, lengths_m: dict[str, float] | None 
         off[b] = (0.0, 0.0, s * hw)                           # femur: hip joint centre
         off[b + 1] = (0.0, -seg["thigh"], 0.0)                # tibia: knee
         off[b + 2] = (0.0, -seg["shank"], 0.0)                # talus: ankle
-        off[b + 3] = (-0.2 * seg["ankle_height"], -0.5 * seg["ankle_height"], 0.0)  # calcn (subtalar)
-        off[b + 4] = (0.6 * seg["foot"], -0.5 * seg["ankle_height"], 0.0)   # toes (mtp)
+        off[b + 3] = (0.0, -0.25 * seg["ankle_height"], 0.0)                 # calcn (subtalar)
+        off[b + 4] = (0.46 * seg["foot"], -0.5 * seg["ankle_height"], 0.0)  # toes (mtp)
         a = 14 if side == "r" else 19
         off[a] = (-0.02 * height_m, 0.85 * seg["neck"], s * 0.02 * height_m)  # scapula (sterno-clav.)
         off[a + 1] = (0.0, -0.02 * height_m, s * (sw - 0.02 * height_m))     # humerus: shoulder
@@ -175,8 +175,9 @@ def generic_skeleton(height_m: float = 1.70, lengths_m: dict[str, float] | None 
         kp[f"{side}_hip"] = (leg, np.zeros(3))
         kp[f"{side}_knee"] = (leg + 1, np.zeros(3))
         kp[f"{side}_ankle"] = (leg + 2, np.zeros(3))
-        kp[f"{side}_heel"] = (leg + 3, np.array([-0.2 * seg["foot"], -0.5 * seg["ankle_height"], 0.0]))
-        kp[f"{side}_foot_index"] = (leg + 4, np.array([0.2 * seg["foot"], 0.0, 0.0]))
+        # BlazePose heel sits ~4 cm behind/below the ankle, foot_index ~16 cm ahead (its world output)
+        kp[f"{side}_heel"] = (leg + 3, np.array([-0.12 * seg["foot"], -0.3 * seg["ankle_height"], 0.0]))
+        kp[f"{side}_foot_index"] = (leg + 4, np.array([0.12 * seg["foot"], 0.0, 0.0]))
         kp[f"{side}_shoulder"] = (arm, np.zeros(3))
         kp[f"{side}_elbow"] = (arm + 1, np.zeros(3))
         kp[f"{side}_wrist"] = (arm + 3, np.zeros(3))

@@ -1,0 +1,88 @@
+"""The `pose` stage: runs the configured pose engine on every tracked person of a frame.
+
+Engine choice (`pose.engine`): 'landmarks' = BlazePose full + joint-limited SKEL fit on CPU
+(engines/landmarks), 'skelcf' = the SKEL-CF network (engines/skelcf, imported only when chosen,
+so a CPU install never needs torch). Intrinsics, in order: the user's `pose.focal_px`, the engine's
+own estimate (an optional `estimate_intrinsics(image_bgr)` method, e.g. SKEL-CF's FLNet), else the
+60 degree guess `default_intrinsics`. Per-person engine state is freed on REMOVED events.
+"""
+from __future__ import annotations
+
+import time
+
+from engines.pose_engine import PoseEngine, default_intrinsics
+from stream.config import PipelineConfig
+from stream.errors import ConfigError
+from stream.packet import Intrinsics, Packet, TrackEventKind
+from stream.stage import Stage
+
+
+def build_engine(config: PipelineConfig) -> PoseEngine:
+    """Construct the engine `config.pose.engine` names (in the child process: loads models)."""
+    pose = config.pose
+    if pose.engine == "landmarks":
+        from engines.landmarks.engine import LandmarkPoseEngine
+
+        return LandmarkPoseEngine(pose.landmarks)
+    if pose.engine == "skelcf":
+        from engines.skelcf.engine import SkelCFEngine
+
+        return SkelCFEngine(pose.skelcf, focal_px=pose.focal_px)
+    raise ConfigError(f"pose.engine {pose.engine!r} is unknown; use 'landmarks' or 'skelcf'")
+
+
+class PoseStage(Stage):
+    """Fills q, betas, trans_m, dof_observed, pose_confidence, model_id of each person."""
+    name = "pose"
+    needs_image = True
+
+    def __init__(self, config: PipelineConfig):
+        self.config = config
+        self.engine: PoseEngine | None = None
+        self._intrinsics: dict[str, Intrinsics] = {}
+
+    def setup(self) -> None:
+        self.engine = build_engine(self.config)
+
+    def intrinsics(self, packet: Packet) -> Intrinsics:
+        """User focal > engine estimate > 60 deg default; cached per stream (and frame size)."""
+        fi = packet.frame
+        k = self._intrinsics.get(fi.stream_id)
+        if k is not None and abs(2 * k.cx - fi.width) < 1 and abs(2 * k.cy - fi.height) < 1:
+            return k
+        f = self.config.pose.focal_px
+        if f is not None:
+            k = Intrinsics(fx=f, fy=f, cx=fi.width / 2.0, cy=fi.height / 2.0, source="user")
+        else:
+            est = getattr(self.engine, "estimate_intrinsics", None)
+            k = est(packet.image) if est is not None and packet.image is not None else None
+            if k is None:
+                k = default_intrinsics(fi.width, fi.height)
+        self._intrinsics[fi.stream_id] = k
+        return k
+
+    def process(self, packet: Packet) -> Packet:
+        assert self.engine is not None, "setup() not called"  # runtime contract, not user input
+        sid = packet.frame.stream_id
+        k = self.intrinsics(packet)
+        packet.intrinsics = k
+        persons = packet.persons
+        if persons and packet.image is not None:
+            t0 = time.perf_counter_ns()
+            sub = self.engine.estimate(packet.image, persons, k, sid)
+            packet.timings_ns["pose.engine"] = time.perf_counter_ns() - t0
+            for step, ns in sub.items():
+                packet.timings_ns[f"pose.{step}"] = int(ns)
+        for ev in packet.events:
+            if ev.kind == TrackEventKind.REMOVED:
+                self.engine.forget(sid, ev.track_id)
+        return packet
+
+    def flush(self, stream_id: str) -> list[Packet]:
+        self._intrinsics.pop(stream_id, None)
+        return []
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
