@@ -22,7 +22,7 @@ import zmq
 from sinks.config import PublisherConfig
 from sinks.schema import (TOPIC_SEP, encode_frame, encode_heartbeat, encode_meta, topic_for)
 from stream.errors import TransportError
-from stream.packet import Packet
+from stream.packet import Packet, TrackState
 
 _LOOPBACK = ("tcp://127.0.0.1:", "tcp://localhost:", "tcp://[::1]:", "ipc://")
 
@@ -214,7 +214,7 @@ class Publisher:
             self.send_meta(fi.stream_id)
         st.last_seq, st.last_capture_ns = fi.seq, fi.capture_ns
         topic = topic_for(fi.stream_id)
-        if not packet.persons:
+        if not any(p.track_state is not TrackState.REMOVED for p in packet.persons):
             if st.empty:  # nobody in view, already announced: heartbeats only
                 if now < st.next_heartbeat:
                     return ""

@@ -133,7 +133,7 @@ _json = st.recursive(
     max_leaves=40)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["schema", "kind", "stream", "pub_seq", "seq", "persons",
                                         "capture_ns", "intrinsics", "ended", "dof_names"]),
                        _json, max_size=10),
