@@ -27,6 +27,7 @@ class RuntimeConfig(StrictModel):
     start_method: Literal["spawn", "forkserver"] = "spawn"  # never fork: torch/mediapipe threads
     setup_timeout_s: float = Field(120.0, gt=0.0)  # stages must finish setup() (model loading)
     drain_timeout_s: float = Field(10.0, gt=0.0)   # after Ctrl-C/SIGTERM, then abort
+    abort_grace_s: float = Field(3.0, gt=0.0)      # after abort, then stuck stages are killed
 
 
 class PipelineConfig(StrictModel):

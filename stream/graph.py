@@ -90,14 +90,12 @@ class ChildContext:
         return ok
 
 
-def _sigterm(signum, frame) -> None:
-    raise SystemExit(143)  # unwinds through `finally`, so close() still runs
-
-
 def _run(stage: Stage | SourceStage, ctx: ChildContext) -> None:
     """Body of every stage process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; parent leads
-    signal.signal(signal.SIGTERM, _sigterm)
+    # Ctrl-C and a group-wide SIGTERM (systemd, docker, `kill -- -PGID`) reach every process at
+    # once; only the parent acts on them, so the stages drain in order instead of dying mid-frame
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ctx.meter = StageMeter(ctx.table, ctx.row, ctx.interval_s)
     code, state = EXIT_OK, DONE
     try:
@@ -111,11 +109,8 @@ def _run(stage: Stage | SourceStage, ctx: ChildContext) -> None:
         code, state = EXIT_USER, FAILED
         ctx.events.put(("error", ctx.name, "user", str(exc)))
     except BaseException as exc:  # noqa: BLE001 - report every crash by stage name
-        if isinstance(exc, SystemExit) and ctx.should_abort():
-            pass
-        else:
-            code, state = EXIT_CRASH, FAILED
-            ctx.events.put(("error", ctx.name, "crash", _describe(exc)))
+        code, state = EXIT_CRASH, FAILED
+        ctx.events.put(("error", ctx.name, "crash", _describe(exc)))
     finally:
         ctx.meter.finish(state)
         if ctx.parent_gone():
@@ -388,8 +383,7 @@ class Graph:
         except KeyboardInterrupt:
             self._abort.set()
         finally:
-            self._abort.set()  # no-op after a normal end: every child has already exited
-            self._shutdown()
+            self._shutdown()  # after a normal end every child has already exited
             for s, h in old.items():
                 signal.signal(s, h)
             printer.end()
@@ -491,8 +485,6 @@ class Graph:
             node.finished = True
             if p.exitcode in (EXIT_OK, EXIT_USER):
                 continue
-            if self._abort.is_set() and p.exitcode in (-signal.SIGTERM, 143):
-                continue
             time.sleep(0.05)
             self._drain_events(errors, timeout=0.0)
             detail = node.crash_msg or _exit_text(p.exitcode)
@@ -510,22 +502,19 @@ class Graph:
             self._fatal = EXIT_CRASH
 
     def _shutdown(self) -> None:
-        """Join every child (abort, then SIGTERM, then SIGKILL) and unlink every ring."""
+        """Join every child (they see the abort flag within ~0.1 s; SIGKILL after
+        `abort_grace_s`, since children ignore SIGTERM) and unlink every ring."""
+        self._abort.set()
         procs = [n.proc for n in self.nodes.values() if n.proc is not None]
-        deadline = time.monotonic() + (self.rt.drain_timeout_s if not self._abort.is_set() else 2.0)
+        deadline = time.monotonic() + self.rt.abort_grace_s
         for p in procs:
             p.join(max(0.0, deadline - time.monotonic()))
-        if any(p.is_alive() for p in procs):
-            self._abort.set()
-            for p in procs:
-                p.join(2.0)
         for p in procs:
             if p.is_alive():
-                p.terminate()
-                p.join(2.0)
-            if p.is_alive():
+                print(f"warning: {p.name} did not stop within {self.rt.abort_grace_s:g} s; killed",
+                      file=self._status_stream or sys.stderr)
                 p.kill()
-                p.join(2.0)
+                p.join(5.0)
         for name in self._all_rings():
             unlink_by_name(name)
         for n in self.nodes.values():

@@ -5,7 +5,8 @@ once into a preallocated slot and passing the slot number costs well under one. 
 same memory and get a zero-copy `(H, W, 3) uint8` view.
 
 Layout (one POSIX shared-memory segment):
-    header  int64[_HDR]: magic, n_slots, height, width, channels, max_consumers, next_seq
+    header  int64[_HDR]: magic, n_slots, height, width, channels, max_consumers, next_seq,
+                         first_seq
     gen     int64[n_slots]            seqlock generation per slot
     done    int64[max_consumers]      last seq each image-reading stage finished (lossless)
     data    uint8[n_slots, H, W, C]   (64-byte aligned)
@@ -81,7 +82,7 @@ class ShmRing:
         size = cls.nbytes(n_slots, height, width, channels, max_consumers)
         shm = shared_memory.SharedMemory(name=name, create=True, size=size)
         hdr = np.ndarray((_HDR,), np.int64, buffer=shm.buf, offset=0)
-        hdr[1:7] = (n_slots, height, width, channels, max_consumers, first_seq)
+        hdr[1:8] = (n_slots, height, width, channels, max_consumers, first_seq, first_seq)
         hdr[0] = _MAGIC
         ring = cls(shm, owner=True)
         ring._gen[:] = 0
@@ -112,8 +113,8 @@ class ShmRing:
         """Lossless back-pressure: block until frame `seq - n_slots` (the slot's previous
         occupant) is done by every listed consumer. Returns False if aborted while waiting."""
         old = seq - self.n_slots
-        if old < 0 or not consumers:
-            return True
+        if old < int(self._hdr[7]) or not consumers:
+            return True  # that slot never held a frame of this ring (fresh or restarted source)
         idx = np.asarray(consumers, np.intp)
         while int(self._done[idx].min()) < old:
             if should_abort():

@@ -32,8 +32,9 @@ class TestSource(FrameSource):
     __test__ = False
 
     def __init__(self, stream_id: str, n: int, w: int, h: int, fps: float, fail_at: int,
-                 live: bool):
+                 live: bool, crash_at: int = -1, marker: str = ""):
         self.stream_id, self.width, self.height = stream_id, w, h
+        self.crash_at, self.marker = crash_at, marker
         self.fps = fps or None
         self.is_live = live
         self.n, self.fail_at, self.i = n, fail_at, 0
@@ -43,6 +44,9 @@ class TestSource(FrameSource):
     def read(self) -> DecodedFrame | None:
         if self.i == self.fail_at:
             raise SourceError(f"test source {self.stream_id} failed at frame {self.i}")
+        if self.i == self.crash_at and not os.path.exists(self.marker):
+            open(self.marker, "w").close()  # crash once: the restarted source runs through
+            raise ZeroDivisionError("source bug")
         if self.n >= 0 and self.i >= self.n:
             return None
         if self.fps:
@@ -82,7 +86,8 @@ def open_test_source(cfg, stream_id: str) -> TestSource:
     cls = TestSourceInto if kv.get("into") == "1" else TestSource
     return cls(stream_id, int(kv.get("n", 50)), int(kv.get("w", 64)), int(kv.get("h", 48)),
                       float(kv.get("fps", 0)), int(kv.get("fail_at", -1)),
-                      live=kv.get("live", "0") == "1")
+                      live=kv.get("live", "0") == "1", crash_at=int(kv.get("crash_at", -1)),
+                      marker=kv.get("marker", ""))
 
 
 OPENER = "graph_helpers:open_test_source"

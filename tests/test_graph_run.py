@@ -200,3 +200,21 @@ def test_failing_source_ends_only_its_stream(tmp_path: Path):
     assert [p[1] for p in pk if p[0] == "bad"] == list(range(7))
     assert sorted(ends) == ["bad", "gone", "good"] and closed
     assert leftovers(g) == []
+
+
+def test_crashed_source_restarts_with_a_fresh_ring_and_continues_seq(tmp_path: Path):
+    out = tmp_path / "out.txt"
+    g = Graph(RuntimeConfig(**RT, restart_crashed_stages=True), lossless=True)
+    g.add(source(f"test:n=20,crash_at=12,marker={tmp_path / 'm'}", "a"), to=["check"])
+    g.add(CheckStage("check", strict=False), to=["collect"])
+    g.add(CollectSink(str(out), "collect"))
+    res = g.run()
+    assert res.exit_code == 0, res.errors
+    assert any("stage 'source:a' crashed (ZeroDivisionError: source bug" in w
+               for w in res.warnings)
+    pk, ends, closed = read_collected(out)
+    seqs = [p[1] for p in pk]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # numbering continues
+    assert len(seqs) >= 11 + 20 and ends == ["a"] and closed
+    assert g.nodes["source:a"].restarts == 1
+    assert leftovers(g) == []
