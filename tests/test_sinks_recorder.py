@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sinks.recorder import META_TOPIC, SessionRecorder, read_session, recover, resolve_session
-from sinks.schema import FrameMsg, MetaMsg, decode
+from sinks.schema import MetaMsg, decode
 from sinks.synth import synthetic_packet
 from stream.errors import RecorderError
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from engines.skel.dofs import DOF_NAMES
 from sinks.client import PoseSubscriber
 from sinks.config import PublisherConfig, RecorderConfig
-from sinks.export import export_session, read_mot
+from sinks.export import read_mot
 from sinks.publish_stage import PublishStage
 from sinks.record_stage import RecordStage
 from sinks.recorder import read_session
