@@ -89,7 +89,11 @@ def test_two_walkers_keep_their_ids_and_lifecycle_is_closed(clip, every_n):
             ids_by_colour.setdefault(key, set()).add(p.track_id)
             assert p.box_predicted == (k % every_n != 0)
     assert ids_by_colour == {"red": {1}, "blue": {2}} or ids_by_colour == {"red": {2}, "blue": {1}}
-    assert removed == born == {1, 2}          # last frame removed everything
+    assert out.frame.last and removed == set()
+    (end,) = stage.flush("cam0")              # the runtime flushes after the last frame
+    assert end.persons == [] and end.frame.last and end.frame.ring == ""
+    removed = {e.track_id for e in end.events if e.kind is TrackEventKind.REMOVED}
+    assert removed == born == {1, 2} and len(end.events) == 2
     assert stage.streams == {}                # no per-stream state leaks
 
 

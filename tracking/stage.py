@@ -4,8 +4,9 @@ Per stream (`packet.frame.stream_id`): a `ByteTracker`, a `CropBoxes` and a fram
 detector runs on every `detector.every_n_frames`-th frame; the others only advance the Kalman
 filters (boxes flagged `box_predicted`). Downstream get the confirmed tracked persons (coasting ones
 within `tracker.carry_misses` included, `box_predicted=True`) and a `TrackEvent` for every lifecycle
-change; at the end of a stream (FrameInfo.last or `flush`) every remaining track is REMOVED so no
-per-person state outlives its track anywhere.
+change; at the end of a stream (`flush`, which the runtime calls after the packet marked
+FrameInfo.last) every remaining track is REMOVED so no per-person state outlives its track.
+Invariant: a packet never carries a person whose track it also REMOVES.
 
 Time: a file's presentation time (`media_pts_s`) when there is one, else `capture_ns`: a file
 decodes faster than real time, and its capture stamps would squeeze the motion model's dt.
@@ -80,10 +81,7 @@ class DetectTrackStage(Stage):
         else:
             out = st.tracker.predict(t_s)
         self._fill(packet, st, out, t_s)
-        if fi.last:
-            self._finish(packet, fi.stream_id)
-        else:
-            st.last_frame = fi
+        st.last_frame = fi
         return packet
 
     def _fill(self, packet: Packet, st: _Stream, out: TrackFrame, t_s: float) -> None:
@@ -98,13 +96,11 @@ class DetectTrackStage(Stage):
                                          box_xyxy=box.astype(np.float32), score=float(score),
                                          crop_box_xyxy=crop, box_predicted=bool(pred)))
 
-    def _finish(self, packet: Packet, sid: str) -> None:
-        st = self.streams.pop(sid, None)
-        if st is not None:
-            packet.events.extend(st.tracker.finish())
-
     def flush(self, stream_id: str) -> list[Packet]:
-        """Stream ended without a `last` frame: one empty packet carrying REMOVED for every track."""
+        """The stream ended (the runtime calls this after its last packet): one events-only packet
+        (no persons, no pixels: ring '', the last frame's seq and times, last=True) with REMOVED for
+        every remaining track. Not folded into the last frame's packet, because downstream stages
+        apply events before persons and would re-create the state of a person removed there."""
         st = self.streams.pop(stream_id, None)
         if st is None:
             return []
