@@ -64,7 +64,7 @@ class _VideoWriter:
         self.path, self.t0_ns = path, t0_ns
         self.w, self.h = width - width % 2, height - height % 2  # yuv420p needs even sizes
         self.container = av.open(path, "w", format="mp4", options={
-            "movflags": "frag_keyframe+empty_moov+default_base_moof"})
+            "movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
         self.stream = self.container.add_stream("libx264", rate=30, options={
             "crf": str(crf), "preset": "veryfast", "tune": "zerolatency", "g": str(gop)})
         self.stream.width, self.stream.height, self.stream.pix_fmt = self.w, self.h, "yuv420p"
