@@ -52,5 +52,24 @@ class RecorderConfig(StrictModel):
 
 
 class PreviewConfig(StrictModel):
-    window: bool = False
-    video_path: str | None = None
+    """Overlay of boxes, ids, the fitted skeleton and key angles (owner: landmarks/preview)."""
+    window: bool = False                 # live cv2 window (needs a display)
+    video_path: str | None = None        # overlay video (.mp4/.mkv); several streams: <stem>_<id><ext>
+    video_codec: str = "libx264"         # PyAV encoder; falls back to mpeg4 when missing
+    body_height_m: float = Field(1.70, gt=0.5, lt=2.5)  # generic skeleton drawn from q
+    show_angles: bool = True             # knee/hip/elbow flexion in degrees beside each person
+    plot: bool = True                    # small angle-vs-time plot (first person) in a corner
+    plot_window_s: float = Field(5.0, gt=0.5, le=120.0)
+    plot_dofs: tuple[str, ...] = ("knee_angle_r", "knee_angle_l", "elbow_flexion_r", "elbow_flexion_l")
+    max_width_px: int = Field(1280, ge=160, le=7680)  # larger frames are downscaled for display
+
+    @field_validator("plot_dofs")
+    @classmethod
+    def _dofs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from engines.skel.dofs import DOF_INDEX
+
+        bad = [n for n in v if n not in DOF_INDEX]
+        if bad:
+            raise ValueError(f"preview.plot_dofs: unknown DoF names {bad}; use names from "
+                             "engines/skel/dofs.py, e.g. knee_angle_r")
+        return v
