@@ -72,6 +72,7 @@ class PyAVSource(FrameSource):
         self._hw_warned = False
         self._anchor: tuple[int, float] | None = None  # (monotonic ns, pts s) of the pacing clock
         self._last_pts: float | None = None
+        self._i420: np.ndarray | None = None  # reused I420 gather buffer for read_into
         self._open()
 
     # ---- opening -------------------------------------------------------------------------------
@@ -201,21 +202,56 @@ class PyAVSource(FrameSource):
     def read(self) -> DecodedFrame | None:
         """Next frame; None at the end of a file (unless looping). Raises SourceError when a
         network stream cannot be reconnected within `reconnect_max_attempts`."""
+        return self._produce(None)
+
+    def read_into(self, out: np.ndarray) -> DecodedFrame | None:
+        """Like `read`, but converts straight into `out` ((H, W, 3) uint8, e.g. a shared-memory
+        ring slot), saving one full-frame copy. Returns a frame whose image is `out`, or one with
+        its own image when the size differs (a stream that changed resolution)."""
+        return self._produce(out)
+
+    def _produce(self, out: np.ndarray | None) -> DecodedFrame | None:
         if self.cfg.max_frames and self._stats.frames >= self.cfg.max_frames:
             return None
-        while not self._closed:
-            frame = self._next_frame()
-            if frame is None:
-                return None
-            pts = None if self.is_network else self._pts(frame)
-            image = frame.to_ndarray(format="bgr24")
-            if pts is not None and self.cfg.pace == "native":
-                self._pace(pts)
-            self._last_pts = pts
-            self._stats.frames += 1
-            return DecodedFrame(image=np.ascontiguousarray(image), capture_ns=time.monotonic_ns(),
-                                capture_utc_ns=time.time_ns(), media_pts_s=pts)
-        return None
+        frame = self._next_frame()
+        if frame is None:
+            return None
+        pts = None if self.is_network else self._pts(frame)
+        image = self._to_bgr(frame, out)
+        if pts is not None and self.cfg.pace == "native":
+            self._pace(pts)
+        self._last_pts = pts
+        self._stats.frames += 1
+        return DecodedFrame(image=image, capture_ns=time.monotonic_ns(), capture_utc_ns=time.time_ns(),
+                            media_pts_s=pts)
+
+    def _to_bgr(self, frame: av.VideoFrame, out: np.ndarray | None) -> np.ndarray:
+        """(H, W, 3) uint8 BGR; into `out` when given and the size matches.
+
+        Limited-range yuv420p (what cameras and H.264 files carry) is gathered into one I420
+        buffer and converted by OpenCV directly into `out`; anything else goes through swscale."""
+        w, h = frame.width, frame.height
+        fits = out is not None and out.shape == (h, w, 3) and out.dtype == np.uint8
+        if fits and frame.format.name == "yuv420p" and frame.color_range != 2 and not (w | h) & 1:
+            import cv2
+
+            if self._i420 is None or self._i420.shape != (h * 3 // 2, w):
+                self._i420 = np.empty((h * 3 // 2, w), np.uint8)
+            flat = self._i420.reshape(-1)
+            y, u, v = frame.planes
+            np.copyto(self._i420[:h], np.frombuffer(y, np.uint8).reshape(h, y.line_size)[:, :w])
+            q = (h // 2) * (w // 2)
+            np.copyto(flat[h * w:h * w + q].reshape(h // 2, w // 2),
+                      np.frombuffer(u, np.uint8).reshape(h // 2, u.line_size)[:, :w // 2])
+            np.copyto(flat[h * w + q:].reshape(h // 2, w // 2),
+                      np.frombuffer(v, np.uint8).reshape(h // 2, v.line_size)[:, :w // 2])
+            cv2.cvtColor(self._i420, cv2.COLOR_YUV2BGR_I420, dst=out)
+            return out
+        image = np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
+        if fits:
+            np.copyto(out, image)
+            return out
+        return image
 
     def _next_frame(self) -> av.VideoFrame | None:
         while not self._closed:
