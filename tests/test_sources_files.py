@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import VTEST, needs_shared
 from sources_clips import frame_indices, write_clip
 from stream.errors import SourceError, UserError
 from stream.sources.config import SourceConfig
@@ -228,3 +229,13 @@ def test_read_into_writes_the_slot_and_matches_read(clip: Path):
             assert diff.mean() < 1.5 and np.percentile(diff, 99.9) <= 8  # chroma rounding only
             assert f.media_pts_s == ref.media_pts_s
         assert src.read_into(slot) is None and src.stats.frames == 30
+
+
+@needs_shared(VTEST)
+def test_vtest_every_frame():
+    frames = 0
+    with open_source(SourceConfig(uri=str(VTEST), pace="fast"), "cam0") as src:
+        slot = np.empty((src.height, src.width, 3), np.uint8)
+        while src.read_into(slot) is not None:
+            frames += 1
+        assert (frames, src.stats.corrupt_skipped, src.width, src.height) == (795, 0, 768, 576)

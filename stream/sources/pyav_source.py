@@ -84,14 +84,19 @@ class PyAVSource(FrameSource):
                 self._open_once(hw=True)
                 return
             except SourceError:
-                raise
-            except Exception as exc:  # no GPU / no NVDEC for this codec: software, say so once
                 self._close_container()
-                self._hw = False
-                if not self._hw_warned:
-                    self._hw_warned = True
-                    log.warning("%s: NVDEC hardware decoding unavailable (%s: %s); decoding in software",
-                                self.stream_id, type(exc).__name__, exc)
+                if self.is_network or not os.path.isfile(self.uri):
+                    raise  # unreachable/missing either way; a software retry would only double the wait
+                why = "no frame decoded on the GPU"
+            except Exception as err:  # no GPU / no NVDEC for this codec: software, say so once
+                self._close_container()
+                why = f"{type(err).__name__}: {err}"
+            self._hw = False
+            self._stats.corrupt_skipped = 0  # what the GPU attempt could not decode is retried below
+            if not self._hw_warned:
+                self._hw_warned = True
+                log.warning("%s: NVDEC hardware decoding unavailable (%s); decoding in software",
+                            self.stream_id, why)
         self._open_once(hw=False)
 
     def _open_once(self, hw: bool) -> None:
