@@ -1,0 +1,61 @@
+"""PoseStage: engine selection, intrinsics order, sub-step timings, REMOVED frees engine state."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.config import PipelineConfig
+from stream.packet import FrameInfo, Packet, Person, TrackEvent, TrackEventKind, TrackState
+from test_landmarks_engine import CLIP, needs_clip, read_frames
+
+
+def _packet(img: np.ndarray, seq: int, persons=(), events=()) -> Packet:
+    h, w = img.shape[:2]
+    pk = Packet(frame=FrameInfo("cam0", seq, seq * 33_000_000, 0, w, h), persons=list(persons),
+                events=list(events))
+    pk.image = img
+    return pk
+
+
+@needs_clip
+def test_pose_stage_runs_engine_sets_intrinsics_and_forgets():
+    from engines.pose_stage import PoseStage
+
+    img = read_frames(CLIP, 1)[0][::2, ::2].copy()  # 540 x 960
+    h, w = img.shape[:2]
+    stage = PoseStage(PipelineConfig())
+    stage.setup()
+    try:
+        empty = stage.process(_packet(img, 0))
+        assert empty.intrinsics.source == "default" and empty.intrinsics.cx == w / 2
+        box = np.array([0, 0, w, h], np.float32)
+        p = Person(track_id=5, track_state=TrackState.TRACKED, box_xyxy=box, score=1.0, crop_box_xyxy=box)
+        out = stage.process(_packet(img, 1, [p], [TrackEvent(5, TrackEventKind.BORN)]))
+        assert out.persons[0].q is not None and out.persons[0].model_id == "blazepose-full+skelfit"
+        assert {"pose.engine", "pose.landmarks", "pose.fit"} <= set(out.timings_ns)
+        assert ("cam0", 5) in stage.engine._people
+        stage.process(_packet(img, 2, [], [TrackEvent(5, TrackEventKind.REMOVED)]))
+        assert ("cam0", 5) not in stage.engine._people and ("cam0", 5) not in stage.engine._graphs
+    finally:
+        stage.close()
+
+
+def test_user_focal_wins_and_unknown_engine_module_is_lazy():
+    from engines.pose_stage import PoseStage
+
+    cfg = PipelineConfig.model_validate({"pose": {"focal_px": 900.0}})
+    stage = PoseStage(cfg)  # no setup: intrinsics need no engine when the user gives the focal
+    k = stage.intrinsics(_packet(np.zeros((480, 640, 3), np.uint8), 0))
+    assert (k.fx, k.fy, k.cx, k.cy, k.source) == (900.0, 900.0, 320.0, 240.0, "user")
+    # building the stage for skelcf must not import the SKEL-CF module (torch) in the parent
+    st = PoseStage(PipelineConfig.model_validate({"pose": {"engine": "skelcf"}}))
+    assert st.engine is None
+
+
+def test_pose_stage_pickles_without_models():
+    import pickle
+
+    from engines.pose_stage import PoseStage
+
+    stage = pickle.loads(pickle.dumps(PoseStage(PipelineConfig())))
+    assert stage.engine is None and stage.name == "pose" and stage.needs_image
