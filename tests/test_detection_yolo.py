@@ -184,7 +184,15 @@ def test_yolo_like_torch_and_onnxruntime_agree(tmp_path):
     y_torch = TorchRunner(model, "cpu")(x)
     assert y_ort.shape == (1, 84, 10 * 10 + 5 * 5 + 20 * 20)
     np.testing.assert_allclose(y_ort, y_torch, rtol=1e-3, atol=1e-3)
-    # a TorchScript file on the torch backend, through the full detector path
+
+
+@pytest.mark.slow
+def test_torchscript_file_on_the_torch_backend(tmp_path):
+    torch = pytest.importorskip("torch")
+    from engines.detection.yolo_like import YoloLike
+    torch.manual_seed(3)
+    model = YoloLike().eval()
+    x = np.random.default_rng(0).random((1, 3, 160, 160), dtype=np.float32)
     ts_path = tmp_path / "yl.ts"
     torch.jit.trace(model, torch.from_numpy(x)).save(str(ts_path))
     det = YoloDetector(DetectorConfig(kind="yolo", model_path=ts_path, backend="torch", input_size_px=160,
