@@ -239,3 +239,16 @@ def test_vtest_every_frame():
         while src.read_into(slot) is not None:
             frames += 1
         assert (frames, src.stats.corrupt_skipped, src.width, src.height) == (795, 0, 768, 576)
+
+
+def test_check_source_catches_bad_uris_without_opening(tmp_path: Path, clip: Path):
+    from stream.sources.factory import check_source
+
+    for uri in (str(clip), "synthetic:", "rtsp://10.255.255.1/cam", str(tmp_path), f"file://{clip}"):
+        check_source(SourceConfig(uri=uri))
+    for uri, words in (("ftp://a/b", "unsupported"), (str(tmp_path / "x.mp4"), "not found"),
+                       ("webcam:7", "/dev/video7")):
+        if uri == "webcam:7" and os.path.exists("/dev/video7"):
+            continue
+        with pytest.raises(SourceError, match=words):
+            check_source(SourceConfig(uri=uri))

@@ -109,3 +109,34 @@ def open_source(cfg: SourceConfig, stream_id: str) -> FrameSource:
     if path.stat().st_size == 0:
         raise SourceError(f"video file {uri} is empty (0 bytes); re-copy or re-record it")
     return PyAVSource(str(path), stream_id, cfg)
+
+
+def check_source(cfg: SourceConfig) -> None:
+    """Cheap checks the parent can run before starting any process: unsupported scheme, missing
+    file/folder, missing webcam node, unresolvable `sample`. Opens nothing (no decoder, no socket,
+    no device), so network reachability is still found out by `open_source` in the child."""
+    uri = cfg.uri.strip()
+    if uri == "sample":
+        uri = resolve_sample()
+    low = uri.lower()
+    if low == "synthetic" or low.startswith("synthetic:"):
+        return
+    m = re.fullmatch(r"webcam:(\d+)|/dev/video(\d+)", uri)
+    if m:
+        device = f"/dev/video{m.group(1) or m.group(2)}"
+        if not os.path.exists(device):
+            raise SourceError(f"no webcam at {device} (device node missing); plug a camera in, check "
+                              f"`ls /dev/video*`, or pass --source with a file or rtsp:// URL")
+        return
+    from stream.sources.pyav_source import NETWORK_SCHEMES
+
+    m = _SCHEME.match(uri)
+    if m and not os.path.exists(uri):
+        scheme = m.group(1).lower()
+        if scheme in NETWORK_SCHEMES:
+            return
+        if scheme != "file":
+            raise SourceError(f"unsupported source '{cfg.uri}' (scheme '{scheme}:'); use {SUPPORTED_FORMS}")
+        uri = uri[len("file://"):] if low.startswith("file://") else uri[len("file:"):]
+    if not Path(uri).expanduser().exists():
+        raise SourceError(f"video file not found: {uri}; check the path or pass --source ({SUPPORTED_FORMS})")
