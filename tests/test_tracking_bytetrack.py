@@ -191,6 +191,18 @@ def test_time_going_backwards_does_not_break():
     assert list(out.track_ids) == [1] and np.isfinite(tr.P).all()
 
 
+def test_looping_file_clock_restart_keeps_ages():
+    """A looping file restarts media time at 0: lost tracks must still expire on time."""
+    tr = ByteTracker(TrackerConfig(max_lost_s=0.5, carry_misses=0))
+    box = np.array([[100, 100, 160, 250]], np.float32)
+    tr.update(box, np.array([0.9]), 10.0)
+    tr.update(np.zeros((0, 4)), np.zeros(0), 10.1)       # lost at 10.1
+    kinds = []
+    for t in (0.0, 0.2, 0.35, 0.45):                    # clock jumped back; 0.1 + 0.45 > 0.5 s unmatched
+        kinds += [e.kind for e in tr.update(np.zeros((0, 4)), np.zeros(0), t).events]
+    assert kinds == [TrackEventKind.REMOVED]
+
+
 def test_thousands_of_detections_cap_tracks_and_warn():
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 2000, (3000, 2))

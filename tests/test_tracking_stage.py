@@ -109,6 +109,8 @@ def test_flush_removes_tracks_and_streams_are_separate(clip):
     assert all(e.kind is TrackEventKind.REMOVED for e in out[0].events)
     assert set(stage.streams) == {"b"}      # stream b untouched; its ids were its own
     assert stage.flush("a") == []
+    again = stage.process(next(packets(clip[:1], "a", last=False)))
+    assert [p.track_id for p in again.persons] == [3, 4]   # a restarted stream keeps counting
     stage.close()
 
 

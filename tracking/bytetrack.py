@@ -166,10 +166,10 @@ class TrackFrame:
 class ByteTracker:
     """One stream's tracker. `update` on frames with detector output, `predict` on frames without."""
 
-    def __init__(self, cfg: TrackerConfig | None = None):
+    def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1):
         self.cfg = cfg or TrackerConfig()
         self.kf = BoxKalman(self.cfg)
-        self._next_id = 1
+        self._next_id = first_id
         self._t_s: float | None = None
         self._frames = 0
         self.x = np.zeros((0, 8))
@@ -185,15 +185,26 @@ class ByteTracker:
         return len(self.ids)
 
     @property
+    def next_id(self) -> int:
+        """The id the next confirmed track gets (to continue numbering in a new tracker)."""
+        return self._next_id
+
+    @property
     def live_ids(self) -> list[int]:
         """Ids of confirmed tracks (tracked or lost) still held."""
         return [int(i) for i in self.ids[self.state != _TENTATIVE]]
 
     # -- time -------------------------------------------------------------------------------------
     def _advance(self, t_s: float) -> None:
-        dt = 0.0 if self._t_s is None else float(np.clip(t_s - self._t_s, 0.0, self.cfg.max_dt_s))
-        if self._t_s is None or t_s > self._t_s:
-            self._t_s = float(t_s)
+        t_s = float(t_s)
+        if self._t_s is not None and t_s < self._t_s:
+            # the clock went back (a looping file restarts its media time, a camera re-syncs):
+            # no motion, and the track ages stay as they were relative to the new clock
+            self.last_match_s += t_s - self._t_s
+            self._t_s = t_s
+            return
+        dt = 0.0 if self._t_s is None else min(t_s - self._t_s, self.cfg.max_dt_s)
+        self._t_s = t_s
         self.x, self.P = self.kf.predict(self.x, self.P, dt)
 
     def _expire(self, events: list[TrackEvent]) -> None:

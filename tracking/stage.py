@@ -51,6 +51,7 @@ class DetectTrackStage(Stage):
         self._detector_arg = detector          # tests/benches may pass a built (unopened) detector
         self.detector: Detector | None = None
         self.streams: dict[str, _Stream] = {}
+        self._next_ids: dict[str, int] = {}   # a stream that ends and starts again keeps counting
 
     def setup(self) -> None:
         self.detector = self._detector_arg or build_detector(self.det_cfg)
@@ -59,7 +60,8 @@ class DetectTrackStage(Stage):
     def _stream(self, sid: str) -> _Stream:
         st = self.streams.get(sid)
         if st is None:
-            st = self.streams[sid] = _Stream(ByteTracker(self.trk_cfg), CropBoxes(self.trk_cfg.crop))
+            tracker = ByteTracker(self.trk_cfg, first_id=self._next_ids.get(sid, 1))
+            st = self.streams[sid] = _Stream(tracker, CropBoxes(self.trk_cfg.crop))
         return st
 
     def process(self, packet: Packet) -> Packet:
@@ -104,6 +106,7 @@ class DetectTrackStage(Stage):
         st = self.streams.pop(stream_id, None)
         if st is None:
             return []
+        self._next_ids[stream_id] = st.tracker.next_id
         events = st.tracker.finish()
         if not events or st.last_frame is None:
             return []
