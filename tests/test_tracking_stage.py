@@ -140,3 +140,24 @@ def test_hog_finds_the_walkers_in_vtest():
     assert min(counts) >= 2, counts
     blank_boxes, _ = det.detect(np.full((576, 768, 3), 128, np.uint8))
     assert len(blank_boxes) == 0
+
+
+def test_brief_miss_is_carried_with_a_predicted_box_and_crop(clip):
+    """The red walker is painted over for 2 frames: it stays downstream, predicted, same id."""
+    stage = make_stage()
+    seen = {}
+    for k, pkt in enumerate(packets(clip, last=False)):
+        if k in (20, 21):
+            img = pkt.image.copy()
+            hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+            red = (hsv[:, :, 1] > 100) & (img[:, :, 2] > img[:, :, 0])
+            img[red] = 90
+            pkt.image = img
+        out = stage.process(pkt)
+        seen[k] = {p.track_id: p for p in out.persons}
+    before = {tid for tid, p in seen[19].items()}
+    assert seen[20].keys() == seen[21].keys() == before == seen[22].keys()
+    hidden = [tid for tid, p in seen[20].items() if p.box_predicted]
+    assert len(hidden) == 1 and seen[21][hidden[0]].box_predicted and not seen[22][hidden[0]].box_predicted
+    assert seen[21][hidden[0]].crop_box_xyxy is not None
+    assert seen[21][hidden[0]].score < seen[19][hidden[0]].score      # confidence decays while coasting
