@@ -10,3 +10,10 @@ class SkelCFConfig(StrictModel):
     checkpoint: str | None = None  # path to the official best.pth
     variant: Literal["vit_h", "vit_b", "tiny"] = "vit_h"
     backend: Literal["auto", "tensorrt", "torch", "onnxruntime"] = "auto"
+    # The official best.pth pickles its training cfg as an OmegaConf object, which torch's safe
+    # loader (weights_only=True) refuses. true = full unpickling (runs code from the file: only
+    # for files from a source you trust; needs the omegaconf package).
+    allow_unsafe_checkpoint: bool = False
+    # Separate FLNet weights (official cam_model_cleaned.ckpt, ['state_dict']); None = take
+    # cam_model.* from `checkpoint` when present.
+    flnet_checkpoint: str | None = None
