@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import pytest
@@ -11,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from engines.detection.config import DetectorConfig
 from engines.detection.detectors import YoloDetector, build_detector
-from engines.detection.postprocess import decode_yolo, letterbox, nms, sanitize_detections
+from engines.detection.postprocess import letterbox, nms, sanitize_detections
 from stream.errors import EngineError
 
 

@@ -45,10 +45,8 @@ def test_vectorized_kalman_matches_filterpy():
             f.predict(F=kf.F(dt), Q=Q[i])
         x, P = kf.predict(x, P, dt)
         z = x[:, :4] + rng.normal(0, 2.0, (2, 4)) * np.array([1, 1, 0.01, 1])
-        R = np.diag(kf._meas_r(x[:, 3])[0])
         for i, f in enumerate(refs):
             f.update(z[i], R=np.diag(kf._meas_r(x[i:i + 1, 3])[0]))
-        del R
         x, P = kf.update(x, P, z)
         for i, f in enumerate(refs):
             np.testing.assert_allclose(x[i], f.x, rtol=1e-9, atol=1e-6)

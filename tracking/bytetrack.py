@@ -25,7 +25,6 @@ from stream.packet import TrackEvent, TrackEventKind, TrackState
 from tracking.config import TrackerConfig
 
 _TENTATIVE, _TRACKED, _LOST = 0, 1, 2
-_STATE_ENUM = {_TENTATIVE: TrackState.TENTATIVE, _TRACKED: TrackState.TRACKED, _LOST: TrackState.LOST}
 
 
 # -- box formats ------------------------------------------------------------------------------------
