@@ -372,7 +372,7 @@ class Graph:
         self._warnings: list[str] = []
         self._fatal = EXIT_OK  # set to the exit code when the run must stop
         self._stop_deadline = float("inf")
-        printer = StatusPrinter(self._status_stream, self.rt.status_line)
+        printer = StatusPrinter(self._status_stream, self.rt.status_line, log_interval_s=10.0)
         errors: list[str] = []
         code = EXIT_OK
         old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -148,12 +148,15 @@ class MetricsBoard:
 
 
 class StatusPrinter:
-    """One live line on a terminal (carriage return), a plain line per interval otherwise."""
+    """One live line on a terminal (carriage return); into a log (not a terminal), a plain line
+    at most every `log_interval_s` so logs stay readable."""
 
-    def __init__(self, stream=None, enabled: bool = True):
+    def __init__(self, stream=None, enabled: bool = True, log_interval_s: float = 0.0):
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.log_interval_s = log_interval_s
+        self._next_log = 0.0
         self._width = 0
 
     def show(self, line: str) -> None:
@@ -164,6 +167,10 @@ class StatusPrinter:
             self.stream.write("\r" + line + " " * pad)
             self._width = len(line)
         else:
+            now = time.monotonic()
+            if now < self._next_log:
+                return
+            self._next_log = now + self.log_interval_s
             self.stream.write(line + "\n")
         self.stream.flush()
 
