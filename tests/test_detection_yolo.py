@@ -14,14 +14,16 @@ from engines.detection.postprocess import letterbox, nms, sanitize_detections
 from stream.errors import EngineError
 
 
-def constant_model(path: Path, output: np.ndarray, size: int = 640) -> Path:
+def constant_model(path: Path, output: np.ndarray, size: int = 640, fp16_input: bool = False) -> Path:
     """An ONNX graph that ignores its image input and returns `output` (plus 0 * mean(image), so
     the input is really consumed by the runtime)."""
-    img = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])
+    in_type = TensorProto.FLOAT16 if fp16_input else TensorProto.FLOAT
+    img = helper.make_tensor_value_info("images", in_type, [1, 3, size, size])
     out = helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))
     nodes = [
         helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(output.astype(np.float32))),
-        helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),
+        helper.make_node("Cast", ["images"], ["img32"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["img32"], ["m"], keepdims=0),
         helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, np.float32))),
         helper.make_node("Mul", ["m", "zero"], ["z"]),
         helper.make_node("Add", ["c", "z"], ["output0"]),
@@ -63,6 +65,16 @@ def test_raw_layout_decodes_filters_class_and_nms(tmp_path):
     order = np.argsort(-scores)
     np.testing.assert_allclose(scores[order], [0.9, 0.7], atol=1e-6)
     np.testing.assert_allclose(boxes[order], [[270, 140, 370, 340], [75, 70, 125, 170]], atol=1e-3)
+
+
+def test_fp16_input_model(tmp_path):
+    out = np.zeros((1, 300, 6), np.float32)
+    out[0, 0] = [100, 180, 200, 380, 0.95, 0]
+    path = constant_model(tmp_path / "m16.onnx", out, fp16_input=True)
+    det = YoloDetector(DetectorConfig(kind="yolo", model_path=path))
+    det.open()
+    boxes, scores = det.detect(np.zeros((480, 640, 3), np.uint8))
+    np.testing.assert_allclose(boxes, [[100, 100, 200, 300]], atol=1e-3)
 
 
 def test_end_to_end_layout(tmp_path):

@@ -45,6 +45,7 @@ class OrtRunner:
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = list(inp.shape)
+        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32  # fp16 exports
         self.device = device
 
     def input_hw(self, default: int) -> tuple[int, int]:
@@ -55,7 +56,8 @@ class OrtRunner:
     def __call__(self, blob: Any) -> np.ndarray:
         if not isinstance(blob, np.ndarray):
             blob = blob.detach().float().cpu().numpy()
-        return self.session.run(None, {self.input_name: blob})[0]
+        out = self.session.run(None, {self.input_name: blob.astype(self.input_dtype, copy=False)})[0]
+        return np.asarray(out, dtype=np.float32)
 
 
 class TorchRunner:
