@@ -214,3 +214,33 @@ def test_thousands_of_detections_cap_tracks_and_warn():
 def test_config_rejects_inverted_thresholds():
     with pytest.raises(ValueError, match="low_score"):
         TrackerConfig(low_score=0.8, high_score=0.5)
+
+
+# -- property: any detector output, any clock ------------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_coord = st.one_of(st.floats(-1e4, 1e4), st.sampled_from([np.nan, np.inf, -np.inf, 0.0]))
+_frame = st.lists(st.tuples(_coord, _coord, st.floats(-50, 400), st.floats(-50, 400), st.floats(-0.5, 1.5)),
+                  max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(frames=st.lists(st.tuples(_frame, st.floats(-0.2, 0.5), st.booleans()), min_size=1, max_size=25))
+def test_any_input_keeps_the_tracker_finite_and_the_lifecycle_closed(frames):
+    tr = ByteTracker()
+    t = 0.0
+    alive = set()
+    for dets, dt, detect in frames:
+        t += dt
+        b = np.array([[x, y, x + w, y + h] for x, y, w, h, _ in dets], dtype=np.float64).reshape(-1, 4)
+        s = np.array([d[4] for d in dets], dtype=np.float64)
+        out = tr.update(b, s, t) if detect else tr.predict(t)
+        assert np.isfinite(tr.x).all() and np.isfinite(tr.P).all()
+        assert np.isfinite(out.boxes_xyxy).all()
+        for e in out.events:
+            if e.kind is TrackEventKind.BORN:
+                alive.add(e.track_id)
+            elif e.kind is TrackEventKind.REMOVED:
+                alive.discard(e.track_id)
+        assert set(out.track_ids.tolist()) <= alive
+    assert {e.track_id for e in tr.finish()} == alive

@@ -238,7 +238,8 @@ class ByteTracker:
         if len(boxes) != len(scores):
             raise ValueError(f"tracker got {len(boxes)} boxes but {len(scores)} scores; pass one score per box")
         ok = np.isfinite(boxes).all(1) & np.isfinite(scores)
-        ok &= (boxes[:, 2] - boxes[:, 0] >= 1.0) & (boxes[:, 3] - boxes[:, 1] >= 1.0)
+        boxes, scores = boxes[ok], scores[ok]
+        ok = (boxes[:, 2] - boxes[:, 0] >= 1.0) & (boxes[:, 3] - boxes[:, 1] >= 1.0)
         boxes, scores = boxes[ok], scores[ok]
         cfg = self.cfg
         events: list[TrackEvent] = []
