@@ -237,6 +237,7 @@ def test_any_input_keeps_the_tracker_finite_and_the_lifecycle_closed(frames):
         out = tr.update(b, s, t) if detect else tr.predict(t)
         assert np.isfinite(tr.x).all() and np.isfinite(tr.P).all()
         assert np.isfinite(out.boxes_xyxy).all()
+        assert ((out.scores >= 0) & (out.scores <= 1)).all()
         for e in out.events:
             if e.kind is TrackEventKind.BORN:
                 alive.add(e.track_id)

@@ -241,6 +241,7 @@ class ByteTracker:
         boxes, scores = boxes[ok], scores[ok]
         ok = (boxes[:, 2] - boxes[:, 0] >= 1.0) & (boxes[:, 3] - boxes[:, 1] >= 1.0)
         boxes, scores = boxes[ok], scores[ok]
+        scores = np.clip(scores, 0.0, 1.0)
         cfg = self.cfg
         events: list[TrackEvent] = []
         first_frame = self._frames == 0
