@@ -1,0 +1,106 @@
+"""GPU checks of the SKEL-CF backends and preprocessing (run through bench/gpu_checks.sh on a lent
+GPU; skipped without CUDA)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engines.backends.torch_backend import TorchBackend
+from engines.skelcf.model import build_skelcf
+from engines.skelcf.preprocess import CropPreprocessor
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+def _inputs(b: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    crops = torch.randn(b, 3, 256, 256, generator=g)
+    info = torch.cat([torch.rand(b, 2, generator=g) - 0.5, 0.2 + 0.8 * torch.rand(b, 1, generator=g)], 1)
+    return crops, info
+
+
+@pytest.mark.parametrize("variant", ["tiny", "vit_b", "vit_h"])
+def test_fp16_cuda_graphs_agree_with_fp32_cpu(variant):
+    torch.manual_seed(0)
+    net = build_skelcf(variant).eval()
+    crops, info = _inputs(3)
+    with torch.no_grad():
+        ref = [t.double() for t in net.forward_export(crops, info)]
+    gpu = TorchBackend(net, device="cuda", fp16=True, cuda_graphs=True)
+    out = gpu.infer(crops.cuda().half(), info.cuda())
+    q, betas, cam = [t.double().cpu() for t in out]
+    assert q.shape == (3, 46) and q.dtype == torch.float64
+    dq = (q - ref[0]).abs()
+    # wrap-around of +-pi angles is not an error of the network
+    dq = torch.minimum(dq, 2 * torch.pi - dq)
+    print(f"{variant}: FP16 vs FP32 max|dq|={dq.max():.2e} rad median={dq.median():.2e} "
+          f"max|dbetas|={(betas - ref[1]).abs().max():.2e} max|dcam|={(cam - ref[2]).abs().max():.2e}")
+    assert float(dq.median()) < 5e-3
+    assert float(dq.max()) < 5e-2
+    assert float((cam - ref[2]).abs().max()) < 2e-2
+
+
+def test_cuda_graph_buckets_match_eager_and_pad_correctly():
+    torch.manual_seed(1)
+    net = build_skelcf("tiny").eval()
+    g = TorchBackend(net, device="cuda", fp16=True, cuda_graphs=True)
+    e = TorchBackend(net, device="cuda", fp16=True, cuda_graphs=False)
+    for b in (1, 3, 5, 33):  # 3 -> bucket 4, 5 -> 8, 33 -> 32 + 1 (chunked)
+        crops, info = _inputs(b, seed=b)
+        crops, info = crops.cuda().half(), info.cuda()
+        qg = g.infer(crops, info)[0]
+        qe = e.infer(crops, info)[0]
+        assert qg.shape == (b, 46)
+        torch.testing.assert_close(qg, qe, atol=2e-3, rtol=0)
+    # replay outputs are copies: a later call must not change an earlier result
+    crops, info = _inputs(2, seed=9)
+    first = g.infer(crops.cuda().half(), info.cuda())[0]
+    keep = first.clone()
+    g.infer(torch.zeros_like(crops).cuda().half(), info.cuda())
+    assert torch.equal(first, keep)
+
+
+def test_gpu_crops_match_cpu_crops():
+    from conftest import GOLDEN
+    d = np.load(GOLDEN / "crop_preprocessing.npz")
+    bgr = np.ascontiguousarray(d["image_rgb_uint8"][:, :, ::-1])
+    cpu, info_c = CropPreprocessor("cpu")(bgr, d["boxes_xyxy"], 600.0)
+    gpu, info_g = CropPreprocessor("cuda", torch.float32)(bgr, d["boxes_xyxy"], 600.0)
+    assert gpu.is_cuda
+    assert float((gpu.cpu() - cpu).abs().max()) < 1e-3
+    assert float(np.abs(gpu.cpu().numpy() - d["crops"]).max()) < 0.075
+    torch.testing.assert_close(info_g.cpu(), info_c)
+
+
+def test_ort_cuda_matches_torch_when_available(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime has no CUDA execution provider here (install onnxruntime-gpu)")
+    from engines.backends.ort_backend import OrtBackend
+    from engines.skelcf.export import export_skelcf
+    torch.manual_seed(2)
+    net = build_skelcf("tiny").eval()
+    export_skelcf(net, tmp_path / "t.onnx")
+    crops, info = _inputs(4)
+    ref = net.forward_export(crops, info)[0]
+    q = OrtBackend(tmp_path / "t.onnx", device="cuda").infer(crops.cuda(), info.cuda())[0]
+    assert float((q.cpu() - ref).abs().max()) < 1e-3
+
+
+def test_tensorrt_fp16_matches_torch(tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install tensorrt)")
+    from engines.backends.tensorrt_backend import TensorRTBackend
+    from engines.skelcf.export import export_skelcf
+    torch.manual_seed(3)
+    net = build_skelcf("tiny").eval()
+    export_skelcf(net, tmp_path / "t.onnx")
+    crops, info = _inputs(4)
+    ref = net.forward_export(crops, info)[0]
+    be = TensorRTBackend(tmp_path / "t.onnx", cache_dir=tmp_path / "cache")
+    q = be.infer(crops.cuda(), info.cuda())[0]
+    assert float((q.cpu() - ref).abs().max()) < 5e-2
+    assert len(list((tmp_path / "cache").glob("*.engine"))) == 1
+    TensorRTBackend(tmp_path / "t.onnx", cache_dir=tmp_path / "cache")  # cache hit: no rebuild
+    assert len(list((tmp_path / "cache").glob("*.engine"))) == 1
