@@ -109,6 +109,8 @@ class LandmarkPoseEngine(PoseEngine):
         self._mp_pose = mp_pose
         self._graphs: OrderedDict[tuple[str, int], object] = OrderedDict()
         self._people: dict[tuple[str, int], _PersonState] = {}
+        self._tracking: set[tuple[str, int]] = set()   # graphs that found the person last frame
+        self.retries = 0                                # crops run twice (tracking ROI missed)
         rest = None
         if self.config.skel_model_path:
             rest = load_skel_joints(self.config.skel_model_path, self.config.skel_gender)
@@ -142,7 +144,8 @@ class LandmarkPoseEngine(PoseEngine):
                                    min_tracking_confidence=c.min_tracking_confidence)
             self._graphs[key] = g
             while len(self._graphs) > c.max_models:
-                _, old = self._graphs.popitem(last=False)
+                old_key, old = self._graphs.popitem(last=False)
+                self._tracking.discard(old_key)
                 old.close()
         else:
             self._graphs.move_to_end(key)
@@ -173,6 +176,7 @@ class LandmarkPoseEngine(PoseEngine):
         self._people.pop(key, None)
         self.last_fit.pop(key, None)
         self.last_landmarks.pop(key, None)
+        self._tracking.discard(key)
         g = self._graphs.pop(key, None)
         if g is not None:
             g.close()
@@ -196,9 +200,18 @@ class LandmarkPoseEngine(PoseEngine):
         m = np.array([[s, 0.0, -x0 * s], [0.0, s, -y0 * s]])
         crop = cv2.warpAffine(image_bgr, m, (size, size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
-        res = self._graph(key).process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+        graph = self._graph(key)
+        res = graph.process(rgb)
+        if res.pose_landmarks is None and key in self._tracking:
+            # mediapipe tracked from last frame's ROI (crop coordinates); when the crop moved, that
+            # ROI misses and the graph drops the person: run once more, now with its detector
+            res = graph.process(rgb)
+            self.retries += 1
         if res.pose_landmarks is None or res.pose_world_landmarks is None:
+            self._tracking.discard(key)
             return None
+        self._tracking.add(key)
         img = np.array([(p.x, p.y, p.visibility) for p in res.pose_landmarks.landmark])
         world = np.array([(p.x, p.y, p.z) for p in res.pose_world_landmarks.landmark])
         px = np.stack([x0 + img[:, 0] * side, y0 + img[:, 1] * side], axis=1)

@@ -77,13 +77,19 @@ def _needs() -> dict[int, tuple[str, ...]]:
 DOF_NEEDS: dict[int, tuple[str, ...]] = _needs()
 
 
+def _needs_matrix() -> tuple[np.ndarray, np.ndarray]:
+    m = np.zeros((NUM_DOFS, len(FIT_KEYPOINTS)), dtype=bool)
+    for d, names in DOF_NEEDS.items():
+        m[d, [FIT_KEYPOINTS.index(n) for n in names]] = True
+    return m, np.isin(np.arange(NUM_DOFS), list(DOF_NEEDS))
+
+
+_NEEDS, _CAN_SEE = _needs_matrix()
+
+
 def observable_dofs(visible: np.ndarray) -> np.ndarray:
     """(K,) bool visible keypoints (FIT_KEYPOINTS order) -> (46,) bool DoFs the fit can observe."""
-    idx = {n: i for i, n in enumerate(FIT_KEYPOINTS)}
-    out = np.zeros(NUM_DOFS, dtype=bool)
-    for d, names in DOF_NEEDS.items():
-        out[d] = all(visible[idx[n]] for n in names)
-    return out
+    return _CAN_SEE & ~(_NEEDS & ~np.asarray(visible, dtype=bool)).any(axis=1)
 
 
 def orientation_from_landmarks(lm: np.ndarray) -> np.ndarray:
@@ -184,8 +190,8 @@ class SkelFitter:
             fk_n, kp_n, r_n = evaluate(q_new, root_new)
             cost_n = float(r_n @ r_n)
             if cost_n < cost:
-                # converged: < 0.1 % cost decrease or sub-0.1 deg / sub-mm steps
-                done = cost - cost_n < 1e-3 * cost + 1e-10 or np.abs(step).max() < 2e-3
+                # converged: < 1 % cost decrease (sub-mm RMS change) or sub-0.1 deg / sub-mm steps
+                done = cost - cost_n < 1e-2 * cost + 1e-10 or np.abs(step).max() < 2e-3
                 q, root, fk, kp, r, cost = q_new, root_new, fk_n, kp_n, r_n, cost_n
                 mu = max(mu / 3.0, 1e-7)
                 jac = None
