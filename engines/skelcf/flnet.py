@@ -179,11 +179,16 @@ class FLNet(nn.Module):
         self.fc3 = nn.Linear(1024, 2)
         self.drop = nn.Dropout(0.5)
 
-    def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        return self.avgpool(self.backbone(x)).flatten(1)
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, 8, 8) fused features -> (B, C)."""
+        return self.avgpool(features).flatten(1)
+
+    def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, C) -> (B, 2); fc2 deliberately skipped, no activation (as trained)."""
+        return self.fc3(self.drop(self.fc1(pooled)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc3(self.drop(self.fc1(self.pooled(x))))
+        return self.forward_head(self.pool(self.backbone(x)))
 
     @torch.no_grad()
     def vfov(self, image_rgb: np.ndarray, device: torch.device | str = "cpu") -> float:
