@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from stream.config_base import StrictModel
 
 
@@ -17,3 +19,10 @@ class SkelCFConfig(StrictModel):
     # Separate FLNet weights (official cam_model_cleaned.ckpt, ['state_dict']); None = take
     # cam_model.* from `checkpoint` when present.
     flnet_checkpoint: str | None = None
+    # 'auto' = CUDA when PyTorch sees a GPU, else CPU
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    # ONNX exports and TensorRT engines/timing caches (keyed by model hash, TensorRT, GPU, precision)
+    cache_dir: str = ".cache/skelcf"
+    # FLNet re-estimates the focal length of a stream this often (a fixed camera's focal does not
+    # change; a zooming one does); SkelCFEngine.refresh_focal() forces it at the next frame
+    flnet_refresh_s: float = Field(300.0, gt=0.0)
