@@ -43,9 +43,11 @@ def read_checkpoint(path: str | Path, *, allow_unsafe: bool = False) -> dict:
         if "omegaconf" in msg:
             raise EngineError(f"checkpoint '{p}' stores its cfg as an OmegaConf object, which the safe loader "
                               f"(weights_only=True) refuses; {UNSAFE_HINT}") from None
-        if "Weights only load failed" in msg:
-            what = msg.split("Unsupported global:")[-1][:120].strip() if "Unsupported global" in msg else msg[:120]
+        if "Unsupported global" in msg:
+            what = msg.split("Unsupported global:")[-1][:120].strip()
             raise EngineError(f"checkpoint '{p}' pickles non-tensor objects ({what}); {UNSAFE_HINT}") from None
+        if "Weights only load failed" in msg:  # torch's preamble hides the real reason at the end
+            msg = msg.split("WeightsUnpickler error:")[-1].split("Check the documentation")[0].strip()
         raise EngineError(f"cannot read checkpoint '{p}' ({type(exc).__name__}: {msg[:160]}); the file is "
                           "truncated, corrupt or not a PyTorch checkpoint: download it again") from None
     if not isinstance(raw, Mapping):
@@ -150,9 +152,9 @@ def flnet_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Strip whichever prefix (`cam_model.`, `model.`) sits in front of FLNet's own keys."""
     for prefix in ("cam_model.", "model.cam_model.", "model.", ""):
         sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if "fc3.weight" in sub:
+        if "fc3.weight" in sub or "backbone.transition1.0.0.weight" in sub:
             return sub
-    return dict(state)
+    return {}
 
 
 def flnet_width_of(state: Mapping[str, torch.Tensor]) -> int:
