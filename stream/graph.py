@@ -17,6 +17,7 @@ import os
 import queue as pyqueue
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -375,9 +376,11 @@ class Graph:
         printer = StatusPrinter(self._status_stream, self.rt.status_line, log_interval_s=10.0)
         errors: list[str] = []
         code = EXIT_OK
-        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in old:
-            signal.signal(s, self._on_signal)
+        old = {}
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+            for s in old:
+                signal.signal(s, self._on_signal)
         try:
             code = self._supervise(printer, errors)
         except KeyboardInterrupt:

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from graph_helpers import (OPENER, CheckStage, CollectSink, CrashStage, DropOddStage,
                            read_collected)
