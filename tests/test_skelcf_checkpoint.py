@@ -141,3 +141,37 @@ def test_flnet_from_state_dict_layout(tmp_path):
     assert fl.backbone.out_channels == 60
     with pytest.raises(EngineError, match="holds no FLNet"):
         load_flnet(GOLDEN / "skelcf_small.pth")
+
+
+def test_omegaconf_cfg_gets_its_own_message(tmp_path, tiny_ckpt, monkeypatch):
+    """The real best.pth pickles an omegaconf DictConfig: name the option, and the package if absent."""
+    import sys
+    import types
+
+    fake = types.ModuleType("omegaconf.dictconfig")
+
+    class DictConfig(dict):
+        pass
+
+    DictConfig.__module__ = "omegaconf.dictconfig"
+    DictConfig.__qualname__ = "DictConfig"
+    fake.DictConfig = DictConfig
+    parent = types.ModuleType("omegaconf")
+    parent.dictconfig = fake
+    if "omegaconf" not in sys.modules:
+        monkeypatch.setitem(sys.modules, "omegaconf", parent)
+    monkeypatch.setitem(sys.modules, "omegaconf.dictconfig", fake)  # only so pickle can name the class
+    raw = torch.load(tiny_ckpt, weights_only=True)
+    raw["cfg"] = DictConfig(lr=1e-4)
+    path = tmp_path / "omega.pth"
+    torch.save(raw, path)
+    monkeypatch.undo()
+    with pytest.raises(EngineError) as exc:
+        read_checkpoint(path)
+    msg = _one_line(exc)
+    assert "OmegaConf object" in msg and "allow_unsafe_checkpoint: true" in msg
+    try:
+        import omegaconf  # noqa: F401
+    except ImportError:
+        with pytest.raises(EngineError, match="missing package 'omegaconf'"):
+            read_checkpoint(path, allow_unsafe=True)
