@@ -77,7 +77,7 @@ class DetectTrackStage(Stage):
                 boxes, scores = np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
             else:
                 boxes, scores = self.detector.detect(image)
-            packet.timings_ns["detect"] = time.perf_counter_ns() - t0
+            packet.timings_ns["detect_track.detect"] = time.perf_counter_ns() - t0
             packet.detections_xyxy, packet.detection_scores = boxes, scores
             out = st.tracker.update(boxes, scores, t_s)
         else:
