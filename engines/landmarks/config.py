@@ -17,6 +17,6 @@ class LandmarkEngineConfig(StrictModel):
     prior_weight: float = Field(0.02, ge=0.0)          # m per rad: pull of fitted DoFs to the mean pose
     max_iterations: int = Field(8, ge=1, le=100)       # LM iterations per frame (warm-started)
     first_frame_iterations: int = Field(40, ge=1, le=500)  # cold start of a new person
-    segment_frames: int = Field(8, ge=1, le=1000)      # frames with a clear view to estimate segment lengths
+    segment_frames: int = Field(15, ge=1, le=1000)     # clear views to estimate segment lengths from (p75)
     skel_model_path: str | None = None                 # licensed skel_<gender>.pkl: exact rest joints (optional)
     skel_gender: str = Field("male", pattern="^(male|female)$")

@@ -166,7 +166,8 @@ class LandmarkPoseEngine(PoseEngine):
         lengths = {}
         for name, vals in st.samples.items():
             generic = WINTER_FRACTIONS[name] * h
-            lengths[name] = float(np.clip(np.median(vals), 0.75 * generic, 1.33 * generic))
+            # upper quartile: depth errors foreshorten limbs in single frames, rarely lengthen them
+            lengths[name] = float(np.clip(np.percentile(vals, 75), 0.75 * generic, 1.33 * generic))
         st.fitter = SkelFitter(self._skeleton(lengths), self.config.prior_weight, self.config.min_visibility)
         st.frozen = True
         st.samples.clear()

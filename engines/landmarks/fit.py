@@ -53,6 +53,9 @@ FIT_LANDMARK_INDEX = np.array([BLAZEPOSE_NAMES.index(n) for n in FIT_KEYPOINTS])
 """(K,) indices into the 33 BlazePose landmarks of the keypoints the fit uses."""
 
 _TORSO = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
+KEYPOINT_WEIGHTS = np.array([0.3 if n.endswith(("nose", "eye", "ear")) else
+                             0.5 if n.endswith(("heel", "foot_index")) else 1.0 for n in FIT_KEYPOINTS])
+"""(K,) relative trust: face points sit on a generic head, BlazePose's feet are its noisiest points."""
 
 
 def _needs() -> dict[int, tuple[str, ...]]:
@@ -145,7 +148,7 @@ class SkelFitter:
         lm = np.asarray(landmarks_m, dtype=np.float64)
         vis = np.asarray(visibility, dtype=np.float64)
         seen = vis >= self.min_visibility
-        w = np.where(seen, vis, 0.0)
+        w = np.where(seen, vis, 0.0) * KEYPOINT_WEIGHTS
         observed = observable_dofs(seen)
         free = np.flatnonzero(observed)
         if not observed[0] and seen.sum() >= 4:
@@ -182,16 +185,25 @@ class SkelFitter:
                 jac = self._jacobian(fk, kp, free, sw, limb, lam)
                 jtj = jac.T @ jac
                 g = jac.T @ r
+            # active set: a DoF on its bound whose descent direction leaves the box stays put, so
+            # the projection below only trims steps instead of bending them (projected Newton)
+            qf = q[free]
+            act = np.zeros(nf + 3, dtype=bool)
+            act[:nf] = ((qf <= lo + 1e-9) & (g[:nf] > 0)) | ((qf >= hi - 1e-9) & (g[:nf] < 0))
             a = jtj + mu * np.diag(np.diag(jtj) + 1e-9)      # LM damping (Marquardt scaling)
-            step = -cho_solve(cho_factor(a, check_finite=False), g, check_finite=False)
+            a[act, :] = 0.0
+            a[:, act] = 0.0
+            a[act, act] = 1.0
+            step = -cho_solve(cho_factor(a, check_finite=False), np.where(act, 0.0, g), check_finite=False)
             q_new = q.copy()
             q_new[free] = np.clip(q[free] + step[:nf], lo, hi)  # projection onto the limit box
             root_new = root + step[nf:]
             fk_n, kp_n, r_n = evaluate(q_new, root_new)
             cost_n = float(r_n @ r_n)
             if cost_n < cost:
-                # converged: < 1 % cost decrease (sub-mm RMS change) or sub-0.1 deg / sub-mm steps
-                done = cost - cost_n < 1e-2 * cost + 1e-10 or np.abs(step).max() < 2e-3
+                # converged: an undamped step that gains < 1 % (sub-mm RMS), or sub-0.1 deg steps;
+                # a small gain under heavy damping is not convergence, only a short step
+                done = (mu < 0.1 and cost - cost_n < 1e-2 * cost + 1e-10) or np.abs(step).max() < 2e-3
                 q, root, fk, kp, r, cost = q_new, root_new, fk_n, kp_n, r_n, cost_n
                 mu = max(mu / 3.0, 1e-7)
                 jac = None
