@@ -114,3 +114,20 @@ def test_variants_and_override_errors():
         build_skelcf("vit_x")
     with pytest.raises(ValueError, match="unknown SKEL-CF override"):
         build_skelcf("tiny", heads=3)
+
+
+def test_bench_flops_formula_matches_torch_counter():
+    """bench/flops.py's analytic count (used for the GPU floor) equals torch's counter."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("flops", REPO / "bench" / "flops.py")
+    flops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(flops)
+    for variant in ("tiny", "vit_h"):
+        with torch.device("meta"):
+            net = build_skelcf(variant)
+        analytic = 2 * (sum(flops.vit_macs(net.vit_cfg).values())
+                        + sum(flops.decoder_macs(net.dec_cfg, net.vit_cfg.num_tokens).values()))
+        assert analytic == flops.counted_flops(variant)
