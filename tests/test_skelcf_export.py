@@ -73,6 +73,7 @@ def test_data_dependent_ops_are_rejected(tmp_path):
         export_skelcf(_DataDependent(), tmp_path / "bad.onnx", opset=13)
 
 
+@pytest.mark.slow
 def test_flnet_exports_separately(tmp_path):
     from engines.skelcf.flnet import build_flnet
     torch.manual_seed(0)
