@@ -7,6 +7,7 @@ tensor already on the device) and returns the first output as a numpy array.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,10 @@ class TorchRunner:
 
 
 class TensorRTRunner:
-    """TensorRT 10 engine built from the ONNX file (FP16 when asked); I/O through torch CUDA tensors."""
+    """TensorRT 10 engine built from the ONNX file (FP16 when asked) and cached beside it as
+    `<model>.<key>.engine` (key: ONNX bytes, TensorRT version, GPU, precision: a stale engine is
+    never loaded). I/O through torch CUDA tensors. Not generic enough to share
+    engines/backends/tensorrt_backend.py, which is bound to SKEL-CF's named inputs and outputs."""
 
     def __init__(self, path: Path, fp16: bool = True, workspace_bytes: int = 1 << 30):
         trt = require("tensorrt", "tensorrt", "the TensorRT detector backend")
@@ -106,26 +110,42 @@ class TensorRTRunner:
             raise DependencyError("the TensorRT detector backend needs a CUDA device; use backend 'onnxruntime'")
         path = _check_file(path)
         logger = trt.Logger(trt.Logger.WARNING)
+        onnx_bytes = path.read_bytes()
+        gpu = "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name())
+        key = f"{hashlib.sha256(onnx_bytes).hexdigest()[:16]}-trt{trt.__version__}-{gpu}-{'fp16' if fp16 else 'fp32'}"
+        engine_path = path.with_name(f"{path.stem}.{key}.engine")
         builder = trt.Builder(logger)
         network = builder.create_network(0)
         parser = trt.OnnxParser(network, logger)
-        if not parser.parse(path.read_bytes()):
+        if not parser.parse(onnx_bytes):
             errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise EngineError(f"TensorRT cannot parse detector '{path}': {errs}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-        if fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
         inp = network.get_input(0)
-        if any(d < 0 for d in inp.shape):
-            profile = builder.create_optimization_profile()
-            shape = tuple(d if d > 0 else 640 for d in inp.shape)
-            profile.set_shape(inp.name, shape, shape, shape)
-            config.add_optimization_profile(profile)
-        blob = builder.build_serialized_network(network, config)
-        if blob is None:
-            raise EngineError(f"TensorRT failed to build an engine from '{path}'")
+        if engine_path.is_file():
+            blob = engine_path.read_bytes()
+        else:
+            config = builder.create_builder_config()
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+            if fp16:
+                config.set_flag(trt.BuilderFlag.FP16)
+            if any(d < 0 for d in inp.shape):
+                profile = builder.create_optimization_profile()
+                shape = tuple(d if d > 0 else 640 for d in inp.shape)
+                profile.set_shape(inp.name, shape, shape, shape)
+                config.add_optimization_profile(profile)
+            plan = builder.build_serialized_network(network, config)
+            if plan is None:
+                raise EngineError(f"TensorRT failed to build an engine from '{path}'")
+            blob = bytes(memoryview(plan))
+            try:
+                tmp = engine_path.with_suffix(".tmp")
+                tmp.write_bytes(blob)
+                tmp.replace(engine_path)   # atomic: a killed build never leaves half an engine
+            except OSError:
+                pass                       # read-only model folder: rebuild next time
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(blob)
+        if self.engine is None:
+            raise EngineError(f"TensorRT cannot load the detector engine {engine_path}; delete it to rebuild")
         self.context = self.engine.create_execution_context()
         self.torch = torch
         self.input_name = inp.name
