@@ -191,11 +191,12 @@ def main() -> None:
     print(f"# bench_decode {datetime.date.today()} {platform.node()} cpus={os.cpu_count()} "
           f"av={av.__version__} frames={args.frames}x{args.rounds} 1920x1080 H.264 -> BGR")
     w = 36
-    print(f"{'path':<{w}}{'n':>6}{'fps':>9}{'x bare':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/frame':>14}")
-    base = summarize(results["bare PyAV"], args.warmup)[0]
+    print(f"{'path':<{w}}{'n':>6}{'fps':>9}{'x bare':>8}{'p50 ms':>9}{'x bare p50':>11}{'p99 ms':>9}"
+          f"{'CPU ms/frame':>14}")
+    base, base_p50 = summarize(results["bare PyAV"], args.warmup)[:2]
     for name, times in results.items():
         fps, p50, p99, n = summarize(times, args.warmup)
-        print(f"{name:<{w}}{n:>6}{fps:>9.1f}{fps / base:>8.2f}{p50:>9.2f}{p99:>9.2f}"
+        print(f"{name:<{w}}{n:>6}{fps:>9.1f}{fps / base:>8.2f}{p50:>9.2f}{base_p50 / p50:>11.2f}{p99:>9.2f}"
               f"{np.median(cpu[name]):>14.1f}")
     print(f"# load average {os.getloadavg()[0]:.1f} (other work shares these cores: fps ratios are noisy, "
           f"CPU ms/frame is not; graph CPU excludes start-up, all its processes counted)")

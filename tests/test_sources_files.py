@@ -214,7 +214,7 @@ def test_config_rejects_bad_values():
 
 
 def test_read_into_writes_the_slot_and_matches_read(clip: Path):
-    """The ring path (OpenCV I420 conversion straight into the slot) agrees with swscale's read()."""
+    """The ring path (one copy into the slot) gives the same pixels as read()."""
     plain, _, _ = read_all(SourceConfig(uri=str(clip), pace="fast"))
     slot = np.zeros((120, 160, 3), np.uint8)
     wrong = np.zeros((60, 80, 3), np.uint8)
@@ -225,8 +225,7 @@ def test_read_into_writes_the_slot_and_matches_read(clip: Path):
                 assert f.image is not wrong and f.image.shape == (120, 160, 3) and not wrong.any()
                 continue
             assert f.image is slot and decode_index(slot) == k
-            diff = np.abs(slot.astype(int) - ref.image.astype(int))
-            assert diff.mean() < 1.5 and np.percentile(diff, 99.9) <= 8  # chroma rounding only
+            assert np.array_equal(slot, ref.image)
             assert f.media_pts_s == ref.media_pts_s
         assert src.read_into(slot) is None and src.stats.frames == 30
 
