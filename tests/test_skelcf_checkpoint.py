@@ -170,8 +170,8 @@ def test_omegaconf_cfg_gets_its_own_message(tmp_path, tiny_ckpt, monkeypatch):
         read_checkpoint(path)
     msg = _one_line(exc)
     assert "OmegaConf object" in msg and "allow_unsafe_checkpoint: true" in msg
-    try:
-        import omegaconf  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("omegaconf") is None:
         with pytest.raises(EngineError, match="missing package 'omegaconf'"):
             read_checkpoint(path, allow_unsafe=True)
