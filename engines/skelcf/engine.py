@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -45,9 +46,11 @@ def visible_fraction(centre: np.ndarray, side: np.ndarray, image_hw: tuple[int, 
 class SkelCFEngine(PoseEngine):
     """PoseEngine running the SKEL-CF network through the configured backend.
 
-    focal_px: user-given focal length (px); overrides FLNet and the 60 degree default."""
+    focal_px: user-given focal length (px); overrides FLNet and the 60 degree default.
+    clock: seconds, for the FLNet refresh period (injectable so the period can be tested)."""
 
-    def __init__(self, cfg: SkelCFConfig, focal_px: float | None = None):
+    def __init__(self, cfg: SkelCFConfig, focal_px: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         if cfg.checkpoint is None:
             raise EngineError(f"pose.skelcf.checkpoint is not set; {DOWNLOAD_HINT}")
         if not Path(cfg.checkpoint).is_file():
@@ -56,6 +59,7 @@ class SkelCFEngine(PoseEngine):
 
         self.cfg = cfg
         self.focal_px = focal_px
+        self._clock = clock
         net, self.flnet = load_from_config(cfg)
         fp = checkpoint_fingerprint(cfg.checkpoint)
         self.model_id = f"skelcf-{cfg.variant}-{fp}"
@@ -101,10 +105,9 @@ class SkelCFEngine(PoseEngine):
             return float(self.focal_px)
         if intrinsics.source == "user" or self.flnet is None:
             return float(intrinsics.fy)
-        now = time.monotonic()
         cached = self._focal.get(stream_id)
         if (cached is None or stream_id in self._refresh
-                or now - cached[1] >= self.cfg.flnet_refresh_s):
+                or self._clock() - cached[1] >= self.cfg.flnet_refresh_s):
             t0 = time.perf_counter_ns()
             k = self.estimate_intrinsics(image_bgr)
             timings["flnet"] = time.perf_counter_ns() - t0
@@ -114,7 +117,7 @@ class SkelCFEngine(PoseEngine):
                 log.warning("FLNet gave focal %.4g px for stream %s; using %s intrinsics f=%.1f",
                             f, stream_id, intrinsics.source, intrinsics.fy)
                 f = float(intrinsics.fy)
-            cached = (f, now)
+            cached = (f, self._clock())  # period counts from the end of the (slow) FLNet run
             self._focal[stream_id] = cached
             self._refresh.discard(stream_id)
         return cached[0]
