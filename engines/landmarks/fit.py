@@ -56,6 +56,14 @@ _TORSO = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
 KEYPOINT_WEIGHTS = np.array([0.3 if n.endswith(("nose", "eye", "ear")) else
                              0.5 if n.endswith(("heel", "foot_index")) else 1.0 for n in FIT_KEYPOINTS])
 """(K,) relative trust: face points sit on a generic head, BlazePose's feet are its noisiest points."""
+_BONES = tuple((FIT_KEYPOINTS.index(f"{s}_{a}"), FIT_KEYPOINTS.index(f"{s}_{b}"))
+               for s in ("left", "right") for a, b in (("hip", "knee"), ("knee", "ankle"),
+                                                        ("shoulder", "elbow"), ("elbow", "wrist")))
+BONE_A = np.array([a for a, _ in _BONES])
+BONE_B = np.array([b for _, b in _BONES])
+"""Limb bones (thigh, shank, upper arm, forearm per side) whose *directions* are also fitted:
+BlazePose's limb lengths change from frame to frame (depth errors), so positions alone would trade
+joint angle for length; unit directions are length-free and keep knee/elbow angles honest."""
 
 
 def _needs() -> dict[int, tuple[str, ...]]:
@@ -123,16 +131,20 @@ class FitResult:
 class SkelFitter:
     """Projected Levenberg-Marquardt over the observable DoFs of one skeleton (per person)."""
 
-    def __init__(self, skeleton: Skeleton, prior_weight: float = 0.02, min_visibility: float = 0.5):
+    def __init__(self, skeleton: Skeleton, prior_weight: float = 0.02, min_visibility: float = 0.5,
+                 direction_weight_m: float = 0.3):
         self.skeleton = skeleton
         self.prior_weight = prior_weight
         self.min_visibility = min_visibility
+        self.direction_weight_m = direction_weight_m  # a 0.1 rad bone error costs like 3 cm
         kp_joint = np.array([skeleton.keypoints[n][0] for n in FIT_KEYPOINTS])
         self._kp_joint = kp_joint
         self._kp_off = np.stack([skeleton.keypoints[n][1] for n in FIT_KEYPOINTS])
         self._tile = np.tile(np.eye(3), (len(FIT_KEYPOINTS), 1))
         # (46, K): DoF d moves keypoint k when k hangs below (or on) d's joint
         self._moves = descendants_mask()[DOF_JOINT][:, kp_joint]
+        rest = self.keypoints(PRIOR_Q)
+        self._bone_len = np.linalg.norm(rest[BONE_B] - rest[BONE_A], axis=1)  # rigid: pose-free
 
     def keypoints(self, q: np.ndarray, root_m: np.ndarray | None = None) -> np.ndarray:
         """(K, 3) fitted keypoints (FIT_KEYPOINTS order), metres, landmark frame."""
@@ -164,6 +176,9 @@ class SkelFitter:
             kp = self.keypoints(q, root)
             return FitResult(q, root, float("nan"), np.zeros(NUM_DOFS, bool), 0, kp)
         sw = np.sqrt(w)[:, None]
+        d_lm = lm[BONE_B] - lm[BONE_A]
+        d_lm /= np.maximum(np.linalg.norm(d_lm, axis=1, keepdims=True), 1e-9)
+        bw = (self.direction_weight_m * np.sqrt(np.minimum(w[BONE_A], w[BONE_B])) / self._bone_len)[:, None]
         limb = free[free >= 3]
         lo, hi = DOF_LOWER[free], DOF_UPPER[free]
         nf = free.size
@@ -172,7 +187,9 @@ class SkelFitter:
         def evaluate(qv: np.ndarray, rv: np.ndarray):
             fk = forward_kinematics(qv, self.skeleton, rv)
             kp = keypoint_positions(fk, self._kp_joint, self._kp_off)
-            r = np.concatenate([((kp - lm) * sw).ravel(), lam * (qv[limb] - q_prior[limb])])
+            r = np.concatenate([((kp - lm) * sw).ravel(),
+                                ((kp[BONE_B] - kp[BONE_A] - d_lm * self._bone_len[:, None]) * bw).ravel(),
+                                lam * (qv[limb] - q_prior[limb])])
             return fk, kp, r
 
         fk, kp, r = evaluate(q, root)
@@ -182,7 +199,7 @@ class SkelFitter:
         jac = None
         for it in range(1, max_iterations + 1):
             if jac is None:
-                jac = self._jacobian(fk, kp, free, sw, limb, lam)
+                jac = self._jacobian(fk, kp, free, sw, bw, limb, lam)
                 jtj = jac.T @ jac
                 g = jac.T @ r
             # active set: a DoF on its bound whose descent direction leaves the box stays put, so
@@ -218,9 +235,9 @@ class SkelFitter:
         resid = float(np.sqrt((w * err ** 2).sum() / max(w.sum(), 1e-9)))
         return FitResult(q, root, resid, observed, it, kp)
 
-    def _jacobian(self, fk, kp: np.ndarray, free: np.ndarray, sw: np.ndarray, limb: np.ndarray,
-                  lam: float) -> np.ndarray:
-        """(3K + len(limb), len(free) + 3) Jacobian of the residual vector."""
+    def _jacobian(self, fk, kp: np.ndarray, free: np.ndarray, sw: np.ndarray, bw: np.ndarray,
+                  limb: np.ndarray, lam: float) -> np.ndarray:
+        """(3K + 3B + len(limb), len(free) + 3) Jacobian of the residual vector."""
         pivots = fk.joints_m[DOF_JOINT[free]]                            # (F, 3)
         a = fk.dof_axes_world[free][:, None, :]                            # (F, 1, 3)
         v = kp[None] - pivots[:, None, :]                                  # (F, K, 3)
@@ -228,10 +245,13 @@ class SkelFitter:
         cols[..., 0] = a[..., 1] * v[..., 2] - a[..., 2] * v[..., 1]
         cols[..., 1] = a[..., 2] * v[..., 0] - a[..., 0] * v[..., 2]
         cols[..., 2] = a[..., 0] * v[..., 1] - a[..., 1] * v[..., 0]
-        cols *= self._moves[free][:, :, None] * sw[None]
+        cols *= self._moves[free][:, :, None]
         k = kp.shape[0]
-        j_kp = np.concatenate([cols.reshape(free.size, 3 * k).T,
+        j_kp = np.concatenate([(cols * sw[None]).reshape(free.size, 3 * k).T,
                                self._tile * np.repeat(sw[:, 0], 3)[:, None]], axis=1)
+        # bone residual (p_b - p_a) * bw: translation cancels, rotation columns difference
+        j_dir = np.zeros((3 * BONE_A.size, free.size + 3))
+        j_dir[:, :free.size] = ((cols[:, BONE_B] - cols[:, BONE_A]) * bw[None]).reshape(free.size, -1).T
         j_pr = np.zeros((limb.size, free.size + 3))
         j_pr[np.arange(limb.size), np.searchsorted(free, limb)] = lam
-        return np.concatenate([j_kp, j_pr], axis=0)
+        return np.concatenate([j_kp, j_dir, j_pr], axis=0)
