@@ -110,3 +110,13 @@ def test_flnet_wrong_width_is_a_clear_error():
 def test_letterbox_rejects_non_uint8():
     with pytest.raises(ValueError, match="uint8 RGB"):
         letterbox_uint8(np.zeros((10, 10, 3), np.float32))
+
+
+def test_letterbox_landscape_pads_top_and_bottom_white():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 200, (100, 301, 3), dtype=np.uint8)
+    box, (top, left) = letterbox_uint8(img)
+    nh = int(100 * 256 / 301)  # 85.04 -> 85 (truncated, not rounded)
+    assert (top, left) == ((256 - nh) // 2, 0)
+    assert (box[:top] == 255).all() and (box[top + nh:] == 255).all()
+    assert box[top:top + nh].max() < 255
