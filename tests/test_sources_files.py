@@ -251,3 +251,13 @@ def test_check_source_catches_bad_uris_without_opening(tmp_path: Path, clip: Pat
             continue
         with pytest.raises(SourceError, match=words):
             check_source(SourceConfig(uri=uri))
+
+
+def test_native_pace_after_a_stall_resumes_at_camera_rate_without_burst(clip: Path):
+    with open_source(SourceConfig(uri=str(clip), pace="native"), "cam0") as src:
+        for _ in range(3):
+            src.read()
+        time.sleep(1.3)  # the consumer stalled longer than the re-anchor threshold
+        caps = [src.read().capture_ns for _ in range(6)]
+    gaps = np.diff(caps) / 1e9
+    assert gaps[1:].min() > 0.02  # frames keep their 1/30 s spacing instead of catching up at once

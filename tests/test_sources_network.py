@@ -153,3 +153,23 @@ def test_close_interrupts_the_backoff(server: Server):
     reader.join(5.0)
     assert not reader.is_alive() and time.monotonic() - t0 < 2.0
     assert result and result[0][-1] is None  # read() returned None after close()
+
+
+def test_stalled_stream_hits_the_read_timeout_and_recovers(server: Server):
+    """SIGSTOP the server: the socket stays open but no byte arrives. The read timeout turns the
+    stall into a drop; once the server resumes, a reconnect brings frames back."""
+    import os
+    import signal
+
+    with open_source(SourceConfig(uri=server.uri, **FAST), "cam0") as src:
+        take(src, 10)
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        resume = threading.Timer(2.5, os.kill, (server.proc.pid, signal.SIGCONT))
+        resume.start()
+        t0 = time.monotonic()
+        try:
+            after = take(src, 30)
+        finally:
+            resume.join()
+        assert all(f is not None for f in after)
+        assert src.stats.reconnects >= 1 and time.monotonic() - t0 > 2.0
