@@ -80,6 +80,9 @@ class PoseStage(Stage):
 
     def flush(self, stream_id: str) -> list[Packet]:
         self._intrinsics.pop(stream_id, None)
+        forget_stream = getattr(self.engine, "forget_stream", None)  # optional engine method
+        if forget_stream is not None:
+            forget_stream(stream_id)
         return []
 
     def close(self) -> None:

@@ -36,6 +36,11 @@ def test_pose_stage_runs_engine_sets_intrinsics_and_forgets():
         assert ("cam0", 5) in stage.engine._people
         stage.process(_packet(img, 2, [], [TrackEvent(5, TrackEventKind.REMOVED)]))
         assert ("cam0", 5) not in stage.engine._people and ("cam0", 5) not in stage.engine._graphs
+        p2 = Person(track_id=6, track_state=TrackState.TRACKED, box_xyxy=box, score=1.0, crop_box_xyxy=box)
+        stage.process(_packet(img, 3, [p2]))
+        assert ("cam0", 6) in stage.engine._graphs
+        stage.flush("cam0")                                   # stream ended: everything of it goes
+        assert not stage.engine._graphs and not stage.engine._people
     finally:
         stage.close()
 

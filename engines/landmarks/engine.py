@@ -182,6 +182,11 @@ class LandmarkPoseEngine(PoseEngine):
         if g is not None:
             g.close()
 
+    def forget_stream(self, stream_id: str) -> None:
+        """A finite stream ended: drop every person of it (graphs, warm starts, lengths)."""
+        for key in [k for k in set(self._people) | set(self._graphs) if k[0] == stream_id]:
+            self.forget(*key)
+
     def close(self) -> None:
         for g in self._graphs.values():
             g.close()
@@ -264,7 +269,7 @@ class LandmarkPoseEngine(PoseEngine):
         p.trans_m = (t if t is not None else self._box_translation(box, k)).astype(np.float32)
         p.fit_residual = None if not np.isfinite(fit.residual_m) else float(fit.residual_m)
         resid = fit.residual_m if np.isfinite(fit.residual_m) else 1.0
-        p.pose_confidence = float(np.clip(vis.mean() * np.exp(-resid / 0.05), 0.0, 1.0))
+        p.pose_confidence = float(np.clip(vis.mean() * np.exp(-resid / 0.1), 0.0, 1.0))  # 5 cm -> 0.6
         self.last_fit[key] = fit
         self.last_landmarks[key] = lms
 
