@@ -173,3 +173,29 @@ def test_stalled_stream_hits_the_read_timeout_and_recovers(server: Server):
             resume.join()
         assert all(f is not None for f in after)
         assert src.stats.reconnects >= 1 and time.monotonic() - t0 > 2.0
+
+
+def test_finite_file_over_http_with_live_false_ends(tmp_path: Path):
+    """`python -m http.server` serving a clip: with live=false EOF is the end, not a drop."""
+    write_clip(tmp_path / "clip.mp4", n=20, width=160, height=96)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        cfg = SourceConfig(uri=f"http://127.0.0.1:{port}/clip.mp4", live=False, pace="fast", **FAST)
+        with open_source(cfg, "cam0") as src:
+            frames = []
+            while (f := src.read()) is not None:
+                frames.append(f)
+        assert frame_indices([f.image for f in frames]) == list(range(20))
+        assert src.stats.reconnect_attempts == 0 and not src.is_live
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -60,6 +60,9 @@ class PyAVSource(FrameSource):
         self.cfg = cfg
         self.is_network = is_network_uri(uri)
         self.is_live = cfg.live if cfg.live is not None else self.is_network
+        # a camera stream never ends: EOF means it dropped. `live: false` on a URL = a finite
+        # file on a server (http://host/clip.mp4): EOF is its end
+        self._eof_is_drop = self.is_network and cfg.live is not False
         self.width = self.height = 0
         self.fps: float | None = None
         self._stats = SourceStats()
@@ -174,7 +177,7 @@ class PyAVSource(FrameSource):
             try:
                 packet = next(demux)
             except StopIteration:
-                if self.is_network:
+                if self._eof_is_drop:
                     raise _Dropped("end of stream") from None
                 return
             except (av.FFmpegError, OSError) as exc:
