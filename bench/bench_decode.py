@@ -127,7 +127,8 @@ def run_graph(path: str, tmp: str, max_frames: int = 0) -> np.ndarray:
 
     out = os.path.join(tmp, "arrivals.npy")
     g = Graph(RuntimeConfig(status_line=False, summary_at_exit=False, queue_size=8), lossless=True)
-    g.add(SourceStage(SourceConfig(uri=path, pace="fast", mode="lossless", max_frames=max_frames), "cam0", 16), to=["probe"])
+    cfg = SourceConfig(uri=path, pace="fast", mode="lossless", max_frames=max_frames)
+    g.add(SourceStage(cfg, "cam0", 16), to=["probe"])
     g.add(ArrivalProbe(out), to=[])
     res = g.run()
     if res.exit_code != 0:

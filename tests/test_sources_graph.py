@@ -45,7 +45,8 @@ def test_dropped_stream_does_not_stop_the_file_beside_it(tmp_path: Path):
         stop.set()
         killer.join(5)
         server.kill()
-    assert any(e.startswith("source:net:") and "reconnect attempts failed" in e for e in res.errors), res.errors
+    assert any(e.startswith("source:net:") and "reconnect attempts failed" in e
+               for e in res.errors), res.errors
     assert not any(e.startswith("source:file") for e in res.errors)
     pk, ends, closed = read_collected(out)
     assert [p[1] for p in pk if p[0] == "file"] == list(range(90))  # every frame of the file

@@ -22,7 +22,8 @@ class SourceConfig(StrictModel):
     fps: float | None = Field(None, gt=0.0, le=1000.0)  # folders/synthetic (default 30), webcam request
     width: int | None = Field(None, ge=16, le=8192)     # synthetic (default 640) / webcam request
     height: int | None = Field(None, ge=16, le=8192)    # synthetic (default 480) / webcam request
-    live: bool | None = None        # None: URLs/webcams live, files not; false on a URL = a finite file on a server
+    # None: URLs and webcams are live, files are not; false on a URL = a finite file on a server
+    live: bool | None = None
     # network streams (rtsp://, http://, tcp://, ...)
     rtsp_transport: Literal["tcp", "udp"] = "tcp"  # tcp survives lossy Wi-Fi/NAT; udp is lower latency
     open_timeout_s: float = Field(5.0, gt=0.0, le=600.0)  # connect + probe must finish in this time

@@ -153,7 +153,8 @@ class PyAVSource(FrameSource):
             if isinstance(exc, FileNotFoundError) or not os.path.exists(self.uri):
                 return f"video file not found: {self.uri}; check the path or pass --source URI"
             if os.path.isdir(self.uri):
-                return f"{self.uri} is a directory with no images; put .jpg/.png files in it or pass a video file"
+                return (f"{self.uri} is a directory with no images; put .jpg/.png files in it "
+                        f"or pass a video file")
             if isinstance(exc, PermissionError):
                 return f"cannot read {self.uri} (permission denied); fix its permissions"
             return (f"cannot read video file {self.uri} ({what}): garbled, truncated before its index "
