@@ -80,8 +80,9 @@ def draw_person(img: np.ndarray, person: Person, k: Intrinsics | None, skeleton:
                 cv2.circle(img, (int(u), int(v)), 3, (255, 255, 255), -1, cv2.LINE_AA)
     if show_angles and person.q is not None:
         lines = [f"{label} {np.degrees(person.q[DOF_INDEX[name]]):5.0f}" for label, name in KEY_ANGLES]
+        tx = x1 + 4 if x1 + 90 < img.shape[1] else max(0, x0 - 90)  # keep the numbers on screen
         for i, text in enumerate(lines):
-            cv2.putText(img, text, (x1 + 4, y0 + 14 + 14 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+            cv2.putText(img, text, (tx, y0 + 14 + 14 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
                         col, 1, cv2.LINE_AA)
 
 

@@ -33,7 +33,6 @@ def _write_clip(path: Path, n: int) -> None:
             c.mux(pkt)
 
 
-@pytest.mark.slow  # ~15 s alone, ~45 s on a loaded 2-core box: 5 processes, model loading
 @needs_clip
 def test_clip_through_the_whole_graph(tmp_path: Path):
     clip = tmp_path / "walk.mp4"
