@@ -166,4 +166,5 @@ def test_warm_fit_costs_a_bounded_number_of_fk_calls():
         fk_s.append(time.perf_counter() - t1)
         fit_s.append(t1 - t0)
         q, root = r.q, r.root_m
-    assert np.median(fit_s) < 40 * np.median(fk_s), (np.median(fit_s), np.median(fk_s))
+    ratio = np.median(fit_s) / np.median(fk_s)
+    assert ratio < 40, ratio
