@@ -4,7 +4,8 @@ Engine choice (`pose.engine`): 'landmarks' = BlazePose full + joint-limited SKEL
 (engines/landmarks), 'skelcf' = the SKEL-CF network (engines/skelcf, imported only when chosen,
 so a CPU install never needs torch). Intrinsics, in order: the user's `pose.focal_px`, the engine's
 own estimate (an optional `estimate_intrinsics(image_bgr)` method, e.g. SKEL-CF's FLNet), else the
-60 degree guess `default_intrinsics`. Per-person engine state is freed on REMOVED events.
+60 degree guess `default_intrinsics`. Per-person engine state is freed on REMOVED events; REFOUND cold-starts
+the fit where the engine supports it (`reset_track`).
 """
 from __future__ import annotations
 
@@ -66,6 +67,11 @@ class PoseStage(Stage):
         sid = packet.frame.stream_id
         k = self.intrinsics(packet)
         packet.intrinsics = k
+        reset = getattr(self.engine, "reset_track", None)  # optional: REFOUND = stale warm start
+        if reset is not None:
+            for ev in packet.events:
+                if ev.kind == TrackEventKind.REFOUND:
+                    reset(sid, ev.track_id)
         persons = packet.persons
         if persons and packet.image is not None:
             t0 = time.perf_counter_ns()

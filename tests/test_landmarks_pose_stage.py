@@ -33,11 +33,16 @@ def test_pose_stage_runs_engine_sets_intrinsics_and_forgets():
         out = stage.process(_packet(img, 1, [p], [TrackEvent(5, TrackEventKind.BORN)]))
         assert out.persons[0].q is not None and out.persons[0].model_id == "blazepose-full+skelfit"
         assert {"pose.engine", "pose.landmarks", "pose.fit"} <= set(out.timings_ns)
-        assert ("cam0", 5) in stage.engine._people
-        stage.process(_packet(img, 2, [], [TrackEvent(5, TrackEventKind.REMOVED)]))
+        assert ("cam0", 5) in stage.engine._people and stage.engine._people[("cam0", 5)].q is not None
+        stage.engine.reset_track("cam0", 5)
+        assert stage.engine._people[("cam0", 5)].q is None
+        p.q = None
+        out = stage.process(_packet(img, 2, [p], [TrackEvent(5, TrackEventKind.REFOUND)]))
+        assert out.persons[0].q is not None
+        stage.process(_packet(img, 3, [], [TrackEvent(5, TrackEventKind.REMOVED)]))
         assert ("cam0", 5) not in stage.engine._people and ("cam0", 5) not in stage.engine._graphs
         p2 = Person(track_id=6, track_state=TrackState.TRACKED, box_xyxy=box, score=1.0, crop_box_xyxy=box)
-        stage.process(_packet(img, 3, [p2]))
+        stage.process(_packet(img, 4, [p2]))
         assert ("cam0", 6) in stage.engine._graphs
         stage.flush("cam0")                                   # stream ended: everything of it goes
         assert not stage.engine._graphs and not stage.engine._people

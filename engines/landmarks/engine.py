@@ -182,6 +182,12 @@ class LandmarkPoseEngine(PoseEngine):
         if g is not None:
             g.close()
 
+    def reset_track(self, stream_id: str, track_id: int) -> None:
+        """Track re-found after being lost: cold-start its fit (keep its segment lengths)."""
+        st = self._people.get((stream_id, track_id))
+        if st is not None:
+            st.q = st.root_m = None
+
     def forget_stream(self, stream_id: str) -> None:
         """A finite stream ended: drop every person of it (graphs, warm starts, lengths)."""
         for key in [k for k in set(self._people) | set(self._graphs) if k[0] == stream_id]:
