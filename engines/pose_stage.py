@@ -4,8 +4,8 @@ Engine choice (`pose.engine`): 'landmarks' = BlazePose full + joint-limited SKEL
 (engines/landmarks), 'skelcf' = the SKEL-CF network (engines/skelcf, imported only when chosen,
 so a CPU install never needs torch). Intrinsics, in order: the user's `pose.focal_px`, the engine's
 own estimate (an optional `estimate_intrinsics(image_bgr)` method, e.g. SKEL-CF's FLNet), else the
-60 degree guess `default_intrinsics`. Per-person engine state is freed on REMOVED events; REFOUND cold-starts
-the fit where the engine supports it (`reset_track`).
+60 degree guess `default_intrinsics`. Per-person engine state is freed on REMOVED events; REFOUND
+cold-starts the fit where the engine supports it (`reset_track`).
 """
 from __future__ import annotations
 
