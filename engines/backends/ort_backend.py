@@ -44,6 +44,9 @@ class OrtBackend(InferenceBackend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        # idle worker threads spinning after each run steal the cores the other pipeline stages
+        # (and a torch backend in the same process) need
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if on_gpu else ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
