@@ -104,3 +104,32 @@ def test_tensorrt_fp16_matches_torch(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.engine"))) == 1
     TensorRTBackend(tmp_path / "t.onnx", cache_dir=tmp_path / "cache")  # cache hit: no rebuild
     assert len(list((tmp_path / "cache").glob("*.engine"))) == 1
+
+
+def test_engine_on_cuda_matches_cpu(tmp_path):
+    """SkelCFEngine end to end on the GPU (FP16 torch backend, GPU crops) vs the CPU engine."""
+    from engines.skelcf.checkpoint import make_manifest_checkpoint
+    from engines.skelcf.config import SkelCFConfig
+    from engines.skelcf.engine import SkelCFEngine
+    from stream.packet import Intrinsics, Person, TrackState
+
+    ck = make_manifest_checkpoint("vit_b", tmp_path / "best.pth", seed=4)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    boxes = np.array([[100, 50, 400, 650], [900, 300, 1300, 760], [600, 200, 700, 300]], np.float32)
+    k = Intrinsics(fx=900.0, fy=900.0, cx=640, cy=360, source="user")
+    res = {}
+    for dev in ("cpu", "cuda"):
+        cfg = SkelCFConfig(checkpoint=str(ck), variant="vit_b", device=dev, backend="torch",
+                           cache_dir=str(tmp_path / "c"))
+        eng = SkelCFEngine(cfg)
+        ps = [Person(track_id=i, track_state=TrackState.TRACKED, box_xyxy=b, score=1.0)
+              for i, b in enumerate(boxes)]
+        timings = [eng.estimate(img, ps, k, "s") for _ in range(3)][-1]
+        print(dev, eng.backend.name, {n: round(v / 1e6, 2) for n, v in timings.items()}, "ms")
+        res[dev] = ps
+    for a, b in zip(res["cpu"], res["cuda"]):
+        dq = np.abs(a.q - b.q)
+        dq = np.minimum(dq, 2 * np.pi - dq)
+        assert dq.max() < 2e-2, dq.max()
+        assert np.abs(a.trans_m - b.trans_m).max() < 2e-2 * max(1.0, np.abs(a.trans_m).max())

@@ -113,7 +113,9 @@ def test_flnet_once_per_stream_on_request_and_periodically(ckpt, frame_and_boxes
     # back to the stage's intrinsics instead of stopping the stream
     ku = Intrinsics(fx=650.0, fy=650.0, cx=256, cy=256, source="user")
     assert "flnet" not in eng.estimate(bgr, _persons(one), ku, "b")
-    f_flnet = eng.estimate_intrinsics(bgr).fy
+    est = eng.estimate_intrinsics(bgr)
+    f_flnet = float(eng.flnet.focal_px(np.ascontiguousarray(bgr[:, :, ::-1])))
+    assert (est is None) == (not f_flnet > 0)  # random weights: usually a negative focal
     assert eng._focal["a"][0] == (f_flnet if f_flnet > 0 else 500.0)
 
 
@@ -134,3 +136,28 @@ def test_onnxruntime_backend_exports_once_and_agrees(ckpt, frame_and_boxes, tmp_
     mtime = exported[0].stat().st_mtime_ns
     SkelCFEngine(_cfg(ckpt, tmp_path, backend="onnxruntime"))
     assert exported[0].stat().st_mtime_ns == mtime  # cached export reused
+
+
+def test_pose_stage_runs_the_skelcf_engine(ckpt, frame_and_boxes, tmp_path):
+    """The graph's pose stage builds SkelCFEngine from config and gets q, timings and intrinsics
+    (an untrained FLNet's invalid focal falls back to the 60 degree default)."""
+    from engines.pose_stage import PoseStage
+    from stream.config import PipelineConfig
+    from stream.packet import FrameInfo, Packet
+
+    bgr, boxes = frame_and_boxes
+    cfg = PipelineConfig.model_validate({"pose": {"engine": "skelcf", "skelcf": {
+        "checkpoint": str(ckpt), "variant": "tiny", "device": "cpu", "backend": "torch",
+        "cache_dir": str(tmp_path / "cache")}}})
+    stage = PoseStage(cfg)
+    stage.setup()
+    try:
+        pk = Packet(frame=FrameInfo("cam0", 0, 0, 0, 512, 512), persons=_persons(boxes))
+        pk.image = bgr
+        out = stage.process(pk)
+        assert out.intrinsics.source in ("flnet", "default") and out.intrinsics.fx > 0
+        assert {"pose.preprocess", "pose.infer"} <= set(out.timings_ns)
+        assert all(p.q is not None and np.isfinite(p.q).all() for p in out.persons)
+        assert all(p.model_id.startswith("skelcf-tiny") for p in out.persons)
+    finally:
+        stage.close()

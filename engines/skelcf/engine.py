@@ -87,11 +87,15 @@ class SkelCFEngine(PoseEngine):
 
     # focal length ------------------------------------------------------------------------------
     def estimate_intrinsics(self, image_bgr: np.ndarray) -> Intrinsics | None:
-        """FLNet intrinsics of a frame (f px, principal point at the centre); None without FLNet."""
+        """FLNet intrinsics of a frame (f px, principal point at the centre); None without FLNet
+        or when FLNet's answer is not a positive finite focal length (the caller falls back)."""
         if self.flnet is None:
             return None
         # RGB is the convention FLNet was trained with (the official demo's BGR is a bug)
         f = self.flnet.focal_px(np.ascontiguousarray(image_bgr[:, :, ::-1]), self.device)
+        if not (np.isfinite(f) and f > 0):
+            log.warning("FLNet gave focal %.4g px; ignoring it", f)
+            return None
         h, w = image_bgr.shape[:2]
         return Intrinsics(fx=f, fy=f, cx=w / 2.0, cy=h / 2.0, source="flnet")
 
@@ -111,12 +115,8 @@ class SkelCFEngine(PoseEngine):
             t0 = time.perf_counter_ns()
             k = self.estimate_intrinsics(image_bgr)
             timings["flnet"] = time.perf_counter_ns() - t0
-            f = float(k.fy)
-            if not (np.isfinite(f) and f > 0):
-                # an untrained/bad FLNet must not stop the stream: keep the stage's intrinsics
-                log.warning("FLNet gave focal %.4g px for stream %s; using %s intrinsics f=%.1f",
-                            f, stream_id, intrinsics.source, intrinsics.fy)
-                f = float(intrinsics.fy)
+            # a bad FLNet answer must not stop the stream: keep the stage's intrinsics
+            f = float(k.fy) if k is not None else float(intrinsics.fy)
             cached = (f, self._clock())  # period counts from the end of the (slow) FLNet run
             self._focal[stream_id] = cached
             self._refresh.discard(stream_id)
