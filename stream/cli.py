@@ -16,6 +16,9 @@ Stream the 46 SKEL joint angles of every person in view, live.
 
 Runs a graph of processes: source(s) -> detect/track -> pose -> smoothing -> publish / record /
 preview. With no arguments it runs configs/default.yaml (CPU only, nothing to download).
+Output: joint angles are published over ZeroMQ on publisher.endpoint (default
+tcp://127.0.0.1:5555); with recorder.enabled=true each run is also recorded under sessions/.
+A status line (fps, latency, drops per stage) shows while it runs, a summary table at exit.
 """
 
 EPILOG = textwrap.dedent("""\
@@ -29,7 +32,7 @@ EPILOG = textwrap.dedent("""\
       run_stream.py                                    # default config
       run_stream.py --source clip.mp4 --lossless       # every frame of a file, offline
       run_stream.py --source webcam:0 --source rtsp://10.0.0.5/stream   # two cameras
-      run_stream.py --config configs/analysis.yaml --set runtime.queue_size=4
+      run_stream.py --config configs/offline_analysis.yaml --set runtime.queue_size=4
       run_stream.py --set sources.0.pace=fast --set publisher.enabled=false
       run_stream.py --print-config                     # show every setting and its value
       run_stream.py --replay sessions/run1 --speed 2   # play a recording back
