@@ -10,7 +10,7 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from engines.skelcf.export import (FORBIDDEN_OPS, INPUT_NAMES, OUTPUT_NAMES, TENSORRT_OPS,  # noqa: E402
-                                   check_parity, check_tensorrt_ops, dynamic_axes, export_flnet,
+                                   check_parity, check_tensorrt_ops, dynamic_axes, export_flnet, graph_ops,
                                    export_skelcf, main)
 from engines.skelcf.model import build_skelcf  # noqa: E402
 from stream.errors import EngineError  # noqa: E402
@@ -91,3 +91,26 @@ def test_cli_exports_tiny(tmp_path, capsys):
     q, = s.run(["q"], {"crops": np.zeros((3, 3, 256, 256), np.float32),
                        "bbox_info": np.tile(np.float32([0, 0, 0.5]), (3, 1))})
     assert q.shape == (3, 46) and np.isfinite(q).all()
+
+
+def test_cli_exports_a_checkpoint(tmp_path, capsys):
+    """Weights from a best.pth-layout file reach the graph: ORT reproduces the loaded network."""
+    from engines.skelcf.checkpoint import load_skelcf, make_manifest_checkpoint
+    ck = make_manifest_checkpoint("tiny", tmp_path / "best.pth", seed=11)
+    out = tmp_path / "ck.onnx"
+    assert main(["--variant", "tiny", "--checkpoint", str(ck), "--out", str(out)]) == 0
+    net = build_skelcf("tiny").eval()
+    load_skelcf(net, ck)
+    assert check_parity(net, out, batches=(2,))["max_abs_dq_rad"] <= 1e-4
+    assert main(["--variant", "tiny", "--checkpoint", str(tmp_path / "nope.pth"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_exports_the_checkpoints_flnet(tmp_path):
+    from engines.skelcf.checkpoint import make_manifest_checkpoint
+    ck = make_manifest_checkpoint("tiny", tmp_path / "best.pth", seed=12, flnet_width=2)
+    fl_out = tmp_path / "fl.onnx"
+    assert main(["--variant", "tiny", "--checkpoint", str(ck), "--out", str(tmp_path / "n.onnx"),
+                 "--flnet-out", str(fl_out)]) == 0
+    assert fl_out.is_file() and set(graph_ops(fl_out)) <= TENSORRT_OPS

@@ -205,10 +205,18 @@ def load_network(variant: str, checkpoint: str | None) -> nn.Module:
                               f"update the checkout (engines/skelcf/model.py)") from None
     net = build_skelcf(variant)
     if checkpoint:
-        from engines.skelcf import checkpoint as ckpt
-        loader = getattr(ckpt, "load_skelcf_checkpoint", None) or getattr(ckpt, "load_checkpoint")
-        loader(net, checkpoint)
+        from engines.skelcf.checkpoint import load_skelcf
+        load_skelcf(net, checkpoint)
     return net.eval()
+
+
+def load_flnet_for_export(checkpoint: str | None) -> nn.Module:
+    """FLNet from the checkpoint's cam_model.* (strict), or random official-size weights."""
+    from engines.skelcf.flnet import build_flnet
+    if checkpoint:
+        from engines.skelcf.checkpoint import load_flnet
+        return load_flnet(checkpoint)
+    return build_flnet()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,8 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ORT parity: max|dq|={res['max_abs_dq_rad']:.2e} rad "
                   f"max|dbetas|={res['max_abs_dbetas']:.2e} max|dcam|={res['max_abs_dcam']:.2e}")
         if a.flnet_out:
-            from engines.skelcf.flnet import build_flnet
-            fl = build_flnet(a.variant) if a.variant else build_flnet()
+            fl = load_flnet_for_export(a.checkpoint)
             r2 = export_flnet(fl, a.flnet_out, opset=a.opset, check=not a.no_check)
             print(f"wrote {r2['path']} (FLNet)")
     except EngineError as exc:
