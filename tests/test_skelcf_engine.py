@@ -1,7 +1,6 @@
 """SKEL-CF pose engine on CPU with a tiny checkpoint laid out like the official best.pth."""
 from __future__ import annotations
 
-import time
 
 import av
 import numpy as np

@@ -39,8 +39,9 @@ def test_graph_io_names_and_dynamic_batch(tiny_export):
 
 
 def test_ops_are_tensorrt_buildable(tiny_export):
-    _, _, res = tiny_export
+    _, path, res = tiny_export
     ops = set(res["ops"])
+    assert check_tensorrt_ops(path) == ops
     assert ops <= TENSORRT_OPS and not ops & FORBIDDEN_OPS
     assert "LayerNormalization" in ops  # opset 17 keeps LayerNorm one op (TensorRT fuses it)
 

@@ -75,6 +75,7 @@ class OrtBackend(InferenceBackend):
             io.bind_output(name, "cuda", dev_id, np.float32, tuple(t.shape), t.data_ptr())
         torch.cuda.current_stream().synchronize()  # ORT runs on its own stream
         self.session.run_with_iobinding(io)
+        io.synchronize_outputs()  # ORT finished writing the torch buffers before they are read
         return outs
 
     def infer(self, crops, bbox_info):
