@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue as pyqueue
+import re
 import signal
 import sys
 import threading
@@ -45,6 +46,43 @@ class RunResult:
     interrupted: bool = False
 
 
+class Flag:
+    """A run-wide boolean in shared memory: set by the parent, polled by every child. Unlike
+    `multiprocessing.Event` it needs no named semaphores (nothing to leak if the whole process
+    group is SIGKILLed) and costs no lock per poll on the per-frame path."""
+
+    def __init__(self, ctx: mp.context.BaseContext):
+        self._v = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._v.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._v.value)
+
+
+def _unlink_stale_rings() -> None:
+    """Remove rings left by graphs whose parent process no longer exists (a run whose whole
+    process group was SIGKILLed leaves nobody to unlink them). Ring names: sk<pid hex>_..."""
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return  # not Linux: nothing to scan
+    for name in names:
+        m = _RING_NAME.match(name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1), 16), 0)
+        except ProcessLookupError:
+            unlink_by_name(name)
+        except (PermissionError, ValueError, OverflowError):
+            pass  # alive under another user, or not ours
+
+
+_RING_NAME = re.compile(r"^sk([0-9a-f]+)_[0-9a-f]+_\d")
+
+
 # --------------------------------------------------------------------------------------------
 # child side
 # --------------------------------------------------------------------------------------------
@@ -65,8 +103,8 @@ class ChildContext:
     stops_seen: Any                  # RawValue: Stop markers received (survives a restart)
     seq_value: Any                   # RawValue: next seq (sources; survives a restart)
     events: Any                      # mp.Queue to the parent
-    stop_event: Any
-    abort_event: Any
+    stop_event: "Flag"
+    abort_event: "Flag"
     interval_s: float
     meter: StageMeter | None = None
     _parent: Any = None
@@ -296,7 +334,7 @@ class Graph:
         self.lossless = lossless
         self.nodes: dict[str, _Node] = {}
         self._status_stream = status_stream
-        self._token = f"sk{os.getpid():x}{time.monotonic_ns() % 0xFFFFFF:x}"
+        self._token = f"sk{os.getpid():x}_{time.monotonic_ns() % 0xFFFFFF:x}"
 
     def add(self, stage: Stage | SourceStage, to: list[str] | tuple[str, ...] = ()) -> "Graph":
         if stage.name in self.nodes:
@@ -368,7 +406,8 @@ class Graph:
         self._ctx = mp.get_context(self.rt.start_method)
         self._wire(self._ctx)
         self._events = self._ctx.Queue()
-        self._stop, self._abort = self._ctx.Event(), self._ctx.Event()
+        self._stop, self._abort = Flag(self._ctx), Flag(self._ctx)
+        _unlink_stale_rings()
         self._signals = 0
         self._warnings: list[str] = []
         self._fatal = EXIT_OK  # set to the exit code when the run must stop

@@ -217,3 +217,26 @@ def test_crashed_source_restarts_with_a_fresh_ring_and_continues_seq(tmp_path: P
     assert len(seqs) >= 11 + 20 and ends == ["a"] and closed
     assert g.nodes["source:a"].restarts == 1
     assert leftovers(g) == []
+
+
+def test_rings_of_dead_graphs_are_unlinked_by_the_next_run(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from stream.shm_ring import ShmRing, exists
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale, live = f"sk{int(dead):x}_abc_0cam0_0", f"sk{os.getpid():x}_abd_0cam0_0"
+    for name in (stale, live):
+        ShmRing.create(name, 4, 8, 8).close()
+    try:
+        g = Graph(RuntimeConfig(**RT), lossless=True)
+        g.add(source("test:n=3", "a"), to=["collect"])
+        g.add(CollectSink(str(tmp_path / "o.txt"), "collect"))
+        assert g.run().exit_code == 0
+        assert not exists(stale) and exists(live)
+    finally:
+        from stream.shm_ring import unlink_by_name
+        unlink_by_name(stale)
+        unlink_by_name(live)
