@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import queue as pyqueue
 import re
 import signal
@@ -61,6 +62,31 @@ class Flag:
         return bool(self._v.value)
 
 
+class EventPipe:
+    """Children -> parent reports ("ready" / "error"). One pipe and no lock: every report is a
+    single write shorter than PIPE_BUF, which POSIX keeps atomic among concurrent writers, so a
+    child killed mid-report cannot wedge the others (and no named semaphore can leak)."""
+
+    _MAX_TEXT = 900  # chars per field; 4 fields pickle well under PIPE_BUF (4096 bytes)
+
+    def __init__(self, ctx: mp.context.BaseContext):
+        self._r, self._w = ctx.Pipe(duplex=False)
+
+    def put(self, event: tuple) -> None:
+        event = tuple(x[: self._MAX_TEXT] if isinstance(x, str) else x for x in event)
+        self._w.send_bytes(pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def get(self, timeout: float) -> tuple:
+        """Next report; raises queue.Empty after `timeout` s (parent only)."""
+        if not self._r.poll(timeout):
+            raise pyqueue.Empty
+        return pickle.loads(self._r.recv_bytes())
+
+    def close(self) -> None:
+        for c in (self._r, self._w):
+            c.close()
+
+
 def _unlink_stale_rings() -> None:
     """Remove rings left by graphs whose parent process no longer exists (a run whose whole
     process group was SIGKILLed leaves nobody to unlink them). Ring names: sk<pid hex>_..."""
@@ -102,7 +128,7 @@ class ChildContext:
     table: Any                       # metrics RawArray
     stops_seen: Any                  # RawValue: Stop markers received (survives a restart)
     seq_value: Any                   # RawValue: next seq (sources; survives a restart)
-    events: Any                      # mp.Queue to the parent
+    events: "EventPipe"              # reports to the parent
     stop_event: "Flag"
     abort_event: "Flag"
     interval_s: float
@@ -157,8 +183,6 @@ def _run(stage: Stage | SourceStage, ctx: ChildContext) -> None:
                 unlink_by_name(name)
         if ctx.inq is not None:
             ctx.inq.close_reader()
-    ctx.events.close()
-    ctx.events.join_thread()
     sys.exit(code)
 
 
@@ -405,7 +429,7 @@ class Graph:
             raise PipelineError("the graph has no stages")
         self._ctx = mp.get_context(self.rt.start_method)
         self._wire(self._ctx)
-        self._events = self._ctx.Queue()
+        self._events = EventPipe(self._ctx)
         self._stop, self._abort = Flag(self._ctx), Flag(self._ctx)
         _unlink_stale_rings()
         self._signals = 0
@@ -497,7 +521,7 @@ class Graph:
     def _drain_events(self, errors: list[str], timeout: float) -> int:
         code = EXIT_OK
         try:
-            ev = self._events.get(timeout=timeout)
+            ev = self._events.get(timeout)
         except pyqueue.Empty:
             return code
         while True:
@@ -513,7 +537,7 @@ class Graph:
                 else:
                     node.crash_msg = msg
             try:
-                ev = self._events.get_nowait()
+                ev = self._events.get(0.0)
             except pyqueue.Empty:
                 return code
 
@@ -563,7 +587,6 @@ class Graph:
             if n.inq is not None:
                 n.inq.close()
         self._events.close()
-        self._events.join_thread()
 
 
 def _exit_text(code: int | None) -> str:
