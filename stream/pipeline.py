@@ -7,7 +7,6 @@ picklable) and opens its models/sockets/files in `setup()` inside its own proces
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Any, Callable
 
@@ -29,7 +28,6 @@ SINKS: dict[str, str] = {
     "preview": "sinks.preview_stage:PreviewStage",
 }
 REGISTRY: dict[str, str] = {**CHAIN, **SINKS}
-ALLOW_MISSING_ENV = "SKELSTREAM_ALLOW_MISSING_STAGES"
 
 
 def load_object(spec: str, what: str = "object") -> Any:
@@ -73,15 +71,13 @@ def is_lossless(cfg: PipelineConfig) -> bool:
 
 
 def build_stages(cfg: PipelineConfig, registry: dict[str, str] | None = None,
-                 allow_missing: bool | None = None,
+                 allow_missing: bool = False,
                  warn: Callable[[str], None] | None = None) -> tuple[list[Stage], list[Stage]]:
     """Instantiate the enabled stages: (chain stages in order, sink stages).
 
-    A stage whose module is missing is an error, unless SKELSTREAM_ALLOW_MISSING_STAGES=1 (or
-    `allow_missing`), which skips it with a warning (for bring-up while stages are written)."""
+    A stage whose module cannot be imported is an error (a broken install); `allow_missing` skips
+    it with a warning instead, for tests that assemble partial graphs from their own registry."""
     registry = REGISTRY if registry is None else registry
-    if allow_missing is None:
-        allow_missing = os.environ.get(ALLOW_MISSING_ENV, "") == "1"
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     chain: list[Stage] = []
     sinks: list[Stage] = []
@@ -93,7 +89,7 @@ def build_stages(cfg: PipelineConfig, registry: dict[str, str] | None = None,
         except ImportError as exc:
             if not allow_missing:
                 raise PipelineError(f"stage '{name}' ({registry[name]}) cannot be imported: "
-                                    f"{exc}; set {ALLOW_MISSING_ENV}=1 to run without it") from exc
+                                    f"{exc}; reinstall with `pip install -e .`") from exc
             warn(f"stage '{name}' skipped: {registry[name]} not importable ({exc})")
             continue
         stage = cls(cfg)
