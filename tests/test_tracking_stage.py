@@ -3,6 +3,7 @@ grey street) and vtest.avi with the embedded HOG detector."""
 from __future__ import annotations
 
 import pickle
+import time
 
 import av
 import cv2
@@ -63,9 +64,17 @@ def packets(frames, sid="cam0", last=True):
         yield Packet(frame=fi, image=img)
 
 
-def make_stage(every_n=1):
-    cfg = PipelineConfig(detector=DetectorConfig(every_n_frames=every_n))
-    stage = DetectTrackStage(cfg, detector=BlobDetector(cfg.detector))
+class SlowBlobDetector(BlobDetector):
+    """The blob detector taking 60 ms a frame, like HOG on a busy CPU."""
+
+    def _raw(self, image_bgr):
+        time.sleep(0.06)
+        return super()._raw(image_bgr)
+
+
+def make_stage(every_n=1, schedule="inline", detector_cls=BlobDetector):
+    cfg = PipelineConfig(detector=DetectorConfig(every_n_frames=every_n, schedule=schedule))
+    stage = DetectTrackStage(cfg, detector=detector_cls(cfg.detector))
     pickle.dumps(stage)   # built in the parent, pickled into its process
     stage.setup()
     return stage
@@ -95,6 +104,48 @@ def test_two_walkers_keep_their_ids_and_lifecycle_is_closed(clip, every_n):
     removed = {e.track_id for e in end.events if e.kind is TrackEventKind.REMOVED}
     assert removed == born == {1, 2} and len(end.events) == 2
     assert stage.streams == {}                # no per-stream state leaks
+
+
+def test_background_detector_never_blocks_and_keeps_ids(clip):
+    """A 60 ms detector in the background: every frame returns at once with tracked boxes, the
+    late detections still steer the tracks (ids stable, boxes on the walkers), lifecycle closed."""
+    stage = make_stage(every_n=1, schedule="background", detector_cls=SlowBlobDetector)
+    born, removed, ids_by_colour, worst_ms, applied = [], set(), {}, 0.0, 0
+    for pkt in packets(clip):
+        t0 = time.perf_counter()
+        out = stage.process(pkt)
+        worst_ms = max(worst_ms, 1e3 * (time.perf_counter() - t0))
+        applied += out.detections_xyxy is not None
+        for e in out.events:
+            if e.kind is TrackEventKind.BORN:
+                born.append(e.track_id)
+            elif e.kind is TrackEventKind.REMOVED:
+                removed.add(e.track_id)
+        for p in out.persons:
+            assert p.track_id in born and p.box_predicted
+            cx, cy = int((p.box_xyxy[0] + p.box_xyxy[2]) / 2), int((p.box_xyxy[1] + p.box_xyxy[3]) / 2)
+            colour = pkt.image[cy, cx]
+            if pkt.frame.seq < 15:  # a new track's velocity needs a few (late) detections
+                continue
+            assert colour[2] > 200 or colour[0] > 200, f"predicted box is off its walker at frame {pkt.frame.seq}"
+            ids_by_colour.setdefault("red" if colour[2] > colour[0] else "blue", set()).add(p.track_id)
+        time.sleep(0.02)                        # frames arrive at 50 Hz, the detector does ~15 Hz
+    assert worst_ms < 40, f"a frame waited {worst_ms:.0f} ms for the 60 ms detector"
+    assert 5 <= applied < len(clip) // 2        # results arrived, but not every frame
+    assert sorted(born) == [1, 2] and removed == set()
+    assert ids_by_colour == {"red": {1}, "blue": {2}} or ids_by_colour == {"red": {2}, "blue": {1}}
+    (end,) = stage.flush("cam0")
+    assert {e.track_id for e in end.events if e.kind is TrackEventKind.REMOVED} == {1, 2}
+    stage.close()
+
+
+def test_auto_schedule_is_background_for_live_and_inline_for_lossless():
+    live = PipelineConfig(sources=[{"uri": "a.mp4"}, {"uri": "b.mp4", "mode": "lossless",
+                                                      "stream_id": "side"}])
+    stage = DetectTrackStage(live, detector=BlobDetector(live.detector))
+    assert stage._stream("cam0").background and not stage._stream("side").background
+    offline = live.model_copy(update={"runtime": live.runtime.model_copy(update={"lossless": True})})
+    assert not DetectTrackStage(offline, detector=BlobDetector(live.detector))._stream("cam0").background
 
 
 def test_flush_removes_tracks_and_streams_are_separate(clip):

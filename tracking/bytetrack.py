@@ -336,6 +336,22 @@ class ByteTracker:
         self._frames = 0
         return events
 
+    def copy(self) -> "ByteTracker":
+        """An independent snapshot (arrays copied): a background detection is applied to the
+        tracker as it was at that detection's frame, then replayed forward."""
+        twin = ByteTracker.__new__(ByteTracker)
+        twin.cfg, twin.kf = self.cfg, self.kf
+        twin._next_id, twin._t_s, twin._frames = self._next_id, self._t_s, self._frames
+        for name in ("x", "P", "ids", "state", "hits", "misses", "score", "last_match_s"):
+            setattr(twin, name, getattr(self, name).copy())
+        return twin
+
+    def drop_ids(self, track_ids: set[int]) -> None:
+        """Forget confirmed tracks whose REMOVED was already announced (no new event)."""
+        gone = np.isin(self.ids, list(track_ids)) & (self.state != _TENTATIVE)
+        if gone.any():
+            self._keep(~gone)
+
     # -- helpers ----------------------------------------------------------------------------------
     def _confirm(self, ti: int, events: list[TrackEvent]) -> None:
         self.state[ti] = _TRACKED

@@ -8,13 +8,24 @@ change; at the end of a stream (`flush`, which the runtime calls after the packe
 FrameInfo.last) every remaining track is REMOVED so no per-person state outlives its track.
 Invariant: a packet never carries a person whose track it also REMOVES.
 
+Scheduling (`detector.schedule`): inline, a detector frame waits for its detections. In the
+background (the default for live sources) the detector works on a copy of the frame in a worker
+thread while later frames pass with predicted boxes; when it finishes, its detections update a
+snapshot of the tracker taken at that frame, the frames since are replayed as predictions, and the
+snapshot becomes the tracker. The result equals the inline tracker with the detection applied a few
+frames late, and the detector's time leaves the latency path. Tracks already announced REMOVED
+during the wait stay removed.
+
 Time: a file's presentation time (`media_pts_s`) when there is one, else `capture_ns`: a file
 decodes faster than real time, and its capture stamps would squeeze the motion model's dt.
 """
 from __future__ import annotations
 
+import os
+import threading
 import time
-from dataclasses import dataclass, replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -33,12 +44,30 @@ def frame_time_s(packet: Packet) -> float:
     return packet.frame.capture_ns * 1e-9
 
 
+BACKGROUND_NICE = 10
+
+
+def _lower_thread_priority() -> None:
+    """The background detector yields the CPU to the frame path (Linux: per-thread nice)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        pass
+
+
 @dataclass
 class _Stream:
     tracker: ByteTracker
     crops: CropBoxes
     frames: int = 0
     last_frame: FrameInfo | None = None
+    background: bool = False
+    pending: Future | None = None           # detections of a frame still being computed
+    snapshot: ByteTracker | None = None     # the tracker as it was before that frame
+    snapshot_t_s: float = 0.0
+    replay_t_s: list[float] = field(default_factory=list)  # frames predicted since then
+    removed_while_pending: set[int] = field(default_factory=set)
+    last_submit: int = -(1 << 30)           # st.frames when the worker last got a frame
 
 
 class DetectTrackStage(Stage):
@@ -52,6 +81,18 @@ class DetectTrackStage(Stage):
         self.detector: Detector | None = None
         self.streams: dict[str, _Stream] = {}
         self._next_ids: dict[str, int] = {}   # a stream that ends and starts again keeps counting
+        self._background_ids = self._background_streams(config)
+        self._worker: ThreadPoolExecutor | None = None
+
+    def _background_streams(self, config: PipelineConfig) -> set[str] | None:
+        """Stream ids whose detector runs in the background (None: every stream)."""
+        if self.det_cfg.schedule == "inline":
+            return set()
+        if self.det_cfg.schedule == "background":
+            return None
+        if config.runtime.lossless:
+            return set()
+        return {s.stream_id or f"cam{i}" for i, s in enumerate(config.sources) if s.mode == "live"}
 
     def setup(self) -> None:
         self.detector = self._detector_arg or build_detector(self.det_cfg)
@@ -62,6 +103,7 @@ class DetectTrackStage(Stage):
         if st is None:
             tracker = ByteTracker(self.trk_cfg, first_id=self._next_ids.get(sid, 1))
             st = self.streams[sid] = _Stream(tracker, CropBoxes(self.trk_cfg.crop))
+            st.background = self._background_ids is None or sid in self._background_ids
         return st
 
     def process(self, packet: Packet) -> Packet:
@@ -70,13 +112,13 @@ class DetectTrackStage(Stage):
         t_s = frame_time_s(packet)
         run_detector = st.frames % self.det_cfg.every_n_frames == 0
         st.frames += 1
+        if st.background:
+            # as soon as the worker is free and n frames have passed since its last frame
+            due = st.frames - st.last_submit >= self.det_cfg.every_n_frames
+            return self._process_background(packet, st, t_s, due)
         if run_detector:
             t0 = time.perf_counter_ns()
-            image = packet.image
-            if image is None or image.size == 0:
-                boxes, scores = np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-            else:
-                boxes, scores = self.detector.detect(image)
+            boxes, scores = self._detect(packet.image)
             packet.timings_ns["detect_track.detect"] = time.perf_counter_ns() - t0
             packet.detections_xyxy, packet.detection_scores = boxes, scores
             out = st.tracker.update(boxes, scores, t_s)
@@ -85,6 +127,58 @@ class DetectTrackStage(Stage):
         self._fill(packet, st, out, t_s)
         st.last_frame = fi
         return packet
+
+    def _detect(self, image) -> tuple[np.ndarray, np.ndarray]:
+        if image is None or image.size == 0:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        return self.detector.detect(image)
+
+    def _process_background(self, packet: Packet, st: _Stream, t_s: float, due: bool) -> Packet:
+        events = []
+        if st.pending is not None and st.pending.done():
+            events = self._apply_background_result(packet, st)
+        if due and st.pending is None:
+            st.last_submit = st.frames
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="detector",
+                                                  initializer=_lower_thread_priority)
+            image = packet.image
+            image = None if image is None else image.copy()  # the ring slot is reused later
+            st.snapshot, st.snapshot_t_s = st.tracker.copy(), t_s
+            st.replay_t_s, st.removed_while_pending = [], set()
+            st.pending = self._worker.submit(self._timed_detect, image)
+        elif st.pending is not None:
+            st.replay_t_s.append(t_s)
+        out = st.tracker.predict(t_s)
+        if st.pending is not None:
+            st.removed_while_pending |= {e.track_id for e in out.events
+                                         if e.kind == TrackEventKind.REMOVED}
+        out.events[:0] = events
+        self._fill(packet, st, out, t_s)
+        st.last_frame = packet.frame
+        return packet
+
+    def _timed_detect(self, image) -> tuple[np.ndarray, np.ndarray, int]:
+        t0 = time.perf_counter_ns()
+        boxes, scores = self._detect(image)
+        return boxes, scores, time.perf_counter_ns() - t0
+
+    def _apply_background_result(self, packet: Packet, st: _Stream) -> list:
+        """Update the snapshot with the finished detections, replay the frames since as
+        predictions, and make it the tracker. Returns the events that produced."""
+        boxes, scores, ns = st.pending.result()  # a detector exception surfaces here
+        st.pending = None
+        packet.timings_ns["detect_track.detect"] = ns
+        packet.detections_xyxy, packet.detection_scores = boxes, scores
+        tracker = st.snapshot
+        gone = st.removed_while_pending
+        events = tracker.update(boxes, scores, st.snapshot_t_s).events
+        for t in st.replay_t_s:
+            events += tracker.predict(t).events
+        tracker.drop_ids(gone)
+        events = [e for e in events if e.track_id not in gone]
+        st.tracker, st.snapshot = tracker, None
+        return events
 
     def _fill(self, packet: Packet, st: _Stream, out: TrackFrame, t_s: float) -> None:
         fi = packet.frame
@@ -106,6 +200,8 @@ class DetectTrackStage(Stage):
         st = self.streams.pop(stream_id, None)
         if st is None:
             return []
+        if st.pending is not None:
+            st.pending.cancel()
         self._next_ids[stream_id] = st.tracker.next_id
         events = st.tracker.finish()
         if not events or st.last_frame is None:
@@ -114,6 +210,9 @@ class DetectTrackStage(Stage):
         return [Packet(frame=fi, events=events)]
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._worker = None
         if self.detector is not None:
             self.detector.close()
         self.streams.clear()

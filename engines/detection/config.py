@@ -33,6 +33,12 @@ class DetectorConfig(StrictModel):
     kind: Literal["hog", "yolo"] = "hog"
     every_n_frames: int = Field(3, ge=1)
     """Run the detector on every n-th frame of a stream; the tracker predicts the others."""
+    schedule: Literal["auto", "inline", "background"] = "auto"
+    """inline: a detector frame waits for its detections (every frame's boxes use them at once).
+    background: the detector runs in a worker thread on a copy of the frame while frames keep
+    flowing with predicted boxes; its result is applied to the tracker as of that frame and
+    replayed forward, so a slow detector adds no latency. auto: background for live sources,
+    inline for lossless ones (offline runs stay deterministic)."""
     score_threshold: float = Field(0.3, ge=0.0, le=1.0)
     """Detections below this score are dropped before tracking (keep it <= tracker.high_score so
     ByteTrack's low-score association still sees some)."""
