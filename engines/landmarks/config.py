@@ -13,6 +13,7 @@ class LandmarkEngineConfig(StrictModel):
     min_detection_confidence: float = Field(0.5, ge=0.0, le=1.0)
     min_tracking_confidence: float = Field(0.5, ge=0.0, le=1.0)
     max_models: int = Field(8, ge=1, le=64)            # landmark graphs kept (one per track, LRU)
+    warm_models: int = Field(4, ge=0, le=64)           # graphs initialised at start-up; an ended track's graph is reused
     min_visibility: float = Field(0.5, ge=0.0, le=1.0)  # below: landmark unseen, its DoFs held at the prior
     prior_weight: float = Field(0.02, ge=0.0)          # m per rad: pull of fitted DoFs to the mean pose
     max_iterations: int = Field(8, ge=1, le=100)       # LM iterations per frame (warm-started)

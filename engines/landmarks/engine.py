@@ -108,6 +108,7 @@ class LandmarkPoseEngine(PoseEngine):
         self._cv2 = cv2
         self._mp_pose = mp_pose
         self._graphs: OrderedDict[tuple[str, int], object] = OrderedDict()
+        self._spare: list = []   # initialised graphs without a track (a first run costs ~100 ms)
         self._people: dict[tuple[str, int], _PersonState] = {}
         self._tracking: set[tuple[str, int]] = set()   # graphs that found the person last frame
         self.retries = 0                                # crops run twice (tracking ROI missed)
@@ -118,6 +119,8 @@ class LandmarkPoseEngine(PoseEngine):
         self._generic = self._skeleton(None)
         self.last_fit: dict[tuple[str, int], FitResult] = {}   # for benchmarks and the preview
         self.last_landmarks: dict[tuple[str, int], Landmarks] = {}
+        for _ in range(self.config.warm_models):
+            self._spare.append(self._new_graph())
 
     # --- per-person state ---------------------------------------------------------------------
     def _skeleton(self, lengths: dict[str, float] | None) -> Skeleton:
@@ -133,23 +136,42 @@ class LandmarkPoseEngine(PoseEngine):
             self._people[key] = st
         return st
 
+    def _new_graph(self):
+        """A BlazePose graph, initialised: its first `process` loads the models (~100 ms), so
+        that happens here, at start-up, not on a live frame."""
+        c = self.config
+        # model_complexity=1 is BlazePose *full*, bundled in the wheel; 0/2 would download
+        g = self._mp_pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=False,
+                               enable_segmentation=False,
+                               min_detection_confidence=c.min_detection_confidence,
+                               min_tracking_confidence=c.min_tracking_confidence)
+        g.process(np.zeros((c.crop_size_px, c.crop_size_px, 3), np.uint8))
+        return g
+
     def _graph(self, key: tuple[str, int]):
         g = self._graphs.get(key)
         if g is None:
-            c = self.config
-            # model_complexity=1 is BlazePose *full*, bundled in the wheel; 0/2 would download
-            g = self._mp_pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=False,
-                                   enable_segmentation=False,
-                                   min_detection_confidence=c.min_detection_confidence,
-                                   min_tracking_confidence=c.min_tracking_confidence)
+            if self._spare:
+                g = self._spare.pop()
+                # it may still track its previous person's ROI: let a miss retry with detection
+                self._tracking.add(key)
+            else:
+                g = self._new_graph()
             self._graphs[key] = g
-            while len(self._graphs) > c.max_models:
+            while len(self._graphs) > self.config.max_models:
                 old_key, old = self._graphs.popitem(last=False)
                 self._tracking.discard(old_key)
-                old.close()
+                self._release(old)
         else:
             self._graphs.move_to_end(key)
         return g
+
+    def _release(self, graph) -> None:
+        """Keep an ended track's graph for the next new track (up to max_models in all)."""
+        if len(self._spare) + len(self._graphs) < self.config.max_models:
+            self._spare.append(graph)
+        else:
+            graph.close()
 
     def _update_segments(self, st: _PersonState, world: np.ndarray, vis: np.ndarray) -> None:
         """Collect segment lengths on clear views; after `segment_frames` keep their medians."""
@@ -180,7 +202,7 @@ class LandmarkPoseEngine(PoseEngine):
         self._tracking.discard(key)
         g = self._graphs.pop(key, None)
         if g is not None:
-            g.close()
+            self._release(g)
 
     def reset_track(self, stream_id: str, track_id: int) -> None:
         """Track re-found after being lost: cold-start its fit (keep its segment lengths)."""
@@ -194,9 +216,10 @@ class LandmarkPoseEngine(PoseEngine):
             self.forget(*key)
 
     def close(self) -> None:
-        for g in self._graphs.values():
+        for g in [*self._graphs.values(), *self._spare]:
             g.close()
         self._graphs.clear()
+        self._spare.clear()
         self._people.clear()
 
     # --- per frame ----------------------------------------------------------------------------
