@@ -13,5 +13,9 @@ from engines.skelcf.config import SkelCFConfig
 class PoseConfig(StrictModel):
     engine: Literal["landmarks", "skelcf"] = "landmarks"
     focal_px: float | None = Field(None, gt=0.0)  # user-given focal length; overrides FLNet/default
+    max_persons: int | None = Field(None, ge=1)
+    """Pose only the N largest people in view (by box area) each frame; the rest stay tracked but
+    are neither posed nor published. 1 = single-user setups (a webcam in front of one person, VR):
+    a CPU engine's cost grows with every person, bystanders included. None = everyone."""
     landmarks: LandmarkEngineConfig = LandmarkEngineConfig()
     skelcf: SkelCFConfig = SkelCFConfig()

@@ -14,8 +14,16 @@ import time
 from engines.pose_engine import PoseEngine, default_intrinsics
 from stream.config import PipelineConfig
 from stream.errors import ConfigError
-from stream.packet import Intrinsics, Packet, TrackEventKind
+from stream.packet import Intrinsics, Packet, Person, TrackEventKind
 from stream.stage import Stage
+
+
+def largest_boxes_first(persons: list[Person]) -> list[Person]:
+    """Persons by decreasing box area (the largest is usually the nearest)."""
+    def area(p: Person) -> float:
+        b = p.box_xyxy
+        return float((b[2] - b[0]) * (b[3] - b[1]))
+    return sorted(persons, key=area, reverse=True)
 
 
 def build_engine(config: PipelineConfig) -> PoseEngine:
@@ -73,6 +81,9 @@ class PoseStage(Stage):
                 if ev.kind == TrackEventKind.REFOUND:
                     reset(sid, ev.track_id)
         persons = packet.persons
+        limit = self.config.pose.max_persons
+        if limit is not None and len(persons) > limit:
+            persons = packet.persons = largest_boxes_first(persons)[:limit]
         if persons and packet.image is not None:
             t0 = time.perf_counter_ns()
             sub = self.engine.estimate(packet.image, persons, k, sid)

@@ -69,3 +69,28 @@ def test_pose_stage_pickles_without_models():
 
     stage = pickle.loads(pickle.dumps(PoseStage(PipelineConfig())))
     assert stage.engine is None and stage.name == "pose" and stage.needs_image
+
+
+def test_max_persons_keeps_the_largest():
+    """pose.max_persons=1: only the nearest (largest box) person is posed and passed on."""
+    from engines.pose_stage import PoseStage
+
+    class CountingEngine:
+        seen: list[list[int]] = []
+
+        def estimate(self, image, persons, k, sid):
+            self.seen.append([p.track_id for p in persons])
+            return {}
+
+        def forget(self, sid, tid):
+            pass
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    boxes = {1: [0, 0, 50, 100], 2: [100, 0, 300, 400], 3: [400, 0, 500, 200]}
+    persons = [Person(track_id=t, track_state=TrackState.TRACKED, box_xyxy=np.array(b, np.float32),
+                      score=1.0) for t, b in boxes.items()]
+    for limit, expect in ((1, [2]), (2, [2, 3]), (None, [1, 2, 3])):
+        stage = PoseStage(PipelineConfig.model_validate({"pose": {"max_persons": limit}}))
+        stage.engine = CountingEngine()
+        out = stage.process(_packet(img, 0, persons))
+        assert [p.track_id for p in out.persons] == expect and stage.engine.seen[-1] == expect
