@@ -122,6 +122,7 @@ def main() -> int:
         time.sleep(0.3)
         cmd = [sys.executable, str(REPO / "run_stream.py"), "--source", str(clip),
                "--set", "sources.0.mode=live", "--set", "sources.0.pace=native",
+               "--set", "sources.0.loop=false", "--set", "sources.0.max_frames=0",
                "--set", f"publisher.endpoint={endpoint}", "--set", "runtime.status_line=false"]
         for o in args.overrides:
             cmd += ["--set", o]

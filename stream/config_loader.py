@@ -150,8 +150,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (),
     """Build the run's config.
 
     path: YAML file; None -> configs/default.yaml if present, else built-in defaults.
-    sources: URIs from --source; they replace the file's sources (each copies the other
-        settings of the file's first source; stream ids default to cam0, cam1, ...).
+    sources: URIs from --source; they replace the file's sources (each copies the settings of
+        the file's first source except what belongs to that input: its stream id, `loop` and
+        `max_frames`; stream ids default to cam0, cam1, ...).
     overrides: `KEY=VALUE` strings from --set, applied after sources.
     lossless: every source in lossless mode (files: every frame, no drops)."""
     if path is None:
@@ -161,7 +162,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (),
     if sources:
         base = data.get("sources") or [{}]
         base0 = dict(base[0]) if isinstance(base, list) and base and isinstance(base[0], dict) else {}
-        base0.pop("stream_id", None)
+        for key in ("stream_id", "loop", "max_frames"):  # the file's own input, not a style
+            base0.pop(key, None)
         data["sources"] = [{**base0, "uri": uri} for uri in sources]
     for text in overrides:
         apply_override(data, *parse_override(text))

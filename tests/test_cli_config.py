@@ -51,11 +51,14 @@ def test_list_index_overrides_and_append():
 
 def test_sources_from_cli_replace_config_sources_and_keep_settings(tmp_path: Path):
     f = tmp_path / "c.yaml"
-    f.write_text("sources:\n  - uri: x.mp4\n    pace: fast\n    stream_id: main\n")
+    f.write_text("sources:\n  - uri: x.mp4\n    pace: fast\n    stream_id: main\n"
+                 "    loop: true\n    max_frames: 600\n")
     cfg = load_config(f, ["sources.1.mode=lossless"], ["a.mp4", "b.mp4"])
     assert [s.uri for s in cfg.sources] == ["a.mp4", "b.mp4"]
     assert [s.pace for s in cfg.sources] == ["fast", "fast"]
     assert [s.stream_id for s in cfg.sources] == [None, None]
+    # looping and the frame cap belong to the file's own clip, not to the user's --source
+    assert [(s.loop, s.max_frames) for s in cfg.sources] == [(False, 0), (False, 0)]
     assert [s.mode for s in cfg.sources] == ["live", "lossless"]
     assert load_config(f, lossless=True).runtime.lossless
 
