@@ -230,7 +230,7 @@ for _j in range(NUM_JOINTS):
 def dof_rotations(q: np.ndarray) -> np.ndarray:
     """(46,) q -> (46, 3, 3) each DoF's rotation about its own axis (signs applied)."""
     ang = DOF_SIGN * np.asarray(q, dtype=np.float64)
-    return (np.eye(3) + np.sin(ang)[:, None, None] * _K
+    return (_EYE1 + np.sin(ang)[:, None, None] * _K
             + (1.0 - np.cos(ang))[:, None, None] * _K2)
 
 
@@ -253,7 +253,7 @@ def forward_kinematics(q: np.ndarray, skeleton: Skeleton, root_m: np.ndarray | N
     for lv, par in _LEVELS_PAR:
         rots[lv] = rots[par] @ local[lv]
     parent_r = rots[_PARENTS_ROOT]
-    parent_r[0] = np.eye(3)
+    parent_r[0] = _EYE1[0]
     w = (parent_r @ skeleton.offsets_m[:, :, None])[:, :, 0]  # offsets in the output frame
     pos = _ANCESTORS @ w                                     # sum of offsets down each path
     if root_m is not None:
