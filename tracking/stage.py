@@ -92,7 +92,9 @@ class DetectTrackStage(Stage):
             return None
         if config.runtime.lossless:
             return set()
-        return {s.stream_id or f"cam{i}" for i, s in enumerate(config.sources) if s.mode == "live"}
+        from stream.pipeline import stream_ids
+
+        return {sid for sid, s in zip(stream_ids(config), config.sources) if s.mode == "live"}
 
     def setup(self) -> None:
         self.detector = self._detector_arg or build_detector(self.det_cfg)
@@ -110,13 +112,12 @@ class DetectTrackStage(Stage):
         fi = packet.frame
         st = self._stream(fi.stream_id)
         t_s = frame_time_s(packet)
-        run_detector = st.frames % self.det_cfg.every_n_frames == 0
         st.frames += 1
         if st.background:
             # as soon as the worker is free and n frames have passed since its last frame
             due = st.frames - st.last_submit >= self.det_cfg.every_n_frames
             return self._process_background(packet, st, t_s, due)
-        if run_detector:
+        if (st.frames - 1) % self.det_cfg.every_n_frames == 0:
             t0 = time.perf_counter_ns()
             boxes, scores = self._detect(packet.image)
             packet.timings_ns["detect_track.detect"] = time.perf_counter_ns() - t0
