@@ -70,7 +70,8 @@ def test_replay_without_module_is_a_clear_error():
 
 @pytest.mark.skipif(not has_module("stream.sources.factory"), reason="sources not built yet")
 def test_missing_file_source_is_a_user_error(tmp_path: Path):
-    res = run("--source", str(tmp_path / "missing.mp4"), "--set", "runtime.status_line=false")
+    res = run("--source", str(tmp_path / "missing.mp4"), "--set", "runtime.status_line=false",
+              "--set", "recorder.enabled=false")
     assert_user_error(res, "source:cam0")
 
 
@@ -81,7 +82,8 @@ def test_missing_file_source_is_a_user_error(tmp_path: Path):
 def test_vtest_lossless_processes_every_frame():
     """The whole default chain (whatever stages exist) over all 795 frames, nothing dropped."""
     res = run("--source", str(VTEST), "--lossless", "--set", "publisher.enabled=false",
-              "--set", "runtime.status_line=false", timeout=1100)
+              "--set", "runtime.status_line=false", "--set", "recorder.enabled=false",
+              timeout=1100)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = {m.group(1): [int(v) for v in m.groups()[1:]] for m in
             re.finditer(r"^(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", res.stderr, re.M)}

@@ -32,7 +32,8 @@ def test_every_bad_source_kind_is_a_one_line_error(tmp_path: Path):
         sources.pop("cam4")
     args = [a for uri, _ in sources.values() for a in ("--source", uri)]
     res = subprocess.run([sys.executable, str(REPO / "run_stream.py"), *args,
-                          "--set", "publisher.enabled=false", "--set", "runtime.status_line=false",
+                          "--set", "publisher.enabled=false", "--set", "recorder.enabled=false",
+                          "--set", "runtime.status_line=false",
                           "--set", "runtime.summary_at_exit=false"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr
