@@ -130,7 +130,7 @@ def test_background_detector_never_blocks_and_keeps_ids(clip):
             assert colour[2] > 200 or colour[0] > 200, f"predicted box is off its walker at frame {pkt.frame.seq}"
             ids_by_colour.setdefault("red" if colour[2] > colour[0] else "blue", set()).add(p.track_id)
         time.sleep(0.02)                        # frames arrive at 50 Hz, the detector does ~15 Hz
-    assert worst_ms < 40, f"a frame waited {worst_ms:.0f} ms for the 60 ms detector"
+    assert worst_ms < 50, f"a frame waited {worst_ms:.0f} ms for the 60 ms detector"
     assert 5 <= applied < len(clip) // 2        # results arrived, but not every frame
     assert sorted(born) == [1, 2] and removed == set()
     assert ids_by_colour == {"red": {1}, "blue": {2}} or ids_by_colour == {"red": {2}, "blue": {1}}
