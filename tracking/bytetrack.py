@@ -165,6 +165,9 @@ class TrackFrame:
 class ByteTracker:
     """One stream's tracker. `update` on frames with detector output, `predict` on frames without."""
 
+    PER_TRACK = ("x", "P", "ids", "state", "hits", "misses", "score", "last_match_s")
+    """The arrays with one row per track (kept, dropped and copied together)."""
+
     def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1):
         self.cfg = cfg or TrackerConfig()
         self.kf = BoxKalman(self.cfg)
@@ -216,7 +219,7 @@ class ByteTracker:
             self._keep(~old)
 
     def _keep(self, mask: np.ndarray) -> None:
-        for name in ("x", "P", "ids", "state", "hits", "misses", "score", "last_match_s"):
+        for name in self.PER_TRACK:
             setattr(self, name, getattr(self, name)[mask])
 
     # -- public -----------------------------------------------------------------------------------
@@ -342,7 +345,7 @@ class ByteTracker:
         twin = ByteTracker.__new__(ByteTracker)
         twin.cfg, twin.kf = self.cfg, self.kf
         twin._next_id, twin._t_s, twin._frames = self._next_id, self._t_s, self._frames
-        for name in ("x", "P", "ids", "state", "hits", "misses", "score", "last_match_s"):
+        for name in self.PER_TRACK:
             setattr(twin, name, getattr(self, name).copy())
         return twin
 

@@ -22,8 +22,8 @@ class HogConfig(StrictModel):
     """Image scale before detection; < 1 is faster but misses people shorter than ~128 px / factor."""
     max_side_px: int | None = Field(800, ge=128)
     """Frames are scaled so their long side is at most this (the smaller scale of this and
-    resize_factor wins): HOG's
-    cost grows with the pixel count (a 1080x1920 frame takes ~6x a 640x480 one). None = never."""
+    resize_factor wins): HOG's cost grows with the pixel count (a 1080x1920 frame takes ~6x a
+    640x480 one). None = never."""
     win_stride_px: int = Field(8, ge=4, le=32)
     pyramid_scale: float = Field(1.05, gt=1.0, le=2.0)
     """Scale step between pyramid levels; larger = faster, coarser."""
