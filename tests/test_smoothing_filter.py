@@ -24,29 +24,42 @@ def _filterpy(x, P, dt, q, R) -> KalmanFilter:
     return kf
 
 
-def test_predict_update_match_filterpy_on_random_data():
+def _plain_bank(q: np.ndarray, meas_std: np.ndarray, n: int) -> jf.JointFilterBank:
+    """A bank with its extras switched off (no limits, wrap, gate, Huber, Q boost or coasting
+    decay): exactly n x c filterpy filters."""
+    c = len(q)
+    return jf.JointFilterBank(q=q, meas_std=meas_std, lower=np.full(c, -np.inf),
+                              upper=np.full(c, np.inf), wrap=np.zeros(c, bool), gate_sigma=1e9,
+                              gate_max_frames=0, limit_margin=1.0, huber_sigma=1e9,
+                              coast_tau_s=1e300, q_boost_max=1.0, capacity=n)
+
+
+def test_bank_step_matches_filterpy_on_random_data():
     rng = np.random.default_rng(0)
     n, c = 4, 7
+    q, meas_std = rng.uniform(0.1, 50.0, c), rng.uniform(0.03, 0.4, c)
+    bank = _plain_bank(q, meas_std, n)
     x = rng.normal(size=(n, c, 2))
     A = rng.normal(size=(n, c, 2, 2))
     P = A @ A.swapaxes(-1, -2) + 0.1 * np.eye(2)
-    for _ in range(20):  # a sequence with variable dt and some missing measurements
+    bank.s[jf.X0], bank.s[jf.X1] = x[..., 0], x[..., 1]
+    bank.s[jf.P00], bank.s[jf.P01], bank.s[jf.P11] = P[..., 0, 0], P[..., 0, 1], P[..., 1, 1]
+    slots = np.arange(n)
+    for _ in range(20):  # a sequence with variable dt, confidence and some missing measurements
         dt = rng.uniform(0.005, 0.1, n)
-        q = rng.uniform(0.1, 50.0, c)
+        conf = rng.uniform(0.2, 1.0, n)
         z = rng.normal(size=(n, c))
-        R = rng.uniform(0.001, 0.2, (n, c))
         mask = rng.random((n, c)) > 0.2
-        x1, P1 = jf.predict(x, P, dt, q)
-        x2, P2 = jf.update(x1, P1, z, R, mask)
+        accepted = bank.step(slots, bank.t_s[slots] + dt, z, conf, mask)
+        np.testing.assert_array_equal(accepted, mask)
+        x2, P2 = np.stack([bank.posterior(i)[0] for i in slots]), np.stack([bank.posterior(i)[1] for i in slots])
         for i in range(n):
             for j in range(c):
-                kf = _filterpy(x[i, j], P[i, j], dt[i], q[j], R[i, j])
+                kf = _filterpy(x[i, j], P[i, j], dt[i], q[j], meas_std[j] ** 2 / conf[i] ** 2)
                 kf.predict()
-                np.testing.assert_allclose(x1[i, j], kf.x, atol=1e-12)
-                np.testing.assert_allclose(P1[i, j], kf.P, atol=1e-12)
                 kf.update(z[i, j] if mask[i, j] else None)
-                np.testing.assert_allclose(x2[i, j], kf.x, atol=1e-10)
-                np.testing.assert_allclose(P2[i, j], kf.P, atol=1e-10)
+                np.testing.assert_allclose(x2[i, j], kf.x, rtol=1e-9, atol=1e-10)
+                np.testing.assert_allclose(P2[i, j], kf.P, rtol=1e-9, atol=1e-10)
         x, P = x2, P2
 
 

@@ -1,11 +1,14 @@
-"""Joint-limit-aware constant-velocity Kalman filter over (tracks, channels), vectorized.
+"""Joint-limit-aware constant-velocity Kalman filter over (tracks, channels), compiled with numba.
 
 Every channel (one SKEL DoF, or one axis of the root translation) is an independent
 constant-velocity model with state x = [angle, angular velocity] and a scalar measurement
-H = [1, 0]. Independence makes P block-diagonal with 2x2 blocks, so a filter over 46 DoFs is
-46 filterpy `KalmanFilter(dim_x=2, dim_z=1)`s run side by side; the arrays carry them all at
-once: x (n, c, 2), P (n, c, 2, 2). The textbook names (x, P, F, Q, R, H, K, S, y) are kept so
-the code reads against filterpy; tests check x, P against filterpy on random data.
+H = [1, 0]. Independence makes P block-diagonal with symmetric 2x2 blocks, so a filter over
+46 DoFs is 46 filterpy `KalmanFilter(dim_x=2, dim_z=1)`s run side by side. `_step_kernel`
+writes one such filter's predict and update out as scalar algebra (the textbook names x, P, F,
+Q, R, K, S, y are kept so it reads against filterpy; a test checks it against filterpy on random
+data) and loops it over every (track, channel). Compiled because a frame of 10 people is ~500
+tiny filters: as numpy array expressions the ~70 calls per frame cost ~100 us of interpreter
+overhead whatever the size; the loop costs a few microseconds.
 
 Transition and process noise depend on the real interval dt (seconds) between frames:
 F = [[1, dt], [0, 1]], Q = q * [[dt^3/3, dt^2/2], [dt^2/2, dt]] (continuous white-noise
@@ -17,24 +20,117 @@ overshoot or oscillate at a limit); measurements far outside the box get a large
 per-DoF `limit_active` flag says where the projection acted. Unbounded DoFs (pelvis) wrap:
 innovations are taken on the circle and the angle is kept in [-pi, pi).
 
-Robustness, in `JointFilterBank.step`: a Mahalanobis gate (y^2 / S > gate^2: the measurement is
-skipped, at most `gate_max_frames` times in a row), a Huber weight below the gate (R grows with
-the distance, so one bad value pulls less), R = sigma^2 / confidence^2, no update where a DoF is
-unobserved, velocity decay where nothing was measured (joints stop; a coasting CV model would
-fly off), and Q scaled by a running normalized innovation squared (>= 1): a DoF that starts a
-fast move gets a responsive model within a few frames while one at rest stays smooth.
+Robustness: a Mahalanobis gate (y^2 / S > gate^2: the measurement is skipped, at most
+`gate_max_frames` times in a row), a Huber weight below the gate (R grows with the distance, so
+one bad value pulls less), R = sigma^2 / confidence^2, no update where a DoF is unobserved,
+velocity decay where nothing was measured (joints stop; a coasting CV model would fly off), and
+Q scaled by a running normalized innovation squared (>= 1): a DoF that starts a fast move gets a
+responsive model within a few frames while one at rest stays smooth.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 from engines.skel.dofs import wrap_angle
 
 _V0_STD = 2.0  # rad/s (or m/s): prior std of the velocity of a freshly started track
 _NIS_CAP = 100.0  # one wild innovation must not boost Q without bound
 
+# planes of the bank's state (_ROWS, capacity, channels)
+X0, X1, P00, P01, P11, NIS, N_REJ = range(7)
+_ROWS = 7
 
-# --- the filter equations (stateless: arrays in, arrays out) ---------------------------------
+
+# --- one filter step, compiled -----------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _wrap(a: float) -> float:
+    return (a + math.pi) % (2.0 * math.pi) - math.pi
+
+
+@njit(cache=True, inline="always")
+def _limit_distance(z: float, lower: float, upper: float) -> float:
+    """How far z lies outside [lower, upper]; 0 inside or for an unbounded channel."""
+    return max(lower - z, 0.0) + max(z - upper, 0.0)
+
+
+@njit(cache=True)
+def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence, observed,
+                 q, meas_var, lower, upper, wrap, gate2, gate_max_frames, inv_huber2,
+                 inv_margin, q_boost_max, q_boost_tau_s, coast_tau_s):
+    """Predict every (slot, channel) to t_s and update it with z where observed, in place.
+
+    s (7, capacity, c) state planes; active, accepted (n, c) bool out; t_state, t_meas
+    (capacity,) s; slots (n,); t_s, confidence (n,); z, observed (n, c); per-channel q,
+    meas_var, lower, upper, wrap, gate2 (c,)."""
+    n, c = z.shape
+    for i in range(n):
+        k = slots[i]
+        dt = max(t_s[i] - t_state[k], 0.0)             # out-of-order or equal stamps: no motion
+        coast_decay = math.exp(-dt / coast_tau_s)
+        nis_gain = 1.0 - math.exp(-dt / q_boost_tau_s)
+        r_scale = 1.0 / (confidence[i] * confidence[i])
+        any_accepted = False
+        for j in range(c):
+            x0, x1 = s[X0, k, j], s[X1, k, j]
+            p00, p01, p11 = s[P00, k, j], s[P01, k, j], s[P11, k, j]
+            nis = s[NIS, k, j]
+            # predict: x = F x, P = F P F' + Q; Q boosted while innovations run large
+            qj = q[j] * min(max(nis, 1.0), q_boost_max)
+            x0 += dt * x1
+            p00 += dt * (2.0 * p01 + dt * p11) + qj * dt * dt * dt / 3.0
+            p01 += dt * p11 + qj * dt * dt / 2.0
+            p11 += qj * dt
+            zj = z[i, j]
+            ok = False
+            if observed[i, j] and math.isfinite(zj):
+                # R = sigma^2 / confidence^2, inflated for a measurement outside the limits
+                R = meas_var[j] * r_scale * (1.0 + (_limit_distance(zj, lower[j], upper[j]) * inv_margin) ** 2)
+                y = zj - x0                               # y = z - H x
+                if wrap[j]:
+                    y = _wrap(y)                          # shortest way round: no 2 pi jumps
+                S = p00 + R                               # S = H P H' + R
+                d2 = y * y / S                            # Mahalanobis distance^2 (1 dof)
+                if d2 > gate2[j] and s[N_REJ, k, j] < gate_max_frames:
+                    s[N_REJ, k, j] += 1.0                 # gated: an outlier, skip it
+                else:
+                    s[N_REJ, k, j] = 0.0
+                    # Huber: beyond huber_sigma R grows with the distance, bounding the pull
+                    S = p00 + max(math.sqrt(d2 * inv_huber2), 1.0) * R
+                    k0, k1 = p00 / S, p01 / S             # K = P H' S^-1
+                    x0 += k0 * y                          # x = x + K y
+                    x1 += k1 * y
+                    p11 -= k1 * p01                       # P = (I - K H) P
+                    p01 *= 1.0 - k0
+                    p00 *= 1.0 - k0
+                    if wrap[j]:
+                        x0 = _wrap(x0)                    # wrapping angles stay in [-pi, pi)
+                    ok = True
+                nis += nis_gain * (min(d2, _NIS_CAP) - nis)  # running mean of d2 where measured
+            else:
+                x1 *= coast_decay                         # unseen: x = D x, P = D P D',
+                p01 *= coast_decay                        #   D = diag(1, decay): joints stop
+                p11 *= coast_decay * coast_decay
+            # the joint-limit box: project the angle, zero the rate that points out
+            x0 = min(max(x0, lower[j]), upper[j])
+            at_lo, at_hi = x0 <= lower[j], x0 >= upper[j]
+            if (at_lo and x1 < 0.0) or (at_hi and x1 > 0.0):
+                x1 = 0.0
+            active[i, j] = at_lo or at_hi
+            accepted[i, j] = ok
+            any_accepted |= ok
+            s[X0, k, j], s[X1, k, j] = x0, x1
+            s[P00, k, j], s[P01, k, j], s[P11, k, j] = p00, p01, p11
+            s[NIS, k, j] = nis
+        t_state[k] = max(t_s[i], t_state[k])
+        if any_accepted:
+            t_meas[k] = t_state[k]
+
+
+# --- matrix forms, for the fixed-lag smoother (tracking/rts.py) --------------------------------
 
 def cv_transition(dt: np.ndarray) -> np.ndarray:
     """(n,) seconds -> F (n, 1, 2, 2): x_k = F x_{k-1} for a constant-velocity model."""
@@ -59,88 +155,16 @@ def cv_process_noise(dt: np.ndarray, q: np.ndarray) -> np.ndarray:
     return Q
 
 
-def predict(x: np.ndarray, P: np.ndarray, dt: np.ndarray, q: np.ndarray, inplace: bool = False
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Kalman predict. x (n, c, 2), P (n, c, 2, 2), dt (n,) s, q (c,) or (n, c).
-
-    F P F' is written out for the 2x2 blocks: batched 2x2 matmuls cost more than the algebra.
-    inplace=True overwrites x and P (the bank passes its own gathered copies)."""
-    if not inplace:
-        x, P = x.copy(), P.copy()
-    dt = np.asarray(dt, dtype=np.float64)[:, None]   # F = [[1, dt], [0, 1]]
-    x[..., 0] += dt * x[..., 1]                      # x = F x
-    qdt = q * dt                                     # Q = q [[dt^3/3, dt^2/2], [dt^2/2, dt]]
-    p01, p11 = P[..., 0, 1], P[..., 1, 1]
-    P[..., 0, 0] += dt * (2.0 * p01 + dt * p11) + qdt * dt * dt / 3.0  # P = F P F' + Q
-    p01 += dt * p11 + qdt * dt / 2.0                 # (p01, p11 are views into P)
-    P[..., 1, 0] = p01
-    p11 += qdt
-    return x, P
-
-
-def update(x: np.ndarray, P: np.ndarray, z: np.ndarray, R: np.ndarray, mask: np.ndarray,
-           wrap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Kalman update with H = [1, 0] per channel; channels where `mask` is False keep the prior
-    (filterpy's `update(None)`). z, R, mask (n, c); wrap (c,) bool: innovation on the circle."""
-    y, S = innovation(x, P, z, R, wrap)         # y = z - H x ; S = H P H' + R
-    return correct(x.copy(), P.copy(), y, S, mask, wrap)
-
-
-def correct(x: np.ndarray, P: np.ndarray, y: np.ndarray, S: np.ndarray, mask: np.ndarray,
-            wrap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The update in place, given the innovation y (n, c) and its variance S (n, c)."""
-    k0 = P[..., 0, 0] * mask / S                # K = P H' S^-1 (S is 1x1 per channel);
-    k1 = P[..., 1, 0] * mask / S                #   no measurement -> no gain
-    x[..., 0] += k0 * y                         # x = x + K y
-    x[..., 1] += k1 * y
-    P[..., 1, 1] -= k1 * P[..., 0, 1]           # P = (I - K H) P, row 1 before row 0 changes
-    P[..., 0, 1] *= 1.0 - k0
-    P[..., 0, 0] *= 1.0 - k0
-    P[..., 1, 0] = P[..., 0, 1]                 # = P10 - k1 P00, equal in exact arithmetic
-    if wrap is not None:
-        w = np.flatnonzero(wrap)
-        x[..., w, 0] = wrap_angle(x[..., w, 0])  # keep wrapping angles in [-pi, pi)
-    return x, P
-
-
-def innovation(x: np.ndarray, P: np.ndarray, z: np.ndarray, R: np.ndarray,
-               wrap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """y (n, c) residual (on the circle where `wrap`) and its variance S (n, c)."""
-    y = z - x[..., 0]                           # y = z - H x
-    if wrap is not None:
-        w = np.flatnonzero(wrap)
-        y[..., w] = wrap_angle(y[..., w])       # shortest way round: no 2 pi jumps
-    S = P[..., 0, 0] + R                        # S = H P H' + R
-    return y, S
-
-
 def project_to_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Constrain x (n, c, 2) to lower <= angle <= upper (c,); zero the velocity that points out.
-    Returns (x, active) with active (n, c) bool where a bound was hit."""
-    x[..., 0] = np.minimum(np.maximum(x[..., 0], lower), upper)  # x = argmin_box |x - x_post|
+    """Constrain x (n, c, 2) to lower <= angle <= upper (c,) in place; zero the rate that points
+    out. Returns (x, active (n, c) bool where a bound was hit)."""
+    x[..., 0] = np.minimum(np.maximum(x[..., 0], lower), upper)
     at_lo = x[..., 0] <= lower
     at_hi = x[..., 0] >= upper
     v = x[..., 1]
-    x[..., 1] = np.where((at_lo & (v < 0.0)) | (at_hi & (v > 0.0)), 0.0, v)  # no outward motion
+    x[..., 1] = np.where((at_lo & (v < 0.0)) | (at_hi & (v > 0.0)), 0.0, v)
     return x, at_lo | at_hi
-
-
-def damp_velocity(x: np.ndarray, P: np.ndarray, dt: np.ndarray, tau_s: float,
-                  mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Decay the velocity of unmeasured channels (mask (n, c); None = all) by exp(-dt / tau_s).
-
-    Without measurements a constant-velocity model extrapolates a noisy velocity for as long as
-    it coasts; joints stop, so an unseen DoF should slow down and hold. x' = D x, P' = D P D'
-    with D = diag(1, d)."""
-    d = np.exp(-np.asarray(dt, dtype=np.float64) / tau_s)[:, None]
-    if mask is not None:
-        d = np.where(mask, d, 1.0)
-    x[..., 1] *= d                              # x = D x
-    P[..., 0, 1] *= d                           # P = D P D'
-    P[..., 1, 0] *= d
-    P[..., 1, 1] *= d * d
-    return x, P
 
 
 # --- the per-track bank --------------------------------------------------------------------
@@ -148,9 +172,10 @@ def damp_velocity(x: np.ndarray, P: np.ndarray, dt: np.ndarray, tau_s: float,
 class JointFilterBank:
     """State of many tracks' filters in preallocated slots (the stage maps tracks to slots).
 
-    x (capacity, c, 2): angle (rad or m) and its rate (/s); P (capacity, c, 2, 2).
-    `step` runs predict to the frame time, a gated, limit-aware update and the box projection
-    for a batch of slots at once.
+    s (7, capacity, c): planes x0 angle (rad or m), x1 its rate (/s), p00, p01, p11 (the
+    symmetric P), the running NIS and the count of consecutive gated measurements. `step` runs
+    predict to the frame time, the gated, limit-aware update and the box projection for a batch
+    of slots at once.
     """
 
     def __init__(self, q: np.ndarray, meas_std: np.ndarray, lower: np.ndarray, upper: np.ndarray,
@@ -163,8 +188,7 @@ class JointFilterBank:
         self.lower = np.asarray(lower, dtype=np.float64)
         self.upper = np.asarray(upper, dtype=np.float64)
         self.wrap = np.asarray(wrap, dtype=bool)
-        self.bounded = np.isfinite(self.lower) | np.isfinite(self.upper)
-        self.gate2 = np.square(np.broadcast_to(np.asarray(gate_sigma, dtype=np.float64), self.q.shape))
+        self.gate2 = np.square(np.broadcast_to(np.asarray(gate_sigma, dtype=np.float64), self.q.shape)).copy()
         self.huber2 = float(huber_sigma) ** 2
         self.coast_tau_s = float(coast_tau_s)
         self.q_boost_max = float(q_boost_max)
@@ -173,13 +197,10 @@ class JointFilterBank:
         self.gate_max_frames = int(gate_max_frames)
         self.limit_margin = float(limit_margin)
         c = self.q.shape[0]
-        self.x = np.zeros((capacity, c, 2))
-        self.P = np.zeros((capacity, c, 2, 2))
+        self.s = np.zeros((_ROWS, capacity, c))
         self.t_s = np.zeros(capacity)             # time of the state (s)
         self.t_meas_s = np.zeros(capacity)        # time of the last accepted measurement (s)
-        self.n_rejected = np.zeros((capacity, c), dtype=np.int32)
         self.active = np.zeros((capacity, c), dtype=bool)
-        self.nis = np.ones((capacity, c))         # running normalized innovation squared
 
     @property
     def channels(self) -> int:
@@ -187,17 +208,13 @@ class JointFilterBank:
 
     def grow(self, capacity: int) -> None:
         """Make room for `capacity` slots, keeping existing state."""
-        extra = capacity - self.x.shape[0]
+        extra = capacity - self.s.shape[1]
         if extra <= 0:
             return
-        c = self.channels
-        self.x = np.concatenate([self.x, np.zeros((extra, c, 2))])
-        self.P = np.concatenate([self.P, np.zeros((extra, c, 2, 2))])
+        self.s = np.concatenate([self.s, np.zeros((_ROWS, extra, self.channels))], axis=1)
         self.t_s = np.concatenate([self.t_s, np.zeros(extra)])
         self.t_meas_s = np.concatenate([self.t_meas_s, np.zeros(extra)])
-        self.n_rejected = np.concatenate([self.n_rejected, np.zeros((extra, c), dtype=np.int32)])
-        self.active = np.concatenate([self.active, np.zeros((extra, c), dtype=bool)])
-        self.nis = np.concatenate([self.nis, np.ones((extra, c))])
+        self.active = np.concatenate([self.active, np.zeros((extra, self.channels), dtype=bool)])
 
     def meas_var_for(self, z: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """R (n, c): base variance / confidence^2, times 1 + (distance outside limits / margin)^2."""
@@ -213,56 +230,43 @@ class JointFilterBank:
         R = self.meas_var_for(z, confidence)
         x = np.zeros((len(slots), self.channels, 2))
         x[..., 0] = np.where(self.wrap, wrap_angle(z), z)
-        P = np.zeros((len(slots), self.channels, 2, 2))
-        P[..., 0, 0] = np.where(observed, R, self.unseen_var)  # unseen: wide prior, first sight wins
-        P[..., 1, 1] = _V0_STD ** 2
         x, act = project_to_box(x, self.lower, self.upper)
-        self.x[slots], self.P[slots], self.active[slots] = x, P, act & self.bounded
+        s = np.zeros((_ROWS, len(slots), self.channels))
+        s[X0], s[X1] = x[..., 0], x[..., 1]
+        s[P00] = np.where(observed, R, self.unseen_var)  # unseen: wide prior, first sight wins
+        s[P11] = _V0_STD ** 2
+        s[NIS] = 1.0
+        self.s[:, slots] = s
+        self.active[slots] = act
         self.t_s[slots] = t_s
         self.t_meas_s[slots] = t_s
-        self.n_rejected[slots] = 0
-        self.nis[slots] = 1.0
-
-    def predict(self, slots: np.ndarray, t_s: np.ndarray) -> None:
-        """Move slots to time t_s (n,) seconds; no measurement (coasting)."""
-        dt = np.maximum(t_s - self.t_s[slots], 0.0)  # out-of-order or equal stamps: no motion
-        x, P = predict(self.x[slots], self.P[slots], dt, self.q, inplace=True)
-        x, P = damp_velocity(x, P, dt, self.coast_tau_s, None)
-        x, act = project_to_box(x, self.lower, self.upper)
-        self.x[slots], self.P[slots], self.active[slots] = x, P, act & self.bounded
-        self.t_s[slots] = np.maximum(t_s, self.t_s[slots])
 
     def step(self, slots: np.ndarray, t_s: np.ndarray, z: np.ndarray, confidence: np.ndarray,
              observed: np.ndarray) -> np.ndarray:
         """Predict to t_s (n,) s, then update with z (n, c) where `observed` (n, c) bool.
         confidence (n,) in (0, 1] scales R. Returns accepted (n, c) bool (False = gated/unseen)."""
-        dt = np.maximum(t_s - self.t_s[slots], 0.0)
-        nis = self.nis[slots]
-        q = self.q * np.clip(nis, 1.0, self.q_boost_max)  # innovations too big: the model is failing
-        x, P = predict(self.x[slots], self.P[slots], dt, q, inplace=True)
-        observed = observed & np.isfinite(z)
-        z = np.where(observed, z, 0.0)
-        R = self.meas_var_for(z, confidence)
-        y, S = innovation(x, P, z, R, self.wrap)
-        d2 = np.square(y) / S                              # Mahalanobis distance^2 (1 dof)
-        n_rej = self.n_rejected[slots]
-        gated = observed & (d2 > self.gate2) & (n_rej < self.gate_max_frames)
-        accepted = observed & ~gated
-        # Huber: beyond huber2 the measurement's variance grows with its distance, bounding its pull
-        w = np.sqrt(np.maximum(d2, self.huber2) / self.huber2)
-        S = S + (w - 1.0) * R                              # S = H P H' + w R  (Huber weight 1/w)
-        x, P = correct(x, P, y, S, accepted, self.wrap)
-        x, P = damp_velocity(x, P, dt, self.coast_tau_s, ~observed)
-        a = 1.0 - np.exp(-dt / self.q_boost_tau_s)[:, None]
-        self.nis[slots] = np.where(observed, nis + a * (np.minimum(d2, _NIS_CAP) - nis), nis)
-        x, act = project_to_box(x, self.lower, self.upper)
-        self.x[slots], self.P[slots], self.active[slots] = x, P, act & self.bounded
-        self.n_rejected[slots] = np.where(gated, n_rej + 1, np.where(accepted, 0, n_rej))
-        self.t_s[slots] = np.maximum(t_s, self.t_s[slots])
-        self.t_meas_s[slots] = np.where(accepted.any(axis=1), self.t_s[slots], self.t_meas_s[slots])
+        n = len(slots)
+        active = np.empty((n, self.channels), dtype=bool)
+        accepted = np.empty((n, self.channels), dtype=bool)
+        _step_kernel(self.s, active, accepted, self.t_s, self.t_meas_s,
+                     np.ascontiguousarray(slots, dtype=np.int64),
+                     np.ascontiguousarray(t_s, dtype=np.float64),
+                     np.ascontiguousarray(z, dtype=np.float64),
+                     np.ascontiguousarray(confidence, dtype=np.float64),
+                     np.ascontiguousarray(observed, dtype=np.bool_),
+                     self.q, self.meas_var, self.lower, self.upper, self.wrap, self.gate2,
+                     float(self.gate_max_frames), 1.0 / self.huber2, 1.0 / self.limit_margin,
+                     self.q_boost_max, self.q_boost_tau_s, self.coast_tau_s)
+        self.active[slots] = active
         return accepted
 
     def state(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(angle (n, c), rate (n, c), limit_active (n, c) bool) of slots."""
-        x = self.x[slots]
-        return x[..., 0], x[..., 1], self.active[slots]
+        return self.s[X0, slots], self.s[X1, slots], self.active[slots]
+
+    def posterior(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """One slot's state in filterpy's layout: x (c, 2), P (c, 2, 2)."""
+        x0, x1, p00, p01, p11 = self.s[:P11 + 1, slot]
+        x = np.stack([x0, x1], axis=-1)
+        P = np.stack([np.stack([p00, p01], -1), np.stack([p01, p11], -1)], -2)
+        return x, P

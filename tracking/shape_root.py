@@ -11,7 +11,10 @@
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 from engines.skel.dofs import NUM_BETAS
 from tracking.smoothing_config import SmoothingConfig
@@ -40,17 +43,33 @@ class BetasBank:
     def update(self, slots: np.ndarray, t_s: np.ndarray, betas: np.ndarray,
                confidence: np.ndarray) -> np.ndarray:
         """Fold betas (n, 10) measured at t_s (n,) s with confidence (n,) in; returns (n, 10)."""
-        w = self.weight[slots]
-        fresh = w <= 0.0
-        dt = np.maximum(t_s - self.t_s[slots], 0.0)
-        gain = np.maximum(confidence / (w + confidence), np.minimum(dt / self.time_constant_s, 1.0))
-        gain = np.where(fresh, 1.0, gain)[:, None]
-        r = betas - self.mean[slots]                     # residual
-        r = np.where(fresh[:, None], r, np.clip(r, -self.huber, self.huber))  # Huber: bounded pull
-        self.mean[slots] = self.mean[slots] + gain * r
-        self.weight[slots] = w + confidence
-        self.t_s[slots] = t_s
+        _betas_kernel(self.mean, self.weight, self.t_s, np.ascontiguousarray(slots, dtype=np.int64),
+                      np.ascontiguousarray(t_s, dtype=np.float64),
+                      np.ascontiguousarray(betas, dtype=np.float64),
+                      np.ascontiguousarray(confidence, dtype=np.float64),
+                      self.time_constant_s, self.huber)
         return self.mean[slots]
+
+
+@njit(cache=True)
+def _betas_kernel(mean, weight, t_state, slots, t_s, betas, confidence, time_constant_s, huber):
+    """The running robust mean, in place, per slot (compiled: a frame is a few tiny updates)."""
+    for i in range(slots.size):
+        k = slots[i]
+        w, conf = weight[k], confidence[i]
+        fresh = w <= 0.0
+        if fresh:
+            gain = 1.0                                   # the first estimate is taken as is
+        else:                                            # 1/n-like, never slower than an EMA
+            dt = max(t_s[i] - t_state[k], 0.0)
+            gain = max(conf / (w + conf), min(dt / time_constant_s, 1.0))
+        for j in range(betas.shape[1]):
+            r = betas[i, j] - mean[k, j]                 # residual
+            if not fresh:
+                r = min(max(r, -huber), huber)           # Huber: bounded pull
+            mean[k, j] += gain * r
+        weight[k] = w + conf
+        t_state[k] = t_s[i]
 
 
 def translation_channels(cfg: SmoothingConfig) -> dict[str, np.ndarray]:
@@ -73,13 +92,21 @@ def root_quaternions(q: np.ndarray) -> np.ndarray:
     Same result as `engines.skel.kinematics.root_orientation_wxyz` (tested), written as the
     product qz(q0) qx(q1) qy(q2) of the pelvis axes because building matrices and converting
     them back costs more than the whole filter step."""
-    h = 0.5 * np.asarray(q[..., :3], dtype=np.float64)
-    c, s = np.cos(h), np.sin(h)
-    ca, cb, cc = c[..., 0], c[..., 1], c[..., 2]
-    sa, sb, sc = s[..., 0], s[..., 1], s[..., 2]
-    wxyz = np.stack([ca * cb * cc - sa * sb * sc,
-                     ca * sb * cc - sa * cb * sc,
-                     ca * cb * sc + sa * sb * cc,
-                     sa * cb * cc + ca * sb * sc], axis=-1)
-    wxyz *= np.where(wxyz[..., :1] < 0.0, -1.0, 1.0)
-    return wxyz.astype(np.float32)
+    q = np.asarray(q, dtype=np.float64)
+    out = np.empty((q.shape[0], 4), dtype=np.float32)
+    _root_quaternions_kernel(q[:, :3], out)
+    return out
+
+
+@njit(cache=True)
+def _root_quaternions_kernel(pelvis, out):
+    for i in range(pelvis.shape[0]):
+        a, b, c = 0.5 * pelvis[i, 0], 0.5 * pelvis[i, 1], 0.5 * pelvis[i, 2]
+        ca, cb, cc = math.cos(a), math.cos(b), math.cos(c)
+        sa, sb, sc = math.sin(a), math.sin(b), math.sin(c)
+        w = ca * cb * cc - sa * sb * sc
+        x = ca * sb * cc - sa * cb * sc
+        y = ca * cb * sc + sa * sb * cc
+        z = sa * cb * cc + ca * sb * sc
+        sign = -1.0 if w < 0.0 else 1.0                  # w >= 0: one of the two equal quaternions
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = sign * w, sign * x, sign * y, sign * z

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines.skel.dofs import DOF_BOUNDED, DOF_LOWER, DOF_UPPER, NUM_DOFS
+from engines.skel.dofs import DOF_BOUNDED, DOF_LOWER, DOF_UPPER, NUM_BETAS, NUM_DOFS
 from stream.config import PipelineConfig
 from stream.packet import Packet, Person, TrackEventKind
 from stream.stage import Stage
@@ -37,6 +37,7 @@ def frame_time_s(packet: Packet) -> float:
 
 TRANS = slice(NUM_DOFS, NUM_DOFS + 3)
 """Channels of the pose bank that hold the root translation (after the 46 DoFs)."""
+_NO_TRANS = np.full(3, np.nan)
 
 
 def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
@@ -55,6 +56,18 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
         huber_sigma=cfg.huber_sigma, coast_tau_s=cfg.coast_velocity_time_constant_s,
         q_boost_max=cfg.adaptive_q_max, q_boost_tau_s=cfg.adaptive_q_time_constant_s,
         capacity=capacity)
+
+
+def warm_up_kernels(cfg: SmoothingConfig) -> None:
+    """Compile the filters' numba kernels (or load them from numba's on-disk cache) on scratch
+    state, so the first frames of a stream do not wait ~2 s for the compiler."""
+    bank, betas = make_pose_bank(cfg, capacity=1), BetasBank(1.0, 1.0, capacity=1)
+    slot, t, one = np.zeros(1, dtype=np.int64), np.zeros(1), np.ones(1)
+    z = np.zeros((1, bank.channels))
+    bank.initialize(slot, t, z, one, np.ones_like(z, dtype=bool))
+    bank.step(slot, t + 0.03, z, one, np.ones_like(z, dtype=bool))
+    betas.update(slot, t, np.zeros((1, NUM_BETAS)), one)
+    root_quaternions(bank.state(slot)[0])
 
 
 @dataclass(slots=True)
@@ -101,10 +114,10 @@ class PoseSmoother:
             self.forget(key)
 
     # -- one frame ----------------------------------------------------------------------------
-    def confidence(self, p: Person) -> float:
-        """Trust in a measurement in [floor, 1]: engine confidence x detection score (saturating)."""
-        det = min(1.0, p.score / self.cfg.score_full_trust)
-        return min(1.0, max(p.pose_confidence * det, self.cfg.confidence_floor))
+    def confidence(self, pose_confidence: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """Trust in measurements in [floor, 1]: engine confidence x detection score (saturating)."""
+        det = np.minimum(score / self.cfg.score_full_trust, 1.0)
+        return np.minimum(np.maximum(pose_confidence * det, self.cfg.confidence_floor), 1.0)
 
     def smooth(self, stream_id: str, t_s: float, persons: list[Person]) -> None:
         """Filter one frame's persons in place (events already applied)."""
@@ -132,40 +145,47 @@ class PoseSmoother:
         rows = new + old + coast  # coasting rows are a step with nothing observed: one bank call
         if not rows:
             return
-        slots, z, observed, conf = self._measurements(rows)
+        n_measured = len(new) + len(old)
+        slots, z, observed, conf = self._measurements(rows, n_measured)
         t = np.full(len(slots), t_s)
         k = len(new)
         if k:
             self.bank.initialize(slots[:k], t[:k], z[:k], conf[:k], observed[:k])
         if k < len(slots):
             self.bank.step(slots[k:], t[k:], z[k:], conf[k:], observed[k:])
-        with_b = [i for i, (p, _) in enumerate(rows) if p.q is not None and p.betas is not None]
+        with_b = [i for i, (p, _) in enumerate(rows[:n_measured]) if p.betas is not None]
         if with_b:
             idx = np.array(with_b)
-            b = np.stack([rows[i][0].betas for i in with_b]).astype(np.float64)
+            b = np.array([rows[i][0].betas for i in with_b], dtype=np.float64)
             self.betas.update(slots[idx], t[idx], b, conf[idx])
-        self._write(t_s, rows, n_measured=len(new) + len(old))
+        self._write(t_s, rows, n_measured)
 
-    def _measurements(self, batch: list[tuple[Person, _Track]]):
+    def _measurements(self, batch: list[tuple[Person, _Track]], n_measured: int):
         """slots (n,), z (n, 49) (q then trans_m, NaN = none), observed (n, 49), confidence (n,).
-        A person without q (coasting) is a row with nothing observed."""
+        The first `n_measured` rows carry a pose; the rest coast (a row with nothing observed).
+        Built from per-field lists so numpy converts each field once, not a row at a time."""
         n = len(batch)
-        slots = np.empty(n, dtype=np.int64)
+        slots = np.fromiter((track.slot for _, track in batch), dtype=np.int64, count=n)
         z = np.full((n, NUM_DOFS + 3), np.nan)
-        observed = np.ones((n, NUM_DOFS + 3), dtype=bool)
+        observed = np.zeros((n, NUM_DOFS + 3), dtype=bool)
         conf = np.ones(n)
-        for i, (p, track) in enumerate(batch):
-            slots[i] = track.slot
-            if p.q is None:
-                observed[i] = False
-                continue
-            z[i, :NUM_DOFS] = p.q
-            if p.trans_m is not None:
-                z[i, TRANS] = p.trans_m
-                track.has_trans = True
-            if p.dof_observed is not None:
-                observed[i, :NUM_DOFS] = p.dof_observed
-            conf[i] = self.confidence(p)
+        if n_measured:
+            m = slice(0, n_measured)
+            qs, trans, seen, quality = [], [], [], []
+            for p, track in batch[:n_measured]:
+                qs.append(p.q)
+                if p.trans_m is not None:
+                    track.has_trans = True
+                    trans.append(p.trans_m)
+                else:
+                    trans.append(_NO_TRANS)
+                seen.append(self._all_seen if p.dof_observed is None else p.dof_observed)
+                quality.append((p.pose_confidence, p.score))
+            z[m, :NUM_DOFS] = qs
+            z[m, TRANS] = trans
+            observed[m, :NUM_DOFS] = seen
+            observed[m, TRANS] = True
+            conf[m] = self.confidence(*np.array(quality).T)
         return slots, z, observed, conf
 
     def _write(self, t_s: float, batch: list[tuple[Person, _Track]], n_measured: int) -> None:
@@ -188,8 +208,8 @@ class PoseSmoother:
             if has_b[i]:
                 p.betas = betas32[i]
             if track.history is not None:
-                track.history.append(t_s, self.bank.x[track.slot, :NUM_DOFS],
-                                     self.bank.P[track.slot, :NUM_DOFS])
+                x_slot, P_slot = self.bank.posterior(track.slot)
+                track.history.append(t_s, x_slot[:NUM_DOFS], P_slot[:NUM_DOFS])
 
     def smoothed_at(self, track: _Track, t_s: float) -> tuple[np.ndarray, np.ndarray] | None:
         """Fixed-lag RTS estimate (q (46,), q_vel (46,)) of a track at a past frame time."""
@@ -212,6 +232,7 @@ class SmoothingStage(Stage):
         self._retired: dict[str, list[tuple[int, Key, _Track]]] = {}
 
     def setup(self) -> None:
+        warm_up_kernels(self.cfg)
         self._smoother = PoseSmoother(self.cfg)
 
     @property
