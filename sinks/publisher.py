@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import zmq
 
 from sinks.config import PublisherConfig
-from sinks.schema import (TOPIC_SEP, encode_frame, encode_heartbeat, encode_meta, topic_for)
+from sinks.schema import (TOPIC_SEP, encode_frame, encode_heartbeat, encode_meta,
+                           with_publish_time, topic_for)
 from stream.errors import TransportError
 from stream.packet import Packet, TrackState
 
@@ -223,7 +224,9 @@ class Publisher:
             st.empty, st.next_heartbeat = True, now + self.cfg.heartbeat_interval_s
         else:
             st.empty = False
-        self._send(topic, encode_frame(packet, self._next(st), time.time_ns()))
+        payload = encode_frame(packet, self._next(st), time.time_ns())
+        # publish time = when ZeroMQ gets the bytes, not before the (up to ~50 us) encoding
+        self._send(topic, with_publish_time(payload, time.time_ns()))
         self.stats.frames += 1
         return "frame"
 

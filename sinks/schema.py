@@ -181,17 +181,32 @@ def _person_map(p: Person) -> dict:
 
 
 def encode_frame(packet: Packet, pub_seq: int, publish_utc_ns: int) -> bytes:
-    """Packet -> 'frame' payload (persons in packet order, REMOVED tracks left out)."""
+    """Packet -> 'frame' payload (persons in packet order, REMOVED tracks left out).
+
+    `publish_utc_ns` is packed last so the publisher can overwrite it in place with the instant
+    it hands the bytes to ZeroMQ (`with_publish_time`), after the encoding."""
     fi, k = packet.frame, packet.intrinsics
     return _packer.pack({
         "schema": SCHEMA_VERSION, "kind": "frame", "stream": fi.stream_id, "pub_seq": pub_seq,
         "seq": fi.seq, "capture_ns": fi.capture_ns, "capture_utc_ns": fi.capture_utc_ns,
-        "publish_utc_ns": publish_utc_ns, "width": fi.width, "height": fi.height,
+        "width": fi.width, "height": fi.height,
         "intrinsics": None if k is None else {"fx": float(k.fx), "fy": float(k.fy),
                                               "cx": float(k.cx), "cy": float(k.cy),
                                               "source": k.source},
         "persons": [_person_map(p) for p in packet.persons if p.track_state is not _REMOVED],
+        "publish_utc_ns": publish_utc_ns,
     })
+
+
+_UINT64 = 0xCF  # msgpack's uint64 marker: any real UTC ns stamp (> 2^32) is packed with it
+
+
+def with_publish_time(payload: bytes, publish_utc_ns: int) -> bytes:
+    """A frame payload from `encode_frame` with its publish_utc_ns (the last 9 bytes: uint64
+    marker + 8 big-endian bytes) set to `publish_utc_ns`."""
+    if len(payload) < 9 or payload[-9] != _UINT64 or not 2 ** 32 <= publish_utc_ns < 2 ** 64:
+        raise ValueError("with_publish_time needs a frame encoded with a real UTC ns stamp")
+    return payload[:-8] + publish_utc_ns.to_bytes(8, "big")
 
 
 def encode_heartbeat(stream_id: str, pub_seq: int, publish_utc_ns: int, seq: int = -1,

@@ -67,6 +67,32 @@ def test_round_trip_meta_frames_heartbeats(kind, tmp_path):
     assert sub.meta is not None and sub.dof_index["knee_angle_r"] == 6
 
 
+@pytest.mark.parametrize("conflate", [False, True])
+def test_spinning_subscriber_gets_every_frame_and_keeps_its_timeout(conflate):
+    endpoint, conflated = ep(), ep()
+    cfg = PublisherConfig(endpoint=endpoint, conflated_endpoint=conflated)
+    with Publisher(cfg) as pub, PoseSubscriber(conflated if conflate else endpoint,
+                                               conflate=conflate, spin_s=0.2) as sub:
+        got = []
+        deadline = time.monotonic() + 5
+        for i in range(30):
+            pub.publish(synthetic_packet("cam0", i, 1))
+            r = sub.recv(1.0)  # one at a time, so the conflated socket has nothing to drop
+            while r is not None and not isinstance(r.msg, FrameMsg) and time.monotonic() < deadline:
+                r = sub.recv(1.0)
+            if r is None and conflate and not got:  # PUB: the subscription may not be there yet
+                continue
+            assert r is not None
+            got.append(r)
+        t0 = time.monotonic()
+        assert sub.recv(0.3) is None  # spinning gives up at the timeout like a blocking wait
+        waited = time.monotonic() - t0
+    assert 0.25 < waited < 1.5
+    seqs = [r.msg.seq for r in got]
+    assert seqs == list(range(seqs[0], 30)) and len(seqs) >= 25
+    assert all(r.msg.publish_utc_ns <= r.recv_utc_ns for r in got)  # stamped before sending
+
+
 def test_topic_filter_and_meta_on_subscribe():
     endpoint = ep()
     with Publisher(PublisherConfig(endpoint=endpoint, meta_interval_s=100.0)) as pub:

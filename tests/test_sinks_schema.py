@@ -12,9 +12,22 @@ from hypothesis import strategies as st
 from engines.skel.dofs import DOF_NAMES, JOINT_PARENTS
 from sinks.schema import (SCHEMA_VERSION, FrameMsg, HeartbeatMsg, MetaMsg, SchemaError,
                           SchemaVersionError, decode, encode_frame, encode_heartbeat, encode_meta,
-                          frame_to_packet, restamp)
+                          frame_to_packet, restamp, with_publish_time)
 from sinks.synth import synthetic_packet
 from stream.packet import TrackState
+
+
+def test_publish_time_is_stamped_after_encoding_without_touching_the_rest():
+    pkt = synthetic_packet("cam0", 7, 3)
+    encoded_at = time.time_ns()
+    payload = encode_frame(pkt, 5, encoded_at)
+    sent_at = encoded_at + 123_456
+    m, ref = decode(with_publish_time(payload, sent_at)), decode(payload)
+    assert m.publish_utc_ns == sent_at and ref.publish_utc_ns == encoded_at
+    assert (m.seq, m.pub_seq, m.capture_ns) == (ref.seq, ref.pub_seq, ref.capture_ns)
+    assert [p.q.tobytes() for p in m.persons] == [p.q.tobytes() for p in ref.persons]
+    with pytest.raises(ValueError, match="real UTC ns stamp"):
+        with_publish_time(encode_frame(pkt, 5, 0), sent_at)  # 0 is not packed as uint64
 
 
 def test_frame_round_trip_is_exact():
