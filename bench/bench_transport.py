@@ -6,7 +6,9 @@ stage copies each frame into its shared-memory ring and sends the packet through
 downstream stage (needs_image=True) records `monotonic_ns() - capture_ns` when `process()` starts,
 i.e. with the pixel view attached. Two source flavours: `read()` + one copy into the slot, and
 `read_into(slot)` (a decoder writing straight into shared memory, no copy). Baseline: the same frames, rate and clock points through one
-`multiprocessing.Queue` between two spawned processes (pixels pickled through a pipe).
+`multiprocessing.Queue` between two spawned processes (pixels pickled through a pipe). Floor:
+a 512-byte stamp through a bare pipe to a process sleeping in poll(), same pacing: what waking
+another process costs on this machine before any frame moves.
 
 Both run in the same invocation, alternating rounds, so machine load hits both alike.
     .venv/bin/python bench/bench_transport.py [--frames 240] [--fps 60] [--rounds 2]
@@ -146,6 +148,41 @@ def run_mpqueue(n: int, fps: float, tmp: str) -> np.ndarray:
     return np.load(path)
 
 
+def _pipe_producer(conn, n: int, fps: float) -> None:
+    t0 = time.monotonic() + 0.2
+    for i in range(n):
+        time.sleep(max(0.0, t0 + i / fps - time.monotonic()))
+        conn.send_bytes(time.monotonic_ns().to_bytes(8, "little") + bytes(504))  # ~ a packet
+    conn.send_bytes(b"")
+
+
+def _pipe_consumer(conn, path: str) -> None:
+    lat = []
+    while True:
+        if not conn.poll(0.1):  # the stage's wait: blocked in the kernel until bytes arrive
+            continue
+        b = conn.recv_bytes()
+        if not b:
+            break
+        lat.append(time.monotonic_ns() - int.from_bytes(b[:8], "little"))
+    np.save(path, np.asarray(lat, np.int64))
+
+
+def run_pipe_floor(n: int, fps: float, tmp: str) -> np.ndarray:
+    """The floor of any hand-off to a sleeping process on this machine: stamp, 512 bytes through
+    a pipe, the consumer wakes from poll() and reads them. No pixels, no pickling."""
+    ctx = mp.get_context("spawn")
+    path = os.path.join(tmp, "pipe.npy")
+    r, w = ctx.Pipe(duplex=False)
+    cons = ctx.Process(target=_pipe_consumer, args=(r, path))
+    prod = ctx.Process(target=_pipe_producer, args=(w, n, fps))
+    cons.start()
+    prod.start()
+    prod.join()
+    cons.join()
+    return np.load(path)
+
+
 def pct(a: np.ndarray) -> tuple[float, float]:
     p50, p99 = np.percentile(a / 1e6, [50, 99])
     return float(p50), float(p99)
@@ -158,14 +195,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=20, help="frames discarded per round")
     args = ap.parse_args()
-    graph, into, mpq = [], [], []
+    graph, into, mpq, pipe = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
             graph.append(run_graph(args.frames, args.fps, tmp)[args.warmup:])
             into.append(run_graph(args.frames, args.fps, tmp, into=True)[args.warmup:])
             mpq.append(run_mpqueue(args.frames, args.fps, tmp)[args.warmup:])
-    g, d, m = np.concatenate(graph), np.concatenate(into), np.concatenate(mpq)
-    (g50, g99), (d50, d99), (m50, m99) = pct(g), pct(d), pct(m)
+            pipe.append(run_pipe_floor(args.frames, args.fps, tmp)[args.warmup:])
+    g, d, m, f = (np.concatenate(x) for x in (graph, into, mpq, pipe))
+    (g50, g99), (d50, d99), (m50, m99), (f50, f99) = pct(g), pct(d), pct(m), pct(f)
     print(f"# bench_transport {datetime.date.today()} {platform.node()} "
           f"cpus={os.cpu_count()} frames={args.frames}x{args.rounds} fps={args.fps:g} "
           f"1920x1080 BGR (6.2 MB)")
@@ -174,6 +212,7 @@ def main() -> None:
     print(f"{'graph, source copies frame into ring':<{w}}{len(g):>6}{g50:>10.3f}{g99:>10.3f}")
     print(f"{'graph, source decodes into ring (read_into)':<{w}}{len(d):>6}{d50:>10.3f}{d99:>10.3f}")
     print(f"{'baseline: multiprocessing.Queue':<{w}}{len(m):>6}{m50:>10.3f}{m99:>10.3f}")
+    print(f"{'floor: 512 B through a pipe, no frame':<{w}}{len(f):>6}{f50:>10.3f}{f99:>10.3f}")
     print(f"{'ratio baseline / graph (copy)':<{w}}{'':>6}{m50 / g50:>10.1f}{m99 / g99:>10.1f}")
     print(f"{'ratio baseline / graph (read_into)':<{w}}{'':>6}{m50 / d50:>10.1f}{m99 / d99:>10.1f}")
 

@@ -134,12 +134,25 @@ class ChildContext:
     interval_s: float
     meter: StageMeter | None = None
     _parent: Any = None
+    _parent_gone: bool = False
+    _parent_next_check: float = 0.0
+
+    _PARENT_CHECK_S = 0.05
+    """`is_alive()` builds a selector per call (~20 us, several times that right after a wake-up);
+    every frame asks, so the answer is reused for this long (orphans still stop within ~50 ms)."""
 
     def parent_gone(self) -> bool:
         """True once the graph parent has died (its sentinel pipe closed), even as a zombie."""
+        if self._parent_gone:
+            return True
+        now = time.monotonic()
+        if now < self._parent_next_check:
+            return False
+        self._parent_next_check = now + self._PARENT_CHECK_S
         if self._parent is None:
             self._parent = mp.parent_process()
-        return self._parent is not None and not self._parent.is_alive()
+        self._parent_gone = self._parent is not None and not self._parent.is_alive()
+        return self._parent_gone
 
     def should_abort(self) -> bool:
         return self.abort_event.is_set() or self.parent_gone()

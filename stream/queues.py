@@ -17,7 +17,9 @@ Control items (`Control` subclasses: end of stream, stop) are never dropped.
 from __future__ import annotations
 
 import collections
+import math
 import pickle
+import select
 import time
 from multiprocessing.context import BaseContext
 from typing import Any, Callable
@@ -133,11 +135,22 @@ class _Reader:
         self.items: collections.deque = collections.deque()
         self.n_data = 0
         self.closed: BaseException | None = None
+        # one poll object for the reader's life: `Connection.poll` builds a selector per call
+        # (~15 us, several times that right after a wake-up on a busy VM) and `get` asks twice
+        self._poller = None
+        if hasattr(select, "poll"):
+            self._poller = select.poll()
+            self._poller.register(q._r.fileno(), select.POLLIN)
+
+    def _ready(self, timeout_s: float) -> bool:
+        if self._poller is None:
+            return self.q._r.poll(timeout_s)
+        return bool(self._poller.poll(max(0, math.ceil(timeout_s * 1000))))
 
     def _drain(self) -> None:
         conn, counts, q = self.q._r, self.q._counts, self.q
         try:
-            while conn.poll(0):
+            while self._ready(0):
                 item = pickle.loads(conn.recv_bytes())
                 counts[_GOT] += 1
                 self.items.append(item)
@@ -162,7 +175,7 @@ class _Reader:
         if not self.items:
             if self.closed is not None:
                 raise Empty(f"queue {self.q.name} closed: {self.closed}")
-            if not self.q._r.poll(timeout):
+            if not self._ready(timeout):
                 raise Empty(self.q.name)
             self._drain()
             if not self.items:
