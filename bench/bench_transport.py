@@ -135,17 +135,21 @@ def _mpq_consumer(q, path: str) -> None:
     np.save(path, np.asarray(lat, np.int64))
 
 
-def run_mpqueue(n: int, fps: float, tmp: str) -> np.ndarray:
+def _run_pair(producer, consumer, n: int, fps: float, path: str, ends: tuple) -> np.ndarray:
+    """Spawn consumer(ends[0], path) and producer(ends[1], n, fps); the consumer's latencies."""
     ctx = mp.get_context("spawn")
-    path = os.path.join(tmp, "mpq.npy")
-    q = ctx.Queue(maxsize=2)
-    cons = ctx.Process(target=_mpq_consumer, args=(q, path))
-    prod = ctx.Process(target=_mpq_producer, args=(q, n, fps))
+    cons = ctx.Process(target=consumer, args=(ends[0], path))
+    prod = ctx.Process(target=producer, args=(ends[1], n, fps))
     cons.start()
     prod.start()
     prod.join()
     cons.join()
     return np.load(path)
+
+
+def run_mpqueue(n: int, fps: float, tmp: str) -> np.ndarray:
+    q = mp.get_context("spawn").Queue(maxsize=2)
+    return _run_pair(_mpq_producer, _mpq_consumer, n, fps, os.path.join(tmp, "mpq.npy"), (q, q))
 
 
 def _pipe_producer(conn, n: int, fps: float) -> None:
@@ -171,16 +175,8 @@ def _pipe_consumer(conn, path: str) -> None:
 def run_pipe_floor(n: int, fps: float, tmp: str) -> np.ndarray:
     """The floor of any hand-off to a sleeping process on this machine: stamp, 512 bytes through
     a pipe, the consumer wakes from poll() and reads them. No pixels, no pickling."""
-    ctx = mp.get_context("spawn")
-    path = os.path.join(tmp, "pipe.npy")
-    r, w = ctx.Pipe(duplex=False)
-    cons = ctx.Process(target=_pipe_consumer, args=(r, path))
-    prod = ctx.Process(target=_pipe_producer, args=(w, n, fps))
-    cons.start()
-    prod.start()
-    prod.join()
-    cons.join()
-    return np.load(path)
+    r, w = mp.get_context("spawn").Pipe(duplex=False)
+    return _run_pair(_pipe_producer, _pipe_consumer, n, fps, os.path.join(tmp, "pipe.npy"), (r, w))
 
 
 def pct(a: np.ndarray) -> tuple[float, float]:
