@@ -73,6 +73,8 @@ def test_spinning_subscriber_gets_every_frame_and_keeps_its_timeout(conflate):
     cfg = PublisherConfig(endpoint=endpoint, conflated_endpoint=conflated)
     with Publisher(cfg) as pub, PoseSubscriber(conflated if conflate else endpoint,
                                                conflate=conflate, spin_s=0.2) as sub:
+        if not conflate:
+            wait_subscribed(pub)  # XPUB: frames sent before the subscription arrives are lost
         got = []
         deadline = time.monotonic() + 5
         for i in range(30):
