@@ -54,10 +54,7 @@ class FrameInfo:
     last: bool = False          # end of a finite source (file ended): flush per-stream state
 
     def __reduce__(self):
-        # positional: half the bytes and pickling time of the default slots state (field names)
-        return FrameInfo, (self.stream_id, self.seq, self.capture_ns, self.capture_utc_ns,
-                           self.width, self.height, self.media_pts_s, self.ring, self.slot,
-                           self.last)
+        return _positional(self)
 
 
 @dataclass(slots=True)
@@ -109,6 +106,10 @@ class Packet:
     image: np.ndarray | None = None      # (H, W, 3) uint8 BGR view; attached by the runtime, never pickled
 
     def __reduce__(self):
-        # everything but the pixel view (it lives in shared memory)
-        return Packet, (self.frame, self.persons, self.events, self.intrinsics,
-                        self.detections_xyxy, self.detection_scores, self.timings_ns)
+        return _positional(self, skip="image")  # the pixel view lives in shared memory
+
+
+def _positional(obj, skip: str = "") -> tuple:
+    """Pickle a slots dataclass as its constructor arguments in field order (`skip` as None):
+    half the bytes and time of the default state, which names every field."""
+    return type(obj), tuple(None if f == skip else getattr(obj, f) for f in obj.__dataclass_fields__)
