@@ -52,9 +52,19 @@ def _wrap(a: float) -> float:
 
 
 @njit(cache=True, inline="always")
-def _limit_distance(z: float, lower: float, upper: float) -> float:
-    """How far z lies outside [lower, upper]; 0 inside or for an unbounded channel."""
-    return max(lower - z, 0.0) + max(z - upper, 0.0)
+def _meas_var(base_var: float, confidence: float, z: float, lower: float, upper: float,
+              inv_margin: float) -> float:
+    """R = sigma^2 / confidence^2, times 1 + (distance outside the limits / margin)^2 (the
+    distance is 0 inside the box and for an unbounded channel)."""
+    outside = max(lower - z, 0.0) + max(z - upper, 0.0)
+    return base_var / (confidence * confidence) * (1.0 + (outside * inv_margin) ** 2)
+
+
+@njit(cache=True)
+def _meas_var_kernel(meas_var, confidence, z, lower, upper, inv_margin, out):
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            out[i, j] = _meas_var(meas_var[j], confidence[i], z[i, j], lower[j], upper[j], inv_margin)
 
 
 @njit(cache=True)
@@ -72,7 +82,6 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
         dt = max(t_s[i] - t_state[k], 0.0)             # out-of-order or equal stamps: no motion
         coast_decay = math.exp(-dt / coast_tau_s)
         nis_gain = 1.0 - math.exp(-dt / q_boost_tau_s)
-        r_scale = 1.0 / (confidence[i] * confidence[i])
         any_accepted = False
         for j in range(c):
             x0, x1 = s[X0, k, j], s[X1, k, j]
@@ -87,8 +96,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
             zj = z[i, j]
             ok = False
             if observed[i, j] and math.isfinite(zj):
-                # R = sigma^2 / confidence^2, inflated for a measurement outside the limits
-                R = meas_var[j] * r_scale * (1.0 + (_limit_distance(zj, lower[j], upper[j]) * inv_margin) ** 2)
+                R = _meas_var(meas_var[j], confidence[i], zj, lower[j], upper[j], inv_margin)
                 y = zj - x0                               # y = z - H x
                 if wrap[j]:
                     y = _wrap(y)                          # shortest way round: no 2 pi jumps
@@ -217,10 +225,12 @@ class JointFilterBank:
         self.active = np.concatenate([self.active, np.zeros((extra, self.channels), dtype=bool)])
 
     def meas_var_for(self, z: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-        """R (n, c): base variance / confidence^2, times 1 + (distance outside limits / margin)^2."""
-        R = self.meas_var / np.square(confidence)[:, None]
-        outside = np.maximum(self.lower - z, 0.0) + np.maximum(z - self.upper, 0.0)  # 0 if unbounded
-        return R * (1.0 + np.square(outside / self.limit_margin))
+        """R (n, c) of finite measurements z (n, c) at confidence (n,), as `step` uses it."""
+        z = np.ascontiguousarray(z, dtype=np.float64)
+        R = np.empty_like(z)
+        _meas_var_kernel(self.meas_var, np.ascontiguousarray(confidence, dtype=np.float64), z,
+                         self.lower, self.upper, 1.0 / self.limit_margin, R)
+        return R
 
     def initialize(self, slots: np.ndarray, t_s: np.ndarray, z: np.ndarray,
                    confidence: np.ndarray, observed: np.ndarray) -> None:
