@@ -73,8 +73,9 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                  inv_margin, q_boost_max, q_boost_tau_s, coast_tau_s):
     """Predict every (slot, channel) to t_s and update it with z where observed, in place.
 
-    s (7, capacity, c) state planes; active, accepted (n, c) bool out; t_state, t_meas
-    (capacity,) s; slots (n,); t_s, confidence (n,); z, observed (n, c); per-channel q,
+    s (7, capacity, c) state planes; active (capacity, c) bool, the bank's limit flags;
+    accepted (n, c) bool out; t_state, t_meas (capacity,) s; slots (n,); t_s, confidence (n,);
+    z, observed (n, c); per-channel q,
     meas_var, lower, upper, wrap, gate2 (c,)."""
     n, c = z.shape
     for i in range(n):
@@ -127,7 +128,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
             at_lo, at_hi = x0 <= lower[j], x0 >= upper[j]
             if (at_lo and x1 < 0.0) or (at_hi and x1 > 0.0):
                 x1 = 0.0
-            active[i, j] = at_lo or at_hi
+            active[k, j] = at_lo or at_hi
             accepted[i, j] = ok
             any_accepted |= ok
             s[X0, k, j], s[X1, k, j] = x0, x1
@@ -255,10 +256,8 @@ class JointFilterBank:
              observed: np.ndarray) -> np.ndarray:
         """Predict to t_s (n,) s, then update with z (n, c) where `observed` (n, c) bool.
         confidence (n,) in (0, 1] scales R. Returns accepted (n, c) bool (False = gated/unseen)."""
-        n = len(slots)
-        active = np.empty((n, self.channels), dtype=bool)
-        accepted = np.empty((n, self.channels), dtype=bool)
-        _step_kernel(self.s, active, accepted, self.t_s, self.t_meas_s,
+        accepted = np.empty((len(slots), self.channels), dtype=bool)
+        _step_kernel(self.s, self.active, accepted, self.t_s, self.t_meas_s,
                      np.ascontiguousarray(slots, dtype=np.int64),
                      np.ascontiguousarray(t_s, dtype=np.float64),
                      np.ascontiguousarray(z, dtype=np.float64),
@@ -267,7 +266,6 @@ class JointFilterBank:
                      self.q, self.meas_var, self.lower, self.upper, self.wrap, self.gate2,
                      float(self.gate_max_frames), 1.0 / self.huber2, 1.0 / self.limit_margin,
                      self.q_boost_max, self.q_boost_tau_s, self.coast_tau_s)
-        self.active[slots] = active
         return accepted
 
     def state(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
