@@ -41,14 +41,13 @@ class BetasBank:
         self.weight[slots] = 0.0
 
     def update(self, slots: np.ndarray, t_s: np.ndarray, betas: np.ndarray,
-               confidence: np.ndarray) -> np.ndarray:
-        """Fold betas (n, 10) measured at t_s (n,) s with confidence (n,) in; returns (n, 10)."""
+               confidence: np.ndarray) -> None:
+        """Fold betas (n, 10) measured at t_s (n,) s with confidence (n,) in; read `mean`."""
         _betas_kernel(self.mean, self.weight, self.t_s, np.ascontiguousarray(slots, dtype=np.int64),
                       np.ascontiguousarray(t_s, dtype=np.float64),
                       np.ascontiguousarray(betas, dtype=np.float64),
                       np.ascontiguousarray(confidence, dtype=np.float64),
                       self.time_constant_s, self.huber)
-        return self.mean[slots]
 
 
 @njit(cache=True)
