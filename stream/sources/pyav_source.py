@@ -22,6 +22,7 @@ import numpy as np
 from stream.errors import SourceError
 from stream.sources.base import DecodedFrame, FrameSource, SourceStats
 from stream.sources.config import SourceConfig
+from stream.sources.swscale_into import BgrConverter
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class PyAVSource(FrameSource):
         self._hw = want_hw
         self._hw_warned = False
         self._anchor: tuple[int, float] | None = None  # (monotonic ns, pts s) of the pacing clock
+        self._into = BgrConverter() if BgrConverter.available else None
         self._last_pts: float | None = None
         self._open()
 
@@ -236,9 +238,10 @@ class PyAVSource(FrameSource):
     def _to_bgr(self, frame: av.VideoFrame, out: np.ndarray | None) -> np.ndarray:
         """(H, W, 3) uint8 BGR; into `out` when given and the size matches.
 
-        swscale's bgr24 output is viewed without a copy, so `out` costs exactly one copy. (An
-        OpenCV I420->BGR conversion straight into `out` measured 2x slower in wall-clock time
-        on 2 cores: bench/bench_decode.py history.)"""
+        Into `out`, swscale writes the slot directly (no intermediate frame, no copy); without
+        the bundled libswscale, swscale's bgr24 output is viewed and copied once."""
+        if out is not None and self._into is not None and self._into.convert(frame, out):
+            return out
         image = frame.to_ndarray(format="bgr24")
         if out is not None and out.shape == image.shape and out.dtype == np.uint8:
             np.copyto(out, image)
@@ -335,3 +338,5 @@ class PyAVSource(FrameSource):
     def close(self) -> None:
         self._closed = True
         self._close_container()
+        if self._into is not None:
+            self._into.close()
