@@ -36,14 +36,16 @@ def test_vr_lag_at_most_one_frame_at_30hz_and_beats_one_euro_at_same_lag(results
 
 
 def test_rmse_and_jitter_targets(results):
-    # met by the causal filter at 60 Hz and by the fixed-lag smoother at 30 Hz
-    assert _ratio(results[60.0], "ours_balanced", "rmse_deg") <= 0.6
-    assert _ratio(results[60.0], "ours_balanced", "acc_deg_s2") <= 0.25
-    assert _ratio(results[30.0], "ours_rts", "rmse_deg") <= 0.6
-    assert _ratio(results[30.0], "ours_rts", "acc_deg_s2") <= 0.25
-    # causal at 30 Hz misses the issue's 0.6 / 0.25 (see BENCHMARKS.md); guard what it reaches
-    assert _ratio(results[30.0], "ours_balanced", "rmse_deg") <= 0.75
-    assert _ratio(results[30.0], "ours_balanced", "acc_deg_s2") <= 0.4
+    """RMSE <= 0.6x raw and jitter <= 0.25x raw at once, by every causal preset at both rates
+    (and by the fixed-lag smoother)."""
+    for fps, res in results.items():
+        for method in ("ours_vr", "ours_balanced", "ours_analysis", "ours_rts"):
+            assert _ratio(res, method, "rmse_deg") <= 0.6, (fps, method)
+            assert _ratio(res, method, "acc_deg_s2") <= 0.25, (fps, method)
+    # the presets are ordered by intent: vr lags least, analysis is smoothest
+    res = results[30.0]
+    assert res["ours_vr"]["lag_frames"] < res["ours_balanced"]["lag_frames"] < res["ours_analysis"]["lag_frames"]
+    assert res["ours_vr"]["acc_deg_s2"] > res["ours_balanced"]["acc_deg_s2"] > res["ours_analysis"]["acc_deg_s2"]
 
 
 def test_cost_per_frame_ten_people():

@@ -4,8 +4,9 @@
   residuals; its gain starts at 1/n (a plain mean: converges in a few frames) and never drops
   below dt / time_constant, so a bad first estimate washes out within about a second.
 - root translation (metres, OpenCV camera frame: x right, y down, z forward) and its velocity:
-  its own constant-velocity Kalman (3 unbounded channels, own process noise and gate, a larger R
-  on depth, which one image measures worst), run as extra channels of the joints' vectorized bank.
+  its own two-model (IMM) constant-velocity Kalman (3 unbounded channels, own process noise and
+  gate, a larger R on depth, which one image measures worst), run as extra channels of the
+  joints' vectorized bank.
 - root orientation is q[0:3] (pelvis DoFs, filtered on the circle by the joint filter); the
   quaternion for output is derived from the filtered q by `root_orientation_wxyz`.
 """
@@ -72,7 +73,7 @@ def _betas_kernel(mean, weight, t_state, slots, t_s, betas, confidence, time_con
 
 
 def translation_channels(cfg: SmoothingConfig) -> dict[str, np.ndarray]:
-    """Per-channel parameters of the root translation's constant-velocity Kalman (3 channels,
+    """Per-channel parameters of the root translation's two-model Kalman (3 channels,
     metres, camera frame, no limits, no wrap), in `JointFilterBank`'s argument names. The stage
     appends them to the 46 DoF channels so one vectorized step filters both."""
     return {

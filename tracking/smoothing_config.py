@@ -1,8 +1,9 @@
 """Settings of the joint-angle smoother (owner: smoothing).
 
 One knob for intent: `preset` ('vr' low lag, 'balanced', 'analysis' smooth) sets a
-`responsiveness` in [0, 1] that picks the process noise of the constant-velocity Kalman filters
-on a log scale; `responsiveness` overrides the preset, `per_dof` overrides single DoFs by name.
+`responsiveness` in [0, 1] that picks the process noise of the steady constant-velocity model on
+a log scale (the maneuvering model has `maneuver_q_ratio` times more: tracking/joint_filter.py);
+`responsiveness` overrides the preset, `per_dof` overrides single DoFs by name.
 """
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from pydantic import Field, field_validator
 
 from stream.config_base import StrictModel
 
-PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.25, "balanced": 0.15, "analysis": 0.05}
+PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.35, "balanced": 0.25, "analysis": 0.15}
 """responsiveness of each preset; 0 = smoothest, 1 = follows the measurements almost raw."""
 
 # white-noise-acceleration spectral density (rad^2/s^3) at responsiveness 0 and 1
-_JOINT_Q_RANGE = (1.0, 1.0e4)
+_JOINT_Q_RANGE = (0.01, 100.0)
 # the same for the root translation (m^2/s^3)
-_TRANS_Q_RANGE = (0.01, 100.0)
+_TRANS_Q_RANGE = (1.0e-4, 1.0)
 
 
 class DofOverride(StrictModel):
@@ -42,11 +43,17 @@ class SmoothingConfig(StrictModel):
     """Mahalanobis distance (in sigmas) beyond which a measured angle is rejected as an outlier."""
     huber_sigma: float = Field(2.5, gt=0.0)
     """Innovations beyond this many sigmas pull less (R scaled by distance / huber_sigma)."""
-    adaptive_q_max: float = Field(1000.0, ge=1.0)
-    """Q is scaled by the running normalized innovation squared (>= 1, at most this): a DoF that
-    starts moving fast gets a responsive model within a few frames, one at rest stays smooth."""
-    adaptive_q_time_constant_s: float = Field(0.05, gt=0.0)
-    """Averaging time of that running normalized innovation squared."""
+    motion_models: int = Field(3, ge=1, le=5)
+    """Constant-velocity models the IMM filter runs side by side, from calm to agile (1 = a
+    single Kalman filter): more models follow a wider range of speeds, each costs one more
+    filter per DoF."""
+    maneuver_q_ratio: float = Field(300.0, ge=1.0)
+    """Process noise of the most agile model / that of the calmest one; the models between are
+    spaced geometrically. The filter holds still with the calm one and follows a fast reach
+    with the agile one."""
+    maneuver_switch_rate_hz: float = Field(0.03, gt=0.0)
+    """Expected switches between steady and maneuvering motion per second (the IMM's Markov
+    transition): lower trusts the current model longer."""
     gate_max_frames: int = Field(1, ge=0)
     """After this many consecutive rejections a DoF accepts the measurement again: outliers are
     single frames, a real fast move persists (1 measured best on bench/bench_smoothing.py)."""
@@ -99,6 +106,10 @@ class SmoothingConfig(StrictModel):
             if o.responsiveness is not None:
                 r[DOF_INDEX[name]] = o.responsiveness
         return _log_interp(_JOINT_Q_RANGE, r)
+
+    def model_q_multipliers(self) -> np.ndarray:
+        """(motion_models,) each model's process noise as a multiple of the calmest one's."""
+        return self.maneuver_q_ratio ** np.linspace(0.0, 1.0, self.motion_models)
 
     def joint_meas_noise(self) -> np.ndarray:
         """(46,) float64 measurement std per DoF at full confidence, radians."""

@@ -54,7 +54,7 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
         gate_max_frames=cfg.gate_max_frames, limit_margin=cfg.limit_margin_rad,
         unseen_std=np.concatenate([np.full(NUM_DOFS, 0.5), tr["unseen_std"]]),
         huber_sigma=cfg.huber_sigma, coast_tau_s=cfg.coast_velocity_time_constant_s,
-        q_boost_max=cfg.adaptive_q_max, q_boost_tau_s=cfg.adaptive_q_time_constant_s,
+        q_mult=cfg.model_q_multipliers(), switch_rate_hz=cfg.maneuver_switch_rate_hz,
         capacity=capacity)
 
 
@@ -209,14 +209,15 @@ class PoseSmoother:
                 p.betas = betas32[i]
             if track.history is not None:
                 x_slot, P_slot = self.bank.posterior(track.slot)
-                track.history.append(t_s, x_slot[:NUM_DOFS], P_slot[:NUM_DOFS])
+                track.history.append(t_s, x_slot[:NUM_DOFS], P_slot[:NUM_DOFS],
+                                     self.bank.effective_q(track.slot)[:NUM_DOFS])
 
     def smoothed_at(self, track: _Track, t_s: float) -> tuple[np.ndarray, np.ndarray] | None:
         """Fixed-lag RTS estimate (q (46,), q_vel (46,)) of a track at a past frame time."""
         if track.history is None:
             return None
         b = self.bank
-        return track.history.smoothed_at(t_s, b.q[:NUM_DOFS], b.lower[:NUM_DOFS],
+        return track.history.smoothed_at(t_s, b.lower[:NUM_DOFS],
                                          b.upper[:NUM_DOFS], b.wrap[:NUM_DOFS])
 
 
