@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_smoothing.py            # full: 30 and 60 Hz, 4 people x 12 s x 3 seeds
     .venv/bin/python bench/bench_smoothing.py --quick    # one seed
+    .venv/bin/python bench/bench_smoothing.py --groups   # RMSE per DoF group, 30 Hz
 
 Drives the real `SmoothingStage` with packets built from `bench/motion_synth.py` trajectories
 (ground truth known). Metrics per method, pooled over people and DoFs:
@@ -203,6 +204,66 @@ def evaluate(fps: float, seeds: list[int], n_persons: int = 4, duration_s: float
     return out
 
 
+DOF_GROUPS = {
+    "gait": [f"{n}_{side}" for n in ("hip_flexion", "knee_angle", "ankle_angle") for side in "rl"]
+    + ["shoulder_r_x", "shoulder_l_x"],
+    "elbows": ["elbow_flexion_r", "elbow_flexion_l"],
+}
+
+
+def group_rmse(fps: float = 30.0, seeds: tuple[int, ...] = (1, 2, 3), **overrides
+               ) -> dict[str, dict[str, float]]:
+    """RMSE (deg) per DoF group (gait DoFs, the reaching elbows, all others) for raw and each
+    preset: where the pooled figure comes from."""
+    from engines.skel.dofs import DOF_INDEX
+    groups = {k: [DOF_INDEX[n] for n in names] for k, names in DOF_GROUPS.items()}
+    named = {i for idx in groups.values() for i in idx}
+    groups["other"] = [j for j in range(NUM_DOFS) if j not in named]
+    trajs = [tr for seed in seeds for tr in synth_stream(seed, 4, fps=fps, duration_s=12.0)]
+    truth = np.stack([tr.truth for tr in trajs])
+    outs = {"raw": run_raw(trajs)}
+    for preset in ("vr", "balanced", "analysis"):
+        outs[preset] = run_ours(trajs, SmoothingConfig(preset=preset, **overrides))
+    res = {}
+    for name, out in outs.items():
+        err = out - truth
+        err[..., WRAP] = wrap_angle(err[..., WRAP])
+        res[name] = {g: float(np.rad2deg(np.sqrt(np.nanmean(err[:, 5:, idx] ** 2)))) for g, idx in groups.items()}
+    return res
+
+
+def swing_rmse(seeds: tuple[int, ...] = (3, 4, 5), **overrides) -> dict[str, list[float]]:
+    """RMSE / noise std on one lone swing (hip flexion 0.5 + 0.4 sin(2 pi 0.5 t), 2.9 deg noise,
+    frame intervals jittered 0.5-1.5 periods at 30 Hz: the signal of tests/test_smoothing_filter.py
+    ::test_variable_dt_and_duplicate_stamps, whose seed is 3) per preset: the one kind of motion
+    that neither a calm nor an agile model fits."""
+    from engines.skel.dofs import DOF_INDEX, DOF_LOWER, DOF_UPPER
+    from tracking.smoothing_stage import make_pose_bank
+    d, noise, T = DOF_INDEX["hip_flexion_l"], 0.05, 150
+    res: dict[str, list[float]] = {}
+    for preset in ("vr", "balanced", "analysis"):
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            ts = np.cumsum(rng.uniform(0.5, 1.5, T) / 30.0)
+            ts[50] = ts[49]
+            truth = 0.5 + 0.4 * np.sin(2 * np.pi * 0.5 * ts)
+            z = np.full((T, NUM_DOFS + 3), np.nan)
+            z[:, :NUM_DOFS] = np.clip(0.1, DOF_LOWER, DOF_UPPER)
+            z[:, d] = truth + rng.normal(0, noise, T)
+            cfg = SmoothingConfig(preset=preset, **overrides)
+            bank, slot, one = make_pose_bank(cfg), np.array([0]), np.ones(1)
+            out = np.empty(T)
+            for k in range(T):
+                obs = np.isfinite(z[k])[None]
+                if k == 0:
+                    bank.initialize(slot, ts[:1], z[:1], one, obs)
+                else:
+                    bank.step(slot, ts[k:k + 1], z[k:k + 1], one, obs)
+                out[k] = bank.state(slot)[0][0, d]
+            res.setdefault(preset, []).append(float(np.sqrt(np.mean((out[10:] - truth[10:]) ** 2)) / noise))
+    return res
+
+
 def cost(n_persons: int = 10, frames: int = 600, seed: int = 7, repeats: int = 3) -> dict[str, float]:
     """Per-frame processing time (ms) of the stage vs One Euro, 10 people x 46 DoFs, same run.
     Each percentile is the median over `repeats` runs: other jobs on shared cores cause spikes."""
@@ -250,7 +311,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one seed instead of three")
     ap.add_argument("--markdown", action="store_true", help="print the BENCHMARKS.md section")
+    ap.add_argument("--groups", action="store_true",
+                    help="only the RMSE per DoF group (gait, elbows, other) at 30 Hz, seeds 1-3, "
+                         "and on one lone swing")
+    ap.add_argument("--models", type=int, default=None, help="with --groups: smoothing.motion_models")
     args = ap.parse_args()
+    if args.groups:
+        overrides = {} if args.models is None else {"motion_models": args.models}
+        for name, r in group_rmse(**overrides).items():
+            print(f"{name:10s} " + "  ".join(f"{g} {v:.2f} deg" for g, v in r.items()))
+        for preset, r in swing_rmse(**overrides).items():
+            print(f"lone swing, {preset}: RMSE / noise " + ", ".join(f"{v:.3f}" for v in r) + " (seeds 3, 4, 5)")
+        return
     seeds = [1] if args.quick else [1, 2, 3]
     results = {fps: evaluate(fps, seeds) for fps in (30.0, 60.0)}
     c = cost()

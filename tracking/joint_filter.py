@@ -1,37 +1,39 @@
 """Joint-limit-aware interacting-multiple-model (IMM) Kalman filter over (tracks, channels), in numba.
 
-Every channel (one SKEL DoF, or one axis of the root translation) is tracked by two
-constant-velocity models with state x = [angle, angular velocity] and a scalar measurement
-H = [1, 0]: a *steady* model with little process noise (q) for holding still and smooth motion,
-and a *maneuvering* model with `q_ratio` times more for the onset of a fast reach. IMM (Blom &
-Bar-Shalom; filterpy's `IMMEstimator`) runs both every frame: it mixes their posteriors by the
-probability of switching model, predicts and updates each, reweighs the models by how well each
-predicted the measurement, and outputs the probability-weighted combination. So a joint at rest
-is smoothed as hard as the steady model can, and a joint that starts moving fast is followed as
-soon as one measurement says so, without the lag of a running statistic. (A single model with Q
-boosted by a running normalized innovation, tried first, could not reach RMSE <= 0.6x and jitter
-<= 0.25x at 30 Hz at once; IMM does both with margin: BENCHMARKS.md.)
+Every channel (one SKEL DoF, or one axis of the root translation) is tracked by M
+constant-velocity models (default 3) with state x = [angle, angular velocity] and a scalar
+measurement H = [1, 0], which differ only in their process noise: q * q_mult[m], from a *calm*
+model (little noise: holding still, slow motion) through a middle one (a gait cycle) to an
+*agile* one (300x: the onset of a fast reach). IMM (Blom & Bar-Shalom; filterpy's
+`IMMEstimator`) runs them all every frame: it mixes their posteriors by the probability of
+switching model, predicts and updates each, reweighs the models by how well each predicted the
+measurement, and outputs the probability-weighted combination. So a joint at rest is smoothed as
+hard as the calm model can, and a joint that starts moving fast is followed as soon as one
+measurement says so. (A single model with Q boosted by a running normalized innovation, tried
+first, could not reach RMSE <= 0.6x and jitter <= 0.25x at 30 Hz at once; two models could, but
+lagged a steady 0.5 Hz swing that neither fits; three do both: BENCHMARKS.md.)
 
 Channels are independent, so each model's P is a symmetric 2x2 block: a bank over 46 DoFs is
-46 two-model filterpy IMMs side by side. `_step_kernel` writes one IMM step out as scalar algebra
-(the textbook names x, P, F, Q, R, K, S, y, mu, c are kept so it reads against filterpy; a test
+46 filterpy IMMs side by side. `_step_kernel` writes one IMM step out as scalar algebra (the
+textbook names x, P, F, Q, R, K, S, y, mu, cbar are kept so it reads against filterpy; a test
 checks it against filterpy's IMMEstimator on random data) and loops it over every
-(track, channel): a frame of 10 people is ~1000 tiny filters, which as numpy array expressions
-cost more in interpreter overhead than in arithmetic.
+(track, channel): a frame of 10 people is ~1500 tiny filters, which as numpy array expressions
+would cost more in interpreter overhead than in arithmetic.
 
 Transition and process noise depend on the real interval dt (seconds) between frames:
 F = [[1, dt], [0, 1]], Q = q * [[dt^3/3, dt^2/2], [dt^2/2, dt]] (continuous white-noise
 acceleration with spectral density q, filterpy's `Q_continuous_white_noise(2, dt, q)`); the
-probability of switching model between frames is 1 - exp(-dt * switch_rate_hz).
+probability of leaving a model between frames is 1 - exp(-dt * switch_rate_hz), split evenly
+over the others.
 
 Joint limits (engines/skel/dofs.py): after each step each model's estimate is projected onto the
 box and its velocity component pointing out of the box is zeroed (a constrained update that
 cannot overshoot or oscillate at a limit); their convex combination then stays inside too;
 measurements far outside the box get a larger R; the per-DoF `limit_active` flag says where the
-projection acted on the more probable model. Unbounded DoFs (pelvis) wrap: innovations and model
+projection acted on the most probable model. Unbounded DoFs (pelvis) wrap: innovations and model
 differences are taken on the circle and the angle is kept in [-pi, pi).
 
-Robustness: a Mahalanobis gate on the maneuvering model (y^2 / S > gate^2: even a fast move does
+Robustness: a Mahalanobis gate on the agile model (y^2 / S > gate^2: even a fast move does
 not explain it, so the measurement is skipped, at most `gate_max_frames` times in a row), a
 Huber weight below the gate (R grows with the distance, so one bad value pulls less),
 R = sigma^2 / confidence^2, no update where a DoF is unobserved, and velocity decay where nothing

@@ -1,8 +1,8 @@
 """Settings of the joint-angle smoother (owner: smoothing).
 
 One knob for intent: `preset` ('vr' low lag, 'balanced', 'analysis' smooth) sets a
-`responsiveness` in [0, 1] that picks the process noise of the steady constant-velocity model on
-a log scale (the maneuvering model has `maneuver_q_ratio` times more: tracking/joint_filter.py);
+`responsiveness` in [0, 1] that picks the process noise of the calmest constant-velocity model on
+a log scale (the agile ones have up to `maneuver_q_ratio` times more: tracking/joint_filter.py);
 `responsiveness` overrides the preset, `per_dof` overrides single DoFs by name.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ class SmoothingConfig(StrictModel):
     spaced geometrically. The filter holds still with the calm one and follows a fast reach
     with the agile one."""
     maneuver_switch_rate_hz: float = Field(0.03, gt=0.0)
-    """Expected switches between steady and maneuvering motion per second (the IMM's Markov
+    """Expected switches between calm and agile motion per second (the IMM's Markov
     transition): lower trusts the current model longer."""
     gate_max_frames: int = Field(1, ge=0)
     """After this many consecutive rejections a DoF accepts the measurement again: outliers are
