@@ -288,16 +288,21 @@ def cv_process_noise(dt: np.ndarray, q: np.ndarray) -> np.ndarray:
     return Q
 
 
+@njit(cache=True)
+def _project_kernel(x, lower, upper, active):
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            x[i, j, 0], x[i, j, 1], active[i, j] = _project(x[i, j, 0], x[i, j, 1], lower[j], upper[j])
+
+
 def project_to_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Constrain x (n, c, 2) to lower <= angle <= upper (c,) in place; zero the rate that points
-    out. Returns (x, active (n, c) bool where a bound was hit)."""
-    x[..., 0] = np.minimum(np.maximum(x[..., 0], lower), upper)
-    at_lo = x[..., 0] <= lower
-    at_hi = x[..., 0] >= upper
-    v = x[..., 1]
-    x[..., 1] = np.where((at_lo & (v < 0.0)) | (at_hi & (v > 0.0)), 0.0, v)
-    return x, at_lo | at_hi
+    out (the step kernel's own rule, `_project`). Returns (x, active (n, c) bool where a bound
+    was hit)."""
+    active = np.empty(x.shape[:2], dtype=np.bool_)
+    _project_kernel(x, np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64), active)
+    return x, active
 
 
 # --- the per-track bank --------------------------------------------------------------------
