@@ -104,3 +104,25 @@ def test_vtest_read_into_equals_read():
             got = ring.read_into(slot)
             assert got.image is slot and np.array_equal(slot, ref.image)
         assert ring.read_into(slot) is None
+
+
+@pytest.mark.parametrize("width, height, codec", [(160, 120, "libx264"), (150, 122, "libx264"),
+                                                  (176, 144, "mjpeg")])
+def test_source_read_into_equals_read_on_direct_and_fallback_sizes(tmp_path, width, height, codec):
+    """PyAVSource.read_into takes the direct path on safe sizes and PyAV's on others (150x122),
+    and gives read()'s pixels either way, for H.264 (yuv420p) and MJPEG (full-range yuvj420p)."""
+    from sources_clips import write_clip
+
+    clip = tmp_path / f"clip_{width}x{height}.{'avi' if codec == 'mjpeg' else 'mp4'}"
+    write_clip(clip, n=12, width=width, height=height, codec=codec)
+    cfg = SourceConfig(uri=str(clip), pace="fast")
+    with open_source(cfg, "a") as plain, open_source(cfg, "b") as ring:
+        slot = np.zeros((height, width, 3), np.uint8)
+        frames = 0
+        while (ref := plain.read()) is not None:
+            got = ring.read_into(slot)
+            assert got.image is slot and np.array_equal(slot, ref.image)
+            frames += 1
+        assert frames == 12 and ring.read_into(slot) is None
+        direct = width % 16 == 0 and height % 2 == 0
+        assert (ring._into._key is not None) == direct  # which path converted the frames
