@@ -125,7 +125,7 @@ def test_default_command_publishes_joint_angles_and_records(tmp_path: Path):
         endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     sub = PoseSubscriber(endpoint, timeout_s=0.2)
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "run_stream.py"), "--set", "sources.0.max_frames=180",
+        [sys.executable, str(REPO / "run_stream.py"), "--set", "sources.0.max_frames=300",
          "--set", f"publisher.endpoint={endpoint}", "--set", f"recorder.directory={tmp_path}",
          "--set", "recorder.session_name=demo", "--set", "runtime.status_line=false"],
         cwd=REPO, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -145,7 +145,9 @@ def test_default_command_publishes_joint_angles_and_records(tmp_path: Path):
     err = proc.stderr.read()
     assert proc.returncode == 0, err[-3000:]
     posed = [p for f in frames for p in f.persons if p.q is not None]
-    # live at the clip's 60 fps: a 2-core machine poses 60-180 of the 180 frames (drops the rest)
+    # live at the clip's 60 fps the pose stage (BlazePose full, p50 ~70 ms on 2 cores) keeps about
+    # one frame in four and drops the rest: 45 of 180 when idle, 26 under CI load; 300 frames (the
+    # 100-frame clip, looped) leave room for 30
     assert len(posed) >= 30, (len(frames), err[-2000:])
     q = np.stack([p.q for p in posed])
     assert np.all(q >= DOF_LOWER - 1e-4) and np.all(q <= DOF_UPPER + 1e-4)
