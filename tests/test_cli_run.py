@@ -106,7 +106,12 @@ def test_replay_of_a_missing_session_is_a_user_error(tmp_path: Path):
 def test_default_command_publishes_joint_angles_and_records(tmp_path: Path):
     """The README's first command as a user runs it (default config, the bundled demo clip): a
     subscriber gets frames with a tracked person whose 46 angles respect the joint limits, and
-    the session file holds the same frames."""
+    the session file holds the same frames.
+
+    The source runs lossless: live at the clip's 60 fps the pose stage (BlazePose full, p50 ~70 ms
+    on 2 cores) keeps one frame in four when idle and one in ten under CI load (30 of 300), so a
+    count of posed frames would measure the machine, not the pipeline. Live dropping has its own
+    tests (test_graph_run, test_graph_ring_queue)."""
     import numpy as np
 
     from engines.skel.dofs import DOF_LOWER, DOF_UPPER
@@ -125,7 +130,8 @@ def test_default_command_publishes_joint_angles_and_records(tmp_path: Path):
         endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     sub = PoseSubscriber(endpoint, timeout_s=0.2)
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "run_stream.py"), "--set", "sources.0.max_frames=300",
+        [sys.executable, str(REPO / "run_stream.py"), "--set", "sources.0.max_frames=100",
+         "--set", "sources.0.mode=lossless",
          "--set", f"publisher.endpoint={endpoint}", "--set", f"recorder.directory={tmp_path}",
          "--set", "recorder.session_name=demo", "--set", "runtime.status_line=false"],
         cwd=REPO, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -145,10 +151,7 @@ def test_default_command_publishes_joint_angles_and_records(tmp_path: Path):
     err = proc.stderr.read()
     assert proc.returncode == 0, err[-3000:]
     posed = [p for f in frames for p in f.persons if p.q is not None]
-    # live at the clip's 60 fps the pose stage (BlazePose full, p50 ~70 ms on 2 cores) keeps about
-    # one frame in four and drops the rest: 45 of 180 when idle, 26 under CI load; 300 frames (the
-    # 100-frame clip, looped) leave room for 30
-    assert len(posed) >= 30, (len(frames), err[-2000:])
+    assert len(posed) >= 80, (len(frames), err[-2000:])
     q = np.stack([p.q for p in posed])
     assert np.all(q >= DOF_LOWER - 1e-4) and np.all(q <= DOF_UPPER + 1e-4)
     assert len({p.track_id for p in posed}) <= 3            # one subject, a stable id
