@@ -201,6 +201,67 @@ def test_client_skips_garbage_and_keeps_going():
     assert sub.stats.malformed == 3
 
 
+def _hostile_metas() -> list[bytes]:
+    """Meta messages that pass a length-only check: entries that are lists or maps, not names."""
+    from sinks.schema import encode_meta
+
+    good = msgpack.unpackb(encode_meta("cam0", 1, 0))
+    out = []
+    for key, val in (("dof_names", [[i] for i in range(46)]), ("dof_names", [{"a": 1}] * 46),
+                     ("dof_lower", ["x"] * 46), ("joint_parents", [[0]] * 24),
+                     ("dof_joint", [99] * 46), ("units", {"q": [1]})):
+        out.append(msgpack.packb(dict(good, **{key: val}), use_bin_type=True))
+    return out
+
+
+def test_client_skips_hostile_meta_and_keeps_going():
+    endpoint = ep()
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.PUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.bind(endpoint)
+    from sinks.schema import encode_frame
+    try:
+        with PoseSubscriber(endpoint) as sub:
+            time.sleep(0.3)
+            for payload in _hostile_metas():
+                s.send_multipart([b"cam0\x00", payload])
+            s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", 5, 1), 9, 0)])
+            r = sub.recv(3.0)
+    finally:
+        s.close()
+    assert r is not None and r.msg.seq == 5
+    assert sub.stats.malformed == 6 and sub.meta is None
+    assert sub.dof_index["knee_angle_r"] == 6  # the built-in table still serves
+
+
+def test_cli_live_view_survives_hostile_meta():
+    endpoint = ep()
+    proc = subprocess.Popen([sys.executable, "-m", "sinks.client", endpoint, "--count", "3",
+                             "--timeout", "10"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.PUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.bind(endpoint)
+    from sinks.schema import encode_frame
+    try:
+        i, deadline = 0, time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            for payload in _hostile_metas():
+                s.send_multipart([b"cam0\x00", payload])
+            i += 1
+            s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", i, 1), i, 0)])
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+        s.close()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "[cam0] seq" in out
+    assert "malformed 0" not in err and "malformed" in err
+
+
 def test_publisher_restart_is_not_a_drop_and_client_reconnects():
     endpoint = ep()
     with PoseSubscriber(endpoint, reconnect_after_s=0.5) as sub:
