@@ -280,6 +280,47 @@ def test_publisher_restart_is_not_a_drop_and_client_reconnects():
         assert sub.stats.restarts == 1 and sub.stats.dropped == 0
 
 
+def test_polling_client_reconnects_after_libzmq_drops_the_connection():
+    """An over-size message makes libzmq drop the connection for good; a client polling with
+    short timeouts must still notice the silence and reconnect within reconnect_after_s + 1 s."""
+    endpoint, reconnect_after_s = ep(), 1.0
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.PUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.bind(endpoint)
+    from sinks.schema import MAX_MESSAGE_BYTES, encode_heartbeat
+    i = 0
+
+    def beat() -> None:  # valid heartbeats every 50 ms, as a publisher with nobody in view
+        nonlocal i
+        i += 1
+        s.send_multipart([b"cam0\x00", encode_heartbeat("cam0", i, time.time_ns())])
+
+    try:
+        with PoseSubscriber(endpoint, reconnect_after_s=reconnect_after_s) as sub:
+            deadline = time.monotonic() + 10
+            while sub.stats.heartbeats == 0 and time.monotonic() < deadline:
+                beat()
+                sub.recv(0.05)
+            assert sub.stats.heartbeats > 0, "client never connected"
+            s.send_multipart([b"cam0\x00", b"\x00" * (2 * MAX_MESSAGE_BYTES)])
+            dropped_at, heard = time.monotonic(), sub.stats.heartbeats
+            time.sleep(0.3)  # let libzmq drop the connection; what was in flight is read below
+            while sub.recv(0.0) is not None:
+                heard = sub.stats.heartbeats
+            back_at = None
+            while time.monotonic() < dropped_at + reconnect_after_s + 4:
+                beat()
+                if sub.recv(0.2) is not None and sub.stats.heartbeats > heard:
+                    back_at = time.monotonic()
+                    break
+    finally:
+        s.close()
+    assert back_at is not None, "the polling client never reconnected"
+    assert back_at - dropped_at < reconnect_after_s + 1.0
+    assert sub.stats.reconnects >= 1
+
+
 def test_curve_authenticated_client_only(tmp_path):
     from sinks.curve import make_keys
 
