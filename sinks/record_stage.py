@@ -50,6 +50,8 @@ class RecordStage(Stage):
     def process(self, packet: Packet) -> Packet | None:
         if self._error is not None:
             raise self._error
+        if packet.events_only:  # end-of-stream events only: not a frame to record
+            return None
         image = None
         if self.needs_image and packet.image is not None:
             image = np.array(packet.image, copy=True)  # the ring slot is only valid during process
