@@ -93,6 +93,10 @@ class RecordStage(Stage):
         if self._rec is not None:
             self._rec.close()
             s = self._rec.stats
-            print(f"record: {s.frames} frames ({s.video_frames} video) in {self._rec.path}; "
-                  f"{self.buffer_drops} dropped by the writer buffer", file=sys.stderr)
+            if s.frames == 0:
+                print(f"record: no frame recorded; removed the empty session {self._rec.path}",
+                      file=sys.stderr)
+            else:
+                print(f"record: {s.frames} frames ({s.video_frames} video) in {self._rec.path}; "
+                      f"{self.buffer_drops} dropped by the writer buffer", file=sys.stderr)
             self._rec = None

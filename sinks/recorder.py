@@ -149,6 +149,7 @@ class SessionRecorder:
         self._check_disk(force=True)
         if not self.active and self.stats.stopped_reason:
             self._file.close()
+            self._remove_empty()
             raise RecorderError(self.stats.stopped_reason)
         self._writer = Writer(self._file, chunk_size=self.chunk_size,
                               compression=CompressionType.ZSTD)
@@ -283,6 +284,27 @@ class SessionRecorder:
                 self._file.close()
             except OSError:
                 pass
+        if self._file is not None and self.stats.frames == 0:
+            self._remove_empty()
+
+    def _remove_empty(self) -> None:
+        """A session that never recorded a frame (the source failed, or stopped before its first
+        frame) holds only a header: remove it, and its folder when nothing else is in it."""
+        self._file = None
+        for v in self._videos.values():
+            _remove_quietly(v.path)
+        _remove_quietly(self.mcap_path)
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass  # the user's own files are in it: leave the folder
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 # ------------------------------------------------------------------------------------------

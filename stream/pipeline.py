@@ -11,7 +11,7 @@ import sys
 from typing import Any, Callable
 
 from stream.config import PipelineConfig
-from stream.errors import ConfigError, PipelineError
+from stream.errors import ConfigError, PipelineError, SourceError
 from stream.graph import Graph
 from stream.source_stage import DEFAULT_OPENER, SourceStage
 from stream.stage import Stage
@@ -98,10 +98,24 @@ def build_stages(cfg: PipelineConfig, registry: dict[str, str] | None = None,
     return chain, sinks
 
 
+def check_sources(cfg: PipelineConfig) -> None:
+    """Cheap checks of every source in the parent (missing file, unknown scheme, no webcam node),
+    so a bad --source fails in a moment instead of after every stage has loaded its models."""
+    from stream.sources.factory import check_source
+
+    for sid, src_cfg in zip(stream_ids(cfg), cfg.sources):
+        try:
+            check_source(src_cfg)
+        except SourceError as exc:
+            raise SourceError(f"source:{sid}: {exc}") from None
+
+
 def build_graph(cfg: PipelineConfig, chain: list[Stage] | None = None,
                 sinks: list[Stage] | None = None, opener: str = DEFAULT_OPENER,
                 status_stream=None) -> Graph:
     """Wire sources -> chain (in order) -> every sink. `chain`/`sinks` default to the registry."""
+    if opener == DEFAULT_OPENER:  # tests plug openers with URI forms of their own
+        check_sources(cfg)
     if chain is None or sinks is None:
         c, s = build_stages(cfg)
         chain = c if chain is None else chain

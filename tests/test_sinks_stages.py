@@ -185,6 +185,21 @@ def test_record_stage_unwritable_directory_is_user_error(tmp_path):
         RecordStage(cfg).setup()
 
 
+def test_a_source_failing_in_its_process_leaves_no_empty_session(tmp_path):
+    """A file that exists passes the parent's check but cannot be decoded: the run exits 2 and
+    the recorder, which never got a frame, removes the session folder it had opened."""
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(os.urandom(4096))
+    cfg = PipelineConfig(
+        sources=[SourceConfig(uri=str(bad))],
+        runtime=RuntimeConfig(status_line=False, summary_at_exit=False),
+        recorder=RecorderConfig(enabled=True, directory=str(tmp_path / "sessions"),
+                                session_name="run"))
+    result = build_graph(cfg, chain=[], sinks=[RecordStage(cfg)]).run()
+    assert result.exit_code == 2 and "source:cam0" in result.errors[0], result.errors
+    assert not (tmp_path / "sessions" / "run").exists()
+
+
 def test_record_stage_buffer_drops_oldest_without_blocking(tmp_path):
     cfg = PipelineConfig(recorder=RecorderConfig(enabled=True, directory=str(tmp_path),
                                                  queue_frames=4))
