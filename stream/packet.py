@@ -52,6 +52,7 @@ class FrameInfo:
     ring: str = ""              # shared-memory ring name ("" = no pixels)
     slot: int = -1              # slot index in that ring
     last: bool = False          # end of a finite source (file ended): flush per-stream state
+    corrupt_skipped: int = 0    # undecodable frames/packets the source skipped so far (this stream)
 
     def __reduce__(self):
         return _positional(self)
