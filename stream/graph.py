@@ -4,7 +4,8 @@ Parent side (`Graph.run`): builds queues, metric rows and one child process per 
 (`Graph._create`: picklable settings only), starts consumers before producers, waits until every stage finished `setup()`, then supervises:
 prints the status line, restarts or stops on a crash, and turns Ctrl-C/SIGTERM into a two-level
 stop (first: sources stop and queues drain; second or after `drain_timeout_s`: abort). On every
-exit path it joins or kills every child and unlinks every ring, so nothing is orphaned or leaked.
+exit path it joins or kills every child and unlinks every ring, so nothing is orphaned or leaked;
+if the parent itself is killed, a small watchdog process (`stream/shm_watchdog.py`) unlinks them.
 
 Child side (`_run` -> `_run_stage` / `SourceStage.run`): imports and opens everything heavy,
 ignores SIGINT (the parent decides), watches the parent's liveness so it exits (and unlinks the
@@ -30,6 +31,7 @@ from stream.errors import PipelineError, StageCrashed, UserError
 from stream.metrics import DONE, FAILED, NF, READY, MetricsBoard, StageMeter, StatusPrinter
 from stream.queues import (Control, Empty, EndStream, FrameQueue, Gone, QueueAborted, QueueWriter,
                            Stop)
+from stream import shm_watchdog
 from stream.shm_ring import MAX_CONSUMERS, ShmRing, unlink_by_name
 from stream.source_stage import SourceStage
 from stream.stage import Stage
@@ -450,6 +452,7 @@ class Graph:
         self._events = EventPipe(self._ctx)
         self._stop, self._abort = Flag(self._ctx), Flag(self._ctx)
         _unlink_stale_rings()
+        self._watchdog = shm_watchdog.start(self._token + "_")  # unlinks the rings if we die
         self._signals = 0
         self._warnings: list[str] = []
         self._fatal = EXIT_OK  # set to the exit code when the run must stop
@@ -605,6 +608,7 @@ class Graph:
             if n.inq is not None:
                 n.inq.close()
         self._events.close()
+        shm_watchdog.stop(self._watchdog)
 
 
 def _exit_text(code: int | None) -> str:

@@ -39,11 +39,11 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
-def _start(tmp_path: Path, mode: str, delay: float = 0.005):
+def _start(tmp_path: Path, mode: str, delay: float = 0.005, own_group: bool = False):
     out = tmp_path / "out.txt"
     proc = subprocess.Popen([sys.executable, str(DRIVER), str(out), mode, str(delay)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=DRIVER.parent.parent)
+                            cwd=DRIVER.parent.parent, start_new_session=own_group)
     token = proc.stdout.readline().split()[1]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -107,3 +107,66 @@ def test_parent_kill_9_children_exit_and_unlink_shm(tmp_path: Path):
         time.sleep(0.05)
     assert _shm(token) == []
     assert read_collected(out)[2]                 # the sink closed its file on the way out
+
+
+def _group(pgid: int) -> list[int]:
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:
+                pids.append(int(d))
+    return pids
+
+
+def _shm_in_use(pids: list[int]) -> set[str]:
+    """Named /dev/shm entries these processes map (rings, named semaphores), unlinked ones aside."""
+    names = set()
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5].startswith("/dev/shm/") \
+                    and not parts[5].endswith("(deleted)"):
+                names.add(parts[5])
+    return names
+
+
+def test_kill_9_of_the_whole_run_leaves_nothing_in_dev_shm(tmp_path: Path):
+    """kill -9 of the whole process group: the ring goes within seconds (watchdog), no named
+    semaphore is ever made, and after the next run starts nothing of the killed run is left."""
+    proc, out, token, kids = _start(tmp_path, "live", own_group=True)
+    group = _group(proc.pid)
+    time.sleep(0.5)  # every stage has mapped what it uses
+    used = _shm_in_use(group)
+    assert any(p.startswith(f"/dev/shm/{token}") for p in used), used
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+    assert _wait_gone(group) == []
+    deadline = time.monotonic() + 5
+    while _shm(token) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _shm(token) == [], "the ring outlived the killed run"
+    (tmp_path / "next").mkdir()
+    nxt, _, _, nxt_kids = _start(tmp_path / "next", "live")
+    nxt.send_signal(signal.SIGINT)
+    nxt.communicate(timeout=30)
+    assert _wait_gone(nxt_kids) == []
+    left = sorted(p for p in used if os.path.exists(p))
+    assert left == [], f"left in /dev/shm by the killed run: {left}"
+    watchdogs = [d for d in os.listdir("/proc") if d.isdigit() and token in
+                 _cmdline(int(d))]
+    assert watchdogs == []  # the watchdog exited too
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
