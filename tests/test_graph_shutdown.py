@@ -18,17 +18,23 @@ pytestmark = pytest.mark.skipif(not Path("/proc").is_dir() or not Path("/dev/shm
                                 reason="needs Linux /proc and /dev/shm")
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
+def _procs_where(field: int, value: int) -> list[int]:
+    """Pids whose /proc/PID/stat field (after the name: 1 = parent pid, 2 = process group)
+    equals `value`."""
+    pids = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 stat = Path(f"/proc/{d}/stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(d))
-    return kids
+            if int(stat.rsplit(")", 1)[1].split()[field]) == value:
+                pids.append(int(d))
+    return pids
+
+
+def _children(pid: int) -> list[int]:
+    return _procs_where(1, pid)
 
 
 def _alive(pid: int) -> bool:
@@ -109,19 +115,6 @@ def test_parent_kill_9_children_exit_and_unlink_shm(tmp_path: Path):
     assert read_collected(out)[2]                 # the sink closed its file on the way out
 
 
-def _group(pgid: int) -> list[int]:
-    pids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                stat = Path(f"/proc/{d}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:
-                pids.append(int(d))
-    return pids
-
-
 def _shm_in_use(pids: list[int]) -> set[str]:
     """Named /dev/shm entries these processes map (rings, named semaphores), unlinked ones aside."""
     names = set()
@@ -142,7 +135,7 @@ def test_kill_9_of_the_whole_run_leaves_nothing_in_dev_shm(tmp_path: Path):
     """kill -9 of the whole process group: the ring goes within seconds (watchdog), no named
     semaphore is ever made, and after the next run starts nothing of the killed run is left."""
     proc, out, token, kids = _start(tmp_path, "live", own_group=True)
-    group = _group(proc.pid)
+    group = _procs_where(2, proc.pid)  # the parent, its stages, the resource tracker
     time.sleep(0.5)  # every stage has mapped what it uses
     used = _shm_in_use(group)
     assert any(p.startswith(f"/dev/shm/{token}") for p in used), used

@@ -1,6 +1,7 @@
 """Publisher and PoseSubscriber over real ZeroMQ sockets (tcp and ipc on this machine)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -36,6 +37,25 @@ def drain(sub: PoseSubscriber, timeout_s: float = 0.5) -> list:
     while (r := sub.recv(timeout_s)) is not None:
         out.append(r)
     return out
+
+
+@contextlib.contextmanager
+def raw_pub(endpoint: str):
+    """A bare ZeroMQ PUB socket: a publisher that sends whatever a test (or an attacker) wants."""
+    s = zmq.Context.instance().socket(zmq.PUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.bind(endpoint)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def cli_viewer(endpoint: str) -> subprocess.Popen:
+    """`python -m sinks.client` as a user starts it: exits after 3 frames or 10 s of silence."""
+    return subprocess.Popen([sys.executable, "-m", "sinks.client", endpoint, "--count", "3",
+                             "--timeout", "10"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def wait_subscribed(pub: Publisher, n: int = 1, timeout_s: float = 3.0) -> None:
@@ -166,37 +186,23 @@ def test_conflated_endpoint_keeps_latest_only():
 
 def test_wrong_schema_version_raises_in_client():
     endpoint = ep()
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.PUB)
-    s.setsockopt(zmq.LINGER, 0)
-    s.bind(endpoint)
-    try:
-        with PoseSubscriber(endpoint) as sub:
-            time.sleep(0.3)
-            s.send_multipart([topic_for("cam0"), msgpack.packb({"schema": 99, "kind": "frame"})])
-            with pytest.raises(SchemaVersionError, match="version 99"):
-                sub.recv(3.0)
-    finally:
-        s.close()
+    with raw_pub(endpoint) as s, PoseSubscriber(endpoint) as sub:
+        time.sleep(0.3)
+        s.send_multipart([topic_for("cam0"), msgpack.packb({"schema": 99, "kind": "frame"})])
+        with pytest.raises(SchemaVersionError, match="version 99"):
+            sub.recv(3.0)
 
 
 def test_client_skips_garbage_and_keeps_going():
     endpoint = ep()
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.PUB)
-    s.setsockopt(zmq.LINGER, 0)
-    s.bind(endpoint)
     from sinks.schema import encode_frame
-    try:
-        with PoseSubscriber(endpoint) as sub:
-            time.sleep(0.3)
-            s.send_multipart([b"cam0\x00", b"\xc1garbage"])
-            s.send_multipart([b"cam0\x00"])  # one part only
-            s.send_multipart([b"x\x00", encode_frame(synthetic_packet("cam0", 0, 1), 1, 0)])
-            s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", 5, 1), 2, 0)])
-            r = sub.recv(3.0)
-    finally:
-        s.close()
+    with raw_pub(endpoint) as s, PoseSubscriber(endpoint) as sub:
+        time.sleep(0.3)
+        s.send_multipart([b"cam0\x00", b"\xc1garbage"])
+        s.send_multipart([b"cam0\x00"])  # one part only
+        s.send_multipart([b"x\x00", encode_frame(synthetic_packet("cam0", 0, 1), 1, 0)])
+        s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", 5, 1), 2, 0)])
+        r = sub.recv(3.0)
     assert r is not None and r.msg.seq == 5
     assert sub.stats.malformed == 3
 
@@ -216,20 +222,13 @@ def _hostile_metas() -> list[bytes]:
 
 def test_client_skips_hostile_meta_and_keeps_going():
     endpoint = ep()
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.PUB)
-    s.setsockopt(zmq.LINGER, 0)
-    s.bind(endpoint)
     from sinks.schema import encode_frame
-    try:
-        with PoseSubscriber(endpoint) as sub:
-            time.sleep(0.3)
-            for payload in _hostile_metas():
-                s.send_multipart([b"cam0\x00", payload])
-            s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", 5, 1), 9, 0)])
-            r = sub.recv(3.0)
-    finally:
-        s.close()
+    with raw_pub(endpoint) as s, PoseSubscriber(endpoint) as sub:
+        time.sleep(0.3)
+        for payload in _hostile_metas():
+            s.send_multipart([b"cam0\x00", payload])
+        s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", 5, 1), 9, 0)])
+        r = sub.recv(3.0)
     assert r is not None and r.msg.seq == 5
     assert sub.stats.malformed == 6 and sub.meta is None
     assert sub.dof_index["knee_angle_r"] == 6  # the built-in table still serves
@@ -237,26 +236,21 @@ def test_client_skips_hostile_meta_and_keeps_going():
 
 def test_cli_live_view_survives_hostile_meta():
     endpoint = ep()
-    proc = subprocess.Popen([sys.executable, "-m", "sinks.client", endpoint, "--count", "3",
-                             "--timeout", "10"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.PUB)
-    s.setsockopt(zmq.LINGER, 0)
-    s.bind(endpoint)
+    proc = cli_viewer(endpoint)
     from sinks.schema import encode_frame
     try:
-        i, deadline = 0, time.monotonic() + 20
-        while proc.poll() is None and time.monotonic() < deadline:
-            for payload in _hostile_metas():
-                s.send_multipart([b"cam0\x00", payload])
-            i += 1
-            s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", i, 1), i, 0)])
-            time.sleep(0.05)
+        with raw_pub(endpoint) as s:
+            i, deadline = 0, time.monotonic() + 20
+            while proc.poll() is None and time.monotonic() < deadline:
+                for payload in _hostile_metas():
+                    s.send_multipart([b"cam0\x00", payload])
+                i += 1
+                s.send_multipart([b"cam0\x00",
+                                  encode_frame(synthetic_packet("cam0", i, 1), i, 0)])
+                time.sleep(0.05)
         out, err = proc.communicate(timeout=10)
     finally:
         proc.kill()
-        s.close()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "[cam0] seq" in out
     assert "malformed 0" not in err and "malformed" in err
@@ -284,10 +278,6 @@ def test_polling_client_reconnects_after_libzmq_drops_the_connection():
     """An over-size message makes libzmq drop the connection for good; a client polling with
     short timeouts must still notice the silence and reconnect within reconnect_after_s + 1 s."""
     endpoint, reconnect_after_s = ep(), 1.0
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.PUB)
-    s.setsockopt(zmq.LINGER, 0)
-    s.bind(endpoint)
     from sinks.schema import MAX_MESSAGE_BYTES, encode_heartbeat
     i = 0
 
@@ -296,7 +286,7 @@ def test_polling_client_reconnects_after_libzmq_drops_the_connection():
         i += 1
         s.send_multipart([b"cam0\x00", encode_heartbeat("cam0", i, time.time_ns())])
 
-    try:
+    with raw_pub(endpoint) as s:
         with PoseSubscriber(endpoint, reconnect_after_s=reconnect_after_s) as sub:
             deadline = time.monotonic() + 10
             while sub.stats.heartbeats == 0 and time.monotonic() < deadline:
@@ -314,8 +304,6 @@ def test_polling_client_reconnects_after_libzmq_drops_the_connection():
                 if sub.recv(0.2) is not None and sub.stats.heartbeats > heard:
                     back_at = time.monotonic()
                     break
-    finally:
-        s.close()
     assert back_at is not None, "the polling client never reconnected"
     assert back_at - dropped_at < reconnect_after_s + 1.0
     assert sub.stats.reconnects >= 1
@@ -352,9 +340,7 @@ def test_curve_missing_key_file_is_user_error(tmp_path):
 
 def test_cli_live_view_prints_readable_frames():
     endpoint = ep()
-    proc = subprocess.Popen([sys.executable, "-m", "sinks.client", endpoint, "--count", "3",
-                             "--timeout", "10"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = cli_viewer(endpoint)
     try:
         with Publisher(PublisherConfig(endpoint=endpoint)) as pub:
             deadline = time.monotonic() + 15
