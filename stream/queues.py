@@ -116,10 +116,16 @@ class FrameQueue:
             _write_all(fd, _CHUNK.pack(writer, _FIRST | _LAST, n) + data)
             return
         view = memoryview(data)
+        chunks = []
         for off in range(0, n, _CHUNK_DATA):
             part = view[off:off + _CHUNK_DATA]
             flags = (_FIRST if off == 0 else 0) | (_LAST if off + len(part) == n else 0)
-            _write_all(fd, _CHUNK.pack(writer, flags, len(part)) + part)
+            chunks.append(_CHUNK.pack(writer, flags, len(part)) + part)
+        if self.writers == 1:  # nobody to interleave with: one write, so the reader wakes once
+            _write_all(fd, b"".join(chunks))
+            return
+        for chunk in chunks:
+            _write_all(fd, chunk)
 
     # -- consumer -----------------------------------------------------------------------------
     def get(self, timeout: float) -> Any:
@@ -168,10 +174,12 @@ class QueueWriter:
         return self.queue.name
 
 
-def _write_all(fd: int, chunk: bytes) -> None:
-    # a blocking pipe write of <= PIPE_BUF bytes is all-or-nothing (it waits for room)
-    if os.write(fd, chunk) != len(chunk):
-        raise OSError(f"short write of {len(chunk)} bytes to a queue pipe")
+def _write_all(fd: int, data: bytes) -> None:
+    # a blocking pipe write of <= PIPE_BUF bytes is all-or-nothing (it waits for room); a longer
+    # one (single writer only) may return early, so the rest follows
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _grow_pipe(fd: int) -> None:
