@@ -128,7 +128,6 @@ def opensim_coordinates(target: OpenSimTarget, q: np.ndarray, trans_cam_m: np.nd
     frame) of one track -> (N, len(target.columns)) float64: radians, translations in metres,
     world frame. Euler-derived angles are unwrapped over time (no 360 deg jumps between rows)."""
     q = np.asarray(q, np.float64)
-    n = q.shape[0]
     rots = np.stack([forward_kinematics(qi, skeleton).rots for qi in q])     # (N, 24, 3, 3)
     r_pelvis_w = wf.rotations(rots[:, 0])                                    # (N, 3, 3)
     cols: list[np.ndarray] = []
@@ -138,13 +137,30 @@ def opensim_coordinates(target: OpenSimTarget, q: np.ndarray, trans_cam_m: np.nd
             continue
         rel = r_pelvis_w if j.parent == -1 else (
             np.swapaxes(rots[:, j.parent], 1, 2) @ rots[:, j.child])
-        ang = Rotation.from_matrix(rel).as_euler(j.order.upper()) * np.asarray(j.signs)
-        ang = np.unwrap(ang, axis=0) if n > 1 else ang
-        cols += list(ang.T)
+        ang = continuous_euler(Rotation.from_matrix(rel).as_euler(j.order.upper()))
+        cols += list((ang * np.asarray(j.signs)).T)
         if j.parent == -1:
             origin = wf.points(trans_cam_m) + r_pelvis_w @ np.asarray(target.pelvis_origin_m)
             cols += list(origin.T)
     return np.stack(cols, axis=1)
+
+
+def continuous_euler(ang: np.ndarray) -> np.ndarray:
+    """(N, 3) Tait-Bryan angles (middle angle in [-90, 90] deg, as scipy returns them) -> the
+    same rotations as a time-continuous series: per row the branch (a, b, c) or its twin
+    (a + pi, pi - b, c + pi) nearer the previous row, then unwrapped. Near gimbal lock (the middle
+    angle at +-90 deg, e.g. an arm abducted to the horizontal) the principal branch jumps by
+    180 deg; the twin keeps a model moving smoothly through it."""
+    out = np.array(ang, np.float64)
+    for i in range(1, len(out)):
+        twin = out[i] + np.array([np.pi, 0.0, np.pi])
+        twin[1] = np.pi - out[i, 1]
+        d_same = np.abs(np.angle(np.exp(1j * (out[i] - out[i - 1])))).sum()
+        d_twin = np.abs(np.angle(np.exp(1j * (twin - out[i - 1])))).sum()
+        if d_twin < d_same:
+            out[i] = twin
+        out[i] = out[i - 1] + np.angle(np.exp(1j * (out[i] - out[i - 1])))  # unwrap
+    return out
 
 
 def write_storage(path: str, name: str, time_s: np.ndarray, columns: tuple[str, ...],

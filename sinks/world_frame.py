@@ -178,6 +178,18 @@ def _plane_normal(up0: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndar
     return n, keep
 
 
+def _world_axes(up: np.ndarray) -> np.ndarray:
+    """(3, 3) rows: world x, y (= up), z in camera coordinates. x is the camera's right on the
+    floor; a camera turned on its side (image right nearly vertical) uses its optical axis for z."""
+    x = np.array([1.0, 0.0, 0.0]) - up[0] * up
+    if np.linalg.norm(x) > 0.5:
+        x /= np.linalg.norm(x)
+        return np.stack([x, up, np.cross(x, up)])
+    z = -(np.array([0.0, 0.0, 1.0]) - up[2] * up)                    # towards the camera
+    z /= np.linalg.norm(z)
+    return np.stack([np.cross(up, z), up, z])
+
+
 def estimate_world_frame(samples: _Samples, stream: str = "cam0") -> WorldFrame:
     """Up from the trunks, refined by the floor plane through the lowest foot points; the floor
     height from their median. Raises WorldFrameError when the data cannot support it."""
@@ -204,9 +216,7 @@ def estimate_world_frame(samples: _Samples, stream: str = "cam0") -> WorldFrame:
     if floor >= 0:
         raise WorldFrameError(f"stream {stream}: the estimated floor is not below the camera; "
                               f"{HOW_TO_GIVE}")
-    x = np.array([1.0, 0.0, 0.0]) - up[0] * up                       # camera right, on the floor
-    x /= np.linalg.norm(x)
-    r = np.stack([x, up, np.cross(x, up)])                           # rows: world axes in camera
+    r = _world_axes(up)
     t = -r @ (floor * up)
     spread = np.degrees(np.arccos(np.clip(trunk @ up, -1, 1)))
     stats = {"frames": n, "trunk_lean_median_deg": round(float(np.median(spread)), 2),
@@ -346,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             data = read_session(a.session)
             frames = load_frames(a.session)
+            if not any(p.q is not None for f in frames for p in f.persons):
+                raise WorldFrameError(f"{a.session} holds no person with a pose to estimate the "
+                                      f"floor from; {HOW_TO_GIVE}")
             result = resolve_world_frames(a.session, frames, data.metadata,
                                           {a.stream} if a.stream else None, save=False)
             path = store(a.session, {k: v for k, v in result.items() if v.source == "estimated"})
