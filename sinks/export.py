@@ -3,10 +3,10 @@
     python -m sinks.export SESSION --out DIR [--format mot,trc,csv,parquet]
                            [--opensim-model pose2sim|rajagopal|skel]
 
-.mot: one file per (stream, track), `<stream>_track<id>.mot`: `time` (s since the session's
-first frame, from capture timestamps) and the chosen OpenSim model's coordinates, pelvis
-orientation and translation in the session's gravity-aligned world frame (y up; degrees, metres;
-sinks/opensim_mot.py, sinks/world_frame.py). .trc: Pose2Sim's BlazePose marker names, world
+.mot: one file per (stream, track), `<stream>_track<id>.mot`: `time` (s: a file's presentation
+time when every frame has one, else capture time since the session's first frame) and the chosen
+OpenSim model's coordinates, pelvis orientation and translation in the session's gravity-aligned
+world frame (y up; degrees, metres; sinks/opensim_mot.py, sinks/world_frame.py). .trc: Pose2Sim's BlazePose marker names, world
 frame, metres (sinks/trc.py). Rows where the track had no pose are left out.
 Table (`poses.csv` / `poses.parquet`): one row per person per frame; angles in radians, units in
 the column names and (Parquet) in the field metadata.

@@ -181,8 +181,7 @@ def write_storage(path: str, name: str, time_s: np.ndarray, columns: tuple[str, 
 
 @dataclass
 class TrackSeries:
-    """One (stream, track): rows where it had a pose. time_s (N,) s since the session's first
-    frame (capture time); q (N, 46) rad; trans_m (N, 3) camera frame; predicted (N,) bool."""
+    """One (stream, track): rows where it had a pose. time_s (N,) s (`frame_times`); q (N, 46) rad; trans_m (N, 3) camera frame; predicted (N,) bool."""
     stream: str
     track_id: int
     time_s: np.ndarray
@@ -196,14 +195,32 @@ class TrackSeries:
         return f"{safe}_track{self.track_id}"
 
 
+def frame_times(frames: list[FrameMsg], t0_ns: int) -> dict[int, float]:
+    """id(frame) -> its time in seconds. A stream whose every frame carries the file's
+    presentation time (`media_pts_s`, increasing: no loop) uses it, so a lossless run slower than
+    real time keeps the motion's real timing; otherwise (live cameras, old recordings) capture
+    time since the session's first frame."""
+    by_stream: dict[str, list[FrameMsg]] = {}
+    for f in frames:
+        by_stream.setdefault(f.stream, []).append(f)
+    out: dict[int, float] = {}
+    for fs in by_stream.values():
+        pts = [f.media_pts_s for f in fs if f.persons]   # the end-of-file flush repeats a pts
+        media = all(p is not None for p in pts) and all(b > a for a, b in zip(pts, pts[1:]))
+        for f in fs:
+            out[id(f)] = float(f.media_pts_s) if media else (f.capture_ns - t0_ns) / 1e9
+    return out
+
+
 def track_series(frames: list[FrameMsg], t0_ns: int) -> list[TrackSeries]:
-    """Every track's posed rows in capture order (rows without q or translation left out)."""
+    """Every track's posed rows in time order (rows without q or translation left out)."""
+    times = frame_times(frames, t0_ns)
     rows: dict[tuple[str, int], list] = {}
     for f in frames:
         for p in f.persons:
             if p.q is not None and p.trans_m is not None:
                 rows.setdefault((f.stream, p.track_id), []).append(
-                    ((f.capture_ns - t0_ns) / 1e9, p.q, p.trans_m, p.predicted))
+                    (times[id(f)], p.q, p.trans_m, p.predicted))
     return [TrackSeries(sid, tid, np.array([r[0] for r in rs]), np.stack([r[1] for r in rs]),
                         np.stack([r[2] for r in rs]).astype(np.float64),
                         np.array([r[3] for r in rs], bool))

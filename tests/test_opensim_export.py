@@ -212,6 +212,8 @@ def test_real_clip_plays_upright_and_opensim_ik_agrees(tmp_path):
     cols, ours = read_mot(mot)
     icols, theirs = read_mot(ik.motion)
     assert len(theirs) == len(ours)
+    # the clip's own clock (60 fps), not the decode times of a run slower than real time
+    np.testing.assert_allclose(ours[:, 0], np.arange(len(ours)) / 60, atol=1e-6)
     for name, tol_deg in (("knee_angle_r", 6), ("knee_angle_l", 6), ("hip_flexion_r", 6),
                           ("hip_flexion_l", 6), ("elbow_flex_r", 15), ("elbow_flex_l", 15)):
         d = theirs[:, icols.index(name)] - ours[:, cols.index(name)]

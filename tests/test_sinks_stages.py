@@ -167,7 +167,6 @@ def test_export_mot_csv_parquet(session, tmp_path):
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     frames = [decode(p) for p in read_session(path).frames()]
-    t0 = frames[0].capture_ns
     cols, rows = read_mot(str(tmp_path / "cam0_track1.mot"))
     assert cols == ["time", "pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx",
                     "pelvis_ty", "pelvis_tz", *DOF_NAMES[3:]]
@@ -175,8 +174,9 @@ def test_export_mot_csv_parquet(session, tmp_path):
     assert "inDegrees=yes" in header and f"nRows={len(rows)}" in header
     with_p1 = [f for f in frames if f.persons]
     assert len(rows) == len(with_p1) == 54
-    np.testing.assert_allclose(rows[:, 0], [(f.capture_ns - t0) / 1e9 for f in with_p1],
-                               atol=1e-6)
+    # a file source: time is the clip's presentation time (capture time only for live sources)
+    assert all(f.media_pts_s is not None for f in with_p1)
+    np.testing.assert_allclose(rows[:, 0], [f.media_pts_s for f in with_p1], atol=1e-6)
     np.testing.assert_allclose(rows[:, 7:], np.rad2deg([f.persons[0].q[3:] for f in with_p1]),
                                atol=1e-4)
     table = pq.read_table(tmp_path / "poses.parquet")
