@@ -44,9 +44,14 @@ class IKResult:
     marker_errors: str   # per-frame marker errors (.sto)
 
 
-def _set(root: ET.Element, path: str, text: str) -> None:
-    for el in root.iter(path):
-        el.text = text
+def _write_setup(template: Path, path: Path, values: dict[str, str]) -> str:
+    """A copy of an OpenSim setup XML with every element named by a key of `values` set to it."""
+    tree = ET.parse(template)
+    for tag, text in values.items():
+        for el in tree.getroot().iter(tag):
+            el.text = text
+    tree.write(path, xml_declaration=True, encoding="UTF-8")
+    return str(path)
 
 
 def _run_in(folder: Path, tool) -> bool:
@@ -91,31 +96,18 @@ def scale_and_ik(trc: str, out_dir: str, mass_kg: float = 70.0) -> IKResult:
     generic.printToXML(str(out / generic_path))
     scaled_path = f"{stem}_scaled.osim"
 
-    tree = ET.parse(setup / SCALING_FILE)
-    root = tree.getroot()
-    _set(root, "mass", str(mass_kg))
-    _set(root, "model_file", generic_path)
-    _set(root, "marker_set_file", "Unassigned")
-    _set(root, "marker_file", trc)
-    _set(root, "time_range", f"{t0} {t1}")
-    _set(root, "output_model_file", scaled_path)
-    _set(root, "output_scale_file", "Unassigned")
-    scale_setup = str(out / f"{stem}_scaling_setup.xml")
-    tree.write(scale_setup, xml_declaration=True, encoding="UTF-8")
+    scale_setup = _write_setup(setup / SCALING_FILE, out / f"{stem}_scaling_setup.xml", {
+        "mass": str(mass_kg), "model_file": generic_path, "marker_set_file": "Unassigned",
+        "marker_file": trc, "time_range": f"{t0} {t1}", "output_model_file": scaled_path,
+        "output_scale_file": "Unassigned"})
     _run_in(out, lambda: osim.ScaleTool(scale_setup).run())  # its return value is not reliable
     if not (out / scaled_path).is_file():
         raise UserError(f"OpenSim scaling failed on {trc}; see OpenSim's log above")
 
-    tree = ET.parse(setup / IK_FILE)
-    root = tree.getroot()
     motion = f"{stem}_ik.mot"
-    _set(root, "model_file", scaled_path)
-    _set(root, "marker_file", trc)
-    _set(root, "time_range", f"{t0} {t1}")
-    _set(root, "output_motion_file", motion)
-    _set(root, "results_directory", ".")
-    ik_setup = str(out / f"{stem}_ik_setup.xml")
-    tree.write(ik_setup, xml_declaration=True, encoding="UTF-8")
+    ik_setup = _write_setup(setup / IK_FILE, out / f"{stem}_ik_setup.xml", {
+        "model_file": scaled_path, "marker_file": trc, "time_range": f"{t0} {t1}",
+        "output_motion_file": motion, "results_directory": "."})
     if not _run_in(out, lambda: osim.InverseKinematicsTool(ik_setup).run()) or not (out / motion).is_file():
         raise UserError(f"OpenSim inverse kinematics failed on {trc}; see OpenSim's log above")
     errors = out / "_ik_marker_errors.sto"

@@ -218,3 +218,35 @@ def test_real_clip_plays_upright_and_opensim_ik_agrees(tmp_path):
                           ("hip_flexion_l", 6), ("elbow_flex_r", 15), ("elbow_flex_l", 15)):
         d = theirs[:, icols.index(name)] - ours[:, cols.index(name)]
         assert np.sqrt(np.mean(d ** 2)) < tol_deg, (name, np.sqrt(np.mean(d ** 2)))
+
+
+def test_euler_coordinates_stay_continuous_through_gimbal_lock():
+    """An arm raised through 90 deg abduction: the principal Z-X-Y angles jump by 180 deg there;
+    the exported ones describe the same rotations and move in small steps."""
+    from sinks.opensim_mot import continuous_euler
+
+    t = np.linspace(0, 1, 200)
+    truth = Rotation.from_euler("ZXY", np.stack([0.3 * t, -np.pi / 4 - np.pi / 2 * t, 0.5 * t], 1))
+    principal = truth.as_euler("ZXY")
+    assert np.abs(np.diff(principal, axis=0)).max() > 2.0          # the jump exists
+    smooth = continuous_euler(principal)
+    np.testing.assert_allclose(Rotation.from_euler("ZXY", smooth).as_matrix(), truth.as_matrix(),
+                               atol=1e-9)
+    assert np.abs(np.diff(smooth, axis=0)).max() < 0.05
+
+
+def test_world_frame_cli_without_people_says_how_to_give_one(tmp_path):
+    from sinks.recorder import SessionRecorder
+    from sinks.synth import synthetic_packet
+
+    with SessionRecorder(str(tmp_path), "empty", min_free_disk_mb=0) as rec:
+        for i in range(5):
+            rec.write_packet(synthetic_packet("cam0", i, 0))
+    r = subprocess.run([sys.executable, "-m", "sinks.world_frame", rec.path], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "no person" in r.stderr and "--height-m" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "sinks.export", rec.path, "--out", str(tmp_path / "o"),
+                        "--opensim-model", "opensim_gait"], cwd=REPO, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "pose2sim" in r.stderr
