@@ -5,8 +5,9 @@ Targets (`--opensim-model`):
 - `pose2sim`: Pose2Sim's `Model_Pose2Sim_simple.osim` (in the pose2sim wheel). Checked by loading
   the exported file onto that model with the `opensim` package (tests/test_opensim_export.py).
 - `rajagopal`: Rajagopal et al. 2015 full-body model (OpenSim's `Rajagopal2015.osim`): the same
-  joint definitions as Pose2Sim's (which derives from it) with `lumbar_*` names and no neck. Not
-  checked against the model file (no registry package ships it).
+  joint definitions as Pose2Sim's (which derives from it) with `lumbar_*` names and no neck. Axes,
+  orders, flips and the hip centre were read from a public copy of that file; the tests cannot
+  play it in OpenSim (no registry package ships it).
 - `skel`: SKEL's own 46 DoF names and conventions, the pelvis in the world frame, plus
   `pelvis_tx/ty/tz` (SKEL's pelvis origin: the midpoint of the hip joint centres).
 
