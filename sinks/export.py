@@ -128,8 +128,6 @@ def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot"
     except OSError as exc:
         raise RecorderError(f"cannot create export folder {out_dir} ({exc.strerror})") from None
     written: list[str] = []
-    if "mot" in formats or "trc" in formats:
-        written += export_opensim(session, frames, out_dir, t0, formats, opensim_model)
     if "csv" in formats or "parquet" in formats:
         table = frames_table(frames, t0)
         if "csv" in formats:
@@ -142,6 +140,8 @@ def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot"
 
             written.append(os.path.join(out_dir, "poses.parquet"))
             pq.write_table(table, written[-1])
+    if "mot" in formats or "trc" in formats:  # last: a missing world frame stops only these
+        written += export_opensim(session, frames, out_dir, t0, formats, opensim_model)
     return written
 
 

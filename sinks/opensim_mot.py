@@ -240,6 +240,8 @@ def export_mot(series: list[TrackSeries], frames_of: dict[str, WorldFrame], out_
         path = os.path.join(out_dir, f"{s.file_stem}.mot")
         write_storage(path, f"{s.stream} track {s.track_id}", s.time_s, target.columns, vals,
                       f"Coordinates of {target.model}; pelvis in the {wf.source} world frame "
-                      "(y up, floor at y = 0), exported by skelstream.")
+                      "(y up, floor at y = 0), exported by skelstream. "
+                      f"{int(s.predicted.sum())} of {len(s.time_s)} rows are the smoother's "
+                      "prediction without a fresh measurement ('predicted' in poses.csv).")
         paths.append(path)
     return paths

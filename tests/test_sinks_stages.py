@@ -159,6 +159,7 @@ def test_export_mot_csv_parquet(session, tmp_path):
     r = subprocess.run(export, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "camera_pose.height_m" in r.stderr and "python -m sinks.world_frame" in r.stderr
+    assert (tmp_path / "poses.parquet").exists() and not (tmp_path / "cam0_track1.mot").exists()
     r = subprocess.run([sys.executable, "-m", "sinks.world_frame", path, "--stream", "cam0",
                         "--height-m", "1.2", "--pitch-deg", "10"], cwd=REPO, capture_output=True,
                        text=True, timeout=60)
