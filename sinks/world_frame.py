@@ -120,6 +120,7 @@ MIN_TRUNK_AGREEMENT = 0.95      # mean resultant length of the unit trunk vector
 TRUNK_PRIOR_RAD = 0.05          # how far the mean trunk may lean from true vertical (3 deg)
 FOOT_SIGMA_M = 0.03             # lowest foot point scatter about the floor
 FOOT_OUTLIER_M = 0.10           # farther from the plane: that foot was off the ground
+MIN_FLOOR_EXTENT_M = 1.0        # feet covering less floor than this (either way): warn
 
 
 def upright_posture(q: np.ndarray) -> bool:
@@ -219,10 +220,16 @@ def estimate_world_frame(samples: _Samples, stream: str = "cam0") -> WorldFrame:
     r = _world_axes(up)
     t = -r @ (floor * up)
     spread = np.degrees(np.arccos(np.clip(trunk @ up, -1, 1)))
+    # how far the floor points reach along their two in-plane principal directions (5-95 %)
+    flat = lowest[inlier] - np.outer(lowest[inlier] @ up, up)
+    flat -= flat.mean(axis=0)
+    _, _, axes = np.linalg.svd(flat, full_matrices=False)
+    extent = [float(np.ptp(np.percentile(flat @ a, [5, 95]))) for a in axes[:2]]
     stats = {"frames": n, "trunk_lean_median_deg": round(float(np.median(spread)), 2),
              "floor_inliers": int(inlier.sum()),
              "floor_rms_m": round(float(np.sqrt(np.mean((heights[inlier] - floor) ** 2))), 4),
-             "trunk_vs_floor_deg": round(float(np.degrees(np.arccos(np.clip(up0 @ up, -1, 1)))), 2)}
+             "trunk_vs_floor_deg": round(float(np.degrees(np.arccos(np.clip(up0 @ up, -1, 1)))), 2),
+             "floor_extent_m": [round(e, 2) for e in extent]}
     return WorldFrame(r, t, "estimated", stats)
 
 
@@ -327,6 +334,12 @@ def resolve_world_frames(session: str, frames: list[FrameMsg], metadata: dict,
             print(f"world frame of {sid} estimated from {wf.stats['frames']} upright frames: camera "
                   f"{wf.camera_height_m:.2f} m above the floor, pitch {pitch:.1f} deg, roll "
                   f"{roll:.1f} deg" + (f"; stored in {where}" if where else ""), file=sys.stderr)
+            narrow = min(wf.stats["floor_extent_m"])
+            if narrow < MIN_FLOOR_EXTENT_M:
+                print(f"warning: the feet of {sid} cover only {narrow:.2f} m of floor in one "
+                      "direction, so the floor's tilt that way comes from the trunks' mean lean "
+                      "and noisy foot heights (several degrees off on the Pose2Sim demo clip); "
+                      f"for accurate world angles {HOW_TO_GIVE}", file=sys.stderr)
     return out
 
 

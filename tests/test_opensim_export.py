@@ -97,6 +97,8 @@ def test_estimated_world_frame_matches_the_camera(tmp_path):
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout.splitlines()[0])
     assert got["source"] == "estimated" and got["stats"]["frames"] == 90
+    assert got["stats"]["floor_extent_m"][0] > 2.5          # the walk along x
+    assert "cover only" in r.stderr                         # a line walk: warned about the other way
     assert abs(got["camera_height_m"] - 1.5) < 0.05
     assert abs(got["pitch_deg"] - 15.0) < 1.5 and abs(got["roll_deg"] - 3.0) < 1.5
     stored = read_stored(session)["cam0"]       # kept in the session for the next export
