@@ -252,3 +252,15 @@ def test_world_frame_cli_without_people_says_how_to_give_one(tmp_path):
                         "--opensim-model", "opensim_gait"], cwd=REPO, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "pose2sim" in r.stderr
+
+
+def test_camera_poses_follow_stream_ids_and_a_bad_one_is_named():
+    from sinks.world_frame import WorldFrameError, configured_camera_poses
+
+    cfg = {"sources": [{"uri": "a.mp4", "camera_pose": {"height_m": 1.0}},
+                       {"uri": "b.mp4", "stream_id": "left", "camera_pose": {"height_m": 2.0}},
+                       {"uri": "c.mp4"}]}
+    got = configured_camera_poses(cfg)
+    assert set(got) == {"cam0", "left"} and got["left"].height_m == 2.0
+    with pytest.raises(WorldFrameError, match=r"sources\.0\.camera_pose is invalid"):
+        configured_camera_poses({"sources": [{"camera_pose": {"height_m": -1}}]})
