@@ -32,6 +32,7 @@ import numpy as np
 from engines.skel.dofs import JOINT_NAMES, JOINT_PARENTS, NUM_JOINTS, joint_dofs
 from engines.skel.kinematics import DOF_AXIS, DOF_SIGN, Skeleton, root_rotation
 from sinks.schema import FrameMsg
+from sinks.session_skeleton import session_skeleton
 from stream.errors import RecorderError
 
 CAMERA_TO_BVH = np.diag([1.0, -1.0, -1.0])
@@ -164,35 +165,6 @@ def track_motions(frames: list[FrameMsg]) -> list[TrackMotion]:
         dt = float(np.median(per_frame)) / 1e9 if len(per_frame) else 1.0 / 30.0
         out.append(TrackMotion(sid, tid, q, root, dt, held=n - len(r)))
     return out
-
-
-def session_skeleton(config_yaml: str) -> Skeleton:
-    """The skeleton the session was fitted with, from its recorded config (defaults otherwise)."""
-    import yaml
-
-    from engines.skel.kinematics import generic_skeleton, load_skel_joints
-
-    try:
-        cfg = yaml.safe_load(config_yaml) or {}
-    except yaml.YAMLError:
-        cfg = {}
-    lm = ((cfg.get("pose") or {}).get("landmarks") or {}) if isinstance(cfg, dict) else {}
-    sk = generic_skeleton(float(lm.get("body_height_m", 1.70)))
-    path = lm.get("skel_model_path")
-    if path and os.path.exists(path):
-        sk = Skeleton(offsets_m=load_skel_joints(path, lm.get("skel_gender", "male")),
-                      keypoints=sk.keypoints)
-    elif path:
-        print(f"warning: export: the session was fitted on {path}, which is not here; BVH "
-              "offsets use the generic skeleton", file=sys.stderr)
-    return sk
-
-
-def recorded_config(session: str) -> str:
-    """The config YAML a session was recorded with ('' when the file has none)."""
-    from sinks.recorder import read_session
-
-    return read_session(session).metadata.get("skelstream.config", {}).get("yaml", "")
 
 
 def export_bvh(frames: list[FrameMsg], out_dir: str, config_yaml: str = "") -> list[str]:

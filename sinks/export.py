@@ -1,11 +1,12 @@
 """Export a session: OpenSim `.mot` per track, and every field as CSV and/or Parquet.
 
-    python -m sinks.export SESSION --out DIR [--format mot,csv,parquet,bvh]
+    python -m sinks.export SESSION --out DIR [--format mot,csv,parquet,bvh,ros2]
 
 .mot: one file per (stream, track), `<stream>_track<id>.mot`; columns `time` (s since the
 session's first frame) and the 46 SKEL DoF names (OpenSim coordinate names), in degrees
 (`inDegrees=yes`). Rows where the track had no pose are left out.
 .bvh: one file per (stream, track), the SKEL tree as hierarchy (`sinks/bvh_export.py`).
+ros2: `ros2.mcap`, ROS 2 JointState / TF / MarkerArray channels (`sinks/ros2_mcap.py`).
 Table (`poses.csv` / `poses.parquet`): one row per person per frame; angles in radians, units in
 the column names and (Parquet) in the field metadata.
 """
@@ -125,9 +126,9 @@ def frames_table(frames: list[FrameMsg], t0_ns: int):
 def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot", "csv", "parquet")
                    ) -> list[str]:
     """Write the requested exports into `out_dir`; returns the files written."""
-    bad = set(formats) - {"mot", "csv", "parquet", "bvh"}
+    bad = set(formats) - {"mot", "csv", "parquet", "bvh", "ros2"}
     if bad:
-        raise UserError(f"unknown export format(s) {sorted(bad)}; use mot, csv, parquet, bvh")
+        raise UserError(f"unknown export format(s) {sorted(bad)}; use mot, csv, parquet, bvh, ros2")
     frames = load_frames(session)
     t0 = frames[0].capture_ns
     try:
@@ -138,9 +139,15 @@ def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot"
     if "mot" in formats:
         written += export_mot(frames, out_dir, t0)
     if "bvh" in formats:
-        from sinks.bvh_export import export_bvh, recorded_config
+        from sinks.bvh_export import export_bvh
+        from sinks.session_skeleton import recorded_config
 
         written += export_bvh(frames, out_dir, recorded_config(session))
+    if "ros2" in formats:
+        from sinks.ros2_mcap import export_ros2
+        from sinks.session_skeleton import recorded_config, session_skeleton
+
+        written += export_ros2(frames, out_dir, session_skeleton(recorded_config(session)))
     if "csv" in formats or "parquet" in formats:
         table = frames_table(frames, t0)
         if "csv" in formats:
@@ -161,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("session", help="session folder or its poses.mcap")
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--format", default="mot,csv,parquet", help="comma list: mot,csv,parquet,bvh")
+    ap.add_argument("--format", default="mot,csv,parquet", help="comma list: mot,csv,parquet,bvh,ros2")
     a = ap.parse_args(argv)
     try:
         files = export_session(a.session, a.out, tuple(x for x in a.format.split(",") if x))

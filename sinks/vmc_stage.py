@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import sys
 
-from sinks.schema import decode, encode_frame
+from sinks.schema import frame_message
 from sinks.vmc import VmcSender
 from stream.config import PipelineConfig
 from stream.packet import Packet
 from stream.stage import Stage
-
-
-def frame_message(packet: Packet):
-    """Packet -> the `FrameMsg` a subscriber would receive for it."""
-    return decode(encode_frame(packet, 0, 2 ** 32))
 
 
 class VmcStage(Stage):
