@@ -1,4 +1,4 @@
-"""Settings of the protocol adapters that feed other tools (owner: sinks): VMC over OSC."""
+"""Settings of the adapters that feed other tools (owner: sinks): VMC over OSC, the live viewer."""
 from __future__ import annotations
 
 from typing import Literal
@@ -29,4 +29,29 @@ class VmcConfig(StrictModel):
     @classmethod
     def _address(cls, v: str) -> str:
         parse_host_port(v, "vmc.address")
+        return v
+
+
+class ViewerConfig(StrictModel):
+    """Live web view (rerun): camera image with boxes, ids and 2D skeletons, a 3D skeleton per
+    person, joint-angle plots. Served locally and offline: open http://HOST:web_port."""
+    enabled: bool = False
+    web_port: int = Field(9090, ge=1, le=65535)     # the viewer page (rerun's web viewer, bundled)
+    grpc_port: int = Field(9876, ge=1, le=65535)    # the data the page streams from
+    memory_limit: str = "512MiB"                    # oldest data dropped beyond (nobody watching)
+    image: bool = True                              # send the camera image (JPEG)
+    image_max_width_px: int = Field(640, ge=64, le=7680)  # downscaled before sending
+    jpeg_quality: int = Field(70, ge=10, le=100)
+    body_height_m: float = Field(1.70, gt=0.5, lt=2.5)  # generic skeleton drawn from q
+    plot_dofs: tuple[str, ...] = ("knee_angle_r", "knee_angle_l", "elbow_flexion_r", "elbow_flexion_l")
+
+    @field_validator("plot_dofs")
+    @classmethod
+    def _dofs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from engines.skel.dofs import DOF_INDEX
+
+        bad = [n for n in v if n not in DOF_INDEX]
+        if bad:
+            raise ValueError(f"viewer.plot_dofs: unknown DoF names {bad}; use names from "
+                             "engines/skel/dofs.py, e.g. knee_angle_r")
         return v

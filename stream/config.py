@@ -7,7 +7,7 @@ from pydantic import Field
 
 from engines.detection.config import DetectorConfig
 from engines.pose_config import PoseConfig
-from sinks.adapters_config import VmcConfig
+from sinks.adapters_config import ViewerConfig, VmcConfig
 from sinks.config import PreviewConfig, PublisherConfig, RecorderConfig
 from stream.config_base import StrictModel
 from stream.sources.config import SourceConfig
@@ -42,3 +42,4 @@ class PipelineConfig(StrictModel):
     recorder: RecorderConfig = RecorderConfig()
     preview: PreviewConfig = PreviewConfig()
     vmc: VmcConfig = VmcConfig()
+    viewer: ViewerConfig = ViewerConfig()

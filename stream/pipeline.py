@@ -27,6 +27,7 @@ SINKS: dict[str, str] = {
     "record": "sinks.record_stage:RecordStage",
     "preview": "sinks.preview_stage:PreviewStage",
     "vmc": "sinks.vmc_stage:VmcStage",
+    "viewer": "sinks.viewer_stage:ViewerStage",
 }
 REGISTRY: dict[str, str] = {**CHAIN, **SINKS}
 
@@ -54,6 +55,7 @@ def enabled_stages(cfg: PipelineConfig) -> list[str]:
         "preview": bool(getattr(cfg.preview, "window", False)
                         or getattr(cfg.preview, "video_path", None)),
         "vmc": bool(getattr(getattr(cfg, "vmc", None), "enabled", False)),
+        "viewer": bool(getattr(getattr(cfg, "viewer", None), "enabled", False)),
     }
     return [name for name in REGISTRY if on[name]]
 
