@@ -12,6 +12,9 @@ Cases, each on the same synthetic frames (`sinks.synth`, moving people inside jo
   local socket) and the whole `vmc` stage step (frame_message + send_frame);
 - ros2: `Ros2McapWriter.write_frame` (FK of every person, JointState x N, /tf, MarkerArray, MCAP
   write to a temporary file) and the record stage's extra step (frame_message + write_frame);
+- viewer (when rerun-sdk is installed), every frame shown (`max_fps` lifted; by default the
+  viewer shows at most 15 of a 30 fps stream's frames): `PoseViewer.log_frame` without the image (FK of every
+  person, boxes, 2D/3D skeletons, 4 angle plots each) and with a 640x480 image (+ JPEG encode);
 - bvh: `export_bvh` of a 2000-frame session divided by its frames (offline, not a live sink).
 
 Timing: `time.perf_counter_ns` per call; reported p50, p90 and the minimum of per-100-call means
@@ -43,6 +46,12 @@ def measure(fn, items: list) -> dict:
     blocks = w[: len(w) // 100 * 100].reshape(-1, 100).mean(axis=1) if len(w) >= 100 else w
     return {"p50_ms": float(np.median(w)), "p90_ms": float(np.percentile(w, 90)),
             "min_mean100_ms": float(blocks.min()), "cpu_p50_ms": float(np.median(cpu) / 1e6)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +86,18 @@ def main(argv: list[str] | None = None) -> int:
                     rows[name] = measure(w.write_frame if fn is None
                                          else (lambda p, w=w: w.write_frame(frame_message(p))),
                                          frames if fn is None else packets)
+            try:
+                from sinks.adapters_config import ViewerConfig
+                from sinks.viewer import PoseViewer
+
+                image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+                with PoseViewer(ViewerConfig(web_port=free_port(), grpc_port=free_port(),
+                                             max_fps=240.0)) as v:  # every frame shown
+                    rows["viewer log_frame"] = measure(v.log_frame, frames)
+                    rows["viewer log_frame + 640x480 image"] = measure(
+                        lambda f: v.log_frame(f, image), frames)
+            except ImportError:
+                pass
             t0 = time.perf_counter_ns()
             export_bvh(frames, tmp)
             per = (time.perf_counter_ns() - t0) / 1e6 / len(frames)

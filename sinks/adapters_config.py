@@ -39,6 +39,7 @@ class ViewerConfig(StrictModel):
     web_port: int = Field(9090, ge=1, le=65535)     # the viewer page (rerun's web viewer, bundled)
     grpc_port: int = Field(9876, ge=1, le=65535)    # the data the page streams from
     memory_limit: str = "512MiB"                    # oldest data dropped beyond (nobody watching)
+    max_fps: float = Field(15.0, gt=0.0, le=240.0)  # display rate: frames closer in time are skipped
     image: bool = True                              # send the camera image (JPEG)
     image_max_width_px: int = Field(640, ge=64, le=7680)  # downscaled before sending
     jpeg_quality: int = Field(70, ge=10, le=100)

@@ -8,11 +8,11 @@ In a run it is the `viewer` stage (`sinks/viewer_stage.py`): its own process beh
 drop-oldest queue, fed the published schema (plus the frame's pixels), so it never holds up the
 pipeline. rerun's logging calls only queue data for its server thread; with nobody watching, the
 server keeps `viewer.memory_limit` of the newest data and drops the rest. Frames whose logging
-failed are counted (`dropped`), never retried.
+failed are counted (`dropped`), never retried; `viewer.max_fps` (15) caps the display rate.
 
 Entities: `image/<stream>` (JPEG, downscaled to `image_max_width_px`), `image/<stream>/boxes`,
 `image/<stream>/skeleton`, `bodies/<stream>` (3D bones, camera frame: x right, y down, z forward),
-`angles/<stream>/track<id>/<dof>` (degrees). Timeline `capture` = capture time (UTC). Layout:
+`angles/<stream>/track<id>` (one series per `plot_dofs` name, degrees). Timeline `capture` = capture time (UTC). Layout:
 the images and the 3D view side by side above one plot of the angles.
 """
 from __future__ import annotations
@@ -31,7 +31,14 @@ from stream.errors import require
 
 PALETTE = np.array([(255, 0, 255), (0, 200, 255), (255, 160, 0), (0, 220, 90), (255, 60, 60),
                     (150, 110, 255), (255, 230, 0), (0, 255, 210)], dtype=np.uint8)
-_BONES = np.array([(p, j) for j, p in enumerate(JOINT_PARENTS) if p >= 0])
+CHAINS: tuple[tuple[int, ...], ...] = (
+    (0, 1, 2, 3, 4, 5), (0, 6, 7, 8, 9, 10), (0, 11, 12, 13),
+    (12, 14, 15, 16, 17, 18), (12, 19, 20, 21, 22, 23))
+"""The SKEL tree as 5 polylines (legs, spine to head, arms): 5 strips per person, not 23 bones,
+because rerun converts strips one by one (~20 us each)."""
+if sorted({(a, b) for c in CHAINS for a, b in zip(c, c[1:])}) != sorted(
+        (p, j) for j, p in enumerate(JOINT_PARENTS) if p >= 0):
+    raise RuntimeError("viewer: CHAINS must cover every SKEL bone once")
 
 
 def track_color(track_id: int) -> np.ndarray:
@@ -50,8 +57,10 @@ def project(points_m: np.ndarray, fx: float, fy: float, cx: float, cy: float) ->
 
 @dataclass
 class ViewerStats:
-    frames: int = 0
-    dropped: int = 0
+    frames: int = 0          # frames handed to the viewer
+    shown: int = 0           # logged
+    skipped: int = 0         # left out by the display rate (viewer.max_fps)
+    dropped: int = 0         # logging failed
 
 
 class PoseViewer:
@@ -64,6 +73,10 @@ class PoseViewer:
         self.url = ""
         self._rr = None
         self._streams: set[str] = set()
+        self._last_ns: dict[str, int] = {}
+        self._period_ns = int(1e9 / cfg.max_fps)
+        self._plots: set[str] = set()
+        self._plot_idx = np.array([DOF_INDEX[n] for n in cfg.plot_dofs], dtype=np.int64)
 
     def open(self) -> "PoseViewer":
         rr = require("rerun", "viewer", "the live viewer (viewer.enabled)")
@@ -81,8 +94,14 @@ class PoseViewer:
         self.close()
 
     def log_frame(self, frame: FrameMsg, image_bgr: np.ndarray | None = None) -> bool:
-        """Log one frame (False when logging failed: counted as dropped)."""
+        """Log one frame (False when logging failed: counted as dropped). Frames of a stream
+        closer than 1 / max_fps in capture time to the last one shown are skipped (counted)."""
         self.stats.frames += 1
+        last = self._last_ns.get(frame.stream)
+        if last is not None and 0 <= frame.capture_ns - last < self._period_ns:
+            self.stats.skipped += 1
+            return True
+        self._last_ns[frame.stream] = frame.capture_ns
         try:
             self._log(frame, image_bgr)
         except Exception as exc:  # noqa: BLE001 - a viewer problem never stops the run
@@ -91,6 +110,7 @@ class PoseViewer:
                 print(f"warning: viewer: a frame could not be shown ({exc}); frames like it are "
                       "dropped and counted", file=sys.stderr)
             return False
+        self.stats.shown += 1
         return True
 
     def _log(self, frame: FrameMsg, image_bgr: np.ndarray | None) -> None:
@@ -126,15 +146,17 @@ class PoseViewer:
                 continue
             root = None if p.trans_m is None else np.asarray(p.trans_m, np.float64)
             joints = forward_kinematics(np.asarray(p.q, np.float64), self.skeleton, root).joints_m
-            strips3d += list(joints[_BONES])
-            colors3d += [c] * len(_BONES)
+            strips3d += [joints[list(ch)] for ch in CHAINS]
+            colors3d += [c] * len(CHAINS)
             if root is not None and k is not None:
                 uv = project(joints, k.fx, k.fy, k.cx, k.cy) * scale
-                strips2d += list(uv[_BONES])
-                colors2d += [c] * len(_BONES)
-            for name in self.cfg.plot_dofs:
-                rr.log(f"angles/{s}/track{p.track_id}/{name}",
-                       rr.Scalars(float(np.degrees(p.q[DOF_INDEX[name]]))))
+                strips2d += [uv[list(ch)] for ch in CHAINS]
+                colors2d += [c] * len(CHAINS)
+            path = f"angles/{s}/track{p.track_id}"
+            if path not in self._plots:  # series names once per track
+                self._plots.add(path)
+                rr.log(path, rr.SeriesLines(names=list(self.cfg.plot_dofs)), static=True)
+            rr.log(path, rr.Scalars(np.degrees(p.q[self._plot_idx]).astype(np.float64)))
         rr.log(f"image/{s}/skeleton", rr.LineStrips2D(strips2d, colors=colors2d, radii=1.5))
         rr.log(f"bodies/{s}", rr.LineStrips3D(strips3d, colors=colors3d, radii=0.015))
 

@@ -31,6 +31,7 @@ class ViewerStage(Stage):
     def close(self) -> None:
         if self._viewer is not None:
             s = self._viewer.stats
-            print(f"viewer: {s.frames} frames shown, {s.dropped} dropped", file=sys.stderr)
+            print(f"viewer: {s.shown} of {s.frames} frames shown ({s.skipped} over viewer.max_fps, "
+                  f"{s.dropped} dropped)", file=sys.stderr)
             self._viewer.close()
             self._viewer = None

@@ -60,6 +60,18 @@ def test_page_loads_and_shows_the_skeleton(tmp_path):
     assert _magenta_pixels(png) > 400, f"no skeleton in the screenshot {out}"
 
 
+def test_display_rate_skips_frames_closer_than_max_fps():
+    from sinks.viewer import PoseViewer
+
+    cfg = ViewerConfig(enabled=True, web_port=_port(), grpc_port=_port(), max_fps=15.0)
+    with PoseViewer(cfg) as v:
+        for seq in range(30):                  # a 30 fps capture clock
+            f = frame_message(synthetic_packet("cam0", seq, 4))
+            f.capture_ns = 10**9 + seq * 33_333_333
+            assert v.log_frame(f)
+    assert (v.stats.shown, v.stats.skipped, v.stats.dropped) == (15, 15, 0)
+
+
 class OnePerson(Stage):
     name = "persons"
 
