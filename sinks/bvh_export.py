@@ -19,7 +19,9 @@ was set and the file is here. The recording holds no per-person segment lengths.
 
 Time: BVH needs one frame time. Frame k of a track is source frame `seq0 + k` (its `seq`); the frame
 time is the median capture interval per source frame of that track. Source frames without a pose
-for the track (dropped, or the track not posed) repeat the previous pose and are counted.
+for the track (dropped, or the track not posed) repeat the previous pose and are counted. In
+lossless mode capture times follow the processing rate (the schema carries no media time), so the
+export warns that the frame time is not the video's.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import numpy as np
 from engines.skel.dofs import JOINT_NAMES, JOINT_PARENTS, NUM_JOINTS, joint_dofs
 from engines.skel.kinematics import DOF_AXIS, DOF_SIGN, Skeleton, root_rotation
 from sinks.schema import FrameMsg
-from sinks.session_skeleton import session_skeleton
+from sinks.session_skeleton import recorded_lossless, session_skeleton
 from stream.errors import RecorderError
 
 CAMERA_TO_BVH = np.diag([1.0, -1.0, -1.0])
@@ -170,6 +172,10 @@ def track_motions(frames: list[FrameMsg]) -> list[TrackMotion]:
 def export_bvh(frames: list[FrameMsg], out_dir: str, config_yaml: str = "") -> list[str]:
     """`<stream>_track<id>.bvh` per track with a pose; returns the paths written."""
     sk = session_skeleton(config_yaml)
+    if recorded_lossless(config_yaml):
+        print("warning: export: the session ran in lossless mode, so its capture times (and the "
+              "BVH frame time) follow the processing rate, not the video's frame rate; set Frame "
+              "Time by hand to the source's 1/fps for real-time playback", file=sys.stderr)
     paths = []
     for m in track_motions(frames):
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in m.stream)
