@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     packets = [synthetic_packet("cam0", s, a.persons) for s in range(a.frames)]
     frames = [frame_message(p) for p in packets]
+    for i, f in enumerate(frames):  # a 30 fps capture clock (synthesis runs much faster)
+        f.capture_ns = 10**9 + i * 33_333_333
+        f.capture_utc_ns = 1_800_000_000 * 10**9 + i * 33_333_333
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))
     rows: dict[str, dict] = {}
