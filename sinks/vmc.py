@@ -23,13 +23,11 @@ import struct
 import sys
 from dataclasses import dataclass
 
-import numpy as np
 
-from engines.skel.kinematics import forward_kinematics, generic_skeleton
+from engines.skel.kinematics import generic_skeleton
 from sinks.adapters_config import VmcConfig, parse_host_port
 from sinks.osc import bundle, message, message_head
-from sinks.retarget import (BONE_NAMES, bone_local_rotations, camera_to_unity_position,
-                            humanoid_rig, matrix_to_xyzw)
+from sinks.retarget import BONE_NAMES, camera_to_unity_position, humanoid_rig, retarget
 from sinks.schema import FrameMsg, PersonMsg
 from stream.errors import TransportError
 
@@ -107,8 +105,7 @@ class VmcSender:
         if p is None:
             self.stats.no_person += 1
             return bundle([ok_message(False), time_message(t_s)])
-        fk = forward_kinematics(p.q, self.skeleton)
-        quats = matrix_to_xyzw(bone_local_rotations(fk.rots))
+        quats = retarget(p.q, self.skeleton)
         root = (0.0, 0.0, 0.0)
         if self.cfg.send_root_translation and p.trans_m is not None:
             root = tuple(float(v) for v in camera_to_unity_position(p.trans_m))

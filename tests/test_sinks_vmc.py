@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 from engines.skel.dofs import DOF_INDEX, DOF_LOWER, DOF_UPPER, JOINT_NAMES, NUM_DOFS
 from engines.skel.kinematics import forward_kinematics, generic_skeleton
 from sinks.adapters_config import VmcConfig
-from sinks.retarget import (BONE_NAMES, BONE_PARENTS, F_CAMERA_TO_UNITY, M_SKEL_TO_UNITY,
+from sinks.retarget import (BONE_NAMES, BONE_PARENTS, BONE_TABLE, F_CAMERA_TO_UNITY, M_SKEL_TO_UNITY,
                             bone_world_rotations, compose_bones, humanoid_rig, retarget, tpose_q)
 from sinks.schema import decode, encode_frame
 from sinks.synth import synthetic_packet
@@ -98,7 +98,6 @@ def check_round_trip(q: np.ndarray, quats_xyzw: np.ndarray, root_unity: np.ndarr
     local = Rotation.from_quat(quats_xyzw).as_matrix()
     world, pos = compose_bones(local, humanoid_rig(SK), root_unity)
     np.testing.assert_allclose(world, bone_world_rotations(fk.rots), atol=1e-5)
-    from sinks.retarget import BONE_TABLE
     origin = {b[0]: J[b[3]] for b in BONE_TABLE}
     for n in _EXACT:
         p = BONE_NAMES[BONE_PARENTS[B[n]]]
