@@ -23,7 +23,6 @@ import struct
 import sys
 from dataclasses import dataclass
 
-
 from engines.skel.kinematics import generic_skeleton
 from sinks.adapters_config import VmcConfig, parse_host_port
 from sinks.osc import bundle, message, message_head
