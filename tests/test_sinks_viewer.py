@@ -72,7 +72,7 @@ def test_display_rate_skips_frames_closer_than_max_fps():
     assert (v.stats.shown, v.stats.skipped, v.stats.dropped) == (15, 15, 0)
 
 
-class OnePerson(Stage):
+class FourPeople(Stage):
     name = "persons"
 
     def process(self, packet: Packet) -> Packet:
@@ -88,7 +88,7 @@ def test_viewer_stage_with_nobody_watching_finishes_the_run():
         viewer=ViewerConfig(enabled=True, web_port=_port(), grpc_port=_port()))
     chain, sinks = build_stages(cfg)
     assert [s.name for s in sinks] == ["viewer"] and sinks[0].needs_image
-    result = build_graph(cfg, chain=[OnePerson()], sinks=sinks,
+    result = build_graph(cfg, chain=[FourPeople()], sinks=sinks,
                          opener="graph_helpers:open_test_source").run()
     assert result.exit_code == 0, result.errors
 

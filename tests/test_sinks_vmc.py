@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from engines.skel.dofs import DOF_INDEX, DOF_LOWER, DOF_UPPER, JOINT_NAMES, NUM_DOFS
+from engines.skel.dofs import DOF_INDEX, DOF_LOWER, DOF_UPPER, JOINT_NAMES
 from engines.skel.kinematics import forward_kinematics, generic_skeleton
 from sinks.adapters_config import VmcConfig
 from sinks.retarget import (BONE_NAMES, BONE_PARENTS, BONE_TABLE, F_CAMERA_TO_UNITY, M_SKEL_TO_UNITY,
