@@ -1,6 +1,6 @@
 """Export a session: OpenSim `.mot` / `.trc` per track, and every field as CSV and/or Parquet.
 
-    python -m sinks.export SESSION --out DIR [--format mot,trc,csv,parquet]
+    python -m sinks.export SESSION --out DIR [--format mot,trc,csv,parquet,bvh,ros2]
                            [--opensim-model pose2sim|rajagopal|skel]
 
 .mot: one file per (stream, track), `<stream>_track<id>.mot`: `time` (s: a file's presentation
@@ -8,6 +8,8 @@ time when every frame has one, else capture time since the session's first frame
 OpenSim model's coordinates, pelvis orientation and translation in the session's gravity-aligned
 world frame (y up; degrees, metres; sinks/opensim_mot.py, sinks/world_frame.py). .trc: Pose2Sim's BlazePose marker names, world
 frame, metres (sinks/trc.py). Rows where the track had no pose are left out.
+.bvh: one file per (stream, track), the SKEL tree as hierarchy (`sinks/bvh_export.py`).
+ros2: `ros2.mcap`, ROS 2 JointState / TF / MarkerArray channels (`sinks/ros2_mcap.py`).
 Table (`poses.csv` / `poses.parquet`): one row per person per frame; angles in radians, units in
 the column names and (Parquet) in the field metadata.
 """
@@ -116,9 +118,9 @@ def frames_table(frames: list[FrameMsg], t0_ns: int):
 def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot", "csv", "parquet"),
                    opensim_model: str = "pose2sim") -> list[str]:
     """Write the requested exports into `out_dir`; returns the files written."""
-    bad = set(formats) - {"mot", "trc", "csv", "parquet"}
+    bad = set(formats) - {"mot", "trc", "csv", "parquet", "bvh", "ros2"}
     if bad:
-        raise UserError(f"unknown export format(s) {sorted(bad)}; use mot, trc, csv, parquet")
+        raise UserError(f"unknown export format(s) {sorted(bad)}; use mot, trc, csv, parquet, bvh, ros2")
     if opensim_model not in OPENSIM_MODELS:
         raise UserError(f"unknown --opensim-model {opensim_model!r}; use one of {', '.join(OPENSIM_MODELS)}")
     frames = load_frames(session)
@@ -128,6 +130,16 @@ def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot"
     except OSError as exc:
         raise RecorderError(f"cannot create export folder {out_dir} ({exc.strerror})") from None
     written: list[str] = []
+    if "bvh" in formats:
+        from sinks.bvh_export import export_bvh
+        from sinks.session_skeleton import recorded_config
+
+        written += export_bvh(frames, out_dir, recorded_config(session))
+    if "ros2" in formats:
+        from sinks.ros2_mcap import export_ros2
+        from sinks.session_skeleton import recorded_config, session_skeleton
+
+        written += export_ros2(frames, out_dir, session_skeleton(recorded_config(session)))
     if "csv" in formats or "parquet" in formats:
         table = frames_table(frames, t0)
         if "csv" in formats:
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("session", help="session folder or its poses.mcap")
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--format", default="mot,csv,parquet", help="comma list: mot,trc,csv,parquet")
+    ap.add_argument("--format", default="mot,csv,parquet", help="comma list: mot,trc,csv,parquet,bvh,ros2")
     ap.add_argument("--opensim-model", default="pose2sim", choices=OPENSIM_MODELS,
                     help="coordinate names and conventions of the .mot (default: pose2sim)")
     a = ap.parse_args(argv)

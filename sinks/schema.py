@@ -398,3 +398,8 @@ def frame_to_packet(msg: FrameMsg) -> Packet:
             limit_active=p.limit_active, predicted=p.predicted,
             root_orient_wxyz=p.root_orient_wxyz))
     return Packet(frame=fi, persons=persons, intrinsics=msg.intrinsics)
+
+
+def frame_message(packet: Packet) -> FrameMsg:
+    """Packet -> the `FrameMsg` a subscriber gets for it (adapters consume the published schema)."""
+    return decode(encode_frame(packet, 0, 2 ** 32))
