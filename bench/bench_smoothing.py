@@ -114,15 +114,18 @@ def _diff(a: np.ndarray, axis: int = -2) -> np.ndarray:
     return d
 
 
-def metrics(out: np.ndarray, trajs: list[Trajectory], skip: int = 5) -> dict[str, float]:
-    """Pooled metrics of an output (P, T, 46) against the trajectories' truth."""
+def metrics(out: np.ndarray, trajs: list[Trajectory], skip: int = 5,
+            dofs: np.ndarray | None = None) -> dict[str, float]:
+    """Pooled metrics of an output (P, T, 46) against the trajectories' truth, over the DoFs
+    where `dofs` (46,) bool is True (all by default; limit violations always count all)."""
     truth = np.stack([tr.truth for tr in trajs])
+    sel = np.ones(NUM_DOFS, dtype=bool) if dofs is None else np.asarray(dofs, dtype=bool)
     t = trajs[0].t_s
     valid = np.isfinite(out).all(axis=-1)
     valid[:, :skip] = False
     err = out - truth
     err[..., WRAP] = wrap_angle(err[..., WRAP])
-    rmse = float(np.sqrt(np.mean(err[valid] ** 2)))
+    rmse = float(np.sqrt(np.mean(err[valid][:, sel] ** 2)))
     tol = 1e-6
     viol = int(np.sum(((out < DOF_LOWER - tol) | (out > DOF_UPPER + tol))[valid][:, DOF_BOUNDED]))
     # second derivative on the real time stamps
@@ -130,12 +133,14 @@ def metrics(out: np.ndarray, trajs: list[Trajectory], skip: int = 5) -> dict[str
     v = _diff(np.nan_to_num(out)) / dt[None, :, None]
     acc = 2.0 * np.diff(v, axis=-2) / (dt[:-1] + dt[1:])[None, :, None]
     ok = valid[:, 2:] & valid[:, 1:-1] & valid[:, :-2]
-    mean_acc = float(np.mean(np.abs(acc[ok])))
+    mean_acc = float(np.mean(np.abs(acc[ok][:, sel])))
     return {"violations": viol, "rmse_deg": float(np.rad2deg(rmse)),
-            "acc_deg_s2": float(np.rad2deg(mean_acc)), "lag_frames": lag_frames(out, truth, valid)}
+            "acc_deg_s2": float(np.rad2deg(mean_acc)),
+            "lag_frames": lag_frames(out[..., sel], truth[..., sel], valid, wrap=WRAP[sel])}
 
 
-def lag_frames(out: np.ndarray, truth: np.ndarray, valid: np.ndarray, max_lag: int = 8) -> float:
+def lag_frames(out: np.ndarray, truth: np.ndarray, valid: np.ndarray, max_lag: int = 8,
+               wrap: np.ndarray = WRAP) -> float:
     """Peak of the cross-correlation sum_k truth[k] out[k + L] over L (frames), pooled over people
     and DoFs (each mean-removed, pelvis unwrapped), refined by a parabola through the peak."""
     P, T, D = out.shape
@@ -145,8 +150,8 @@ def lag_frames(out: np.ndarray, truth: np.ndarray, valid: np.ndarray, max_lag: i
         o = np.where(valid[i][:, None], out[i], np.nan)
         o = _fill(o)
         g = truth[i].copy()
-        o[:, :3] = np.unwrap(o[:, :3], axis=0)
-        g[:, :3] = np.unwrap(g[:, :3], axis=0)
+        o[:, wrap] = np.unwrap(o[:, wrap], axis=0)
+        g[:, wrap] = np.unwrap(g[:, wrap], axis=0)
         o -= o.mean(0)
         g -= g.mean(0)
         for j, L in enumerate(lags):
