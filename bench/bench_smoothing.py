@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engines.skel.dofs import DOF_BOUNDED, DOF_LOWER, DOF_UPPER, NUM_DOFS, wrap_angle  # noqa: E402
-from motion_synth import Trajectory, synth_stream  # noqa: E402
+from motion_synth import SHAPES, Trajectory, swing_person, synth_stream  # noqa: E402
 from stream.config import PipelineConfig  # noqa: E402
 from stream.packet import FrameInfo, Packet, Person, TrackEvent, TrackEventKind, TrackState  # noqa: E402
 from tracking.one_euro import OneEuroFilter  # noqa: E402
@@ -206,6 +206,114 @@ def evaluate(fps: float, seeds: list[int], n_persons: int = 4, duration_s: float
         out[k] = {m: (float(np.mean([v[m] for v in vs])) if m != "violations" else int(sum(v[m] for v in vs)))
                   for m in ("violations", "rmse_deg", "acc_deg_s2", "lag_frames")}
         out[k]["params"] = "; ".join(sorted({v.get("params", "") for v in vs} - {""}))
+    return out
+
+
+# --- the widened benchmark: every speed, shape, outlier rate, both rates, both dropouts ------
+
+SPEEDS_HZ = (0.25, 0.5, 1.0, 2.0, 3.0)
+OUTLIERS = ((0.0, 0.0), (0.02, 30.0), (0.05, 40.0))   # (rate per DoF and frame, size deg)
+CAUSAL = ("vr", "balanced", "analysis")
+
+
+def swing_set(fps: float, freq_hz: float, shape: str, outlier: tuple[float, float],
+              seeds: tuple[int, ...], duration_s: float = 8.0, drop_rate: float = 0.02,
+              blank_rate: float = 0.02) -> tuple[list[Trajectory], np.ndarray]:
+    """One scenario of the grid: a person per seed swinging (motion_synth.swing_person), 3 deg
+    noise, jittered stamps, both kinds of dropout. Returns the trajectories and the DoFs to score."""
+    out = [swing_person(s, freq_hz, shape, fps=fps, duration_s=duration_s, outlier_rate=outlier[0],
+                        outlier_deg=outlier[1], drop_rate=drop_rate, blank_rate=blank_rate)
+           for s in seeds]
+    return [tr for tr, _ in out], out[0][1]
+
+
+def evaluate_grid(fps_list=(30.0, 60.0), speeds=SPEEDS_HZ, shapes=SHAPES, outliers=OUTLIERS,
+                  seeds: tuple[int, ...] = (1, 2), methods=CAUSAL, duration_s: float = 8.0,
+                  one_euro: bool = True, **overrides) -> list[dict]:
+    """One row per (fps, speed, shape, outlier): each causal preset's RMSE and jitter as a
+    ratio to raw, its lag (frames) and limit violations. With `one_euro`, per (fps, speed) One
+    Euro is tuned on ONE_EURO_GRID over all shapes and outlier rates of that speed to the best
+    RMSE whose lag is no more than vr's, and its ratios are added to every row of that speed
+    ('one_euro', with 'one_euro_params'). `overrides`: SmoothingConfig fields for every preset."""
+    rows = []
+    for fps in fps_list:
+        for f in speeds:
+            cases = []
+            for shape in shapes:
+                for o in outliers:
+                    trajs, sel = swing_set(fps, f, shape, o, seeds, duration_s)
+                    raw = metrics(run_raw(trajs), trajs, dofs=sel)
+                    row = {"fps": fps, "speed_hz": f, "shape": shape, "outlier_rate": o[0],
+                           "outlier_deg": o[1], "raw_rmse_deg": raw["rmse_deg"],
+                           "raw_violations": raw["violations"]}
+                    for m in methods:
+                        r = metrics(run_ours(trajs, SmoothingConfig(preset=m, **overrides)), trajs,
+                                    dofs=sel)
+                        row[m] = {"rmse": r["rmse_deg"] / raw["rmse_deg"],
+                                  "jitter": r["acc_deg_s2"] / raw["acc_deg_s2"],
+                                  "lag_frames": r["lag_frames"], "violations": r["violations"]}
+                    rows.append(row)
+                    cases.append((row, trajs, sel, raw))
+            if one_euro:
+                _tune_one_euro(cases, methods[0])
+    return rows
+
+
+def _tune_one_euro(cases: list, ref_method: str) -> None:
+    """Pick the One Euro setting with the lowest RMSE (pooled over `cases`, as a ratio to raw)
+    whose pooled lag is no more than `ref_method`'s; write its per-case ratios into the rows."""
+    ref_lag = float(np.mean([row[ref_method]["lag_frames"] for row, *_ in cases]))
+    scores = {}
+    for mc, b in ONE_EURO_GRID:
+        per = []
+        for row, trajs, sel, raw in cases:
+            r = metrics(run_one_euro(trajs, mc, b), trajs, dofs=sel)
+            per.append({"rmse": r["rmse_deg"] / raw["rmse_deg"], "jitter": r["acc_deg_s2"] / raw["acc_deg_s2"],
+                        "lag_frames": r["lag_frames"], "violations": r["violations"]})
+        scores[mc, b] = per
+    lag = {k: float(np.mean([p["lag_frames"] for p in v])) for k, v in scores.items()}
+    rmse = {k: float(np.mean([p["rmse"] for p in v])) for k, v in scores.items()}
+    ok = [k for k in scores if lag[k] <= ref_lag + 0.05]
+    pick = min(ok, key=rmse.get) if ok else min(lag, key=lag.get)
+    for (row, *_), p in zip(cases, scores[pick]):
+        row["one_euro"] = p
+        row["one_euro_params"] = f"min_cutoff={pick[0]} Hz, beta={pick[1]}"
+
+
+def grid_markdown(rows: list[dict], methods=CAUSAL) -> str:
+    """The grid as tables, one per frame rate: RMSE x raw (jitter x raw) per preset and One Euro."""
+    lines = []
+    for fps in sorted({r["fps"] for r in rows}):
+        lines += [f"**{fps:g} Hz frames**, RMSE x raw (jitter x raw), lag frames of vr:", "",
+                  "| speed | shape | outliers | raw RMSE deg | " + " | ".join(methods)
+                  + " | One Euro @ vr lag | vr lag |",
+                  "|---|---|---|---|" + "---|" * len(methods) + "---|---|"]
+        for r in rows:
+            if r["fps"] != fps:
+                continue
+            cells = [f"{r[m]['rmse']:.2f} ({r[m]['jitter']:.2f})" for m in methods]
+            oe = r.get("one_euro")
+            cells.append(f"{oe['rmse']:.2f} ({oe['jitter']:.2f})" if oe else "-")
+            lines.append(f"| {r['speed_hz']:g} Hz | {r['shape']} | {r['outlier_rate'] * 100:g} % x "
+                         f"{r['outlier_deg']:g} deg | {r['raw_rmse_deg']:.2f} | " + " | ".join(cells)
+                         + f" | {r[methods[0]]['lag_frames']:+.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def walking(seeds: tuple[int, ...] = (1, 2, 3)) -> dict[str, dict[str, float]]:
+    """The issue's walking case: the swing DoFs at 1 Hz (knee 0-1.2 rad), 3 deg noise, 2 %
+    outliers of 30 deg, 30 Hz, no dropouts. RMSE and jitter as ratios to raw, lag in frames,
+    per causal preset; 'truth' is the jitter of the true signal itself."""
+    trajs, sel = swing_set(30.0, 1.0, "sine", (0.02, 30.0), seeds, duration_s=10.0,
+                           drop_rate=0.0, blank_rate=0.0)
+    raw = metrics(run_raw(trajs), trajs, dofs=sel)
+    truth = metrics(np.stack([tr.truth for tr in trajs]), trajs, dofs=sel)
+    out = {"truth": {"rmse": 0.0, "jitter": truth["acc_deg_s2"] / raw["acc_deg_s2"], "lag_frames": 0.0}}
+    for m in CAUSAL:
+        r = metrics(run_ours(trajs, SmoothingConfig(preset=m)), trajs, dofs=sel)
+        out[m] = {"rmse": r["rmse_deg"] / raw["rmse_deg"], "jitter": r["acc_deg_s2"] / raw["acc_deg_s2"],
+                  "lag_frames": r["lag_frames"]}
     return out
 
 

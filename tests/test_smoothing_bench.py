@@ -42,9 +42,12 @@ def test_rmse_and_jitter_targets(results):
         for method in ("ours_vr", "ours_balanced", "ours_analysis", "ours_rts"):
             assert _ratio(res, method, "rmse_deg") <= 0.6, (fps, method)
             assert _ratio(res, method, "acc_deg_s2") <= 0.25, (fps, method)
-    # the presets are ordered by intent: vr lags least, analysis is smoothest
+    # the presets are ordered by intent: vr lags least, analysis is smoothest. Since the agile
+    # models follow 3 Hz swings (issue 15) the lag of vr and balanced is set by them, not by
+    # the calm model: equal within 0.05 frame
     res = results[30.0]
-    assert res["ours_vr"]["lag_frames"] < res["ours_balanced"]["lag_frames"] < res["ours_analysis"]["lag_frames"]
+    assert res["ours_vr"]["lag_frames"] <= res["ours_balanced"]["lag_frames"] + 0.05
+    assert res["ours_balanced"]["lag_frames"] < res["ours_analysis"]["lag_frames"]
     assert res["ours_vr"]["acc_deg_s2"] > res["ours_balanced"]["acc_deg_s2"] > res["ours_analysis"]["acc_deg_s2"]
 
 

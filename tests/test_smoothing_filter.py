@@ -25,7 +25,7 @@ def _filterpy(x, P, dt, q, R) -> KalmanFilter:
 
 
 def _plain_bank(q: np.ndarray, meas_std: np.ndarray, n: int, q_mult=(1.0,),
-                switch_rate_hz: float = 0.1, accel=None) -> jf.JointFilterBank:
+                switch_rate_hz: float = 0.1) -> jf.JointFilterBank:
     """A bank with its extras switched off (no limits, wrap, outlier model or coasting decay):
     exactly n x c filterpy IMMs of len(q_mult) models (one plain KalmanFilter each for one)."""
     c = len(q)
@@ -33,7 +33,7 @@ def _plain_bank(q: np.ndarray, meas_std: np.ndarray, n: int, q_mult=(1.0,),
                               upper=np.full(c, np.inf), wrap=np.zeros(c, bool), outlier_rate=0.0,
                               outlier_range=1.0, gate_max_frames=0, limit_margin=1.0,
                               coast_tau_s=1e300, q_mult=q_mult, switch_rate_hz=switch_rate_hz,
-                              accel_model=accel, capacity=n)
+                              capacity=n)
 
 
 def _random_states(rng, n: int, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,19 +44,10 @@ def _random_states(rng, n: int, c: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _set_model(bank: jf.JointFilterBank, base: int, x: np.ndarray, P: np.ndarray,
                mu: np.ndarray | float = 1.0) -> None:
-    """x (n, c, 2 or 3), P (n, c, 2x2 or 3x3) into the combined planes (base X0) or a model's."""
-    if base == jf.X0:
-        bank.s[jf.X0], bank.s[jf.X1] = x[..., 0], x[..., 1]
-        bank.s[jf.P00], bank.s[jf.P01], bank.s[jf.P11] = P[..., 0, 0], P[..., 0, 1], P[..., 1, 1]
-        return
-    k = x.shape[-1]
-    bank.s[base:base + jf.MU] = 0.0
-    for a in range(k):
-        bank.s[base + a] = x[..., a]
-    for r, (a, b) in enumerate([(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]):
-        if a < k and b < k:
-            bank.s[base + 3 + r] = P[..., a, b]
-    bank.s[base + jf.MU] = mu
+    bank.s[base], bank.s[base + 1] = x[..., 0], x[..., 1]
+    if base != jf.X0:
+        bank.s[base + jf.MU] = mu
+    bank.s[base + 2], bank.s[base + 3], bank.s[base + 4] = P[..., 0, 0], P[..., 0, 1], P[..., 1, 1]
 
 
 def test_bank_step_with_one_model_matches_filterpy_kalman_filter():
@@ -87,56 +78,24 @@ def test_bank_step_with_one_model_matches_filterpy_kalman_filter():
         x, P = x2, P2
 
 
-def _filterpy3(x, P, q, accel: bool) -> KalmanFilter:
-    """A filterpy filter on x = [angle, rate, acceleration]; constant velocity holds the
-    acceleration at 0 (F's last row 0), as the bank's constant-velocity models do."""
-    kf = KalmanFilter(dim_x=3, dim_z=1)
-    kf.x, kf.P = x.copy(), P.copy()
-    kf.H = np.array([[1.0, 0.0, 0.0]])
-    kf.q_density, kf.accel = q, accel
-    return kf
-
-
-def _set_dt(kf: KalmanFilter, dt: float, R: float) -> None:
-    if kf.accel:
-        kf.F = np.array([[1.0, dt, dt * dt / 2], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
-        kf.Q = Q_continuous_white_noise(dim=3, dt=dt, spectral_density=kf.q_density)
-    else:
-        kf.F = np.array([[1.0, dt, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
-        kf.Q = np.zeros((3, 3))
-        kf.Q[:2, :2] = Q_continuous_white_noise(dim=2, dt=dt, spectral_density=kf.q_density)
-    kf.R = np.array([[R]])
-
-
-@pytest.mark.parametrize("accel", [False, True])
-def test_bank_step_matches_filterpy_imm_estimator(accel):
-    """Three constant-velocity models (q times 1, 15, 200), and with `accel` a fourth,
-    constant-acceleration one; Markov switching at a rate: each (track, channel) of the bank
-    follows filterpy's IMMEstimator step for step (mixing, every filter, mode probabilities,
-    combined estimate), with variable dt, confidence and missing measurements."""
+def test_bank_step_matches_filterpy_imm_estimator():
+    """Three models (q times 1, 15, 200), Markov switching at a rate: each (track, channel) of
+    the bank follows filterpy's IMMEstimator step for step (mixing, every filter, mode
+    probabilities, combined estimate), with variable dt, confidence and missing measurements."""
     rng = np.random.default_rng(4)
     n, c, rate = 3, 5, 2.0
-    mult = np.array([1.0, 15.0, 200.0] + ([3000.0] if accel else []))
-    is_ca = np.arange(len(mult)) == 3
+    mult = np.array([1.0, 15.0, 200.0])
     M = len(mult)
     q, meas_std = rng.uniform(0.05, 5.0, c), rng.uniform(0.03, 0.3, c)
-    bank = _plain_bank(q, meas_std, n, q_mult=mult, switch_rate_hz=rate, accel=is_ca)
-    states = []
-    for m in range(M):
-        x, P = np.zeros((n, c, 3)), np.zeros((n, c, 3, 3))
-        k = 3 if is_ca[m] else 2
-        x[..., :k] = rng.normal(size=(n, c, k))
-        A = rng.normal(size=(n, c, k, k))
-        P[..., :k, :k] = A @ A.swapaxes(-1, -2) + 0.1 * np.eye(k)
-        states.append((x, P))
+    bank = _plain_bank(q, meas_std, n, q_mult=mult, switch_rate_hz=rate)
+    states = [_random_states(rng, n, c) for _ in range(M)]
     mu = rng.dirichlet(np.ones(M), (n, c))
     for m, (x, P) in enumerate(states):
         _set_model(bank, jf.model_base(m), x, P, mu[..., m])
     imms = {}
     for i in range(n):
         for j in range(c):
-            filters = [_filterpy3(x[i, j], P[i, j], q[j] * qm, ca)
-                       for (x, P), qm, ca in zip(states, mult, is_ca)]
+            filters = [_filterpy(x[i, j], P[i, j], 0.0, q[j] * qm, 1.0) for (x, P), qm in zip(states, mult)]
             imms[i, j] = IMMEstimator(filters, mu[i, j], np.eye(M))
     slots = np.arange(n)
     for _ in range(25):
@@ -151,8 +110,10 @@ def test_bank_step_matches_filterpy_imm_estimator(accel):
                 imm = imms[i, j]
                 imm.M = np.where(np.eye(M, dtype=bool), stay, (1 - stay) / (M - 1))
                 imm._compute_mixing_probabilities()  # filterpy mixes with the M of the last update
-                for f in imm.filters:
-                    _set_dt(f, dt[i], meas_std[j] ** 2 / conf[i] ** 2)
+                for f, qm in zip(imm.filters, mult):
+                    f.F = np.array([[1.0, dt[i]], [0.0, 1.0]])
+                    f.Q = Q_continuous_white_noise(dim=2, dt=dt[i], spectral_density=q[j] * qm)
+                    f.R = np.array([[meas_std[j] ** 2 / conf[i] ** 2]])
                 imm.predict()
                 if mask[i, j]:
                     imm.update(z[i, j])
@@ -161,12 +122,12 @@ def test_bank_step_matches_filterpy_imm_estimator(accel):
                     imm._compute_mixing_probabilities()
                     imm._compute_state_estimate()
                 x, P = bank.posterior(i)
-                np.testing.assert_allclose(x[j], imm.x[:2], rtol=1e-8, atol=1e-10)
-                np.testing.assert_allclose(P[j], imm.P[:2, :2], rtol=1e-8, atol=1e-10)
+                np.testing.assert_allclose(x[j], imm.x, rtol=1e-8, atol=1e-10)
+                np.testing.assert_allclose(P[j], imm.P, rtol=1e-8, atol=1e-10)
                 for m, f in enumerate(imm.filters):
                     b = jf.model_base(m)
                     np.testing.assert_allclose(bank.s[b + jf.MU, i, j], imm.mu[m], rtol=1e-8, atol=1e-12)
-                    np.testing.assert_allclose(bank.s[b:b + 3, i, j], f.x, rtol=1e-8, atol=1e-10)
+                    np.testing.assert_allclose(bank.s[b:b + 2, i, j], f.x, rtol=1e-8, atol=1e-10)
 
 
 def test_rts_matches_filterpy_rts_smoother():

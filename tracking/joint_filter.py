@@ -13,7 +13,7 @@ measurement says so. (A single model with Q boosted by a running normalized inno
 first, could not reach RMSE <= 0.6x and jitter <= 0.25x at 30 Hz at once; two models could, but
 lagged a steady 0.5 Hz swing that neither fits; three do both: BENCHMARKS.md.)
 
-Channels are independent, so each model's P is a symmetric 3x3 block: a bank over 46 DoFs is
+Channels are independent, so each model's P is a symmetric 2x2 block: a bank over 46 DoFs is
 46 filterpy IMMs side by side. `_step_kernel` writes one IMM step out as scalar algebra (the
 textbook names x, P, F, Q, R, K, S, y, mu, cbar are kept so it reads against filterpy; a test
 checks it against filterpy's IMMEstimator on random data) and loops it over every
@@ -44,10 +44,9 @@ values in a row the next is taken as it is. Also: R = sigma^2 / confidence^2, no
 DoF is unobserved, and velocity decay where nothing was measured (joints stop; a coasting CV
 model would fly off).
 
-An optional constant-acceleration model (state [angle, rate, acceleration]; the
-constant-velocity models carry the acceleration as exactly 0) predicts fast swings more
-closely; it measured worse than a more agile constant-velocity model (noisy acceleration
-estimates at 30 Hz) and is off by default.
+A constant-acceleration model (state [angle, rate, acceleration], tried as the most agile
+model) predicts a clean fast swing more closely, but at 30 Hz with 3 deg noise its acceleration
+estimate is too noisy: it measured worse than constant-velocity models up to 1e5x (BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -59,20 +58,19 @@ from numba import njit
 from engines.skel.dofs import wrap_angle
 
 _V0_STD = 2.0  # rad/s (or m/s): prior std of the velocity of a freshly started track
-_A0_STD = 20.0  # rad/s^2 (or m/s^2): the same for the acceleration (constant-acceleration model)
 
 # planes of the bank's state (rows, capacity, channels): the combined estimate callers read and
 # the count of consecutive gated measurements, then per model m, from model_base(m): its own
 # x0, x1, p00, p01, p11 and its probability
 X0, X1, P00, P01, P11, N_REJ = range(6)
-_HEAD, _N_STATE, MU = 6, 9, 9   # per model: x (3), P (6), then its probability at plane MU
+_HEAD, _N_STATE, MU = 6, 5, 5   # per model: x (2), P (3), then its probability at plane MU
 _PER_MODEL = _N_STATE + 1
 _MU0_AGILE = 0.1  # prior probability of the agile models together, for a freshly started track
 
 
 def model_base(m: int) -> int:
-    """First state plane of model m: planes +0..+2 x (angle, rate, acceleration), +3..+8 the
-    symmetric P (p00, p01, p02, p11, p12, p22), +9 its probability (`MU`)."""
+    """First state plane of model m: planes +0, +1 x (angle, rate), +2..+4 the symmetric P
+    (p00, p01, p11), +5 its probability (`MU`)."""
     return _HEAD + _PER_MODEL * m
 
 
@@ -100,51 +98,28 @@ def _meas_var_kernel(meas_var, confidence, z, lower, upper, inv_margin, out):
 
 
 @njit(cache=True, inline="always")
-def _predict(v, dt, q, accel):
-    """x = F x, P = F P F' + Q on v = [x0, x1, x2, p00, p01, p02, p11, p12, p22], in place.
-    accel: constant acceleration, F = [[1, dt, dt^2/2], [0, 1, dt], [0, 0, 1]], Q white jerk
-    of density q. Otherwise constant velocity, F = [[1, dt, 0], [0, 1, 0], [0, 0, 0]], Q white
-    acceleration of density q: the acceleration is held at exactly 0."""
-    x0, x1, x2, p00, p01, p02, p11, p12, p22 = v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
-    if accel:
-        h = 0.5 * dt * dt
-        a00, a01, a02 = p00 + dt * p01 + h * p02, p01 + dt * p11 + h * p12, p02 + dt * p12 + h * p22
-        a11, a12 = p11 + dt * p12, p12 + dt * p22                      # A = F P
-        dt2, dt3 = dt * dt, dt * dt * dt
-        v[0] = x0 + dt * x1 + h * x2
-        v[1] = x1 + dt * x2
-        v[3] = a00 + dt * a01 + h * a02 + q * dt3 * dt2 / 20.0         # A F' + Q
-        v[4] = a01 + dt * a02 + q * dt2 * dt2 / 8.0
-        v[5] = a02 + q * dt3 / 6.0
-        v[6] = a11 + dt * a12 + q * dt3 / 3.0
-        v[7] = a12 + q * dt2 / 2.0
-        v[8] = p22 + q * dt
-    else:
-        v[0] = x0 + dt * x1
-        v[2] = 0.0
-        v[3] = p00 + dt * (2.0 * p01 + dt * p11) + q * dt * dt * dt / 3.0
-        v[4] = p01 + dt * p11 + q * dt * dt / 2.0
-        v[6] = p11 + q * dt
-        v[5] = v[7] = v[8] = 0.0
+def _predict(v, dt, q):
+    """x = F x, P = F P F' + Q on v = [x0, x1, p00, p01, p11], in place: constant velocity,
+    F = [[1, dt], [0, 1]], Q white acceleration of density q."""
+    v[0] += dt * v[1]
+    v[2] += dt * (2.0 * v[3] + dt * v[4]) + q * dt * dt * dt / 3.0
+    v[3] += dt * v[4] + q * dt * dt / 2.0
+    v[4] += q * dt
 
 
 @njit(cache=True, inline="always")
 def _update(v, y, S, r, wrap):
     """K = P H' S^-1, x = x + r K y, P = P - r K S K' + r (1 - r) (K y)(K y)' on v (as in
-    `_predict`), H = [1, 0, 0]: the update by a measurement that is genuine with probability r
+    `_predict`), H = [1, 0]: the update by a measurement that is genuine with probability r
     (r = 1: the Kalman update; r = 0: none)."""
-    c0, c1, c2 = v[3], v[4], v[5]                   # P H' = first column of P
-    d0, d1, d2 = c0 / S * y, c1 / S * y, c2 / S * y  # K y
+    c0, c1 = v[2], v[3]                             # P H' = first column of P
+    d0, d1 = c0 / S * y, c1 / S * y                 # K y
     spread = r * (1.0 - r)
     v[0] += r * d0
     v[1] += r * d1
-    v[2] += r * d2
-    v[3] += -r * c0 * c0 / S + spread * d0 * d0
-    v[4] += -r * c0 * c1 / S + spread * d0 * d1
-    v[5] += -r * c0 * c2 / S + spread * d0 * d2
-    v[6] += -r * c1 * c1 / S + spread * d1 * d1
-    v[7] += -r * c1 * c2 / S + spread * d1 * d2
-    v[8] += -r * c2 * c2 / S + spread * d2 * d2
+    v[2] += -r * c0 * c0 / S + spread * d0 * d0
+    v[3] += -r * c0 * c1 / S + spread * d0 * d1
+    v[4] += -r * c1 * c1 / S + spread * d1 * d1
     if wrap:
         v[0] = _wrap(v[0])                          # wrapping angles stay in [-pi, pi)
 
@@ -161,15 +136,15 @@ def _project(x0, x1, lower, upper):
 
 @njit(cache=True)
 def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence, observed,
-                 q_models, accel_model, switch_rate_hz, meas_var, lower, upper, wrap, log_inlier,
-                 log_clutter, gate_max_frames, inv_margin, coast_tau_s):
+                 q_models, switch_rate_hz, meas_var, lower, upper, wrap, log_inlier, log_clutter,
+                 gate_max_frames, inv_margin, coast_tau_s):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
     s (rows, capacity, c) state planes; active (capacity, c) bool, the bank's limit flags;
     accepted (n, c) bool out; t_state, t_meas (capacity,) s; slots (n,); t_s, confidence (n,);
-    z, observed (n, c); q_models (M, c) each model's process noise; accel_model (M,) bool, which
-    models are constant-acceleration; per-channel meas_var, lower, upper, wrap,
+    z, observed (n, c); q_models (M, c) each model's process noise; per-channel meas_var, lower,
+    upper, wrap,
     log_inlier = log(1 - eps), log_clutter = log(eps / outlier range) (c,) (-inf: no outliers)."""
     n, c = z.shape
     M = q_models.shape[0]
@@ -178,7 +153,6 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     cbar = np.empty(M)             # predicted model probabilities
     rs = np.empty(M)               # each model's probability that the value is genuine
     mixed = np.empty((M, _N_STATE))  # each model's mixed prior, then its posterior
-    e = np.empty(3)
     for i in range(n):
         k = slots[i]
         dt = max(t_s[i] - t_state[k], 0.0)             # out-of-order or equal stamps: no motion
@@ -199,33 +173,29 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     cb += mu[m] * (p_stay if m == t else p_move)
                 cbar[t] = cb
                 ref = xm[t, 0]                          # angles averaged as offsets from one
-                mx0 = mx1 = mx2 = 0.0                   #   model's, on the circle if wrap
+                m0 = m1 = 0.0                           #   model's, on the circle if wrap
                 for m in range(M):
                     w = mu[m] * (p_stay if m == t else p_move) / cb
                     d = xm[m, 0] - ref
                     if wrap[j]:
                         d = _wrap(d)
-                    mx0 += w * d
-                    mx1 += w * xm[m, 1]
-                    mx2 += w * xm[m, 2]
-                for r in range(3, _N_STATE):
-                    mixed[t, r] = 0.0
+                    m0 += w * d
+                    m1 += w * xm[m, 1]
+                p00 = p01 = p11 = 0.0
                 for m in range(M):
                     w = mu[m] * (p_stay if m == t else p_move) / cb
                     d = xm[m, 0] - ref
                     if wrap[j]:
                         d = _wrap(d)
-                    e[0], e[1], e[2] = d - mx0, xm[m, 1] - mx1, xm[m, 2] - mx2  # x_m - x_mixed
-                    r = 3
-                    for a in range(3):                  # P = sum w (P_m + e e')
-                        for bb in range(a, 3):
-                            mixed[t, r] += w * (xm[m, r] + e[a] * e[bb])
-                            r += 1
-                x0 = ref + mx0
+                    e0, e1 = d - m0, xm[m, 1] - m1      # x_m - x_mixed
+                    p00 += w * (xm[m, 2] + e0 * e0)     # P = sum w (P_m + e e')
+                    p01 += w * (xm[m, 3] + e0 * e1)
+                    p11 += w * (xm[m, 4] + e1 * e1)
+                x0 = ref + m0
                 if wrap[j]:
                     x0 = _wrap(x0)
-                mixed[t, 0], mixed[t, 1], mixed[t, 2] = x0, mx1, mx2
-                _predict(mixed[t], dt, q_models[t, j], accel_model[t])
+                mixed[t, 0], mixed[t, 1], mixed[t, 2], mixed[t, 3], mixed[t, 4] = x0, m1, p00, p01, p11
+                _predict(mixed[t], dt, q_models[t, j])
             zj = z[i, j]
             ok = False
             if observed[i, j] and math.isfinite(zj):
@@ -238,7 +208,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     y = zj - mixed[t, 0]                # y = z - H x
                     if wrap[j]:
                         y = _wrap(y)                    # shortest way round: no 2 pi jumps
-                    S = mixed[t, 3] + R                 # S = H P H' + R
+                    S = mixed[t, 2] + R                 # S = H P H' + R
                     # log((1 - eps) N(y; 0, S)): this model explains the value as a measurement
                     log_in = log_inlier[j] - 0.5 * (y * y / S + math.log(2.0 * math.pi * S))
                     if trust:
@@ -265,23 +235,16 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                 s[N_REJ, k, j] = 0.0 if ok else s[N_REJ, k, j] + 1.0
             else:
                 for t in range(M):                      # unseen: x = D x, P = D P D',
-                    mu[t] = cbar[t]                     #   D = diag(1, decay, decay): joints stop
+                    mu[t] = cbar[t]                     #   D = diag(1, decay): joints stop
                     mixed[t, 1] *= decay
-                    mixed[t, 2] *= decay
-                    mixed[t, 4] *= decay
-                    mixed[t, 5] *= decay
-                    mixed[t, 6] *= decay * decay
-                    mixed[t, 7] *= decay * decay
-                    mixed[t, 8] *= decay * decay
+                    mixed[t, 3] *= decay
+                    mixed[t, 4] *= decay * decay
             # the joint-limit box for each model, then the probability-weighted combination
             ref = mixed[0, 0]
             m0 = m1 = 0.0
             best = 0
             for t in range(M):
-                x0, x1, at_bound = _project(mixed[t, 0], mixed[t, 1], lower[j], upper[j])
-                if (x0 <= lower[j] and mixed[t, 2] < 0.0) or (x0 >= upper[j] and mixed[t, 2] > 0.0):
-                    mixed[t, 2] = 0.0                   # nor an acceleration out of the box
-                mixed[t, 0], mixed[t, 1] = x0, x1
+                mixed[t, 0], mixed[t, 1], at_bound = _project(mixed[t, 0], mixed[t, 1], lower[j], upper[j])
                 if mu[t] > mu[best]:
                     best = t
                 if t == best:
@@ -297,9 +260,9 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                 if wrap[j]:
                     d = _wrap(d)
                 e0, e1 = d - m0, mixed[t, 1] - m1
-                p00 += mu[t] * (mixed[t, 3] + e0 * e0)
-                p01 += mu[t] * (mixed[t, 4] + e0 * e1)
-                p11 += mu[t] * (mixed[t, 6] + e1 * e1)
+                p00 += mu[t] * (mixed[t, 2] + e0 * e0)
+                p01 += mu[t] * (mixed[t, 3] + e0 * e1)
+                p11 += mu[t] * (mixed[t, 4] + e1 * e1)
                 b = _HEAD + _PER_MODEL * t
                 for r in range(_N_STATE):
                     s[b + r, k, j] = mixed[t, r]
@@ -375,7 +338,7 @@ class JointFilterBank:
                  gate_max_frames: int, limit_margin: float, unseen_std: np.ndarray | float = 0.5,
                  coast_tau_s: float = 0.15,
                  q_mult: np.ndarray | tuple[float, ...] = (1.0,), switch_rate_hz: float = 0.1,
-                 accel_model: np.ndarray | tuple[bool, ...] | None = None, capacity: int = 16):
+                 capacity: int = 16):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -391,9 +354,6 @@ class JointFilterBank:
         # model and channel), calm to agile
         mult = np.asarray(q_mult, dtype=np.float64)
         self.q_models = np.ascontiguousarray(self.q * (mult[:, None] if mult.ndim == 1 else mult))
-        # (M,) which models are constant-acceleration (their q is a jerk density, per s^5)
-        self.accel_model = np.zeros(self.q_models.shape[0], dtype=np.bool_) if accel_model is None \
-            else np.asarray(accel_model, dtype=np.bool_)
         self.switch_rate_hz = float(switch_rate_hz)    # expected model switches per second
         self.unseen_var = np.square(np.broadcast_to(np.asarray(unseen_std, dtype=np.float64), self.q.shape))
         self.gate_max_frames = int(gate_max_frames)
@@ -444,8 +404,7 @@ class JointFilterBank:
         n_models = self.q_models.shape[0]
         for m in range(n_models):
             b = model_base(m)
-            s[b], s[b + 3], s[b + 6] = s[X0], s[P00], s[P11]   # x = [z, 0, 0]
-            s[b + 8] = _A0_STD ** 2 if self.accel_model[m] else 0.0
+            s[b:b + _N_STATE] = s[X0:P11 + 1]
             s[b + MU] = 1.0 if n_models == 1 else (
                 1.0 - _MU0_AGILE if m == 0 else _MU0_AGILE / (n_models - 1))
         self.s[:, slots] = s
@@ -464,7 +423,7 @@ class JointFilterBank:
                      np.ascontiguousarray(z, dtype=np.float64),
                      np.ascontiguousarray(confidence, dtype=np.float64),
                      np.ascontiguousarray(observed, dtype=np.bool_),
-                     self.q_models, self.accel_model, self.switch_rate_hz, self.meas_var, self.lower,
+                     self.q_models, self.switch_rate_hz, self.meas_var, self.lower,
                      self.upper, self.wrap, self.log_inlier, self.log_clutter,
                      float(self.gate_max_frames), 1.0 / self.limit_margin, self.coast_tau_s)
         return accepted
@@ -474,13 +433,9 @@ class JointFilterBank:
         return self.s[X0, slots], self.s[X1, slots], self.active[slots]
 
     def effective_q(self, slot: int) -> np.ndarray:
-        """(c,) the white-acceleration density the combined estimate of a slot moved under in its
-        last step (for the fixed-lag RTS pass, a constant-velocity smoother): the models' q
-        weighted by their probabilities, a constant-acceleration model counted as the most agile
-        constant-velocity one."""
-        cv = ~self.accel_model
-        q_cv = np.where(cv[:, None], self.q_models, self.q_models[cv][-1] if cv.any() else self.q)
-        return sum(self.s[model_base(m) + MU, slot] * qm for m, qm in enumerate(q_cv))
+        """(c,) the process noise the combined estimate of a slot moved under in its last step:
+        the models' q weighted by their probabilities (for the fixed-lag RTS pass)."""
+        return sum(self.s[model_base(m) + MU, slot] * qm for m, qm in enumerate(self.q_models))
 
     def posterior(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
         """One slot's state in filterpy's layout: x (c, 2), P (c, 2, 2)."""

@@ -78,7 +78,6 @@ def translation_channels(cfg: SmoothingConfig) -> dict[str, np.ndarray]:
     appends them to the 46 DoF channels so one vectorized step filters both."""
     return {
         "q": np.full(3, cfg.trans_process_noise()),
-        "accel_q": np.full(3, cfg.trans_accel_process_noise),
         "meas_std": np.array([cfg.trans_meas_noise_m, cfg.trans_meas_noise_m, cfg.trans_depth_noise_m]),
         "lower": np.full(3, -np.inf), "upper": np.full(3, np.inf),
         "wrap": np.zeros(3, dtype=bool),

@@ -2,8 +2,7 @@
 
 One knob for intent: `preset` ('vr' low lag, 'balanced', 'analysis' smooth) sets a
 `responsiveness` in [0, 1] that picks the process noise of the calmest constant-velocity model on
-a log scale (the agile ones have up to `maneuver_q_ratio` times more, and a constant-acceleration
-model follows fast swings: tracking/joint_filter.py);
+a log scale (the agile ones have up to `maneuver_q_ratio` times more: tracking/joint_filter.py);
 `responsiveness` overrides the preset, `per_dof` overrides single DoFs by name.
 """
 from __future__ import annotations
@@ -46,21 +45,15 @@ class SmoothingConfig(StrictModel):
     a value no model explains is skipped, one the agile model explains is a real fast move."""
     outlier_range_rad: float = Field(1.0, gt=0.0)
     """Spread of junk values (radians): the outlier density is outlier_rate / outlier_range_rad."""
-    motion_models: int = Field(3, ge=1, le=5)
+    motion_models: int = Field(4, ge=1, le=6)
     """Constant-velocity models the IMM filter runs side by side, from calm to agile (1 = a
     single Kalman filter): more models follow a wider range of speeds, each costs one more
     filter per DoF."""
-    maneuver_q_ratio: float = Field(1.0e5, ge=1.0)
+    maneuver_q_ratio: float = Field(1.0e4, ge=1.0)
     """Process noise of the most agile constant-velocity model / that of the calmest one; the
     models between are spaced geometrically. The filter holds still with the calm one and
     follows a reach with the agile one."""
-    accel_model: bool = False
-    """Add a constant-acceleration model to the IMM: it predicts a fast swing (a 3 Hz knee)
-    within a few degrees where a constant-velocity model misses by tens, so that such motion is
-    followed and still told apart from outliers."""
-    accel_process_noise: float = Field(3.0e5, gt=0.0)
-    """White-jerk density of the constant-acceleration model, rad^2/s^5."""
-    maneuver_switch_rate_hz: float = Field(0.03, gt=0.0)
+    maneuver_switch_rate_hz: float = Field(0.3, gt=0.0)
     """Expected switches between calm and agile motion per second (the IMM's Markov
     transition): lower trusts the current model longer."""
     gate_max_frames: int = Field(1, ge=0)
@@ -86,8 +79,6 @@ class SmoothingConfig(StrictModel):
     """Std of the engine's root translation across the image (x, y), metres."""
     trans_depth_noise_m: float = Field(0.10, gt=0.0)
     """Std of the engine's root depth (z), metres; depth from one image is the weakest axis."""
-    trans_accel_process_noise: float = Field(100.0, gt=0.0)
-    """White-jerk density of the root translation's constant-acceleration model, m^2/s^5."""
     trans_outlier_range_m: float = Field(2.0, gt=0.0)
     """Spread of junk root translations (metres), as outlier_range_rad: a jump of metres in one
     frame is skipped."""
@@ -119,17 +110,9 @@ class SmoothingConfig(StrictModel):
                 r[DOF_INDEX[name]] = o.responsiveness
         return _log_interp(_JOINT_Q_RANGE, r)
 
-    def model_q_multipliers(self, calm_q: np.ndarray, accel_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each model's process noise as a multiple of the calm one's (c,): (models, c), and
-        (models,) bool, which are constant-acceleration. The constant-velocity models are
-        spaced geometrically up to maneuver_q_ratio; then the constant-acceleration one with
-        density accel_q (c,), if `accel_model`."""
-        cv = np.broadcast_to(self.maneuver_q_ratio ** np.linspace(0.0, 1.0, self.motion_models)[:, None],
-                             (self.motion_models, np.shape(calm_q)[0]))
-        if not self.accel_model:
-            return cv.copy(), np.zeros(self.motion_models, dtype=bool)
-        mult = np.concatenate([cv, (np.asarray(accel_q, dtype=np.float64) / calm_q)[None]])
-        return mult, np.arange(self.motion_models + 1) == self.motion_models
+    def model_q_multipliers(self) -> np.ndarray:
+        """(motion_models,) each model's process noise as a multiple of the calmest one's."""
+        return self.maneuver_q_ratio ** np.linspace(0.0, 1.0, self.motion_models)
 
     def joint_meas_noise(self) -> np.ndarray:
         """(46,) float64 measurement std per DoF at full confidence, radians."""

@@ -57,8 +57,6 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
     circle) and the root translation's own filter (tracking/shape_root.py)."""
     tr = translation_channels(cfg)
     q = np.concatenate([cfg.joint_process_noise(), tr["q"]])
-    mult, accel = cfg.model_q_multipliers(
-        q, np.concatenate([np.full(NUM_DOFS, cfg.accel_process_noise), tr["accel_q"]]))
     return JointFilterBank(
         q=q,
         meas_std=np.concatenate([cfg.joint_meas_noise(), tr["meas_std"]]),
@@ -70,7 +68,7 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
         gate_max_frames=cfg.gate_max_frames, limit_margin=cfg.limit_margin_rad,
         unseen_std=np.concatenate([np.full(NUM_DOFS, 0.5), tr["unseen_std"]]),
         coast_tau_s=cfg.coast_velocity_time_constant_s,
-        q_mult=mult, accel_model=accel, switch_rate_hz=cfg.maneuver_switch_rate_hz,
+        q_mult=cfg.model_q_multipliers(), switch_rate_hz=cfg.maneuver_switch_rate_hz,
         capacity=capacity)
 
 
