@@ -319,3 +319,39 @@ def test_unobserved_dofs_get_no_update_and_slow_down():
     x, v, _ = _run(_bank(preset="balanced"), z, ts, observed=obs)
     assert x[-1, d] < 0.5 + 1.0 * ts[19] + 0.2   # did not jump to the 2.0 it was told
     assert abs(v[-1, d]) < 0.05                  # velocity decayed while unseen
+
+
+@pytest.mark.parametrize("preset", ["vr", "balanced", "analysis"])
+def test_2hz_reversal_with_an_outlier_next_to_it(preset):
+    """Issue 15's known answer: a knee swinging 0-1.2 rad at 2 Hz (jumping jacks), 1 deg noise,
+    30 Hz, and a 30 deg outlier on the frame after the top of a swing. The reversal is real
+    motion and is followed; the outlier is taken for junk (not accepted, estimate not dragged)."""
+    rng = np.random.default_rng(5)
+    T = 60
+    ts = np.arange(T) / 30.0
+    d = DOF_INDEX["knee_angle_r"]
+    truth = 0.6 - 0.6 * np.cos(2 * np.pi * 2.0 * ts)       # tops at t = 0.25, 0.75, ... s
+    z = _z(T, 0.3)
+    z[:, :NUM_DOFS] = np.clip(z[:, :NUM_DOFS], DOF_LOWER, DOF_UPPER)
+    z[:, d] = truth + rng.normal(0, np.deg2rad(1.0), T)
+    top = int(round(0.75 * 30))                              # frame 22-23: the third reversal
+    k_out = top + 1
+    z[k_out, d] -= np.deg2rad(30.0)                          # the outlier points the way it goes
+    bank = _bank(preset=preset)
+    slot = np.array([0])
+    accepted, est = [], []
+    for k in range(T):
+        obs = np.isfinite(z[k])[None]
+        if k == 0:
+            bank.initialize(slot, ts[:1], z[:1], np.ones(1), obs)
+            accepted.append(True)
+        else:
+            accepted.append(bool(bank.step(slot, ts[k:k + 1], z[k:k + 1], np.ones(1), obs)[0, d]))
+        est.append(bank.state(slot)[0][0, d])
+    err = np.rad2deg(np.abs(np.array(est) - truth))
+    assert not accepted[k_out]                               # the outlier: junk
+    assert err[k_out] < 10.0    # predicted through it, not dragged 30 deg (the knee moves ~8 deg a frame)
+    # every genuine value around both reversals is taken, and the swing is followed
+    assert all(accepted[k] for k in range(10, T) if k != k_out)
+    assert err[k_out + 1:k_out + 6].max() < 5.0
+    assert np.sqrt(np.mean(err[10:] ** 2)) < 3.0
