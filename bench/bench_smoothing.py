@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engines.skel.dofs import DOF_BOUNDED, DOF_LOWER, DOF_UPPER, NUM_DOFS, wrap_angle  # noqa: E402
-from motion_synth import SHAPES, Trajectory, swing_person, synth_stream  # noqa: E402
+from motion_synth import SHAPES, Trajectory, recorded_person, swing_person, synth_stream  # noqa: E402
 from stream.config import PipelineConfig  # noqa: E402
 from stream.packet import FrameInfo, Packet, Person, TrackEvent, TrackEventKind, TrackState  # noqa: E402
 from tracking.one_euro import OneEuroFilter  # noqa: E402
@@ -229,34 +229,43 @@ def swing_set(fps: float, freq_hz: float, shape: str, outlier: tuple[float, floa
 
 def evaluate_grid(fps_list=(30.0, 60.0), speeds=SPEEDS_HZ, shapes=SHAPES, outliers=OUTLIERS,
                   seeds: tuple[int, ...] = (1, 2), methods=CAUSAL, duration_s: float = 8.0,
-                  one_euro: bool = True, **overrides) -> list[dict]:
+                  one_euro: bool = True, recorded: bool = True, **overrides) -> list[dict]:
     """One row per (fps, speed, shape, outlier): each causal preset's RMSE and jitter as a
     ratio to raw, its lag (frames) and limit violations. With `one_euro`, per (fps, speed) One
     Euro is tuned on ONE_EURO_GRID over all shapes and outlier rates of that speed to the best
     RMSE whose lag is no more than vr's, and its ratios are added to every row of that speed
-    ('one_euro', with 'one_euro_params'). `overrides`: SmoothingConfig fields for every preset."""
+    ('one_euro', with 'one_euro_params'). With `recorded`, rows for the recorded Pose2Sim clip
+    (speed_hz None) follow each rate's speeds. `overrides`: SmoothingConfig fields for every preset."""
     rows = []
     for fps in fps_list:
-        for f in speeds:
+        groups = [(f, [(shape, o, *swing_set(fps, f, shape, o, seeds, duration_s))
+                       for shape in shapes for o in outliers]) for f in speeds]
+        if recorded:
+            groups.append((None, [("recorded", o, *recorded_set(fps, o)) for o in outliers]))
+        for f, scenarios in groups:
             cases = []
-            for shape in shapes:
-                for o in outliers:
-                    trajs, sel = swing_set(fps, f, shape, o, seeds, duration_s)
-                    raw = metrics(run_raw(trajs), trajs, dofs=sel)
-                    row = {"fps": fps, "speed_hz": f, "shape": shape, "outlier_rate": o[0],
-                           "outlier_deg": o[1], "raw_rmse_deg": raw["rmse_deg"],
-                           "raw_violations": raw["violations"]}
-                    for m in methods:
-                        r = metrics(run_ours(trajs, SmoothingConfig(preset=m, **overrides)), trajs,
-                                    dofs=sel)
-                        row[m] = {"rmse": r["rmse_deg"] / raw["rmse_deg"],
-                                  "jitter": r["acc_deg_s2"] / raw["acc_deg_s2"],
-                                  "lag_frames": r["lag_frames"], "violations": r["violations"]}
-                    rows.append(row)
-                    cases.append((row, trajs, sel, raw))
+            for shape, o, trajs, sel in scenarios:
+                raw = metrics(run_raw(trajs), trajs, dofs=sel)
+                row = {"fps": fps, "speed_hz": f, "shape": shape, "outlier_rate": o[0],
+                       "outlier_deg": o[1], "raw_rmse_deg": raw["rmse_deg"],
+                       "raw_violations": raw["violations"]}
+                for m in methods:
+                    r = metrics(run_ours(trajs, SmoothingConfig(preset=m, **overrides)), trajs, dofs=sel)
+                    row[m] = {"rmse": r["rmse_deg"] / raw["rmse_deg"],
+                              "jitter": r["acc_deg_s2"] / raw["acc_deg_s2"],
+                              "lag_frames": r["lag_frames"], "violations": r["violations"]}
+                rows.append(row)
+                cases.append((row, trajs, sel, raw))
             if one_euro:
                 _tune_one_euro(cases, methods[0])
     return rows
+
+
+def recorded_set(fps: float, outlier: tuple[float, float], seeds: tuple[int, ...] = tuple(range(1, 9))
+                 ) -> tuple[list[Trajectory], np.ndarray]:
+    """The recorded Pose2Sim clip (motion_synth.recorded_person) under one noise draw per seed."""
+    out = [recorded_person(s, fps, outlier_rate=outlier[0], outlier_deg=outlier[1]) for s in seeds]
+    return [tr for tr, _ in out], out[0][1]
 
 
 def _tune_one_euro(cases: list, ref_method: str) -> None:
@@ -294,7 +303,8 @@ def grid_markdown(rows: list[dict], methods=CAUSAL) -> str:
             cells = [f"{r[m]['rmse']:.2f} ({r[m]['jitter']:.2f})" for m in methods]
             oe = r.get("one_euro")
             cells.append(f"{oe['rmse']:.2f} ({oe['jitter']:.2f})" if oe else "-")
-            lines.append(f"| {r['speed_hz']:g} Hz | {r['shape']} | {r['outlier_rate'] * 100:g} % x "
+            speed = "clip" if r["speed_hz"] is None else f"{r['speed_hz']:g} Hz"
+            lines.append(f"| {speed} | {r['shape']} | {r['outlier_rate'] * 100:g} % x "
                          f"{r['outlier_deg']:g} deg | {r['raw_rmse_deg']:.2f} | " + " | ".join(cells)
                          + f" | {r[methods[0]]['lag_frames']:+.2f} |")
         lines.append("")
@@ -428,7 +438,30 @@ def main() -> None:
                     help="only the RMSE per DoF group (gait, elbows, other) at 30 Hz, seeds 1-3, "
                          "and on one lone swing")
     ap.add_argument("--models", type=int, default=None, help="with --groups: smoothing.motion_models")
+    ap.add_argument("--grid", action="store_true",
+                    help="only the widened benchmark (issue 15): walking, then every speed, shape, "
+                         "outlier rate and the recorded clip at 30 and 60 Hz, with One Euro at "
+                         "vr's lag per speed (--quick: one seed, 30 Hz)")
+    ap.add_argument("--json", type=str, default=None, help="with --grid: also write the rows here")
     args = ap.parse_args()
+    if args.grid:
+        walk = walking()
+        print("walking (1 Hz knee, 3 deg noise, 2 % outliers of 30 deg, 30 Hz), x raw:")
+        for k, v in walk.items():
+            print(f"  {k:9s} RMSE {v['rmse']:.3f}  jitter {v['jitter']:.3f}  lag {v['lag_frames']:+.2f} frames")
+        rows = evaluate_grid(fps_list=(30.0,) if args.quick else (30.0, 60.0),
+                             seeds=(1,) if args.quick else (1, 2))
+        print(grid_markdown(rows))
+        for m in CAUSAL:
+            bad = [r for r in rows if r[m]["rmse"] > 0.9]
+            print(f"{m}: {len(bad)} of {len(rows)} rows above 0.9x raw RMSE; worst "
+                  f"{max(r[m]['rmse'] for r in rows):.2f}; violations {sum(r[m]['violations'] for r in rows)}")
+        beaten = [r for r in rows if r.get("one_euro") and r["vr"]["rmse"] >= r["one_euro"]["rmse"]]
+        print(f"vr not better than One Euro at its lag in {len(beaten)} of {len(rows)} rows")
+        if args.json:
+            import json
+            Path(args.json).write_text(json.dumps({"walking": walk, "rows": rows}, indent=1))
+        return
     if args.groups:
         overrides = {} if args.models is None else {"motion_models": args.models}
         for name, r in group_rmse(**overrides).items():

@@ -12,6 +12,7 @@ All randomness comes from one seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -255,4 +256,37 @@ def swing_person(seed: int, freq_hz: float, shape: str = "sine", fps: float = 30
     t = frame_times(rng, fps, duration_s, jitter_frac)
     truth, moving = swing_truth(t, freq_hz, shape, rng)
     return _from_truth(rng, t, truth, noise_deg=noise_deg, outlier_rate=outlier_rate,
+                       outlier_deg=outlier_deg, drop_rate=drop_rate, blank_rate=blank_rate), moving
+
+
+# --- a real recorded trajectory with synthetic noise on top -------------------------------------
+
+RECORDED = Path(__file__).resolve().parent / "data" / "pose2sim_demo_cam02_rts.npz"
+"""46 joint angles of the one person in Pose2Sim's Demo_SinglePerson cam02.mp4 (100 frames at
+60 fps, track 2), as the pipeline recorded them with configs/offline_analysis.yaml (landmark
+engine, `analysis` preset, fixed-lag RTS over 5 frames):
+
+    python run_stream.py --config configs/offline_analysis.yaml --source <Pose2Sim>/Demo_SinglePerson/videos/cam02.mp4
+
+then the track's q read back from the MCAP session (sinks.replay.load_frames)."""
+
+
+def recorded_person(seed: int, fps: float = 60.0, noise_deg: float = 3.0, outlier_rate: float = 0.02,
+                    outlier_deg: float = 30.0, drop_rate: float = 0.0, blank_rate: float = 0.0,
+                    jitter_frac: float = 0.15) -> tuple[Trajectory, np.ndarray]:
+    """The recorded trajectory as truth (linearly interpolated at jittered frame times at `fps`),
+    measured as `corrupt` says. Returns it and the (46,) mask of the DoFs that move in it
+    (bounded DoFs whose std over the clip is over 2 deg)."""
+    rec = np.load(RECORDED)
+    q, t_rec = rec["q"].astype(np.float64), rec["t_s"]
+    rng = np.random.default_rng(seed)
+    t = frame_times(rng, fps, t_rec[-1] - t_rec[0], jitter_frac) - 1.0 + t_rec[0]
+    t = np.clip(t, t_rec[0], t_rec[-1])
+    unwrapped = q.copy()
+    unwrapped[:, ~DOF_BOUNDED] = np.unwrap(q[:, ~DOF_BOUNDED], axis=0)
+    truth = np.stack([np.interp(t, t_rec, unwrapped[:, j]) for j in range(NUM_DOFS)], axis=1)
+    truth = np.clip(truth, DOF_LOWER, DOF_UPPER)
+    truth[:, ~DOF_BOUNDED] = wrap_angle(truth[:, ~DOF_BOUNDED])
+    moving = DOF_BOUNDED & (np.rad2deg(q.std(axis=0)) > 2.0)
+    return _from_truth(rng, t - t[0] + 1.0, truth, noise_deg=noise_deg, outlier_rate=outlier_rate,
                        outlier_deg=outlier_deg, drop_rate=drop_rate, blank_rate=blank_rate), moving
