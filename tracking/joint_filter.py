@@ -136,7 +136,7 @@ def _project(x0, x1, lower, upper):
 
 @njit(cache=True)
 def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence, observed,
-                 q_models, switch_rate_hz, meas_var, lower, upper, wrap, log_inlier, log_clutter,
+                 q_models, switch_rate_hz, meas_var, lower, upper, wrap, inlier_scale, clutter,
                  gate_max_frames, inv_margin, coast_tau_s):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
@@ -145,13 +145,15 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     accepted (n, c) bool out; t_state, t_meas (capacity,) s; slots (n,); t_s, confidence (n,);
     z, observed (n, c); q_models (M, c) each model's process noise; per-channel meas_var, lower,
     upper, wrap,
-    log_inlier = log(1 - eps), log_clutter = log(eps / outlier range) (c,) (-inf: no outliers)."""
+    inlier_scale = (1 - eps) / sqrt(2 pi), clutter = eps / outlier range (c,) (0: no outliers)."""
     n, c = z.shape
     M = q_models.shape[0]
     xm = np.empty((M, _N_STATE))   # each model's posterior x, P
     mu = np.empty(M)               # model probabilities
     cbar = np.empty(M)             # predicted model probabilities
     rs = np.empty(M)               # each model's probability that the value is genuine
+    wm = np.empty(M)               # mixing weights into one model, and each model's angle
+    dm = np.empty(M)               #   offset from its (on the circle if wrap)
     mixed = np.empty((M, _N_STATE))  # each model's mixed prior, then its posterior
     for i in range(n):
         k = slots[i]
@@ -179,15 +181,13 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     d = xm[m, 0] - ref
                     if wrap[j]:
                         d = _wrap(d)
+                    wm[m], dm[m] = w, d
                     m0 += w * d
                     m1 += w * xm[m, 1]
                 p00 = p01 = p11 = 0.0
                 for m in range(M):
-                    w = mu[m] * (p_stay if m == t else p_move) / cb
-                    d = xm[m, 0] - ref
-                    if wrap[j]:
-                        d = _wrap(d)
-                    e0, e1 = d - m0, xm[m, 1] - m1      # x_m - x_mixed
+                    w = wm[m]
+                    e0, e1 = dm[m] - m0, xm[m, 1] - m1  # x_m - x_mixed
                     p00 += w * (xm[m, 2] + e0 * e0)     # P = sum w (P_m + e e')
                     p01 += w * (xm[m, 3] + e0 * e1)
                     p11 += w * (xm[m, 4] + e1 * e1)
@@ -202,31 +202,37 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                 R = _meas_var(meas_var[j], confidence[i], zj, lower[j], upper[j], inv_margin)
                 # after gate_max_frames rejections in a row the value is taken as it is: a real
                 # jump persists, an outlier does not
-                trust = s[N_REJ, k, j] >= gate_max_frames or log_clutter[j] == -math.inf
-                top = -1e300
-                for t in range(M):
-                    y = zj - mixed[t, 0]                # y = z - H x
-                    if wrap[j]:
-                        y = _wrap(y)                    # shortest way round: no 2 pi jumps
-                    S = mixed[t, 2] + R                 # S = H P H' + R
-                    # log((1 - eps) N(y; 0, S)): this model explains the value as a measurement
-                    log_in = log_inlier[j] - 0.5 * (y * y / S + math.log(2.0 * math.pi * S))
-                    if trust:
-                        log_l, genuine = log_in, 1.0
-                    else:                               # ... or it is junk: eps / range, the
-                        hi = max(log_in, log_clutter[j])  # same for every model
-                        log_l = hi + math.log(math.exp(log_in - hi) + math.exp(log_clutter[j] - hi))
-                        genuine = math.exp(log_in - log_l)  # P(genuine | y, model t)
-                    rs[t] = genuine
-                    _update(mixed[t], y, S, genuine, wrap[j])
-                    # log(L_t cbar_t), normalized below in log space so that tiny likelihoods
-                    # cannot underflow to 0 / 0
-                    mu[t] = log_l + math.log(cbar[t])
-                    top = max(top, mu[t])
+                trust = s[N_REJ, k, j] >= gate_max_frames or clutter[j] <= 0.0
                 total = 0.0
-                for t in range(M):
-                    mu[t] = math.exp(mu[t] - top)
-                    total += mu[t]
+                if trust:                               # Kalman: the value is genuine, L = N(y; 0, S)
+                    top = -1e300                        #   (log space: a far value cannot make
+                    for t in range(M):                  #   every likelihood underflow to 0)
+                        y = zj - mixed[t, 0]            # y = z - H x
+                        if wrap[j]:
+                            y = _wrap(y)                # shortest way round: no 2 pi jumps
+                        S = mixed[t, 2] + R             # S = H P H' + R
+                        _update(mixed[t], y, S, 1.0, wrap[j])
+                        rs[t] = 1.0
+                        mu[t] = -0.5 * (y * y / S + math.log(S)) + math.log(cbar[t])  # log(L cbar)
+                        top = max(top, mu[t])
+                    for t in range(M):
+                        mu[t] = math.exp(mu[t] - top)
+                        total += mu[t]
+                else:
+                    scale = inlier_scale[j]
+                    for t in range(M):
+                        y = zj - mixed[t, 0]
+                        if wrap[j]:
+                            y = _wrap(y)
+                        S = mixed[t, 2] + R
+                        # (1 - eps) N(y; 0, S): model t explains the value as a measurement, or
+                        # it is junk, eps / range, the same for every model (never 0: no underflow)
+                        l_in = scale * math.exp(-0.5 * y * y / S) / math.sqrt(S)
+                        L = l_in + clutter[j]
+                        rs[t] = l_in / L                # P(genuine | y, model t)
+                        _update(mixed[t], y, S, rs[t], wrap[j])
+                        mu[t] = L * cbar[t]
+                        total += mu[t]
                 inlier = 0.0
                 for t in range(M):
                     mu[t] /= total
@@ -347,8 +353,8 @@ class JointFilterBank:
         # the outlier model: a value is junk with probability eps, spread evenly over the range
         eps = float(outlier_rate)
         rng = np.broadcast_to(np.asarray(outlier_range, dtype=np.float64), self.q.shape)
-        self.log_inlier = np.full(self.q.shape, math.log1p(-eps) if eps < 1.0 else -math.inf)
-        self.log_clutter = (np.log(eps) - np.log(rng)) if eps > 0.0 else np.full(self.q.shape, -np.inf)
+        self.inlier_scale = np.full(self.q.shape, (1.0 - eps) / math.sqrt(2.0 * math.pi))
+        self.clutter = eps / rng
         self.coast_tau_s = float(coast_tau_s)
         # (M, c) each model's spectral density: q times its multiple (one per model, or per
         # model and channel), calm to agile
@@ -424,7 +430,7 @@ class JointFilterBank:
                      np.ascontiguousarray(confidence, dtype=np.float64),
                      np.ascontiguousarray(observed, dtype=np.bool_),
                      self.q_models, self.switch_rate_hz, self.meas_var, self.lower,
-                     self.upper, self.wrap, self.log_inlier, self.log_clutter,
+                     self.upper, self.wrap, self.inlier_scale, self.clutter,
                      float(self.gate_max_frames), 1.0 / self.limit_margin, self.coast_tau_s)
         return accepted
 
