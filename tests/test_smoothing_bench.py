@@ -94,13 +94,13 @@ def test_grid_better_than_one_euro_at_the_same_lag_at_every_speed(grid):
 
 def test_walking_rmse_and_lag_targets(walk):
     """Issue 15's walking case (1 Hz knee, 3 deg noise, 2 % outliers of 30 deg, 30 Hz): vr RMSE
-    <= 0.6x raw, lag <= 1 frame; balanced RMSE 0.552x (target 0.55x: asserted at 0.56)."""
+    <= 0.6x raw, lag <= 1 frame; balanced RMSE <= 0.55x."""
     assert walk["vr"]["rmse"] <= 0.6 and walk["vr"]["lag_frames"] <= 1.0
-    assert walk["balanced"]["rmse"] <= 0.56
+    assert walk["balanced"]["rmse"] <= 0.55
 
 
-@pytest.mark.xfail(strict=True, reason="not met: jitter 0.46x (vr) and 0.40x (balanced) of raw; "
+@pytest.mark.xfail(strict=True, reason="not met: jitter 0.47x (vr) and 0.41x (balanced) of raw; "
                    "the true signal alone is 0.16x (BENCHMARKS.md, issue 15)")
 def test_walking_jitter_targets(walk):
     assert walk["vr"]["jitter"] <= 0.3
-    assert walk["balanced"]["jitter"] <= 0.25 and walk["balanced"]["rmse"] <= 0.55
+    assert walk["balanced"]["jitter"] <= 0.25

@@ -35,7 +35,7 @@ class SmoothingConfig(StrictModel):
     preset: Literal["vr", "balanced", "analysis"] = "balanced"
     responsiveness: float | None = Field(None, ge=0.0, le=1.0)
     """Overrides the preset: 0 = smoothest, 1 = least lag."""
-    meas_noise_rad: float = Field(0.06, gt=0.0)
+    meas_noise_rad: float = Field(0.055, gt=0.0)
     """Std of a full-confidence engine angle (radians); R = meas_noise_rad^2 / confidence^2."""
     per_dof: dict[str, DofOverride] = Field(default_factory=dict)
     """DoF name (engines.skel.dofs.DOF_NAMES) -> override."""
@@ -68,7 +68,7 @@ class SmoothingConfig(StrictModel):
     max_coast_s: float = Field(0.5, gt=0.0)
     """Persons without a fresh pose are predicted for at most this long, then output without pose;
     a track whose last pose is older than this restarts from its next measurement."""
-    coast_velocity_time_constant_s: float = Field(0.15, gt=0.0)
+    coast_velocity_time_constant_s: float = Field(0.05, gt=0.0)
     """Unmeasured DoFs (coasting, unseen, gated) lose velocity with this time constant: joints stop."""
     betas_time_constant_s: float = Field(1.0, gt=0.0)
     """Memory of the betas running mean: a plain mean at first, never slower than an EMA of this
