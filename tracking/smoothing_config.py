@@ -66,8 +66,9 @@ class SmoothingConfig(StrictModel):
     score_full_trust: float = Field(0.5, gt=0.0, le=1.0)
     """Detection score at and above which the box is trusted fully (R not inflated by the score)."""
     max_coast_s: float = Field(0.5, gt=0.0)
-    """Persons without a fresh pose are predicted for at most this long, then output without pose;
-    a track whose last pose is older than this restarts from its next measurement."""
+    """Persons without a fresh measurement (no pose, or a pose with nothing observed) are
+    predicted for at most this long after their last accepted one, then output without pose; a
+    track whose last accepted measurement is older than this restarts from its next one."""
     coast_velocity_time_constant_s: float = Field(0.05, gt=0.0)
     """Unmeasured DoFs (coasting, unseen, gated) lose velocity with this time constant: joints stop."""
     betas_time_constant_s: float = Field(1.0, gt=0.0)
