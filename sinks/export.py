@@ -67,8 +67,8 @@ def frames_table(frames: list[FrameMsg], t0_ns: int):
         "stream", "seq", "time_s", "capture_ns", "capture_utc_ns", "publish_utc_ns", "width",
         "height", "fx_px", "fy_px", "cx_px", "cy_px", "track_id", "state", "score",
         "box_predicted", "predicted", "confidence", "model_id")}
-    arrays: dict[str, list] = {"bbox": [], "q": [], "q_vel": [], "limit": [], "betas": [],
-                               "trans": [], "orient": []}
+    arrays: dict[str, list] = {"bbox": [], "q": [], "q_vel": [], "limit": [], "q_pred": [],
+                               "betas": [], "trans": [], "orient": []}
     for f in frames:
         k = f.intrinsics
         for p in f.persons:
@@ -88,6 +88,8 @@ def frames_table(frames: list[FrameMsg], t0_ns: int):
             arrays["q_vel"].append(_nan(p.q_vel, NUM_DOFS))
             arrays["limit"].append(np.zeros(NUM_DOFS, bool) if p.limit_active is None
                                    else p.limit_active)
+            arrays["q_pred"].append(np.zeros(NUM_DOFS, bool) if p.q_predicted is None
+                                    else p.q_predicted)
             arrays["betas"].append(_nan(p.betas, NUM_BETAS))
             arrays["trans"].append(_nan(p.trans_m, 3))
             arrays["orient"].append(_nan(p.root_orient_wxyz, 4))
@@ -109,6 +111,7 @@ def frames_table(frames: list[FrameMsg], t0_ns: int):
     block("q", NUM_DOFS, [f"{d}_rad" for d in DOF_NAMES], "rad")
     block("q_vel", NUM_DOFS, [f"{d}_vel_rad_s" for d in DOF_NAMES], "rad/s")
     block("limit", NUM_DOFS, [f"{d}_limit_active" for d in DOF_NAMES], "", dtype=bool)
+    block("q_pred", NUM_DOFS, [f"{d}_predicted" for d in DOF_NAMES], "", dtype=bool)
     block("betas", NUM_BETAS, [f"beta_{i}" for i in range(NUM_BETAS)], "")
     block("trans", 3, ["trans_x_m", "trans_y_m", "trans_z_m"], "m, camera frame (x right, y down, z forward)")
     block("orient", 4, ["orient_w", "orient_x", "orient_y", "orient_z"], "unit quaternion, camera frame")

@@ -67,6 +67,8 @@ class PersonMsg:
     root_orient_wxyz: np.ndarray | None  # (4,) float32 unit quaternion, pelvis in camera frame
     confidence: float
     model_id: str
+    q_predicted: np.ndarray | None = None  # (46,) bool: the DoF took no measurement this frame
+    #                                        (nil from publishers that predate the field)
 
 
 @dataclass(slots=True)
@@ -173,6 +175,7 @@ def _person_map(p: Person) -> dict:
         "q_vel": _b(p.q_vel, NUM_DOFS),
         "limit_active": _mask(p.limit_active),
         "predicted": bool(p.predicted),
+        "q_predicted": _mask(p.q_predicted),
         "betas": _b(p.betas, NUM_BETAS),
         "trans_m": _b(p.trans_m, 3),
         "root_orient_wxyz": _b(p.root_orient_wxyz, 4),
@@ -314,12 +317,18 @@ def _person(p, i: int) -> PersonMsg:
         raise SchemaError(f"person {i}: score and confidence must be numbers")
     if type(boxp) is not bool or type(pred) is not bool:
         raise SchemaError(f"person {i}: box_predicted and predicted must be booleans")
-    if la is not None:
-        if type(la) is not bytes or len(la) != NUM_DOFS or la.translate(None, b"\0\1"):
-            raise SchemaError(f"person {i}: field 'limit_active' must be {NUM_DOFS} bytes of 0/1")
-        la = np.frombuffer(la, _BOOL)
+    la = _bool_mask(la, "limit_active", i)
+    qp = _bool_mask(p.get("q_predicted"), "q_predicted", i)  # optional: absent from older publishers
     return PersonMsg(tid, st, bbox, float(score), boxp, q, q_vel, la, pred, betas, trans, orient,
-                     float(conf), model)
+                     float(conf), model, qp)
+
+
+def _bool_mask(v, key: str, i: int) -> np.ndarray | None:
+    if v is None:
+        return None
+    if type(v) is not bytes or len(v) != NUM_DOFS or v.translate(None, b"\0\1"):
+        raise SchemaError(f"person {i}: field '{key}' must be {NUM_DOFS} bytes of 0/1")
+    return np.frombuffer(v, _BOOL)
 
 
 def _intrinsics(k) -> Intrinsics | None:
@@ -395,7 +404,7 @@ def frame_to_packet(msg: FrameMsg) -> Packet:
             track_id=p.track_id, track_state=state, box_xyxy=p.bbox_xyxy, score=p.score,
             box_predicted=p.box_predicted, q=p.q, betas=p.betas, trans_m=p.trans_m,
             pose_confidence=p.confidence, model_id=p.model_id, q_vel=p.q_vel,
-            limit_active=p.limit_active, predicted=p.predicted,
+            limit_active=p.limit_active, predicted=p.predicted, q_predicted=p.q_predicted,
             root_orient_wxyz=p.root_orient_wxyz))
     return Packet(frame=fi, persons=persons, intrinsics=msg.intrinsics)
 
