@@ -9,7 +9,6 @@ pytest.importorskip("onnxruntime")
 
 from engines.backends import create_backend, fastest_cpu_backend, has_tensorrt  # noqa: E402
 from engines.backends.ort_backend import OrtBackend  # noqa: E402
-from engines.backends.tensorrt_backend import engine_cache_key  # noqa: E402
 from engines.backends.torch_backend import TorchBackend  # noqa: E402
 from engines.skelcf.export import export_skelcf  # noqa: E402
 from engines.skelcf.model import build_skelcf  # noqa: E402
@@ -85,18 +84,6 @@ def test_unavailable_backends_say_what_to_install(tiny, tmp_path):
             create_backend("torch", lambda: net, device="cuda")
         with pytest.raises(DependencyError, match="CUDA"):
             TorchBackend(net, device="cuda")
-
-
-def test_tensorrt_cache_key_changes_with_every_component():
-    base = engine_cache_key(b"model", "10.3.0", "NVIDIA H100 80GB HBM3", "fp16", (1, 8, 32))
-    assert base == engine_cache_key(b"model", "10.3.0", "NVIDIA H100 80GB HBM3", "fp16", (1, 8, 32))
-    others = [engine_cache_key(b"model2", "10.3.0", "NVIDIA H100 80GB HBM3", "fp16", (1, 8, 32)),
-              engine_cache_key(b"model", "10.4.0", "NVIDIA H100 80GB HBM3", "fp16", (1, 8, 32)),
-              engine_cache_key(b"model", "10.3.0", "NVIDIA L4", "fp16", (1, 8, 32)),
-              engine_cache_key(b"model", "10.3.0", "NVIDIA H100 80GB HBM3", "fp32", (1, 8, 32)),
-              engine_cache_key(b"model", "10.3.0", "NVIDIA H100 80GB HBM3", "fp16", (1, 8, 16))]
-    assert len({base, *others}) == 6
-    assert "/" not in base and " " not in base
 
 
 @pytest.mark.skipif(has_tensorrt(), reason="TensorRT present: tested in test_skelcf_backends_gpu.py")

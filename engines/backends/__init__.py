@@ -1,10 +1,12 @@
 """SKEL-CF inference backends behind one interface, and the 'auto' choice between them.
 
-auto order: tensorrt > torch-cuda > onnxruntime-cuda > the faster of torch-cpu / onnxruntime-cpu
-(measured on this machine, on this model, at batch 1, when an ONNX export is at hand).
+auto order: tensorrt > torch-cuda > the faster of torch-cpu / onnxruntime-cpu (measured on this
+machine, on this model, at batch 1, when an ONNX export is at hand). A TensorRT engine that fails to
+build, for any reason, falls back to torch FP16 with one warning.
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,6 +17,7 @@ from torch import nn
 from engines.backends.base import InferenceBackend
 from stream.errors import DependencyError, EngineError
 
+log = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 
 
@@ -77,7 +80,11 @@ def create_backend(kind: str, net_factory: Callable[[], nn.Module],
     # auto
     if cuda:
         if has_tensorrt() and onnx_factory is not None:
-            return create_backend("tensorrt", net_factory, onnx_factory, cache_dir, "cuda")
+            try:
+                return create_backend("tensorrt", net_factory, onnx_factory, cache_dir, "cuda")
+            except Exception as exc:  # any build failure (parser, builder, AutoCast, old TensorRT)
+                log.warning("TensorRT engine unavailable (%s: %s); using torch FP16 on CUDA instead",
+                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         return create_backend("torch", net_factory, onnx_factory, cache_dir, "cuda")
     return fastest_cpu_backend(net_factory, onnx_factory)
 
