@@ -144,10 +144,13 @@ def test_misaligned_slices_are_copied_to_aligned_buffers():
 
 
 def test_network_flags_follow_the_binding():
-    """STRONGLY_TYPED is bit 1 in TensorRT 10.x and 11.x (NvInfer.h); passed while it exists."""
-    has = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=1))
-    gone = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace())
-    assert network_flags(has) == 2 and network_flags(gone) == 0
+    """STRONGLY_TYPED is enum value 1 in TensorRT 10.x and 0 in 11.x (NvInfer.h): the shift uses the
+    binding's own value while the attribute exists, and 0 once it is gone."""
+    def binding(**flags):
+        return types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace(**flags))
+    assert network_flags(binding(STRONGLY_TYPED=1)) == 2  # 10.x
+    assert network_flags(binding(STRONGLY_TYPED=0)) == 1  # 11.x (deprecated, ignored)
+    assert network_flags(binding()) == 0  # a release without the flag: always strongly typed
     assert parse_version("10.16.0.72") == (10, 16) and parse_version("11.1.0") == (11, 1)
     assert parse_version("10.11.0") < MIN_TRT <= parse_version("10.12.0.36")
 
