@@ -92,3 +92,23 @@ def test_tensorrt_backend_skips_cleanly_without_tensorrt(tiny, tmp_path):
     _, path = tiny
     with pytest.raises(DependencyError, match="pip install"):
         TensorRTBackend(path, cache_dir=tmp_path)
+
+
+def test_auto_falls_back_with_one_warning_on_any_build_error(tiny, caplog):
+    """Not only DependencyError: a TensorRT build can fail with AttributeError (a removed flag),
+    RuntimeError (the parser) or EngineError; `auto` keeps running on the next backend."""
+    from engines.backends.fallback import with_fallback
+    net, _ = tiny
+    failures = [lambda: create_backend("tensorrt", lambda: net, None, device="cpu"),  # EngineError
+                lambda: torch.zeros(2) @ torch.zeros(3),  # RuntimeError
+                lambda: torch.nn.Linear(2, 2).no_such_flag]  # AttributeError
+    for fail in failures:
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            be = with_fallback(fail, lambda: TorchBackend(net, device="cpu"), "the TensorRT engine",
+                               "torch")
+        assert be.name == "torch-cpu"
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and "using torch instead" in warnings[0].getMessage()
+    with pytest.raises(KeyboardInterrupt):  # only errors fall back, never an interrupt
+        with_fallback(lambda: (_ for _ in ()).throw(KeyboardInterrupt()), lambda: None, "x", "y")

@@ -133,14 +133,15 @@ def test_atomic_write_uses_unique_temps(tmp_path):
 
 
 def test_misaligned_slices_are_copied_to_aligned_buffers():
-    info = torch.arange(64 * 3, dtype=torch.float32).reshape(64, 3)
-    tail = info[32:]  # 384 bytes into the storage: not 256-byte aligned
-    assert tail.data_ptr() % 256 != 0
+    buf = torch.empty(64 * 3 + 64)
+    start = (-buf.data_ptr() % 256) // 4
+    info = buf[start:start + 64 * 3].view(64, 3).copy_(torch.arange(64 * 3.0).view(64, 3))
+    assert info.data_ptr() % 256 == 0  # like a fresh CUDA allocation
+    tail = info[32:]  # 32 * 3 * 4 = 384 bytes in: what chunking a batch of 33+ hands over
+    assert tail.data_ptr() % 256 == 128
     out = aligned(tail)
     assert out.data_ptr() % 256 == 0 and torch.equal(out, tail) and out.shape == (32, 3)
-    head = aligned(info)
-    if info.data_ptr() % 256 == 0:
-        assert head.data_ptr() == info.data_ptr()  # no copy when already aligned
+    assert aligned(info).data_ptr() == info.data_ptr()  # no copy when already aligned
 
 
 def test_network_flags_follow_the_binding():

@@ -6,7 +6,6 @@ build, for any reason, falls back to torch FP16 with one warning.
 """
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,9 +14,9 @@ import torch
 from torch import nn
 
 from engines.backends.base import InferenceBackend
+from engines.backends.fallback import with_fallback
 from stream.errors import DependencyError, EngineError
 
-log = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 
 
@@ -79,13 +78,12 @@ def create_backend(kind: str, net_factory: Callable[[], nn.Module],
         return OrtBackend(onnx_factory(), device="cuda" if cuda else "cpu")
     # auto
     if cuda:
+        torch_fp16 = lambda: create_backend("torch", net_factory, onnx_factory, cache_dir, "cuda")  # noqa: E731
         if has_tensorrt() and onnx_factory is not None:
-            try:
-                return create_backend("tensorrt", net_factory, onnx_factory, cache_dir, "cuda")
-            except Exception as exc:  # any build failure (parser, builder, AutoCast, old TensorRT)
-                log.warning("TensorRT engine unavailable (%s: %s); using torch FP16 on CUDA instead",
-                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-        return create_backend("torch", net_factory, onnx_factory, cache_dir, "cuda")
+            return with_fallback(
+                lambda: create_backend("tensorrt", net_factory, onnx_factory, cache_dir, "cuda"),
+                torch_fp16, "the TensorRT engine", "torch FP16 on CUDA")
+        return torch_fp16()
     return fastest_cpu_backend(net_factory, onnx_factory)
 
 

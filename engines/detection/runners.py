@@ -8,15 +8,12 @@ tensor already on the device) and returns the first output as a numpy array.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stream.errors import DependencyError, EngineError, require
-
-log = logging.getLogger(__name__)
 
 
 def _check_file(path: Path) -> Path:
@@ -204,12 +201,9 @@ def open_runner(path: Path, backend: str, device: str, fp16: bool, threads: int 
         if suffix != ".onnx":
             backend = "torch"
         elif device == "cuda":
-            try:
-                return TensorRTRunner(path, fp16)
-            except Exception as exc:  # missing TensorRT, or any build failure: one clear warning
-                log.warning("TensorRT detector engine unavailable (%s: %s); using onnxruntime instead",
-                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-                backend = "onnxruntime"
+            from engines.backends.fallback import with_fallback
+            return with_fallback(lambda: TensorRTRunner(path, fp16), lambda: OrtRunner(path, device, threads),
+                                 "the TensorRT detector engine", "onnxruntime")
         else:
             backend = "onnxruntime"
     if backend == "tensorrt":
