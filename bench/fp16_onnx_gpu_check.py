@@ -2,7 +2,7 @@
 typed) through ONNX Runtime's CUDA provider when the installed onnxruntime has it, and torch FP16,
 each against FP32. Prints one line per check; exits 1 on a failed check (a skipped one is not).
 
-    python bench/fp16_onnx_gpu_check.py --prepare .cache/gpu_onnx    # here (CPU, needs modelopt)
+    python bench/fp16_onnx_gpu_check.py --prepare .cache/gpu_onnx [--variants tiny,vit_b]  # CPU, modelopt
     python3 bench/fp16_onnx_gpu_check.py --onnx-dir .cache/gpu_onnx [--cpu-only] [--json out.json]
 
 --prepare exports the tiny variant (seed 0) and its AutoCast FP16 graph into the folder, for a GPU
@@ -41,14 +41,23 @@ def wrap(d: np.ndarray) -> np.ndarray:
     return np.minimum(d, 2 * np.pi - d)  # +-pi wrap-around is not an error
 
 
-def prepare(folder: Path) -> int:
+def prepare(folder: Path, variants: list[str]) -> int:
+    """Export each variant (seed 0) and its AutoCast FP16 graph into `folder`; print the time of
+    each step and the FP16-vs-FP32 parity in ONNX Runtime (CPU)."""
     from engines.backends.onnx_files import autocast_fp16
     from engines.skelcf.export import check_fp16_parity, export_skelcf
     folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    export_skelcf(build_skelcf("tiny").eval(), folder / "tiny.onnx")
-    f16 = autocast_fp16(folder / "tiny.onnx", folder / "tiny.fp16.onnx")
-    print(f"prepared {folder}: tiny.onnx, {f16.name}; CPU parity {check_fp16_parity(folder / 'tiny.onnx', f16)}")
+    for variant in variants:
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        export_skelcf(build_skelcf(variant).eval(), folder / f"{variant}.onnx")
+        t1 = time.perf_counter()
+        f16 = autocast_fp16(folder / f"{variant}.onnx", folder / f"{variant}.fp16.onnx")
+        t2 = time.perf_counter()
+        d = check_fp16_parity(folder / f"{variant}.onnx", f16, batches=(1, 4))
+        print(f"prepared {folder}/{variant}.onnx + {f16.name}: export {t1 - t0:.0f} s, AutoCast "
+              f"{t2 - t1:.0f} s; FP16 vs FP32 on ORT CPU, batches 1+4: max|dq| {d['max_abs_dq_rad']:.2e} "
+              f"rad, max|dbetas| {d['max_abs_dbetas']:.2e}, max|dcam| {d['max_abs_dcam']:.2e}")
     return 0
 
 
@@ -128,12 +137,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prepare", type=Path, default=None, help="write tiny.onnx + tiny.fp16.onnx here, then exit")
     p.add_argument("--onnx-dir", type=Path, default=Path(".cache/gpu_onnx"))
-    p.add_argument("--variants", default="tiny,vit_h", help="torch FP16 check variants")
+    p.add_argument("--variants", default=None,
+                   help="variants: torch FP16 check (default tiny,vit_h); --prepare (default tiny)")
     p.add_argument("--cpu-only", action="store_true", help="skip every CUDA part (dry run)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     if a.prepare is not None:
-        return prepare(a.prepare)
+        return prepare(a.prepare, [v for v in (a.variants or "tiny").split(",") if v])
     res: dict = {"torch": torch.__version__, "cuda": torch.version.cuda}
     ok = ort_check(a.onnx_dir, a.cpu_only, res)
     if a.cpu_only or not torch.cuda.is_available():
@@ -142,7 +152,7 @@ def main() -> int:
         ok &= torch_check(["tiny"], res, "cpu")
     else:
         res["device"] = torch.cuda.get_device_name()
-        ok &= torch_check([v for v in a.variants.split(",") if v], res)
+        ok &= torch_check([v for v in (a.variants or "tiny,vit_h").split(",") if v], res)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
     print("ALL OK" if ok else "FAILED")

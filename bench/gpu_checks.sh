@@ -39,6 +39,12 @@ else
   step fp16_onnx $PY bench/fp16_onnx_gpu_check.py --onnx-dir .cache/gpu_onnx --json "$OUTDIR/fp16_onnx.json"
   step gpu_tests $PY -m pytest -q -p no:cacheprovider -s -rs tests/test_skelcf_backends_gpu.py
   step bench_skelcf_gpu $PY bench/bench_skelcf_gpu.py --json "$OUTDIR/bench_skelcf_gpu.json"
+  if $PY -c "import tensorrt, modelopt.onnx.autocast" 2>/dev/null; then
+    step bench_skelcf_trt $PY bench/bench_skelcf_gpu.py --backend tensorrt --variant vit_b \
+      --json "$OUTDIR/bench_skelcf_trt.json"
+  else
+    echo "== SKIP TensorRT benchmark: tensorrt or nvidia-modelopt is not importable"
+  fi
 fi
 echo "gpu_checks: $([ $RC -eq 0 ] && echo ALL OK || echo SOME STEP FAILED) (logs in $OUTDIR)"
 exit $RC

@@ -17,6 +17,7 @@ this workplace; nothing here has run against a real TensorRT in CI).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -97,9 +98,8 @@ def engine_spec(onnx_path: str | Path, cache_dir: str | Path, trt_version: str, 
     onnx_path = Path(onnx_path)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    prof = "_".join(f"{n}" + "x".join(str(d) for d in hi) for n, (_, _, hi) in sorted(profile.items()))
-    prof += "-min" + "_".join("x".join(str(d) for d in lo) for _, (lo, _, _) in sorted(profile.items()))
-    key = f"{name}-{model_digest(onnx_path)[:16]}-trt{trt_version}-{gpu}-{_slug(prof)[:80]}"
+    prof = hashlib.sha256(repr(sorted((n, tuple(map(tuple, s))) for n, s in profile.items())).encode())
+    key = f"{name}-{model_digest(onnx_path)[:16]}-trt{trt_version}-{gpu}-p{prof.hexdigest()[:8]}"
     return EngineSpec(onnx_path=onnx_path, engine_path=cache_dir / f"{key}.engine",
                       timing_cache_path=cache_dir / f"timing-trt{trt_version}-{gpu}.cache",
                       profile=dict(profile), workspace_bytes=workspace_bytes, name=name,
@@ -133,14 +133,20 @@ def build_plan(trt, logger, spec: EngineSpec) -> bytes:
 
 
 def _attach_timing_cache(config, path: Path) -> None:
-    data = path.read_bytes() if path.is_file() else b""
-    cache = config.create_timing_cache(data)
-    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
-        return
-    log.warning("TensorRT timing cache %s does not match this TensorRT/GPU; starting a new one", path)
-    cache = config.create_timing_cache(b"")
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-        log.warning("TensorRT refused an empty timing cache; building without one")
+    """Attach the saved timing cache; when TensorRT refuses it (another GPU or TensorRT wrote it,
+    or it is corrupt: set_timing_cache returns False) attach a fresh one, so the cache that is
+    saved after the build is always this build's."""
+    saved = path.read_bytes() if path.is_file() else b""
+    for blob in ((saved, b"") if saved else (b"",)):
+        try:
+            cache = config.create_timing_cache(blob)
+            if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+                return
+        except Exception as exc:  # a corrupt blob may raise rather than return None
+            log.warning("TensorRT timing cache error (%s)", exc)
+        if blob:
+            log.warning("TensorRT timing cache %s does not match this TensorRT/GPU; starting a new one", path)
+    log.warning("TensorRT refused an empty timing cache; building without one")
 
 
 def _save_timing_cache(config, path: Path) -> None:
