@@ -163,26 +163,39 @@ def _plausible_bbox_info(batch: int, g: torch.Generator) -> torch.Tensor:
     return torch.cat([xy, side], dim=1)
 
 
-def check_parity(net: nn.Module, onnx_path: str | Path, batches: tuple[int, ...] = (2, 5),
-                 seed: int = 1, atol_q_rad: float = PARITY_ATOL_Q_RAD) -> dict:
-    """Run PyTorch (FP32, CPU) and ONNX Runtime on the same seeded inputs; raise EngineError when
-    max |dq| exceeds `atol_q_rad`. Returns the max abs differences over all batches."""
-    sess = _ort_session(onnx_path)
-    wrapper = net if isinstance(net, _ExportWrapper) else _ExportWrapper(net)
-    wrapper = wrapper.eval().float().cpu()
+def _worst_differences(run_ref, run_got, batches: tuple[int, ...], seed: int, mismatch_hint: str) -> dict:
+    """Max abs differences of q, betas, cam between two runners over seeded plausible inputs;
+    EngineError (with `mismatch_hint`) when an output's shape or dtype differs."""
     g = torch.Generator().manual_seed(seed)
     worst = {"max_abs_dq_rad": 0.0, "max_abs_dbetas": 0.0, "max_abs_dcam": 0.0}
     for b in batches:
         crops = torch.randn(b, 3, 256, 256, generator=g)
         info = _plausible_bbox_info(b, g)
-        with torch.no_grad():
-            ref = [t.numpy() for t in wrapper(crops, info)]
-        got = sess.run(list(OUTPUT_NAMES), {"crops": crops.numpy(), "bbox_info": info.numpy()})
-        for key, r, o in zip(worst, ref, got):
-            if r.shape != o.shape:
-                raise EngineError(f"ONNX output shape {o.shape} != PyTorch {r.shape} at batch {b}; "
-                                  f"the batch axis is not dynamic in the export")
+        for key, r, o in zip(worst, run_ref(crops, info), run_got(crops, info)):
+            if r.shape != o.shape or o.dtype != np.float32:
+                raise EngineError(f"ONNX output {o.dtype}{o.shape} != reference {r.dtype}{r.shape} at "
+                                  f"batch {b}; {mismatch_hint}")
             worst[key] = max(worst[key], float(np.max(np.abs(r.astype(np.float64) - o))))
+    return worst
+
+
+def _ort_runner(onnx_path: str | Path):
+    sess = _ort_session(onnx_path)
+    return lambda crops, info: sess.run(list(OUTPUT_NAMES), {"crops": crops.numpy(), "bbox_info": info.numpy()})
+
+
+def check_parity(net: nn.Module, onnx_path: str | Path, batches: tuple[int, ...] = (2, 5),
+                 seed: int = 1, atol_q_rad: float = PARITY_ATOL_Q_RAD) -> dict:
+    """Run PyTorch (FP32, CPU) and ONNX Runtime on the same seeded inputs; raise EngineError when
+    max |dq| exceeds `atol_q_rad`. Returns the max abs differences over all batches."""
+    wrapper = net if isinstance(net, _ExportWrapper) else _ExportWrapper(net)
+    wrapper = wrapper.eval().float().cpu()
+
+    def run_torch(crops, info):
+        with torch.no_grad():
+            return [t.numpy() for t in wrapper(crops, info)]
+    worst = _worst_differences(run_torch, _ort_runner(onnx_path), batches, seed,
+                               "the batch axis is not dynamic in the export")
     if not worst["max_abs_dq_rad"] <= atol_q_rad:
         raise EngineError(f"ONNX Runtime differs from PyTorch by {worst['max_abs_dq_rad']:.2e} rad "
                           f"(> {atol_q_rad:.0e}); the export is not faithful, do not use {onnx_path}")
@@ -194,19 +207,8 @@ def check_fp16_parity(fp32_path: str | Path, fp16_path: str | Path, batches: tup
     """Run the FP32 export and its FP16 AutoCast graph in ONNX Runtime (CPU) on the same seeded
     inputs; raise EngineError when max |dq| exceeds `atol_q_rad`. This is the graph TensorRT builds
     strongly typed, so its error is the engine's precision error (up to kernel choice)."""
-    s32, s16 = _ort_session(fp32_path), _ort_session(fp16_path)
-    g = torch.Generator().manual_seed(seed)
-    worst = {"max_abs_dq_rad": 0.0, "max_abs_dbetas": 0.0, "max_abs_dcam": 0.0}
-    for b in batches:
-        feeds = {"crops": torch.randn(b, 3, 256, 256, generator=g).numpy(),
-                 "bbox_info": _plausible_bbox_info(b, g).numpy()}
-        ref = s32.run(list(OUTPUT_NAMES), feeds)
-        got = s16.run(list(OUTPUT_NAMES), feeds)
-        for key, r, o in zip(worst, ref, got):
-            if o.dtype != np.float32 or o.shape != r.shape:
-                raise EngineError(f"FP16 graph output {o.dtype}{o.shape} != FP32 {r.dtype}{r.shape}; "
-                                  f"it must keep FP32 inputs/outputs (keep_io_types)")
-            worst[key] = max(worst[key], float(np.max(np.abs(r.astype(np.float64) - o))))
+    worst = _worst_differences(_ort_runner(fp32_path), _ort_runner(fp16_path), batches, seed,
+                               "the FP16 graph must keep FP32 inputs/outputs (keep_io_types)")
     if not worst["max_abs_dq_rad"] <= atol_q_rad:
         raise EngineError(f"the FP16 graph differs from FP32 by {worst['max_abs_dq_rad']:.2e} rad "
                           f"(> {atol_q_rad:.0e}); do not build TensorRT from {fp16_path}")
