@@ -100,24 +100,29 @@ def test_engine_key_changes_with_every_component(tiny_fp16, tmp_path):
 
 
 def test_external_data_weights_are_hashed_and_never_shared(tiny_fp16, tmp_path):
-    """Same graph, other weights: the .onnx bytes are identical, the digest is not; two models in
-    one folder each keep their own data file."""
+    """Two checkpoints of one architecture: byte-identical .onnx files (the weights live in the
+    data file), different digests; two models in one folder each keep their own data file."""
     fp32, _ = tiny_fp16
-    m = onnx.load(str(fp32))
-    a = save_model(m, tmp_path / "a.onnx", external=True)
-    m = onnx.load(str(fp32))  # onnx.save_model turned m's tensors into references to a.onnx.data
-    big = max(m.graph.initializer, key=lambda t: len(t.raw_data))
-    arr = onnx.numpy_helper.to_array(big).copy()
-    arr.flat[0] += 1.0
-    big.CopyFrom(onnx.numpy_helper.from_array(arr, big.name))
-    b = save_model(m, tmp_path / "b.onnx", external=True)
-    assert a.read_bytes().replace(b"a.onnx.data", b"b.onnx.data") == b.read_bytes()
+
+    def checkpoint(bump: float):
+        m = onnx.load(str(fp32))
+        big = max(m.graph.initializer, key=lambda t: len(t.raw_data))
+        arr = onnx.numpy_helper.to_array(big).copy()
+        arr.flat[0] += bump
+        big.CopyFrom(onnx.numpy_helper.from_array(arr, big.name))
+        return m
+    a = save_model(checkpoint(0.0), tmp_path / "ck1" / "model.onnx", external=True)
+    b = save_model(checkpoint(1.0), tmp_path / "ck2" / "model.onnx", external=True)
+    assert a.read_bytes() == b.read_bytes()  # what the old key hashed: identical
     assert model_digest(a) != model_digest(b)
-    assert external_data_files(a) == [tmp_path / data_file_name(a)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "a.onnx.data", "b.onnx", "b.onnx.data"]
-    (tmp_path / "b.onnx.data").unlink()
+    assert external_data_files(a) == [a.parent / data_file_name(a)]
+    one = tmp_path / "one"
+    save_model(checkpoint(0.0), one / "a.onnx", external=True)
+    save_model(checkpoint(1.0), one / "b.onnx", external=True)
+    assert sorted(p.name for p in one.iterdir()) == ["a.onnx", "a.onnx.data", "b.onnx", "b.onnx.data"]
+    (one / "b.onnx.data").unlink()
     with pytest.raises(EngineError, match="b.onnx.data is missing"):
-        model_files(b)
+        model_files(one / "b.onnx")
 
 
 def test_atomic_write_uses_unique_temps(tmp_path):
