@@ -1,7 +1,8 @@
 """SKEL-CF inference backends behind one interface, and the 'auto' choice between them.
 
-auto order: tensorrt > torch-cuda > onnxruntime-cuda > the faster of torch-cpu / onnxruntime-cpu
-(measured on this machine, on this model, at batch 1, when an ONNX export is at hand).
+auto order: tensorrt > torch-cuda > the faster of torch-cpu / onnxruntime-cpu (measured on this
+machine, on this model, at batch 1, when an ONNX export is at hand). A TensorRT engine that fails to
+build, for any reason, falls back to torch FP16 with one warning.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from engines.backends.base import InferenceBackend
+from engines.backends.fallback import with_fallback
 from stream.errors import DependencyError, EngineError
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
@@ -76,9 +78,12 @@ def create_backend(kind: str, net_factory: Callable[[], nn.Module],
         return OrtBackend(onnx_factory(), device="cuda" if cuda else "cpu")
     # auto
     if cuda:
+        torch_fp16 = lambda: create_backend("torch", net_factory, onnx_factory, cache_dir, "cuda")  # noqa: E731
         if has_tensorrt() and onnx_factory is not None:
-            return create_backend("tensorrt", net_factory, onnx_factory, cache_dir, "cuda")
-        return create_backend("torch", net_factory, onnx_factory, cache_dir, "cuda")
+            return with_fallback(
+                lambda: create_backend("tensorrt", net_factory, onnx_factory, cache_dir, "cuda"),
+                torch_fp16, "the TensorRT engine", "torch FP16 on CUDA")
+        return torch_fp16()
     return fastest_cpu_backend(net_factory, onnx_factory)
 
 
