@@ -1,0 +1,131 @@
+"""Multi-camera reference: landmarks in every view -> synchronised, relabelled, triangulated 3D
+keypoints -> reference angles two ways (SKEL fit on the 3D keypoints, and geometric flexion).
+
+    python -m engines.reference cam01.mp4 cam02.mp4 ... --calibration Calib.qca.txt --out ref.npz
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engines.landmarks.fit import FIT_LANDMARK_INDEX, BLAZEPOSE_NAMES, SkelFitter
+from engines.reference.angles import geometric_angles
+from engines.reference.calibration import Camera, load_calibration
+from engines.reference.lr_repair import apply_swaps, find_swaps
+from engines.reference.sync import align, estimate_offsets
+from engines.reference.triangulation import Triangulated, triangulate
+from engines.reference.views import ViewLandmarks, detect_views
+from engines.skel.dofs import NUM_DOFS
+from engines.skel.kinematics import WINTER_FRACTIONS, generic_skeleton
+
+_I = {n: i for i, n in enumerate(BLAZEPOSE_NAMES)}
+SEGMENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "thigh": (("left_hip", "left_knee"), ("right_hip", "right_knee")),
+    "shank": (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
+    "upper_arm": (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")),
+    "forearm": (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
+    "hip_width": (("left_hip", "right_hip"),),
+    "shoulder_width": (("left_shoulder", "right_shoulder"),),
+}
+"""Skeleton segment -> BlazePose landmark pairs whose distance measures it."""
+
+
+@dataclass
+class Reference:
+    """points_m: (T, 33, 3) world metres on view 0's timeline; offsets: (V,) frames (view v's frame
+    t + o_v is reference frame t); swapped: (T, V) left/right relabelled frames; tri: the
+    triangulation (reprojection error per view and joint); geometric: name -> (T,) radians;
+    segments_m: measured segment lengths; q_by_camera: camera name -> (T, 46) SKEL fit in that
+    camera's frame (radians), filled by `fit_skel`."""
+    cameras: list[Camera]
+    points_m: np.ndarray
+    offsets: np.ndarray
+    swapped: np.ndarray
+    tri: Triangulated
+    geometric: dict[str, np.ndarray]
+    segments_m: dict[str, float]
+    q_by_camera: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def reprojection_by_joint_px(self) -> dict[str, float]:
+        """Landmark name -> mean reprojection error over used views and frames, pixels."""
+        e = self.tri.joint_error_px()
+        return {n: float(e[i]) for i, n in enumerate(BLAZEPOSE_NAMES)}
+
+    def save(self, path: str | Path) -> None:
+        arrays = {"points_m": self.points_m, "offsets": self.offsets, "swapped": self.swapped,
+                  "reproj_px": self.tri.reproj_px, "used": self.tri.used}
+        arrays.update({f"geometric/{k}": v for k, v in self.geometric.items()})
+        arrays.update({f"q/{k}": v for k, v in self.q_by_camera.items()})
+        np.savez_compressed(path, **arrays)
+
+
+def segment_lengths(points_m: np.ndarray) -> dict[str, float]:
+    """Median length of each SEGMENTS entry over frames and sides, metres."""
+    out = {}
+    for name, pairs in SEGMENTS.items():
+        d = np.concatenate([np.linalg.norm(points_m[:, _I[a]] - points_m[:, _I[b]], axis=-1) for a, b in pairs])
+        d = d[np.isfinite(d)]
+        if d.size:
+            out[name] = float(np.median(d))
+    return out
+
+
+def build_reference(cameras: list[Camera], views: ViewLandmarks, max_lag: int = 15,
+                    repair_swaps: bool = True) -> Reference:
+    """Synchronise, repair left/right slips, triangulate. views: one person in every camera."""
+    und = np.stack([cameras[v].undistort(views.pixels[:, :, v]) for v in range(len(cameras))], axis=2)
+    offsets = estimate_offsets(cameras, und, views.confidence, max_lag)
+    px = align(views.pixels, offsets)
+    conf = np.nan_to_num(align(views.confidence, offsets), nan=0.0)
+    und = align(und, offsets)
+    swapped = np.zeros(conf.shape[::2], dtype=bool)
+    if repair_swaps:
+        swapped = find_swaps(cameras, px, conf, und)
+        px, conf, und = apply_swaps(px, swapped), apply_swaps(conf, swapped), apply_swaps(und, swapped)
+    tri = triangulate(cameras, px, conf, undistorted=und)
+    return Reference(cameras, tri.points_m, offsets, swapped, tri, geometric_angles(tri.points_m),
+                     segment_lengths(tri.points_m))
+
+
+def fit_skel(ref: Reference, camera: Camera, max_iterations: int = 30) -> np.ndarray:
+    """(T, 46) SKEL angles (radians) fitted to the 3D keypoints seen in `camera`'s frame, so the
+    pelvis orientation is comparable with a single-view engine on that camera. NaN rows where
+    the keypoints are missing. Skeleton: generic, scaled to the measured segment lengths."""
+    seg = ref.segments_m
+    legs = seg.get("thigh", 0.0) + seg.get("shank", 0.0)
+    height = legs / (WINTER_FRACTIONS["thigh"] + WINTER_FRACTIONS["shank"]) if legs > 0 else 1.70
+    fitter = SkelFitter(generic_skeleton(height, seg), prior_weight=0.02, min_visibility=0.5)
+    pts = camera.to_camera(ref.points_m)[:, FIT_LANDMARK_INDEX]
+    out = np.full((pts.shape[0], NUM_DOFS), np.nan)
+    q = root = None
+    for t, lm in enumerate(pts):
+        vis = np.isfinite(lm).all(-1).astype(np.float64)
+        if vis.sum() < 8:
+            q = root = None
+            continue
+        centre = np.nanmean(lm[[FIT_LANDMARK_INDEX.tolist().index(_I["left_hip"]),
+                                FIT_LANDMARK_INDEX.tolist().index(_I["right_hip"])]], axis=0)
+        fit = fitter.fit(np.nan_to_num(lm - centre), vis, q, root,
+                         max_iterations=max_iterations if q is not None else 4 * max_iterations)
+        q, root = fit.q, fit.root_m
+        out[t] = fit.q
+    return out
+
+
+def reference_from_files(videos: list[str | Path], calibration: str | Path, max_frames: int | None = None,
+                         cache: str | Path | None = None, fit: bool = True) -> Reference:
+    """The whole chain on video files; `cache` (.npz) keeps the 2D landmarks between runs."""
+    cams = load_calibration(calibration, n_sources=len(videos))
+    if cache is not None and Path(cache).is_file():
+        views = ViewLandmarks.load(cache)
+    else:
+        views = detect_views(videos, max_frames)
+        if cache is not None:
+            views.save(cache)
+    ref = build_reference(cams, views)
+    if fit:
+        for cam in cams:
+            ref.q_by_camera[cam.name] = fit_skel(ref, cam)
+    return ref
