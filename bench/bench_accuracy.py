@@ -224,6 +224,55 @@ def reference_quality(ref: Reference) -> dict:
                                     - ref.geometric[g])) for g, d in GEOMETRIC_ANGLES.items()}}
 
 
+def fit_cost(views, variants: list[tuple[str, list[str]]], rounds: int = 3) -> dict[str, dict[str, float]]:
+    """Warm fit time per person and frame (ms) of each variant's landmark settings, on the cached
+    BlazePose outputs of every view; variants interleaved frame by frame so machine load hits
+    them alike. Also one FK evaluation, the load-independent unit the tests use."""
+    import yaml
+
+    from engines.landmarks.config import LandmarkEngineConfig
+    from engines.landmarks.engine import ray_rotation
+    from engines.landmarks.fit import FIT_LANDMARK_INDEX, SkelFitter
+    from engines.pose_engine import default_intrinsics
+    from engines.reference.views import box_following
+    from engines.skel.kinematics import forward_kinematics, generic_skeleton
+
+    cfgs = {}
+    for name, sets in variants:
+        kw = {k.removeprefix("pose.landmarks."): yaml.safe_load(v) for k, v in (s.split("=", 1) for s in sets)
+              if k.startswith("pose.landmarks.")}
+        cfgs[name] = LandmarkEngineConfig(**kw)
+    times: dict[str, list[float]] = {n: [] for n in [*cfgs, "fk"]}
+    sk = generic_skeleton(1.70)
+    t_n, _, v_n, _ = views.pixels.shape
+    for _ in range(rounds):
+        for v in range(v_n):
+            k = default_intrinsics(1088, 1920)
+            state = {n: [SkelFitter(sk, c.prior_weight, c.min_visibility), None, None] for n, c in cfgs.items()}
+            for t in range(t_n):
+                px = views.pixels[t, :, v]
+                if not np.isfinite(px).all():
+                    continue
+                box = box_following(px, views.confidence[t, :, v], 1088, 1920)
+                ray = ray_rotation(0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3]), k)
+                world = views.world_m[t, :, v][FIT_LANDMARK_INDEX] @ ray.T
+                vis = views.confidence[t, FIT_LANDMARK_INDEX, v]
+                for n, c in cfgs.items():
+                    f, q, root = state[n]
+                    t0 = time.perf_counter()
+                    r = f.fit(world, vis, q, root, max_iterations=c.max_iterations if q is not None else c.first_frame_iterations,
+                              pixels=px[FIT_LANDMARK_INDEX] if c.image_weight > 0 else None, intrinsics=k,
+                              image_weight=c.image_weight, depth_trust=c.depth_trust)
+                    if q is not None:
+                        times[n].append(time.perf_counter() - t0)
+                    state[n][1:] = [r.q, r.root_m]
+                t0 = time.perf_counter()
+                forward_kinematics(r.q, sk)
+                times["fk"].append(time.perf_counter() - t0)
+    return {n: {"p50_ms": 1e3 * float(np.median(x)), "p99_ms": 1e3 * float(np.percentile(x, 99)),
+                "p99_in_fk": float(np.percentile(x, 99) / np.median(times["fk"]))} for n, x in times.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo", action="append", help="Demo_SinglePerson (default) and/or Demo_MultiPerson")
@@ -251,6 +300,12 @@ def main() -> int:
         print("SKEL fit reference vs geometric reference (MAE / bias deg): " + ", ".join(
             f"{g} {s['mae']:.1f}/{s['bias']:+.1f}" for g, s in q["fit_vs_geometric_deg"].items()))
         results[demo] = {"reference": q, "variants": {}}
+        from engines.reference.views import ViewLandmarks
+
+        cost = fit_cost(ViewLandmarks.load(Path(args.cache) / f"{demo}_views.npz"), variants)
+        results[demo]["fit_cost"] = cost
+        print("fit cost per person and frame (warm, cached landmarks of all views): " + "; ".join(
+            f"{n} p50 {c['p50_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms ({c['p99_in_fk']:.0f} FK)" for n, c in cost.items()))
         t_n = ref.points_m.shape[0]
         for name, sets in variants:
             with tempfile.TemporaryDirectory(prefix="bench_accuracy_") as tmp:

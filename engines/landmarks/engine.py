@@ -30,6 +30,7 @@ _SEGMENTS: dict[str, tuple[tuple[str, str], ...]] = {
     "forearm": (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
     "hip_width": (("left_hip", "right_hip"),),
     "shoulder_width": (("left_shoulder", "right_shoulder"),),
+    "trunk": (("left_hip", "left_shoulder"), ("right_hip", "right_shoulder")),
 }
 
 
@@ -287,7 +288,9 @@ class LandmarkPoseEngine(PoseEngine):
         self._update_segments(st, world, vis)
         c = self.config
         iters = c.max_iterations if st.q is not None else c.first_frame_iterations
-        fit = st.fitter.fit(world, vis, st.q, st.root_m, max_iterations=iters)
+        fit = st.fitter.fit(world, vis, st.q, st.root_m, max_iterations=iters,
+                            pixels=lms.image_px[FIT_LANDMARK_INDEX] if c.image_weight > 0 else None, intrinsics=k,
+                            image_weight=c.image_weight, depth_trust=c.depth_trust)
         if fit.observed.any():
             st.q, st.root_m = fit.q, fit.root_m
         rel = fit.keypoints_m - fit.root_m

@@ -10,25 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from engines.landmarks.fit import BLAZEPOSE_NAMES
+from engines.landmarks.fit import BLAZEPOSE_NAMES, swap_permutation
 from engines.reference.calibration import Camera
 from engines.reference.triangulation import triangulate
 
 
-def _swap_permutation(names: tuple[str, ...]) -> np.ndarray:
-    idx = {n: i for i, n in enumerate(names)}
-    perm = []
-    for n in names:
-        if n.startswith("left_"):
-            perm.append(idx["right_" + n[5:]])
-        elif n.startswith("right_"):
-            perm.append(idx["left_" + n[6:]])
-        else:
-            perm.append(idx[n])
-    return np.array(perm)
-
-
-SWAP = _swap_permutation(BLAZEPOSE_NAMES)
+SWAP = swap_permutation(BLAZEPOSE_NAMES)
 """(33,) index map that exchanges every left_* landmark with its right_* twin."""
 _SIDED = np.array([n.startswith(("left_", "right_")) for n in BLAZEPOSE_NAMES])
 

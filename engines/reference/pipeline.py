@@ -28,6 +28,7 @@ SEGMENTS: dict[str, tuple[tuple[str, str], ...]] = {
     "forearm": (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
     "hip_width": (("left_hip", "right_hip"),),
     "shoulder_width": (("left_shoulder", "right_shoulder"),),
+    "trunk": (("left_hip", "left_shoulder"), ("right_hip", "right_shoulder")),
 }
 """Skeleton segment -> BlazePose landmark pairs whose distance measures it."""
 
