@@ -359,14 +359,14 @@ class SkelFitter:
         fx, fy, _, _, _, s2 = cam
         pc = kp + trans
         z = np.maximum(pc[:, 2], 1e-3)
-        jp = np.zeros((k, 2, 3))                     # d(u, v)/d(x, y, z) of the pinhole, per keypoint
-        jp[:, 0, 0] = fx / z
-        jp[:, 0, 2] = -fx * pc[:, 0] / z ** 2
-        jp[:, 1, 1] = fy / z
-        jp[:, 1, 2] = -fy * pc[:, 1] / z ** 2
-        jp *= s2[:, :, None]
-        j_img = np.empty((2 * k, free.size + n_extra))
-        j_img[:, :free.size] = np.einsum("kij,fkj->kif", jp, cols).reshape(2 * k, free.size)
-        j_img[:, free.size:free.size + 3] = jp.reshape(2 * k, 3)   # root moves every keypoint
-        j_img[:, free.size + 3:] = jp.reshape(2 * k, 3)            # so does the camera shift
+        # d(u, v)/d(x, y, z) of the pinhole per keypoint: u row (fx/z, 0, -fx x/z^2), v row alike
+        s = s2[:, 0]
+        ux, uz = s * fx / z, -s * fx * pc[:, 0] / z ** 2
+        vy, vz = s * fy / z, -s * fy * pc[:, 1] / z ** 2
+        j_img = np.zeros((2 * k, free.size + n_extra))
+        j_img[0::2, :free.size] = (ux * cols[..., 0] + uz * cols[..., 2]).T
+        j_img[1::2, :free.size] = (vy * cols[..., 1] + vz * cols[..., 2]).T
+        for c0 in (free.size, free.size + 3):    # root and camera shift both move every keypoint
+            j_img[0::2, c0], j_img[0::2, c0 + 2] = ux, uz
+            j_img[1::2, c0 + 1], j_img[1::2, c0 + 2] = vy, vz
         return np.concatenate([j_kp, j_dir, j_pr, j_img], axis=0)
