@@ -51,6 +51,16 @@ FIT_KEYPOINTS: tuple[str, ...] = (
 FIT_LANDMARK_INDEX = np.array([BLAZEPOSE_NAMES.index(n) for n in FIT_KEYPOINTS])
 """(K,) indices into the 33 BlazePose landmarks of the keypoints the fit uses."""
 
+SEGMENT_LANDMARKS: dict[str, tuple[tuple[str, str], ...]] = {
+    "thigh": (("left_hip", "left_knee"), ("right_hip", "right_knee")),
+    "shank": (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
+    "upper_arm": (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")),
+    "forearm": (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
+    "hip_width": (("left_hip", "right_hip"),),
+    "shoulder_width": (("left_shoulder", "right_shoulder"),),
+    "trunk": (("left_hip", "left_shoulder"), ("right_hip", "right_shoulder")),
+}
+"""Skeleton segment (a `generic_skeleton` length name) -> landmark pairs (either side) measuring it."""
 
 
 def swap_permutation(names: tuple[str, ...]) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.landmarks.fit import FIT_LANDMARK_INDEX, BLAZEPOSE_NAMES, SkelFitter
+from engines.landmarks.fit import BLAZEPOSE_NAMES, FIT_KEYPOINTS, FIT_LANDMARK_INDEX, SEGMENT_LANDMARKS, SkelFitter
 from engines.reference.angles import geometric_angles
 from engines.reference.calibration import Camera, load_calibration
 from engines.reference.lr_repair import apply_swaps, find_swaps
@@ -21,16 +21,6 @@ from engines.skel.dofs import NUM_DOFS
 from engines.skel.kinematics import WINTER_FRACTIONS, generic_skeleton
 
 _I = {n: i for i, n in enumerate(BLAZEPOSE_NAMES)}
-SEGMENTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "thigh": (("left_hip", "left_knee"), ("right_hip", "right_knee")),
-    "shank": (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
-    "upper_arm": (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")),
-    "forearm": (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
-    "hip_width": (("left_hip", "right_hip"),),
-    "shoulder_width": (("left_shoulder", "right_shoulder"),),
-    "trunk": (("left_hip", "left_shoulder"), ("right_hip", "right_shoulder")),
-}
-"""Skeleton segment -> BlazePose landmark pairs whose distance measures it."""
 
 
 @dataclass
@@ -63,9 +53,9 @@ class Reference:
 
 
 def segment_lengths(points_m: np.ndarray) -> dict[str, float]:
-    """Median length of each SEGMENTS entry over frames and sides, metres."""
+    """Median length of each SEGMENT_LANDMARKS entry over frames and sides, metres."""
     out = {}
-    for name, pairs in SEGMENTS.items():
+    for name, pairs in SEGMENT_LANDMARKS.items():
         d = np.concatenate([np.linalg.norm(points_m[:, _I[a]] - points_m[:, _I[b]], axis=-1) for a, b in pairs])
         d = d[np.isfinite(d)]
         if d.size:
@@ -106,8 +96,7 @@ def fit_skel(ref: Reference, camera: Camera, max_iterations: int = 30) -> np.nda
         if vis.sum() < 8:
             q = root = None
             continue
-        centre = np.nanmean(lm[[FIT_LANDMARK_INDEX.tolist().index(_I["left_hip"]),
-                                FIT_LANDMARK_INDEX.tolist().index(_I["right_hip"])]], axis=0)
+        centre = np.nanmean(lm[[FIT_KEYPOINTS.index("left_hip"), FIT_KEYPOINTS.index("right_hip")]], axis=0)
         fit = fitter.fit(np.nan_to_num(lm - centre), vis, q, root,
                          max_iterations=max_iterations if q is not None else 4 * max_iterations)
         q, root = fit.q, fit.root_m
