@@ -76,25 +76,49 @@ def run_pipeline(videos: list[Path], sets: list[str], out_dir: Path) -> Path:
     return sessions[-1]
 
 
-def published(session: Path, n_streams: int, t_n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(V, T, 46) q per stream and source frame (NaN: no observed person), (V, T, 4) boxes.
+def published(session: Path, n_streams: int, t_n: int) -> list[list[list]]:
+    """[stream][source frame] -> [(bbox_xyxy (4,), q (46,))] of the observed persons published.
 
     An observed person is one with confidence > 0 (a held pose from a frame where nobody was
-    found is published with confidence 0). Several at once: the most confident one.
+    found is published with confidence 0).
     """
     from sinks.replay import load_frames
 
-    q = np.full((n_streams, t_n, 46), np.nan)
-    conf = np.zeros((n_streams, t_n))
+    out = [[[] for _ in range(t_n)] for _ in range(n_streams)]
     for f in load_frames(str(session)):
         v = int(f.stream.removeprefix("cam"))
-        if not 0 <= f.seq < t_n:
+        if 0 <= f.seq < t_n:
+            out[v][f.seq] = [(np.asarray(p.bbox_xyxy, np.float64), np.asarray(p.q, np.float64))
+                             for p in f.persons if p.q is not None and p.confidence > 0]
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
+
+
+def matched_q(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3) -> np.ndarray:
+    """(T, 46) per source frame: the published person whose box overlaps the reference person's
+    reprojected keypoints best (NaN: none does), so with several people each is compared with
+    the right reference."""
+    t_n = len(persons)
+    q = np.full((t_n, 46), np.nan)
+    proj = ref.cameras[v].project(np.nan_to_num(ref.points_m))          # (T_ref, 33, 2)
+    ok = np.isfinite(ref.points_m).all(-1)
+    for s in range(t_n):
+        t = s - int(ref.offsets[v])                                    # reference frame
+        if not (0 <= t < proj.shape[0]) or ok[t].sum() < 10 or not persons[s]:
             continue
-        for p in f.persons:
-            if p.q is not None and p.confidence > conf[v, f.seq]:
-                conf[v, f.seq] = p.confidence
-                q[v, f.seq] = p.q
-    return q, conf
+        p = proj[t][ok[t]]
+        box = np.r_[p.min(0), p.max(0)]
+        scores = [_iou(b, box) for b, _ in persons[s]]
+        best = int(np.argmax(scores))
+        if scores[best] >= min_iou:
+            q[s] = persons[s][best][1]
+    return q
 
 
 def on_reference_timeline(q: np.ndarray, offset: int) -> np.ndarray:
@@ -291,31 +315,36 @@ def main() -> int:
         d = demo_dir(demo)
         videos = sorted((d / "videos").glob("cam*.mp4"))
         t0 = time.perf_counter()
-        ref = reference_from_files(videos, d / "calibration" / "Calib.qca.txt",
-                                   cache=Path(args.cache) / f"{demo}_views.npz")
-        q = reference_quality(ref)
-        print(f"# {demo}: reference in {time.perf_counter() - t0:.0f} s; offsets {q['offsets']} frames; "
-              f"left/right slips repaired per view {q['swapped_view_frames']}; "
-              f"reprojection {q['reprojection_mean_px']:.1f} px mean")
-        print("SKEL fit reference vs geometric reference (MAE / bias deg): " + ", ".join(
-            f"{g} {s['mae']:.1f}/{s['bias']:+.1f}" for g, s in q["fit_vs_geometric_deg"].items()))
-        results[demo] = {"reference": q, "variants": {}}
+        people = 2 if "Multi" in demo else 1
+        cache = Path(args.cache) / f"{demo}_views"
+        refs = reference_from_files(videos, d / "calibration" / "Calib.qca.txt", cache=cache, people=people)
+        results[demo] = {"people": [], "variants": {}}
+        for i, ref in enumerate(refs):
+            q = reference_quality(ref)
+            results[demo]["people"].append(q)
+            print(f"# {demo} person {i}: reference in {time.perf_counter() - t0:.0f} s; offsets {q['offsets']} "
+                  f"frames; left/right slips repaired per view {q['swapped_view_frames']}; "
+                  f"reprojection {q['reprojection_mean_px']:.1f} px mean")
+            print("SKEL fit reference vs geometric reference (MAE / bias deg): " + ", ".join(
+                f"{g} {s['mae']:.1f}/{s['bias']:+.1f}" for g, s in q["fit_vs_geometric_deg"].items()))
         from engines.reference.views import ViewLandmarks
 
-        cost = fit_cost(ViewLandmarks.load(Path(args.cache) / f"{demo}_views.npz"), variants)
+        cost = fit_cost(ViewLandmarks.load(f"{cache}_p0.npz"), variants)
         results[demo]["fit_cost"] = cost
         print("fit cost per person and frame (warm, cached landmarks of all views): " + "; ".join(
             f"{n} p50 {c['p50_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms ({c['p99_in_fk']:.0f} FK)" for n, c in cost.items()))
-        t_n = ref.points_m.shape[0]
+        t_n = refs[0].points_m.shape[0]
         for name, sets in variants:
             with tempfile.TemporaryDirectory(prefix="bench_accuracy_") as tmp:
                 t1 = time.perf_counter()
                 session = run_pipeline(videos, sets, Path(tmp))
-                q_src, _ = published(session, len(videos), t_n)
-            cams = [evaluate_camera(ref, v, q_src[v]) for v in range(len(videos))]
-            results[demo]["variants"][name] = {"sets": sets, "cameras": cams,
-                                               "pipeline_s": time.perf_counter() - t1}
-            report(demo, name, cams)
+                persons = published(session, len(videos), t_n)
+            out = results[demo]["variants"][name] = {"sets": sets, "pipeline_s": time.perf_counter() - t1,
+                                                     "people": []}
+            for i, ref in enumerate(refs):
+                cams = [evaluate_camera(ref, v, matched_q(persons[v], ref, v)) for v in range(len(videos))]
+                out["people"].append(cams)
+                report(f"{demo} person {i}" if len(refs) > 1 else demo, name, cams)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

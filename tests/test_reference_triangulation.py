@@ -85,3 +85,35 @@ def test_left_right_slip_of_one_view_is_found_and_undone():
     fixed = apply_swaps(slipped, swapped)
     np.testing.assert_allclose(fixed, px)
     assert not find_swaps(cams, px, conf, np.stack([cams[v].undistort(px[:, :, v]) for v in range(4)], 2)).any()
+
+
+def test_people_are_matched_across_views_whatever_order_each_view_found_them_in():
+    from engines.reference.association import associate
+    from engines.reference.views import ViewLandmarks
+
+    rng = np.random.default_rng(9)
+    cams = ring_of_cameras()
+    a = walking_points(40, seed=1) + [0.8, 0.0, 0.0]
+    b = walking_points(40, seed=2) - [0.8, 0.3, 0.0]
+    c = walking_points(40, seed=3) + [0.0, 1.5, 0.0]         # a bystander seen by two views only
+    order = [(0, 1, 2), (1, 0, 2), (2, 1, 0), (1, 2, 0)]     # candidate i of view v -> person
+    people = (a, b, c)
+    cands = []
+    for i in range(3):
+        px = np.full((40, 33, 4, 2), np.nan)
+        conf = np.zeros((40, 33, 4))
+        for v in range(4):
+            p = order[v][i]
+            if p == 2 and v in (0, 3):
+                continue
+            px[:, :, v] = cams[v].project(people[p]) + rng.normal(0, 1.0, (40, 33, 2))
+            conf[:, :, v] = 0.9
+        cands.append(ViewLandmarks(px, conf, np.full((40, 33, 4, 3), np.nan)))
+    found = associate(cams, cands, max_people=3)
+    assert len(found) == 2                                    # the bystander is in two views only
+    truth = [cams[v].project(a) for v in range(4)], [cams[v].project(b) for v in range(4)]
+    got = sorted(found, key=lambda f: np.nanmean(f.pixels[:, :, 0, 0]))
+    want = sorted(truth, key=lambda t: t[0][..., 0].mean())
+    for f, t in zip(got, want):
+        for v in range(4):
+            assert np.nanmax(np.abs(f.pixels[:, :, v] - t[v])) < 6.0

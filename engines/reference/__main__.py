@@ -15,14 +15,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", required=True, help="Qualisys .qca.txt or Pose2Sim/anipose .toml")
     ap.add_argument("--out", help="write the reference (.npz)")
     ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--people", type=int, default=1, help="people to reconstruct (each seen in every view)")
     args = ap.parse_args(argv)
     from engines.reference.pipeline import reference_from_files
 
     try:
-        ref = reference_from_files(args.videos, args.calibration, args.max_frames)
+        refs = reference_from_files(args.videos, args.calibration, args.max_frames, people=args.people)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for i, ref in enumerate(refs):
+        report(ref, f"{args.out.removesuffix('.npz')}_p{i}.npz" if args.out and len(refs) > 1 else args.out)
+    return 0
+
+
+def report(ref, out: str | None) -> None:
     print(f"time offsets (frames, view v's frame t+o_v = reference frame t): {ref.offsets.tolist()}")
     print(f"left/right slips repaired: {int(ref.swapped.sum())} view-frames "
           f"({', '.join(str(int(n)) for n in ref.swapped.sum(0))} per view)")
@@ -32,10 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in ref.geometric.items():
         print(f"{k}: mean {np.degrees(np.nanmean(v)):.1f} deg, range {np.degrees(np.nanmin(v)):.1f}.."
               f"{np.degrees(np.nanmax(v)):.1f}")
-    if args.out:
-        ref.save(args.out)
-        print(f"wrote {args.out}")
-    return 0
+    if out:
+        ref.save(out)
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -105,17 +105,26 @@ def fit_skel(ref: Reference, camera: Camera, max_iterations: int = 30) -> np.nda
 
 
 def reference_from_files(videos: list[str | Path], calibration: str | Path, max_frames: int | None = None,
-                         cache: str | Path | None = None, fit: bool = True) -> Reference:
-    """The whole chain on video files; `cache` (.npz) keeps the 2D landmarks between runs."""
+                         cache: str | Path | None = None, fit: bool = True, people: int = 1) -> list[Reference]:
+    """The whole chain on video files, one Reference per person seen in every view (up to
+    `people`). `cache` (.npz path stem) keeps the 2D landmarks between runs."""
+    from engines.reference.association import associate
+
     cams = load_calibration(calibration, n_sources=len(videos))
-    if cache is not None and Path(cache).is_file():
-        views = ViewLandmarks.load(cache)
+    paths = [Path(f"{cache}_p{i}.npz") for i in range(people)] if cache is not None else []
+    if paths and all(p.is_file() for p in paths):
+        per_person = [ViewLandmarks.load(p) for p in paths]
     else:
-        views = detect_views(videos, max_frames)
-        if cache is not None:
-            views.save(cache)
-    ref = build_reference(cams, views)
-    if fit:
-        for cam in cams:
-            ref.q_by_camera[cam.name] = fit_skel(ref, cam)
-    return ref
+        # one extra candidate per view: a bystander must not take a subject's place
+        found = detect_views(videos, max_frames, people=people + 1 if people > 1 else 1)
+        per_person = found if people == 1 else associate(cams, found, max_people=people)
+        for p, views in zip(paths, per_person):
+            views.save(p)
+    refs = []
+    for views in per_person:
+        ref = build_reference(cams, views)
+        if fit:
+            for cam in cams:
+                ref.q_by_camera[cam.name] = fit_skel(ref, cam)
+        refs.append(ref)
+    return refs

@@ -60,35 +60,36 @@ def read_video(path: str | Path, max_frames: int | None = None):
             yield f.to_ndarray(format="bgr24")
 
 
-def detect_views(videos: list[str | Path], max_frames: int | None = None, engine=None) -> ViewLandmarks:
-    """BlazePose landmarks of the (single) person in each of `videos`, frame by frame."""
-    from engines.landmarks.engine import LandmarkPoseEngine
+def _follow(eng, path: str | Path, key: tuple[str, int], max_frames: int | None,
+            avoid: list[list[np.ndarray | None]]) -> list:
+    """One person through a video, crop box following its landmarks. While it is not (yet)
+    found, the boxes of already-followed people (`avoid`: per person, per frame) are blacked
+    out, so BlazePose's detector picks someone else."""
+    rows: list = []
+    box = None
+    for t, img in enumerate(read_video(path, max_frames)):
+        h, w = img.shape[:2]
+        if box is None:
+            frame = img
+            if avoid:
+                frame = img.copy()
+                for other in avoid:
+                    b = other[t] if t < len(other) else None
+                    if b is not None:
+                        x0, y0, x1, y1 = (int(round(float(c))) for c in b)
+                        frame[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = 0
+            lm = eng.landmarks(frame, np.array([0, 0, w, h], np.float32), key)
+        else:
+            lm = eng.landmarks(img, box, key)
+        rows.append(lm)
+        box = None if lm is None else box_following(lm.image_px, lm.visibility, w, h)
+    eng.forget(*key)
+    return rows
 
-    own = engine is None
-    eng = engine or LandmarkPoseEngine()
-    per_view = []
-    try:
-        for v, path in enumerate(videos):
-            rows = []
-            box = None
-            for img in read_video(path, max_frames):
-                h, w = img.shape[:2]
-                if box is None:
-                    box = np.array([0, 0, w, h], np.float32)
-                lm = eng.landmarks(img, box, (f"reference{v}", 0))
-                if lm is None:
-                    rows.append(None)
-                    box = np.array([0, 0, w, h], np.float32)
-                    continue
-                rows.append(lm)
-                box = box_following(lm.image_px, lm.visibility, w, h)
-            eng.forget(f"reference{v}", 0)
-            per_view.append(rows)
-    finally:
-        if own:
-            eng.close()
+
+def _stack(per_view: list[list]) -> ViewLandmarks:
     t_n = max(len(r) for r in per_view)
-    v_n = len(videos)
+    v_n = len(per_view)
     px = np.full((t_n, NUM_LANDMARKS, v_n, 2), np.nan)
     conf = np.zeros((t_n, NUM_LANDMARKS, v_n))
     world = np.full((t_n, NUM_LANDMARKS, v_n, 3), np.nan)
@@ -99,3 +100,29 @@ def detect_views(videos: list[str | Path], max_frames: int | None = None, engine
                 conf[t, :, v] = lm.visibility
                 world[t, :, v] = lm.world_m
     return ViewLandmarks(px, conf, world)
+
+
+def detect_views(videos: list[str | Path], max_frames: int | None = None, engine=None,
+                 people: int = 1) -> list[ViewLandmarks]:
+    """BlazePose landmarks of up to `people` persons in each of `videos`, frame by frame.
+
+    Returns one ViewLandmarks per candidate index; candidate i of one view is not necessarily
+    candidate i of another (`engines.reference.association` matches them across views).
+    """
+    from engines.landmarks.engine import LandmarkPoseEngine
+
+    own = engine is None
+    eng = engine or LandmarkPoseEngine()
+    per_person: list[list[list]] = [[] for _ in range(people)]
+    try:
+        for v, path in enumerate(videos):
+            boxes: list[list[np.ndarray | None]] = []
+            for i in range(people):
+                rows = _follow(eng, path, (f"reference{v}", i), max_frames, boxes)
+                per_person[i].append(rows)
+                boxes.append([None if lm is None else box_following(lm.image_px, lm.visibility, 10 ** 6, 10 ** 6, 1.1)
+                              for lm in rows])
+    finally:
+        if own:
+            eng.close()
+    return [_stack(rows) for rows in per_person]
