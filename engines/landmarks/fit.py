@@ -1,11 +1,12 @@
 """Joint-limit-bounded least-squares fit of the SKEL chain to 3D body landmarks (SKELify-style).
 
-Minimises  sum_k w_k |FK_k(q, t) - L_k|^2  +  lambda^2 |q_free - q_prior|^2  over the DoFs the
-visible landmarks can observe, with q inside the SKEL limit box (projected Levenberg-Marquardt,
-analytic Jacobian: dP_k/dq_d = a_d x (P_k - o_d) for keypoints below DoF d's joint). DoFs the
-landmarks cannot observe are held at the prior and flagged. Frame: BlazePose world landmarks
-(metres, origin between the hips, camera-aligned axes: x right, y down, z forward), so the fitted
-pelvis rotation q[0:3] is the body's orientation in the camera frame.
+Minimises sum_k w_k |FK_k(q, t) - L_k|^2 + lambda^2 |q_free - q_prior|^2 over the DoFs the visible
+landmarks can observe, plus limb directions and, given the 2D landmarks and intrinsics, their
+reprojection with a fitted camera shift (see `SkelFitter`), with q inside the SKEL limit box
+(projected Levenberg-Marquardt, analytic Jacobian: dP_k/dq_d = a_d x (P_k - o_d) for keypoints
+below DoF d's joint). DoFs the landmarks cannot observe are held at the prior and flagged. Frame:
+BlazePose world landmarks (metres, origin between the hips, camera-aligned axes: x right, y down, z
+forward), so the fitted pelvis rotation q[0:3] is the body's orientation in the camera frame.
 """
 from __future__ import annotations
 
