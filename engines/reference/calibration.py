@@ -16,7 +16,6 @@ X_cam = R @ X_world + t, metres, OpenCV axes (x right, y down, z forward).
 from __future__ import annotations
 
 import re
-import tomllib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +157,16 @@ def load_toml(path: str | Path, translation_unit_m: float = 1.0) -> list[Camera]
     """Cameras of a Pose2Sim / anipose / FreeMoCap TOML calibration, in file order."""
     import cv2
 
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser ships as the tomli package
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            from stream.errors import DependencyError
+
+            raise DependencyError("reading a TOML calibration on Python 3.10 needs tomli: "
+                                  "pip install tomli (or use Python >= 3.11)") from None
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
