@@ -253,13 +253,20 @@ class TritonBackend(InferenceBackend):
                        torch.tensor([[0.0, 0.0, 0.5]] * b))
 
     def execution_stats(self) -> dict[str, int]:
-        """The server's counts for this model: {'requests', 'executions'} (dynamic batching
-        merges requests when executions < requests)."""
+        """The server's cumulative counts for this model: requests, executions (dynamic batching
+        merged requests when executions < requests), inferences (persons), and ns spent queued
+        and computing (input copy + model + output copy) over all requests."""
         st = self.client.get_inference_statistics(self.cfg.model_name, self.cfg.model_version,
                                                   as_json=True)["model_stats"][0]
-        return {"requests": int(st.get("inference_stats", {}).get("success", {}).get("count", 0)),
+        inf = st.get("inference_stats", {})
+
+        def ns(key: str) -> int:
+            return int(inf.get(key, {}).get("ns", 0))
+        return {"requests": int(inf.get("success", {}).get("count", 0)),
                 "executions": int(st.get("execution_count", 0)),
-                "inferences": int(st.get("inference_count", 0))}
+                "inferences": int(st.get("inference_count", 0)),
+                "queue_ns": ns("queue"),
+                "compute_ns": ns("compute_input") + ns("compute_infer") + ns("compute_output")}
 
     def close(self) -> None:
         for s in self._slots:
