@@ -63,7 +63,7 @@ def write_repo(root: Path, ckpt: Path, variant: str, device: str, threads: int) 
     for name, batched in (("skelcf_nobatch", False), ("skelcf_tcp", True)):
         c = model_config(name, "python", 32, (8, 16, 32), 2000, kind, 1, parameters={
             "checkpoint": str(ckpt), "variant": variant, "code_path": python_code_path(),
-            "threads": str(threads), "device": device})
+            "threads": str(threads), "device": device, "fp16": "1" if device == "cuda" else "0"})
         if not batched:
             c.ClearField("dynamic_batching")
         write_config(repo / name, c)

@@ -20,3 +20,11 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv | tee "$OU
 $PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)" | tee "$OUTDIR/versions.txt"
 $PY -m pytest -q -p no:cacheprovider -s tests/test_skelcf_backends_gpu.py 2>&1 | tee "$OUTDIR/gpu_tests.txt"
 $PY bench/bench_skelcf_gpu.py --json "$OUTDIR/bench_skelcf_gpu.json" 2>&1 | tee "$OUTDIR/bench_skelcf_gpu.txt"
+# issue 16: full-size SKEL-CF through Triton (the nvidia-pytriton tritonserver, Python backend on
+# CUDA, FP16) vs local torch FP16, per frame and crops/s with 8 concurrent pipelines (random weights)
+if $PY -c "import tritonclient.grpc, pytriton" 2>/dev/null; then
+  $PY bench/bench_triton.py --variant vit_h --device cuda --persons 1,4,8 --pipelines 8 \
+    --server-threads 4 --json "$OUTDIR/bench_triton_gpu.json" 2>&1 | tee "$OUTDIR/bench_triton_gpu.txt"
+else
+  echo "bench_triton: skipped (pip install 'tritonclient[grpc]<2.47' and --no-deps nvidia-pytriton==0.7.0)" | tee "$OUTDIR/bench_triton_gpu.txt"
+fi

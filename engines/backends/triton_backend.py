@@ -209,7 +209,7 @@ class TritonBackend(InferenceBackend):
         def done(result, error) -> None:
             try:
                 if error is not None:
-                    raise RemoteInferenceError(_first_line(error))
+                    raise RemoteInferenceError(f"Triton at {self.cfg.url}: {_first_line(error)}")
                 if slot is not None:
                     outs, off = [], slot.in_bytes
                     for _, n in OUTPUTS:

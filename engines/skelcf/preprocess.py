@@ -75,12 +75,16 @@ class UInt8Input(nn.Module):
 
     forward(crops (B, 3, 256, 192|256) uint8 RGB, bbox_info (B, 3) float32) -> q, betas, cam."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, fp16: bool = False):
         super().__init__()
-        self.net = net
+        self.net = net.half() if fp16 else net
+        self.fp16 = fp16  # a CUDA server's FP16 PyTorch model: normalise in FP32, then cast
 
     def forward(self, crops: torch.Tensor, bbox_info: torch.Tensor):
-        return self.net.forward_export(normalize_uint8(crops), bbox_info)
+        x = normalize_uint8(crops)
+        if not self.fp16:
+            return self.net.forward_export(x, bbox_info)
+        return tuple(o.float() for o in self.net.forward_export(x.half(), bbox_info.half()))
 
 
 class CropPreprocessor:

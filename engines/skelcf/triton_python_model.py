@@ -7,7 +7,8 @@ the tests) and is the reference the ONNX models of the same repository must agre
 config.pbtxt parameters (string values): `checkpoint` (best.pth or a state dict), `variant`
 (vit_h / vit_b / tiny), `code_path` (os.pathsep-separated folders prepended to sys.path: this
 checkout and the site-packages holding torch, since the stub's interpreter is not a venv's),
-`threads` (torch intra-op threads, 0 = torch's default), `device` ('cpu' or 'cuda').
+`threads` (torch intra-op threads, 0 = torch's default), `device` ('cpu' or 'cuda'), `fp16`
+('1' = half-precision weights on CUDA, as the local torch backend runs there).
 
 Inputs per request: crops (B, 3, 256, 192) UINT8 RGB (the central 192 columns of the 256 square
 crop: all the network reads), bbox_info (B, 3) FP32. Outputs: q (B, 46) rad, betas (B, 10),
@@ -48,7 +49,8 @@ class TritonPythonModel:
         self.device = torch.device(params.get("device", "cpu") or "cpu")
         net = build_skelcf(params.get("variant", "vit_h"))
         load_skelcf(net, params["checkpoint"])
-        self.model = UInt8Input(net).eval().to(self.device)
+        fp16 = params.get("fp16", "0") == "1" and self.device.type == "cuda"
+        self.model = UInt8Input(net.to(self.device), fp16=fp16).eval()
 
     def execute(self, requests):
         # tensors cross the stub by DLPack, not numpy: the stub's numpy bridge is built for

@@ -164,7 +164,8 @@ def write_repository(out: str | Path, checkpoint: str | None, variant: str = "vi
                                   "give --checkpoint best.pth")
             params = {"checkpoint": str(Path(checkpoint).resolve()), "variant": variant,
                       "code_path": python_code_path(), "threads": str(python_threads),
-                      "device": "cuda" if kind == "KIND_GPU" else "cpu"}
+                      "device": "cuda" if kind == "KIND_GPU" else "cpu",
+                      "fp16": "1" if kind == "KIND_GPU" else "0"}
             (mdir / "1").mkdir(parents=True, exist_ok=True)
             shutil.copy(Path(__file__).with_name("triton_python_model.py"), mdir / "1" / "model.py")
         elif b == "onnxruntime":
