@@ -60,6 +60,7 @@ class RecorderConfig(StrictModel):
     min_free_disk_mb: float = Field(200.0, ge=0.0)  # below this, stop recording with a warning
     disk_check_interval_s: float = Field(2.0, gt=0.0)
     queue_frames: int = Field(256, ge=1, le=100_000)  # writer-thread backlog; oldest dropped beyond
+    ros2: bool = False                   # also ROS 2 channels (JointState, /tf, markers) in ros2.mcap
 
 
 class PreviewConfig(StrictModel):
