@@ -45,6 +45,14 @@ else
   else
     echo "== SKIP TensorRT benchmark: tensorrt or nvidia-modelopt is not importable"
   fi
+  # issue 16: full-size SKEL-CF through Triton (the nvidia-pytriton tritonserver, Python backend on
+  # CUDA, FP16) vs local torch FP16, per frame and crops/s with 8 concurrent pipelines (random weights)
+  if $PY -c "import tritonclient.grpc, pytriton" 2>/dev/null; then
+    step bench_triton_gpu $PY bench/bench_triton.py --variant vit_h --device cuda --persons 1,4,8 --pipelines 8 \
+      --server-threads 4 --json "$OUTDIR/bench_triton_gpu.json"
+  else
+    echo "bench_triton: skipped (pip install 'tritonclient[grpc]<2.47' and --no-deps nvidia-pytriton==0.7.0)" | tee "$OUTDIR/bench_triton_gpu.txt"
+  fi
 fi
 echo "gpu_checks: $([ $RC -eq 0 ] && echo ALL OK || echo SOME STEP FAILED) (logs in $OUTDIR)"
 exit $RC

@@ -184,14 +184,17 @@ def _person_map(p: Person) -> dict:
     }
 
 
-def encode_frame(packet: Packet, pub_seq: int, publish_utc_ns: int) -> bytes:
+def encode_frame(packet: Packet, pub_seq: int, publish_utc_ns: int,
+                 stream_id: str | None = None) -> bytes:
     """Packet -> 'frame' payload (persons in packet order, REMOVED tracks left out).
+    `stream_id`: the id on the wire (default: the packet's own, e.g. without a host prefix).
 
     `publish_utc_ns` is packed last so the publisher can overwrite it in place with the instant
     it hands the bytes to ZeroMQ (`with_publish_time`), after the encoding."""
     fi, k = packet.frame, packet.intrinsics
     return _packer.pack({
-        "schema": SCHEMA_VERSION, "kind": "frame", "stream": fi.stream_id, "pub_seq": pub_seq,
+        "schema": SCHEMA_VERSION, "kind": "frame",
+        "stream": fi.stream_id if stream_id is None else stream_id, "pub_seq": pub_seq,
         "seq": fi.seq, "capture_ns": fi.capture_ns, "capture_utc_ns": fi.capture_utc_ns,
         "width": fi.width, "height": fi.height, "media_pts_s": fi.media_pts_s,
         "intrinsics": None if k is None else {"fx": float(k.fx), "fy": float(k.fy),

@@ -17,7 +17,7 @@ from engines.backends.base import InferenceBackend
 from engines.backends.fallback import with_fallback
 from stream.errors import DependencyError, EngineError
 
-BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
+BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime", "triton")
 
 
 def has_tensorrt() -> bool:
@@ -51,14 +51,21 @@ def time_backend(backend: InferenceBackend, batch: int = 1, repeats: int = 2) ->
 
 def create_backend(kind: str, net_factory: Callable[[], nn.Module],
                    onnx_factory: Callable[[], Path] | None = None,
-                   cache_dir: str | Path = ".cache/skelcf", device: str | None = None) -> InferenceBackend:
+                   cache_dir: str | Path = ".cache/skelcf", device: str | None = None,
+                   triton_cfg=None) -> InferenceBackend:
     """Build the backend `kind` ('auto', 'tensorrt', 'torch', 'onnxruntime').
 
     net_factory: builds the (loaded) PyTorch network; onnx_factory: returns the exported ONNX path
     (exporting on first use). Both are called only if the chosen backend needs them.
-    device: force 'cpu' or 'cuda' (None = CUDA when present)."""
+    device: force 'cpu' or 'cuda' (None = CUDA when present).
+    triton_cfg: the `TritonConfig` of backend 'triton' (a server runs the network; no factory
+    is called)."""
     if kind not in BACKENDS:
         raise EngineError(f"backend {kind!r} is unknown; use one of {', '.join(BACKENDS)}")
+    if kind == "triton":
+        from engines.backends.triton_backend import TritonBackend
+        from engines.skelcf.config import TritonConfig
+        return TritonBackend(triton_cfg or TritonConfig())
     cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise DependencyError("a CUDA device was requested but PyTorch sees none; install a CUDA "
