@@ -1,4 +1,5 @@
-"""SKEL-CF on a GPU: torch FP16 backend (CUDA graphs per batch bucket), ViT-H, random weights.
+"""SKEL-CF on a GPU: torch FP16 backend (CUDA graphs per batch bucket) or the TensorRT FP16 engine
+(--backend tensorrt), ViT-H, random weights.
 
 Reports throughput at batch 1, 4, 8, 16, 32, batch-1 latency p50/p99 (host wall time per call,
 input copy and output read-back included), the measured FP16 matrix rate of this GPU, FLOPs per crop
@@ -104,12 +105,34 @@ def preprocess_time(n_boxes: int = 8, n: int = 100) -> dict:
     return {"boxes": n_boxes, "p50_ms": float(np.percentile(ts, 50)), "p99_ms": float(np.percentile(ts, 99))}
 
 
+def tensorrt_backend(variant: str, cache_dir: str, res: dict):
+    """Export (random weights, seed 0), AutoCast to FP16 and build the TensorRT engine; the time of
+    each step goes into `res` (a second run reuses all three from the cache)."""
+    from engines.backends.tensorrt_backend import TensorRTBackend
+    from engines.skelcf.export import export_skelcf
+    onnx_path = Path(cache_dir) / f"skelcf-{variant}-seed0.onnx"
+    t0 = time.perf_counter()
+    if not onnx_path.is_file():
+        torch.manual_seed(0)
+        export_skelcf(build_skelcf(variant).eval(), onnx_path, check=False)
+    res["export_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    backend = TensorRTBackend(onnx_path, cache_dir=cache_dir)
+    res["autocast_and_build_s"] = time.perf_counter() - t0
+    import tensorrt
+    res["tensorrt"] = tensorrt.__version__
+    return backend
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variant", default="vit_h")
     p.add_argument("--batches", default="1,4,8,16,32")
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--no-eager", action="store_true", help="skip the eager (no CUDA graph) comparison")
+    p.add_argument("--backend", default="torch", choices=["torch", "tensorrt"],
+                   help="tensorrt: the strongly typed FP16 engine (TensorRT 10.12-11.x + nvidia-modelopt)")
+    p.add_argument("--cache-dir", default=".cache/bench_skelcf_gpu", help="ONNX exports and engines (tensorrt)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     if not torch.cuda.is_available():
@@ -125,6 +148,9 @@ def main() -> int:
     net = build_skelcf(a.variant)
     backend = TorchBackend(net, device="cuda", fp16=True, cuda_graphs=True)
     res["gflops_per_crop"] = flops_per_crop(backend.net) / 1e9
+    res["backend"] = a.backend
+    if a.backend == "tensorrt":
+        backend = tensorrt_backend(a.variant, a.cache_dir, res)
     floor_ms = res["gflops_per_crop"] * 1e9 / (res["fp16_matmul_tflops"] * 1e12) * 1e3
     res["floor_ms_per_crop"] = floor_ms
     batches = [int(b) for b in a.batches.split(",")]
@@ -139,7 +165,7 @@ def main() -> int:
         print(f"batch {b:2d}: {r['crops_per_s']:8.1f} crops/s  {r['ms_per_call']:7.2f} ms/call  "
               f"measured/floor {r['measured_over_floor']:.2f}", flush=True)
     res["latency_b1_graphs"] = latency_b1(backend)
-    if not a.no_eager:
+    if not a.no_eager and a.backend == "torch":
         eager = TorchBackend(net, device="cuda", fp16=True, cuda_graphs=False)
         res["latency_b1_eager"] = latency_b1(eager, n=100)
         res["throughput_eager_b32"] = throughput(eager, 32, a.seconds)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engines.skel.dofs import DOF_BOUNDED, DOF_LOWER, DOF_UPPER, NUM_DOFS, wrap_angle  # noqa: E402
-from motion_synth import Trajectory, synth_stream  # noqa: E402
+from motion_synth import SHAPES, Trajectory, recorded_person, swing_person, synth_stream  # noqa: E402
 from stream.config import PipelineConfig  # noqa: E402
 from stream.packet import FrameInfo, Packet, Person, TrackEvent, TrackEventKind, TrackState  # noqa: E402
 from tracking.one_euro import OneEuroFilter  # noqa: E402
@@ -114,15 +114,18 @@ def _diff(a: np.ndarray, axis: int = -2) -> np.ndarray:
     return d
 
 
-def metrics(out: np.ndarray, trajs: list[Trajectory], skip: int = 5) -> dict[str, float]:
-    """Pooled metrics of an output (P, T, 46) against the trajectories' truth."""
+def metrics(out: np.ndarray, trajs: list[Trajectory], skip: int = 5,
+            dofs: np.ndarray | None = None) -> dict[str, float]:
+    """Pooled metrics of an output (P, T, 46) against the trajectories' truth, over the DoFs
+    where `dofs` (46,) bool is True (all by default; limit violations always count all)."""
     truth = np.stack([tr.truth for tr in trajs])
+    sel = np.ones(NUM_DOFS, dtype=bool) if dofs is None else np.asarray(dofs, dtype=bool)
     t = trajs[0].t_s
     valid = np.isfinite(out).all(axis=-1)
     valid[:, :skip] = False
     err = out - truth
     err[..., WRAP] = wrap_angle(err[..., WRAP])
-    rmse = float(np.sqrt(np.mean(err[valid] ** 2)))
+    rmse = float(np.sqrt(np.mean(err[valid][:, sel] ** 2)))
     tol = 1e-6
     viol = int(np.sum(((out < DOF_LOWER - tol) | (out > DOF_UPPER + tol))[valid][:, DOF_BOUNDED]))
     # second derivative on the real time stamps
@@ -130,12 +133,14 @@ def metrics(out: np.ndarray, trajs: list[Trajectory], skip: int = 5) -> dict[str
     v = _diff(np.nan_to_num(out)) / dt[None, :, None]
     acc = 2.0 * np.diff(v, axis=-2) / (dt[:-1] + dt[1:])[None, :, None]
     ok = valid[:, 2:] & valid[:, 1:-1] & valid[:, :-2]
-    mean_acc = float(np.mean(np.abs(acc[ok])))
+    mean_acc = float(np.mean(np.abs(acc[ok][:, sel])))
     return {"violations": viol, "rmse_deg": float(np.rad2deg(rmse)),
-            "acc_deg_s2": float(np.rad2deg(mean_acc)), "lag_frames": lag_frames(out, truth, valid)}
+            "acc_deg_s2": float(np.rad2deg(mean_acc)),
+            "lag_frames": lag_frames(out[..., sel], truth[..., sel], valid, wrap=WRAP[sel])}
 
 
-def lag_frames(out: np.ndarray, truth: np.ndarray, valid: np.ndarray, max_lag: int = 8) -> float:
+def lag_frames(out: np.ndarray, truth: np.ndarray, valid: np.ndarray, max_lag: int = 8,
+               wrap: np.ndarray = WRAP) -> float:
     """Peak of the cross-correlation sum_k truth[k] out[k + L] over L (frames), pooled over people
     and DoFs (each mean-removed, pelvis unwrapped), refined by a parabola through the peak."""
     P, T, D = out.shape
@@ -145,8 +150,8 @@ def lag_frames(out: np.ndarray, truth: np.ndarray, valid: np.ndarray, max_lag: i
         o = np.where(valid[i][:, None], out[i], np.nan)
         o = _fill(o)
         g = truth[i].copy()
-        o[:, :3] = np.unwrap(o[:, :3], axis=0)
-        g[:, :3] = np.unwrap(g[:, :3], axis=0)
+        o[:, wrap] = np.unwrap(o[:, wrap], axis=0)
+        g[:, wrap] = np.unwrap(g[:, wrap], axis=0)
         o -= o.mean(0)
         g -= g.mean(0)
         for j, L in enumerate(lags):
@@ -201,6 +206,124 @@ def evaluate(fps: float, seeds: list[int], n_persons: int = 4, duration_s: float
         out[k] = {m: (float(np.mean([v[m] for v in vs])) if m != "violations" else int(sum(v[m] for v in vs)))
                   for m in ("violations", "rmse_deg", "acc_deg_s2", "lag_frames")}
         out[k]["params"] = "; ".join(sorted({v.get("params", "") for v in vs} - {""}))
+    return out
+
+
+# --- the widened benchmark: every speed, shape, outlier rate, both rates, both dropouts ------
+
+SPEEDS_HZ = (0.25, 0.5, 1.0, 2.0, 3.0)
+OUTLIERS = ((0.0, 0.0), (0.02, 30.0), (0.05, 40.0))   # (rate per DoF and frame, size deg)
+CAUSAL = ("vr", "balanced", "analysis")
+
+
+def swing_set(fps: float, freq_hz: float, shape: str, outlier: tuple[float, float],
+              seeds: tuple[int, ...], duration_s: float = 8.0, drop_rate: float = 0.02,
+              blank_rate: float = 0.02) -> tuple[list[Trajectory], np.ndarray]:
+    """One scenario of the grid: a person per seed swinging (motion_synth.swing_person), 3 deg
+    noise, jittered stamps, both kinds of dropout. Returns the trajectories and the DoFs to score."""
+    out = [swing_person(s, freq_hz, shape, fps=fps, duration_s=duration_s, outlier_rate=outlier[0],
+                        outlier_deg=outlier[1], drop_rate=drop_rate, blank_rate=blank_rate)
+           for s in seeds]
+    return [tr for tr, _ in out], out[0][1]
+
+
+def evaluate_grid(fps_list=(30.0, 60.0), speeds=SPEEDS_HZ, shapes=SHAPES, outliers=OUTLIERS,
+                  seeds: tuple[int, ...] = (1, 2), methods=CAUSAL, duration_s: float = 8.0,
+                  one_euro: bool = True, recorded: bool = True, **overrides) -> list[dict]:
+    """One row per (fps, speed, shape, outlier): each causal preset's RMSE and jitter as a
+    ratio to raw, its lag (frames) and limit violations. With `one_euro`, per (fps, speed) One
+    Euro is tuned on ONE_EURO_GRID over all shapes and outlier rates of that speed to the best
+    RMSE whose lag is no more than vr's, and its ratios are added to every row of that speed
+    ('one_euro', with 'one_euro_params'). With `recorded`, rows for the recorded Pose2Sim clip
+    (speed_hz None) follow each rate's speeds. `overrides`: SmoothingConfig fields for every preset."""
+    rows = []
+    for fps in fps_list:
+        groups = [(f, [(shape, o, *swing_set(fps, f, shape, o, seeds, duration_s))
+                       for shape in shapes for o in outliers]) for f in speeds]
+        if recorded:
+            groups.append((None, [("recorded", o, *recorded_set(fps, o)) for o in outliers]))
+        for f, scenarios in groups:
+            cases = []
+            for shape, o, trajs, sel in scenarios:
+                raw = metrics(run_raw(trajs), trajs, dofs=sel)
+                row = {"fps": fps, "speed_hz": f, "shape": shape, "outlier_rate": o[0],
+                       "outlier_deg": o[1], "raw_rmse_deg": raw["rmse_deg"],
+                       "raw_violations": raw["violations"]}
+                for m in methods:
+                    r = metrics(run_ours(trajs, SmoothingConfig(preset=m, **overrides)), trajs, dofs=sel)
+                    row[m] = {"rmse": r["rmse_deg"] / raw["rmse_deg"],
+                              "jitter": r["acc_deg_s2"] / raw["acc_deg_s2"],
+                              "lag_frames": r["lag_frames"], "violations": r["violations"]}
+                rows.append(row)
+                cases.append((row, trajs, sel, raw))
+            if one_euro:
+                _tune_one_euro(cases, methods[0])
+    return rows
+
+
+def recorded_set(fps: float, outlier: tuple[float, float], seeds: tuple[int, ...] = tuple(range(1, 9))
+                 ) -> tuple[list[Trajectory], np.ndarray]:
+    """The recorded Pose2Sim clip (motion_synth.recorded_person) under one noise draw per seed."""
+    out = [recorded_person(s, fps, outlier_rate=outlier[0], outlier_deg=outlier[1]) for s in seeds]
+    return [tr for tr, _ in out], out[0][1]
+
+
+def _tune_one_euro(cases: list, ref_method: str) -> None:
+    """Pick the One Euro setting with the lowest RMSE (pooled over `cases`, as a ratio to raw)
+    whose pooled lag is no more than `ref_method`'s; write its per-case ratios into the rows."""
+    ref_lag = float(np.mean([row[ref_method]["lag_frames"] for row, *_ in cases]))
+    scores = {}
+    for mc, b in ONE_EURO_GRID:
+        per = []
+        for row, trajs, sel, raw in cases:
+            r = metrics(run_one_euro(trajs, mc, b), trajs, dofs=sel)
+            per.append({"rmse": r["rmse_deg"] / raw["rmse_deg"], "jitter": r["acc_deg_s2"] / raw["acc_deg_s2"],
+                        "lag_frames": r["lag_frames"], "violations": r["violations"]})
+        scores[mc, b] = per
+    lag = {k: float(np.mean([p["lag_frames"] for p in v])) for k, v in scores.items()}
+    rmse = {k: float(np.mean([p["rmse"] for p in v])) for k, v in scores.items()}
+    ok = [k for k in scores if lag[k] <= ref_lag + 0.05]
+    pick = min(ok, key=rmse.get) if ok else min(lag, key=lag.get)  # none that quick: the quickest
+    for (row, *_), p in zip(cases, scores[pick]):
+        row["one_euro"] = p
+        row["one_euro_params"] = f"min_cutoff={pick[0]} Hz, beta={pick[1]}" + ("" if ok else " (quickest)")
+
+
+def grid_markdown(rows: list[dict], methods=CAUSAL) -> str:
+    """The grid as tables, one per frame rate: RMSE x raw (jitter x raw) per preset and One Euro."""
+    lines = []
+    for fps in sorted({r["fps"] for r in rows}):
+        lines += [f"**{fps:g} Hz frames**, RMSE x raw (jitter x raw), lag frames of vr:", "",
+                  "| speed | shape | outliers | raw RMSE deg | " + " | ".join(methods)
+                  + " | One Euro @ vr lag | vr lag |",
+                  "|---|---|---|---|" + "---|" * len(methods) + "---|---|"]
+        for r in rows:
+            if r["fps"] != fps:
+                continue
+            cells = [f"{r[m]['rmse']:.2f} ({r[m]['jitter']:.2f})" for m in methods]
+            oe = r.get("one_euro")
+            cells.append(f"{oe['rmse']:.2f} ({oe['jitter']:.2f})" if oe else "-")
+            speed = "clip" if r["speed_hz"] is None else f"{r['speed_hz']:g} Hz"
+            lines.append(f"| {speed} | {r['shape']} | {r['outlier_rate'] * 100:g} % x "
+                         f"{r['outlier_deg']:g} deg | {r['raw_rmse_deg']:.2f} | " + " | ".join(cells)
+                         + f" | {r[methods[0]]['lag_frames']:+.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def walking(seeds: tuple[int, ...] = (1, 2, 3)) -> dict[str, dict[str, float]]:
+    """The issue's walking case: the swing DoFs at 1 Hz (knee 0-1.2 rad), 3 deg noise, 2 %
+    outliers of 30 deg, 30 Hz, no dropouts. RMSE and jitter as ratios to raw, lag in frames,
+    per causal preset; 'truth' is the jitter of the true signal itself."""
+    trajs, sel = swing_set(30.0, 1.0, "sine", (0.02, 30.0), seeds, duration_s=10.0,
+                           drop_rate=0.0, blank_rate=0.0)
+    raw = metrics(run_raw(trajs), trajs, dofs=sel)
+    truth = metrics(np.stack([tr.truth for tr in trajs]), trajs, dofs=sel)
+    out = {"truth": {"rmse": 0.0, "jitter": truth["acc_deg_s2"] / raw["acc_deg_s2"], "lag_frames": 0.0}}
+    for m in CAUSAL:
+        r = metrics(run_ours(trajs, SmoothingConfig(preset=m)), trajs, dofs=sel)
+        out[m] = {"rmse": r["rmse_deg"] / raw["rmse_deg"], "jitter": r["acc_deg_s2"] / raw["acc_deg_s2"],
+                  "lag_frames": r["lag_frames"]}
     return out
 
 
@@ -315,7 +438,30 @@ def main() -> None:
                     help="only the RMSE per DoF group (gait, elbows, other) at 30 Hz, seeds 1-3, "
                          "and on one lone swing")
     ap.add_argument("--models", type=int, default=None, help="with --groups: smoothing.motion_models")
+    ap.add_argument("--grid", action="store_true",
+                    help="only the widened benchmark (issue 15): walking, then every speed, shape, "
+                         "outlier rate and the recorded clip at 30 and 60 Hz, with One Euro at "
+                         "vr's lag per speed (--quick: one seed, 30 Hz)")
+    ap.add_argument("--json", type=str, default=None, help="with --grid: also write the rows here")
     args = ap.parse_args()
+    if args.grid:
+        walk = walking()
+        print("walking (1 Hz knee, 3 deg noise, 2 % outliers of 30 deg, 30 Hz), x raw:")
+        for k, v in walk.items():
+            print(f"  {k:9s} RMSE {v['rmse']:.3f}  jitter {v['jitter']:.3f}  lag {v['lag_frames']:+.2f} frames")
+        rows = evaluate_grid(fps_list=(30.0,) if args.quick else (30.0, 60.0),
+                             seeds=(1,) if args.quick else (1, 2))
+        print(grid_markdown(rows))
+        for m in CAUSAL:
+            bad = [r for r in rows if r[m]["rmse"] > 0.9]
+            print(f"{m}: {len(bad)} of {len(rows)} rows above 0.9x raw RMSE; worst "
+                  f"{max(r[m]['rmse'] for r in rows):.2f}; violations {sum(r[m]['violations'] for r in rows)}")
+        beaten = [r for r in rows if r.get("one_euro") and r["vr"]["rmse"] >= r["one_euro"]["rmse"]]
+        print(f"vr not better than One Euro at its lag in {len(beaten)} of {len(rows)} rows")
+        if args.json:
+            import json
+            Path(args.json).write_text(json.dumps({"walking": walk, "rows": rows}, indent=1))
+        return
     if args.groups:
         overrides = {} if args.models is None else {"motion_models": args.models}
         for name, r in group_rmse(**overrides).items():

@@ -12,6 +12,7 @@ All randomness comes from one seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -158,3 +159,134 @@ def synth_stream(seed: int, n_persons: int, fps: float = 30.0, duration_s: float
     """n_persons trajectories sharing one stream's jittered frame clock."""
     t = frame_times(np.random.default_rng(seed), fps, duration_s)
     return [synth_person(seed * 1000 + i + 1, t=t, **kw) for i in range(n_persons)]
+
+
+# --- swing scenarios: one kind of motion at one speed, for the widened benchmark ----------------
+
+SWING_DOFS: dict[str, tuple[float, float]] = {
+    "knee_angle_r": (0.0, 1.2), "knee_angle_l": (0.0, 1.2),
+    "hip_flexion_r": (-0.2, 0.8), "hip_flexion_l": (-0.2, 0.8),
+    "elbow_flexion_r": (0.1, 1.3), "elbow_flexion_l": (0.1, 1.3),
+    "shoulder_r_x": (-0.6, 0.6), "shoulder_l_x": (-0.6, 0.6),
+}
+"""DoFs that swing in a swing scenario and the range (rad) each covers: a knee 0-1.2 rad (the
+issue's jumping-jack knee), hips, elbows, arms. The other DoFs stand still near mid-range."""
+
+SHAPES = ("sine", "hold", "reversal")
+"""sine: smooth back and forth; hold: a sine over a wider range clipped at the lower end, so the
+DoF rests on its range's end (the knee and elbow on their 0 joint limit) for a third of each cycle;
+reversal: a triangle wave, constant speed and an instant turn (the hardest case for a
+constant-velocity model)."""
+
+
+def swing_truth(t: np.ndarray, freq_hz: float, shape: str, rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(len(t), 46) truth and (46,) bool mask of the swinging DoFs: SWING_DOFS at freq_hz in
+    `shape`, each with a random phase; the rest still near mid-range (pelvis upright)."""
+    if shape not in SHAPES:
+        raise ValueError(f"unknown swing shape {shape!r}; one of {SHAPES}")
+    mid = np.where(DOF_BOUNDED, 0.5 * (np.nan_to_num(DOF_LOWER) + np.nan_to_num(DOF_UPPER)), 0.0)
+    half = np.where(DOF_BOUNDED, 0.5 * (DOF_UPPER - DOF_LOWER), 1.0)
+    q = np.tile(mid + 0.15 * half * rng.uniform(-1, 1, NUM_DOFS), (t.size, 1))
+    q[:, 0], q[:, 1], q[:, 2] = np.pi, 0.0, 0.3
+    moving = np.zeros(NUM_DOFS, dtype=bool)
+    for name, (lo, hi) in SWING_DOFS.items():
+        ph = 2 * np.pi * freq_hz * (t - t[0]) + rng.uniform(0, 2 * np.pi)
+        if shape == "sine":
+            u = 0.5 - 0.5 * np.cos(ph)
+        elif shape == "hold":
+            u = np.maximum(1.5 * (0.5 - 0.5 * np.cos(ph)) - 0.5, 0.0)
+        else:
+            u = 2.0 * np.abs((ph / (2 * np.pi)) % 1.0 - 0.5)
+        q[:, _I[name]] = lo + (hi - lo) * u
+        moving[_I[name]] = True
+    q = np.clip(q, DOF_LOWER, DOF_UPPER)
+    q[:, :3] = wrap_angle(q[:, :3])
+    return q, moving
+
+
+def corrupt(rng: np.random.Generator, t: np.ndarray, truth: np.ndarray, noise_deg: float,
+            outlier_rate: float, outlier_deg: float, drop_rate: float = 0.0,
+            blank_rate: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What an engine reports for `truth` (T, 46): Gaussian noise (std noise_deg), single-DoF
+    outliers of +-outlier_deg at outlier_rate per DoF and frame, and two kinds of dropout in
+    bursts of 1-6 frames: no pose at all (drop_rate) and a pose with nothing observed (blank_rate:
+    the last pose held, every DoF unobserved, confidence 0, as the landmark engine sends when it
+    finds nobody in the crop). Returns meas (NaN rows = dropped), dropped, observed, confidence."""
+    T = t.size
+    meas = truth + rng.normal(0.0, np.deg2rad(noise_deg), truth.shape)
+    out = rng.random(truth.shape) < outlier_rate
+    meas += out * rng.choice([-1.0, 1.0], truth.shape) * np.deg2rad(outlier_deg)
+    meas[:, :3] = wrap_angle(meas[:, :3])
+    conf = np.clip(rng.normal(0.85, 0.08, T), 0.3, 1.0)
+    observed = np.ones(truth.shape, dtype=bool)
+    dropped = np.zeros(T, dtype=bool)
+    for rate, blank in ((drop_rate, False), (blank_rate, True)):
+        for k in np.flatnonzero(rng.random(T) < rate / 3.5):
+            k = max(k, 3)
+            n = int(rng.integers(1, 7))
+            if blank:
+                observed[k:k + n] = False
+                conf[k:k + n] = 0.0
+            else:
+                dropped[k:k + n] = True
+    for k in range(1, T):                  # unobserved: the engine repeats its last pose
+        meas[k] = np.where(observed[k], meas[k], meas[k - 1])
+    meas[dropped] = np.nan
+    return meas, dropped, observed, conf
+
+
+def _from_truth(rng: np.random.Generator, t: np.ndarray, truth: np.ndarray, **noise) -> Trajectory:
+    meas, dropped, observed, conf = corrupt(rng, t, truth, **noise)
+    T = t.size
+    trans = np.tile([0.0, 0.1, 3.5], (T, 1))
+    betas = rng.normal(0, 1, NUM_BETAS)
+    return Trajectory(t, truth, meas, dropped, observed, conf, trans,
+                      trans + rng.normal(0, 1, (T, 3)) * np.array([0.02, 0.02, 0.10]),
+                      betas, betas + rng.normal(0, 0.15, (T, NUM_BETAS)))
+
+
+def swing_person(seed: int, freq_hz: float, shape: str = "sine", fps: float = 30.0,
+                 duration_s: float = 8.0, noise_deg: float = 3.0, outlier_rate: float = 0.02,
+                 outlier_deg: float = 30.0, drop_rate: float = 0.0, blank_rate: float = 0.0,
+                 jitter_frac: float = 0.15) -> tuple[Trajectory, np.ndarray]:
+    """One person swinging SWING_DOFS (see `swing_truth`), measured as `corrupt` says.
+    Returns the trajectory and the (46,) mask of the swinging DoFs (the ones to score)."""
+    rng = np.random.default_rng(seed)
+    t = frame_times(rng, fps, duration_s, jitter_frac)
+    truth, moving = swing_truth(t, freq_hz, shape, rng)
+    return _from_truth(rng, t, truth, noise_deg=noise_deg, outlier_rate=outlier_rate,
+                       outlier_deg=outlier_deg, drop_rate=drop_rate, blank_rate=blank_rate), moving
+
+
+# --- a real recorded trajectory with synthetic noise on top -------------------------------------
+
+RECORDED = Path(__file__).resolve().parent / "data" / "pose2sim_demo_cam02_rts.npz"
+"""46 joint angles of the one person in Pose2Sim's Demo_SinglePerson cam02.mp4 (100 frames at
+60 fps, track 2), as the pipeline recorded them with configs/offline_analysis.yaml (landmark
+engine, `analysis` preset, fixed-lag RTS over 5 frames):
+
+    python run_stream.py --config configs/offline_analysis.yaml --source <Pose2Sim>/Demo_SinglePerson/videos/cam02.mp4
+
+then the track's q read back from the MCAP session (sinks.replay.load_frames)."""
+
+
+def recorded_person(seed: int, fps: float = 60.0, noise_deg: float = 3.0, outlier_rate: float = 0.02,
+                    outlier_deg: float = 30.0, drop_rate: float = 0.0, blank_rate: float = 0.0,
+                    jitter_frac: float = 0.15) -> tuple[Trajectory, np.ndarray]:
+    """The recorded trajectory as truth (linearly interpolated at jittered frame times at `fps`),
+    measured as `corrupt` says. Returns it and the (46,) mask of the DoFs that move in it
+    (bounded DoFs whose std over the clip is over 2 deg)."""
+    rec = np.load(RECORDED)
+    q, t_rec = rec["q"].astype(np.float64), rec["t_s"]
+    rng = np.random.default_rng(seed)
+    t = frame_times(rng, fps, t_rec[-1] - t_rec[0], jitter_frac) - 1.0 + t_rec[0]
+    t = np.clip(t, t_rec[0], t_rec[-1])
+    unwrapped = q.copy()
+    unwrapped[:, ~DOF_BOUNDED] = np.unwrap(q[:, ~DOF_BOUNDED], axis=0)
+    truth = np.stack([np.interp(t, t_rec, unwrapped[:, j]) for j in range(NUM_DOFS)], axis=1)
+    truth = np.clip(truth, DOF_LOWER, DOF_UPPER)
+    truth[:, ~DOF_BOUNDED] = wrap_angle(truth[:, ~DOF_BOUNDED])
+    moving = DOF_BOUNDED & (np.rad2deg(q.std(axis=0)) > 2.0)
+    return _from_truth(rng, t - t[0] + 1.0, truth, noise_deg=noise_deg, outlier_rate=outlier_rate,
+                       outlier_deg=outlier_deg, drop_rate=drop_rate, blank_rate=blank_rate), moving

@@ -95,6 +95,10 @@ class PoseStage(Stage):
                 self.engine.forget(sid, ev.track_id)
         return packet
 
+    def take_error_count(self) -> int:
+        take = getattr(self.engine, "take_error_count", None)  # optional: remote engines
+        return take() if take is not None else 0
+
     def flush(self, stream_id: str) -> list[Packet]:
         self._intrinsics.pop(stream_id, None)
         forget_stream = getattr(self.engine, "forget_stream", None)  # optional engine method

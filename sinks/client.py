@@ -85,7 +85,7 @@ class PoseSubscriber:
         self._tracks: dict[str, _Track] = {}
         self._curve = None
         if server_public_file or client_secret_file:
-            self._curve = _load_client_keys(server_public_file, client_secret_file)
+            self._curve = load_client_keys(server_public_file, client_secret_file)
         self._ctx = zmq.Context(io_threads=1)
         self._sock: zmq.Socket | None = None
         self._connect()
@@ -219,7 +219,8 @@ class PoseSubscriber:
                 yield r.msg
 
 
-def _load_client_keys(server_public_file: str | None, client_secret_file: str | None):
+def load_client_keys(server_public_file: str | None, client_secret_file: str | None):
+    """(server public, client public, client secret) Z85 keys from zmq.auth certificate files."""
     import zmq.auth
 
     if not (server_public_file and client_secret_file):

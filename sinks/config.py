@@ -28,6 +28,17 @@ class PublisherConfig(StrictModel):
     curve_authorized_dir: str | None = None      # public certs of allowed clients; None = any key
     wait_for_subscriber_s: float = Field(0.0, ge=0.0)  # live: hold the sources until a client joins
     replay_wait_for_subscriber_s: float = Field(1.0, ge=0.0)  # replay waits this long for a client
+    # Prepended to every stream id on the wire (topic and messages), e.g. "gym-a/": each camera
+    # host of a site sets its own, so ids stay unique when a fan-in proxy (python -m sinks.proxy)
+    # merges several hosts into one stream. Recordings keep the local ids.
+    stream_prefix: str = Field("", max_length=64)
+
+    @field_validator("stream_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("publisher.stream_prefix must not contain NUL (it ends the topic)")
+        return v
 
     @field_validator("endpoint", "conflated_endpoint")
     @classmethod
@@ -49,6 +60,7 @@ class RecorderConfig(StrictModel):
     min_free_disk_mb: float = Field(200.0, ge=0.0)  # below this, stop recording with a warning
     disk_check_interval_s: float = Field(2.0, gt=0.0)
     queue_frames: int = Field(256, ge=1, le=100_000)  # writer-thread backlog; oldest dropped beyond
+    ros2: bool = False                   # also ROS 2 channels (JointState, /tf, markers) in ros2.mcap
 
 
 class PreviewConfig(StrictModel):

@@ -47,7 +47,8 @@ class _StreamState:
     next_meta: float = 0.0
 
 
-def _bind(sock: zmq.Socket, endpoint: str, what: str) -> None:
+def bind_or_error(sock: zmq.Socket, endpoint: str, what: str) -> None:
+    """bind, or a TransportError naming the setting `what` and the fix."""
     try:
         sock.bind(endpoint)
     except zmq.ZMQError as exc:
@@ -76,6 +77,23 @@ def load_server_keys(secret_file: str) -> tuple[bytes, bytes]:
     return public, secret
 
 
+def start_curve_server(ctx: zmq.Context, secret_file: str, authorized_dir: str | None,
+                       what: str = "curve_authorized_dir"):
+    """Start a ZAP authenticator on `ctx` allowing the clients whose public keys lie in
+    `authorized_dir` (None = any key). Returns (authenticator, (public, secret) server keys)."""
+    from zmq.auth.thread import ThreadAuthenticator
+    import zmq.auth
+
+    keys = load_server_keys(secret_file)
+    if authorized_dir is not None and not os.path.isdir(authorized_dir):
+        raise TransportError(f"{what} {authorized_dir} is not a folder of client '.key' files; "
+                             "make one with python -m sinks.curve KEYDIR")
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve(domain="*", location=authorized_dir or zmq.auth.CURVE_ALLOW_ANY)
+    return auth, keys
+
+
 class Publisher:
     """Publishes packets of any number of streams. Not thread-safe (one per stage process).
 
@@ -85,6 +103,7 @@ class Publisher:
 
     def __init__(self, cfg: PublisherConfig):
         self.cfg = cfg
+        self._prefix = cfg.stream_prefix  # host prefix: stream ids stay unique behind a fan-in proxy
         self.stats = PublisherStats()
         self._streams: dict[str, _StreamState] = {}
         self._ctx: zmq.Context | None = None
@@ -104,11 +123,11 @@ class Publisher:
                       file=sys.stderr)
             self._sock = self._socket(zmq.XPUB, curve)
             self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber's subscribe -> meta
-            _bind(self._sock, cfg.endpoint, "publisher.endpoint")
+            bind_or_error(self._sock, cfg.endpoint, "publisher.endpoint")
             if cfg.conflated_endpoint:
                 self._conf = self._socket(zmq.PUB, curve)
                 self._conf.setsockopt(zmq.CONFLATE, 1)
-                _bind(self._conf, cfg.conflated_endpoint, "publisher.conflated_endpoint")
+                bind_or_error(self._conf, cfg.conflated_endpoint, "publisher.conflated_endpoint")
         except BaseException:
             self.close()
             raise
@@ -124,17 +143,9 @@ class Publisher:
         return s
 
     def _curve_setup(self) -> tuple[bytes, bytes]:
-        from zmq.auth.thread import ThreadAuthenticator
-        import zmq.auth
-
-        keys = load_server_keys(self.cfg.curve_server_secret_file)
-        allowed = self.cfg.curve_authorized_dir
-        if allowed is not None and not os.path.isdir(allowed):
-            raise TransportError(f"publisher.curve_authorized_dir {allowed} is not a folder of "
-                                 "client '.key' files; make one with python -m sinks.curve KEYDIR")
-        self._auth = ThreadAuthenticator(self._ctx)
-        self._auth.start()
-        self._auth.configure_curve(domain="*", location=allowed or zmq.auth.CURVE_ALLOW_ANY)
+        self._auth, keys = start_curve_server(self._ctx, self.cfg.curve_server_secret_file,
+                                              self.cfg.curve_authorized_dir,
+                                              "publisher.curve_authorized_dir")
         return keys
 
     def close(self) -> None:
@@ -184,6 +195,7 @@ class Publisher:
         return st.pub_seq
 
     def send_meta(self, stream_id: str) -> None:
+        """Meta of a stream; `stream_id` is the wire id (prefix included)."""
         st = self._state(stream_id)
         st.next_meta = time.monotonic() + self.cfg.meta_interval_s
         self.stats.metas += 1
@@ -209,22 +221,23 @@ class Publisher:
         """Publish one frame; returns what went out: 'frame', 'heartbeat' or '' (suppressed)."""
         self.poll_subscriptions()
         fi = packet.frame
-        st = self._state(fi.stream_id)
+        sid = self._prefix + fi.stream_id
+        st = self._state(sid)
         now = time.monotonic()
         if now >= st.next_meta:
-            self.send_meta(fi.stream_id)
+            self.send_meta(sid)
         st.last_seq, st.last_capture_ns = fi.seq, fi.capture_ns
-        topic = topic_for(fi.stream_id)
+        topic = topic_for(sid)
         if not any(p.track_state is not TrackState.REMOVED for p in packet.persons):
             if st.empty:  # nobody in view, already announced: heartbeats only
                 if now < st.next_heartbeat:
                     return ""
-                self._heartbeat(fi.stream_id, st, now)
+                self._heartbeat(sid, st, now)
                 return "heartbeat"
             st.empty, st.next_heartbeat = True, now + self.cfg.heartbeat_interval_s
         else:
             st.empty = False
-        payload = encode_frame(packet, self._next(st), time.time_ns())
+        payload = encode_frame(packet, self._next(st), time.time_ns(), stream_id=sid)
         # publish time = when ZeroMQ gets the bytes, not before the (up to ~50 us) encoding
         self._send(topic, with_publish_time(payload, time.time_ns()))
         self.stats.frames += 1
@@ -237,8 +250,9 @@ class Publisher:
             stream_id, self._next(st), time.time_ns(), st.last_seq, st.last_capture_ns, ended))
 
     def end_stream(self, stream_id: str) -> None:
-        """A finite source ended: one heartbeat with `ended=True`."""
-        self._heartbeat(stream_id, self._state(stream_id), time.monotonic(), ended=True)
+        """A finite source ended: one heartbeat with `ended=True` (`stream_id` without prefix)."""
+        sid = self._prefix + stream_id
+        self._heartbeat(sid, self._state(sid), time.monotonic(), ended=True)
 
     def wait_for_subscriber(self, timeout_s: float) -> bool:
         """Block up to `timeout_s` until someone subscribes (replay: do not talk to nobody)."""

@@ -6,12 +6,14 @@ both kinds of drop are counted (`buffer_drops` here, the runtime's queue drops i
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 
 import numpy as np
 
 from sinks.recorder import SessionRecorder
+from sinks.schema import frame_message
 from stream.config import PipelineConfig
 from stream.packet import Packet
 from stream.stage import Stage
@@ -26,9 +28,11 @@ class RecordStage(Stage):
 
         self.cfg = config.recorder
         self.config_yaml = dump_config(config)
+        self.body_height_m = config.pose.landmarks.body_height_m  # skeleton of the ROS 2 channels
         self.needs_image = bool(self.cfg.video)
         self.buffer_drops = 0
         self._rec: SessionRecorder | None = None
+        self._ros2 = None
         self._buf: collections.deque | None = None
         self._cv: threading.Condition | None = None
         self._thread: threading.Thread | None = None
@@ -41,6 +45,13 @@ class RecordStage(Stage):
             c.directory, c.session_name, self.config_yaml, c.video, c.video_crf,
             c.video_gop_frames, c.flush_interval_s, c.chunk_size_bytes, c.fsync,
             c.min_free_disk_mb, c.disk_check_interval_s).open()  # RecorderError -> user error
+        if c.ros2:
+            from engines.skel.kinematics import generic_skeleton
+            from sinks.ros2_mcap import ROS2_FILE, Ros2McapWriter
+
+            self._ros2 = Ros2McapWriter(os.path.join(self._rec.path, ROS2_FILE),
+                                        generic_skeleton(self.body_height_m),
+                                        c.flush_interval_s).open()
         self._buf = collections.deque()
         self._cv = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="record-writer", daemon=True)
@@ -79,10 +90,27 @@ class RecordStage(Stage):
                 if item is None:
                     if rec.active:
                         rec.tick()  # flush on time even when frames stop coming
+                        if self._ros2 is not None:
+                            self._ros2.tick()
                 elif rec.active:
                     rec.write_packet(*item)
+                    if self._ros2 is not None:
+                        self._write_ros2(item[0])
         except BaseException as exc:  # noqa: BLE001 - surfaced by the next process() call
             self._error = exc
+
+    def _write_ros2(self, packet: Packet) -> None:
+        """ROS 2 channels of one frame; a failure stops them, never the pose recording."""
+        try:
+            self._ros2.write_frame(frame_message(packet))
+        except Exception as exc:  # noqa: BLE001 - poses.mcap goes on; export --format ros2 rebuilds
+            print(f"warning: record: ROS 2 channels stopped ({exc}); poses.mcap goes on, rebuild "
+                  "them with python -m sinks.export SESSION --format ros2", file=sys.stderr)
+            ros2, self._ros2 = self._ros2, None
+            try:
+                ros2.close()
+            except Exception:  # noqa: BLE001 - already reported
+                pass
 
     def close(self) -> None:
         if self._thread is not None:
@@ -90,6 +118,8 @@ class RecordStage(Stage):
                 self._closing = True
                 self._cv.notify()
             self._thread.join()
+        if self._ros2 is not None:
+            self._ros2.close()
         if self._rec is not None:
             self._rec.close()
             s = self._rec.stats

@@ -67,6 +67,8 @@ class PersonMsg:
     root_orient_wxyz: np.ndarray | None  # (4,) float32 unit quaternion, pelvis in camera frame
     confidence: float
     model_id: str
+    q_predicted: np.ndarray | None = None  # (46,) bool: the DoF took no measurement this frame
+    #                                        (nil from publishers that predate the field)
 
 
 @dataclass(slots=True)
@@ -81,6 +83,7 @@ class FrameMsg:
     height: int
     intrinsics: Intrinsics | None
     persons: list[PersonMsg] = field(default_factory=list)
+    media_pts_s: float | None = None  # presentation time inside a file; None for live sources
     kind: str = "frame"
 
 
@@ -130,7 +133,7 @@ _packer = msgpack.Packer(use_bin_type=True, autoreset=True, default=_np_scalar)
 
 UNITS = {"q": "rad", "q_vel": "rad/s", "dof_lower": "rad", "dof_upper": "rad", "trans_m": "m",
          "bbox_xyxy": "px", "capture_ns": "ns (monotonic)", "capture_utc_ns": "ns (UTC epoch)",
-         "publish_utc_ns": "ns (UTC epoch)", "intrinsics": "px"}
+         "publish_utc_ns": "ns (UTC epoch)", "intrinsics": "px", "media_pts_s": "s"}
 FRAMES = {"trans_m": "OpenCV camera frame: x right, y down, z forward",
           "root_orient_wxyz": "pelvis orientation in the camera frame, unit quaternion (w, x, y, z)",
           "bbox_xyxy": "image pixels, x1 y1 x2 y2"}
@@ -172,6 +175,7 @@ def _person_map(p: Person) -> dict:
         "q_vel": _b(p.q_vel, NUM_DOFS),
         "limit_active": _mask(p.limit_active),
         "predicted": bool(p.predicted),
+        "q_predicted": _mask(p.q_predicted),
         "betas": _b(p.betas, NUM_BETAS),
         "trans_m": _b(p.trans_m, 3),
         "root_orient_wxyz": _b(p.root_orient_wxyz, 4),
@@ -180,16 +184,19 @@ def _person_map(p: Person) -> dict:
     }
 
 
-def encode_frame(packet: Packet, pub_seq: int, publish_utc_ns: int) -> bytes:
+def encode_frame(packet: Packet, pub_seq: int, publish_utc_ns: int,
+                 stream_id: str | None = None) -> bytes:
     """Packet -> 'frame' payload (persons in packet order, REMOVED tracks left out).
+    `stream_id`: the id on the wire (default: the packet's own, e.g. without a host prefix).
 
     `publish_utc_ns` is packed last so the publisher can overwrite it in place with the instant
     it hands the bytes to ZeroMQ (`with_publish_time`), after the encoding."""
     fi, k = packet.frame, packet.intrinsics
     return _packer.pack({
-        "schema": SCHEMA_VERSION, "kind": "frame", "stream": fi.stream_id, "pub_seq": pub_seq,
+        "schema": SCHEMA_VERSION, "kind": "frame",
+        "stream": fi.stream_id if stream_id is None else stream_id, "pub_seq": pub_seq,
         "seq": fi.seq, "capture_ns": fi.capture_ns, "capture_utc_ns": fi.capture_utc_ns,
-        "width": fi.width, "height": fi.height,
+        "width": fi.width, "height": fi.height, "media_pts_s": fi.media_pts_s,
         "intrinsics": None if k is None else {"fx": float(k.fx), "fy": float(k.fy),
                                               "cx": float(k.cx), "cy": float(k.cy),
                                               "source": k.source},
@@ -313,12 +320,18 @@ def _person(p, i: int) -> PersonMsg:
         raise SchemaError(f"person {i}: score and confidence must be numbers")
     if type(boxp) is not bool or type(pred) is not bool:
         raise SchemaError(f"person {i}: box_predicted and predicted must be booleans")
-    if la is not None:
-        if type(la) is not bytes or len(la) != NUM_DOFS or la.translate(None, b"\0\1"):
-            raise SchemaError(f"person {i}: field 'limit_active' must be {NUM_DOFS} bytes of 0/1")
-        la = np.frombuffer(la, _BOOL)
+    la = _bool_mask(la, "limit_active", i)
+    qp = _bool_mask(p.get("q_predicted"), "q_predicted", i)  # optional: absent from older publishers
     return PersonMsg(tid, st, bbox, float(score), boxp, q, q_vel, la, pred, betas, trans, orient,
-                     float(conf), model)
+                     float(conf), model, qp)
+
+
+def _bool_mask(v, key: str, i: int) -> np.ndarray | None:
+    if v is None:
+        return None
+    if type(v) is not bytes or len(v) != NUM_DOFS or v.translate(None, b"\0\1"):
+        raise SchemaError(f"person {i}: field '{key}' must be {NUM_DOFS} bytes of 0/1")
+    return np.frombuffer(v, _BOOL)
 
 
 def _intrinsics(k) -> Intrinsics | None:
@@ -329,6 +342,15 @@ def _intrinsics(k) -> Intrinsics | None:
     w = "intrinsics"
     return Intrinsics(_get(k, "fx", float, w), _get(k, "fy", float, w), _get(k, "cx", float, w),
                       _get(k, "cy", float, w), _get(k, "source", str, w))
+
+
+def _media_pts(v) -> float | None:
+    """Optional (absent in recordings made before it existed): nil or a number."""
+    if v is None:
+        return None
+    if type(v) not in (float, int):
+        raise SchemaError("frame: field 'media_pts_s' must be a number or nil")
+    return float(v)
 
 
 def _is_bound(v) -> bool:
@@ -381,7 +403,8 @@ def decode(payload: bytes) -> Message:
             publish_utc_ns=_get(m, "publish_utc_ns", int, "frame"),
             width=_get(m, "width", int, "frame"), height=_get(m, "height", int, "frame"),
             intrinsics=_intrinsics(m.get("intrinsics")),
-            persons=[_person(p, i) for i, p in enumerate(persons)])
+            persons=[_person(p, i) for i, p in enumerate(persons)],
+            media_pts_s=_media_pts(m.get("media_pts_s")))
     if kind == "heartbeat":
         w = "heartbeat"
         return HeartbeatMsg(_get(m, "stream", str, w), _get(m, "pub_seq", int, w),
@@ -394,7 +417,8 @@ def decode(payload: bytes) -> Message:
 
 def frame_to_packet(msg: FrameMsg) -> Packet:
     """A decoded frame back into a Packet (replay republishes through the same path)."""
-    fi = FrameInfo(msg.stream, msg.seq, msg.capture_ns, msg.capture_utc_ns, msg.width, msg.height)
+    fi = FrameInfo(msg.stream, msg.seq, msg.capture_ns, msg.capture_utc_ns, msg.width, msg.height,
+                   media_pts_s=msg.media_pts_s)
     persons = []
     for p in msg.persons:
         try:
@@ -405,6 +429,11 @@ def frame_to_packet(msg: FrameMsg) -> Packet:
             track_id=p.track_id, track_state=state, box_xyxy=p.bbox_xyxy, score=p.score,
             box_predicted=p.box_predicted, q=p.q, betas=p.betas, trans_m=p.trans_m,
             pose_confidence=p.confidence, model_id=p.model_id, q_vel=p.q_vel,
-            limit_active=p.limit_active, predicted=p.predicted,
+            limit_active=p.limit_active, predicted=p.predicted, q_predicted=p.q_predicted,
             root_orient_wxyz=p.root_orient_wxyz))
     return Packet(frame=fi, persons=persons, intrinsics=msg.intrinsics)
+
+
+def frame_message(packet: Packet) -> FrameMsg:
+    """Packet -> the `FrameMsg` a subscriber gets for it (adapters consume the published schema)."""
+    return decode(encode_frame(packet, 0, 2 ** 32))

@@ -53,8 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--persons", type=int, default=2)
     ap.add_argument("--hz", type=float, default=30.0)
     ap.add_argument("--seconds", type=float, default=0.0, help="0 = until Ctrl-C")
+    ap.add_argument("--stream-prefix", default="", help="publisher.stream_prefix (e.g. host-a/)")
+    ap.add_argument("--curve-server-secret-file", default=None,
+                    help="publisher.curve_server_secret_file (CURVE-encrypted publishing)")
+    ap.add_argument("--curve-authorized-dir", default=None, help="publisher.curve_authorized_dir")
     a = ap.parse_args(argv)
-    with Publisher(PublisherConfig(endpoint=a.endpoint)) as pub:
+    cfg = PublisherConfig(endpoint=a.endpoint, stream_prefix=a.stream_prefix,
+                          curve_server_secret_file=a.curve_server_secret_file,
+                          curve_authorized_dir=a.curve_authorized_dir)
+    with Publisher(cfg) as pub:
         t0, seq = time.monotonic(), 0
         try:
             while a.seconds <= 0 or time.monotonic() - t0 < a.seconds:

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from engines.detection.config import DetectorConfig
 from engines.pose_config import PoseConfig
+from sinks.adapters_config import ViewerConfig, VmcConfig
 from sinks.config import PreviewConfig, PublisherConfig, RecorderConfig
 from stream.config_base import StrictModel
 from stream.sources.config import SourceConfig
@@ -40,3 +41,5 @@ class PipelineConfig(StrictModel):
     publisher: PublisherConfig = PublisherConfig()
     recorder: RecorderConfig = RecorderConfig()
     preview: PreviewConfig = PreviewConfig()
+    vmc: VmcConfig = VmcConfig()
+    viewer: ViewerConfig = ViewerConfig()

@@ -315,6 +315,9 @@ def _process_one(stage: Stage, pkt, ctx: ChildContext, rings: _Rings) -> None:
         out = None
     pkt.timings_ns[ctx.name] = dt
     meter.frame(dt, fi.capture_ns)
+    recovered = stage.take_error_count()
+    if recovered:
+        meter.add("errors", recovered)
     if out is None:
         _consumed(pkt, ctx, None)
         return

@@ -90,6 +90,7 @@ class Person:
     q_vel: np.ndarray | None = None      # (46,) float32 rad/s
     limit_active: np.ndarray | None = None  # (46,) bool; True where a joint limit clamped the state
     predicted: bool = False              # no fresh measurement: pose is the filter's prediction
+    q_predicted: np.ndarray | None = None  # (46,) bool; True where q took no measurement this frame
     root_orient_wxyz: np.ndarray | None = None  # (4,) float32 unit quaternion, pelvis in camera frame
     trans_vel_mps: np.ndarray | None = None  # (3,) float32 m/s
 

@@ -26,6 +26,8 @@ SINKS: dict[str, str] = {
     "publish": "sinks.publish_stage:PublishStage",
     "record": "sinks.record_stage:RecordStage",
     "preview": "sinks.preview_stage:PreviewStage",
+    "vmc": "sinks.vmc_stage:VmcStage",
+    "viewer": "sinks.viewer_stage:ViewerStage",
 }
 REGISTRY: dict[str, str] = {**CHAIN, **SINKS}
 
@@ -52,6 +54,8 @@ def enabled_stages(cfg: PipelineConfig) -> list[str]:
         "record": bool(getattr(cfg.recorder, "enabled", False)),
         "preview": bool(getattr(cfg.preview, "window", False)
                         or getattr(cfg.preview, "video_path", None)),
+        "vmc": bool(getattr(getattr(cfg, "vmc", None), "enabled", False)),
+        "viewer": bool(getattr(getattr(cfg, "viewer", None), "enabled", False)),
     }
     return [name for name in REGISTRY if on[name]]
 

@@ -36,5 +36,10 @@ class Stage(ABC):
         """A finite stream ended: return any packets still held for it."""
         return []
 
+    def take_error_count(self) -> int:
+        """Errors the stage recovered from since the last call (e.g. a remote inference that did
+        not come back): the runtime adds them to the stage's `errors` on the status line."""
+        return 0
+
     def close(self) -> None:
         """Release everything `setup` opened. Called on every exit path."""

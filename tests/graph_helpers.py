@@ -239,3 +239,19 @@ class DropOddStage(Stage):
     def process(self, packet: Packet) -> Packet | None:
         seq = packet.frame.seq
         return None if seq % 2 or seq >= self.drop_from else packet
+
+
+class RecoveringStage(Stage):
+    """Passes every packet on, but 'recovers' from one error on each odd seq (a remote inference
+    that did not come back): the runtime must count them on the stage's status line."""
+
+    def __init__(self, name: str = "recover"):
+        self.name, self._pending = name, 0
+
+    def process(self, packet: Packet) -> Packet:
+        self._pending += packet.frame.seq % 2
+        return packet
+
+    def take_error_count(self) -> int:
+        n, self._pending = self._pending, 0
+        return n

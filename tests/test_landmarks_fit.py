@@ -143,7 +143,8 @@ def test_translation_from_2d_and_3d_points():
 
 def test_warm_fit_costs_a_bounded_number_of_fk_calls():
     """Speed target in load-independent units: the fit vs one FK call timed in the same run
-    (bench: 18.5 FK ~ 2.1 ms on real footage); 40 FK leaves room for a noisy shared box."""
+    (bench: 18.5 FK ~ 2.1 ms on real footage); 40 FK leaves room for a noisy shared box. Both are
+    timed in this thread's CPU time: wall-clock medians measured the box's load (ratios 49-61 seen)."""
     import time
 
     from engines.skel.kinematics import forward_kinematics
@@ -159,11 +160,11 @@ def test_warm_fit_costs_a_bounded_number_of_fk_calls():
         q_true[ALL_SEEN] = np.clip(q_true[ALL_SEEN] + rng.normal(0, 0.03, ALL_SEEN.sum()),
                                    DOF_LOWER[ALL_SEEN], DOF_UPPER[ALL_SEEN])
         lm = fitter.keypoints(q_true) + rng.normal(0, 0.01, (K, 3))
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         r = fitter.fit(lm, np.ones(K), q, root, max_iterations=8)
-        t1 = time.perf_counter()
+        t1 = time.thread_time()
         forward_kinematics(q_true, sk)
-        fk_s.append(time.perf_counter() - t1)
+        fk_s.append(time.thread_time() - t1)
         fit_s.append(t1 - t0)
         q, root = r.q, r.root_m
     ratio = np.median(fit_s) / np.median(fk_s)

@@ -159,6 +159,30 @@ def test_fuzz_structured_hostile_maps(m, kind):
         pass
 
 
+def test_per_dof_predicted_flag_round_trips_and_is_optional():
+    """q_predicted (issue 15) travels as 46 bytes of 0/1; a payload from a publisher that
+    predates it (no such key) still decodes, with q_predicted None."""
+    pkt = synthetic_packet("cam0", 3, 2)
+    flags = np.zeros(46, dtype=bool)
+    flags[[4, 7]] = True
+    pkt.persons[0].q_predicted = flags
+    payload = encode_frame(pkt, 1, 123)
+    m = decode(payload)
+    np.testing.assert_array_equal(m.persons[0].q_predicted, flags)
+    assert m.persons[1].q_predicted is None
+    np.testing.assert_array_equal(frame_to_packet(m).persons[0].q_predicted, flags)
+    old = msgpack.unpackb(payload)
+    for p in old["persons"]:
+        del p["q_predicted"]
+    m_old = decode(msgpack.packb(old))
+    assert m_old.persons[0].q_predicted is None
+    np.testing.assert_array_equal(m_old.persons[0].q, m.persons[0].q)
+    bad = msgpack.unpackb(payload)
+    bad["persons"][0]["q_predicted"] = b"\x02" * 46
+    with pytest.raises(SchemaError, match="q_predicted"):
+        decode(msgpack.packb(bad))
+
+
 _META = msgpack.unpackb(encode_meta("cam0", 1, 5))
 
 

@@ -9,7 +9,6 @@ pytest.importorskip("onnxruntime")
 
 from engines.backends import create_backend, fastest_cpu_backend, has_tensorrt  # noqa: E402
 from engines.backends.ort_backend import OrtBackend  # noqa: E402
-from engines.backends.tensorrt_backend import engine_cache_key  # noqa: E402
 from engines.backends.torch_backend import TorchBackend  # noqa: E402
 from engines.skelcf.export import export_skelcf  # noqa: E402
 from engines.skelcf.model import build_skelcf  # noqa: E402
@@ -87,21 +86,29 @@ def test_unavailable_backends_say_what_to_install(tiny, tmp_path):
             TorchBackend(net, device="cuda")
 
 
-def test_tensorrt_cache_key_changes_with_every_component():
-    base = engine_cache_key(b"model", "10.3.0", "NVIDIA H100 80GB HBM3", "fp16", (1, 8, 32))
-    assert base == engine_cache_key(b"model", "10.3.0", "NVIDIA H100 80GB HBM3", "fp16", (1, 8, 32))
-    others = [engine_cache_key(b"model2", "10.3.0", "NVIDIA H100 80GB HBM3", "fp16", (1, 8, 32)),
-              engine_cache_key(b"model", "10.4.0", "NVIDIA H100 80GB HBM3", "fp16", (1, 8, 32)),
-              engine_cache_key(b"model", "10.3.0", "NVIDIA L4", "fp16", (1, 8, 32)),
-              engine_cache_key(b"model", "10.3.0", "NVIDIA H100 80GB HBM3", "fp32", (1, 8, 32)),
-              engine_cache_key(b"model", "10.3.0", "NVIDIA H100 80GB HBM3", "fp16", (1, 8, 16))]
-    assert len({base, *others}) == 6
-    assert "/" not in base and " " not in base
-
-
 @pytest.mark.skipif(has_tensorrt(), reason="TensorRT present: tested in test_skelcf_backends_gpu.py")
 def test_tensorrt_backend_skips_cleanly_without_tensorrt(tiny, tmp_path):
     from engines.backends.tensorrt_backend import TensorRTBackend
     _, path = tiny
     with pytest.raises(DependencyError, match="pip install"):
         TensorRTBackend(path, cache_dir=tmp_path)
+
+
+def test_auto_falls_back_with_one_warning_on_any_build_error(tiny, caplog):
+    """Not only DependencyError: a TensorRT build can fail with AttributeError (a removed flag),
+    RuntimeError (the parser) or EngineError; `auto` keeps running on the next backend."""
+    from engines.backends.fallback import with_fallback
+    net, _ = tiny
+    failures = [lambda: create_backend("tensorrt", lambda: net, None, device="cpu"),  # EngineError
+                lambda: torch.zeros(2) @ torch.zeros(3),  # RuntimeError
+                lambda: torch.nn.Linear(2, 2).no_such_flag]  # AttributeError
+    for fail in failures:
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            be = with_fallback(fail, lambda: TorchBackend(net, device="cpu"), "the TensorRT engine",
+                               "torch")
+        assert be.name == "torch-cpu"
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and "using torch instead" in warnings[0].getMessage()
+    with pytest.raises(KeyboardInterrupt):  # only errors fall back, never an interrupt
+        with_fallback(lambda: (_ for _ in ()).throw(KeyboardInterrupt()), lambda: None, "x", "y")

@@ -89,21 +89,38 @@ def test_ort_cuda_matches_torch_when_available(tmp_path):
     assert float((q.cpu() - ref).abs().max()) < 1e-3
 
 
-def test_tensorrt_fp16_matches_torch(tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install tensorrt)")
+def test_tensorrt_fp16_matches_torch(tmp_path, caplog):
+    """The strongly typed FP16 engine (AutoCast graph) against PyTorch FP32, at batch 40 (chunks of
+    32 + 8: the second bbox_info slice is not 256-byte aligned), then the cache: a hit, a corrupt
+    plan rebuilt with a warning, a foreign timing cache replaced."""
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install -e '.[gpu]')")
+    pytest.importorskip("modelopt.onnx.autocast", reason="nvidia-modelopt is not installed")
     from engines.backends.tensorrt_backend import TensorRTBackend
     from engines.skelcf.export import export_skelcf
     torch.manual_seed(3)
     net = build_skelcf("tiny").eval()
     export_skelcf(net, tmp_path / "t.onnx")
-    crops, info = _inputs(4)
-    ref = net.forward_export(crops, info)[0]
-    be = TensorRTBackend(tmp_path / "t.onnx", cache_dir=tmp_path / "cache")
+    crops, info = _inputs(40)
+    with torch.no_grad():
+        ref = net.forward_export(crops, info)[0]
+    cache = tmp_path / "cache"
+    be = TensorRTBackend(tmp_path / "t.onnx", cache_dir=cache)
     q = be.infer(crops.cuda(), info.cuda())[0]
-    assert float((q.cpu() - ref).abs().max()) < 5e-2
-    assert len(list((tmp_path / "cache").glob("*.engine"))) == 1
-    TensorRTBackend(tmp_path / "t.onnx", cache_dir=tmp_path / "cache")  # cache hit: no rebuild
-    assert len(list((tmp_path / "cache").glob("*.engine"))) == 1
+    assert q.shape == (40, 46) and float((q.cpu() - ref).abs().max()) < 5e-2
+    engines = list(cache.glob("*.engine"))
+    timing = list(cache.glob("timing-*.cache"))
+    assert len(engines) == 1 and len(timing) == 1
+    mtime = engines[0].stat().st_mtime_ns
+    TensorRTBackend(tmp_path / "t.onnx", cache_dir=cache)  # cache hit: no rebuild
+    assert engines[0].stat().st_mtime_ns == mtime
+    engines[0].write_bytes(b"not a plan")
+    timing[0].write_bytes(b"timing data of another GPU")
+    with caplog.at_level("WARNING"):
+        be2 = TensorRTBackend(tmp_path / "t.onnx", cache_dir=cache)
+    assert any("rebuilding" in r.getMessage() for r in caplog.records)
+    q2 = be2.infer(crops.cuda(), info.cuda())[0]
+    assert float((q2.cpu() - ref).abs().max()) < 5e-2
+    assert timing[0].stat().st_size > 100  # a real timing cache again
 
 
 def test_engine_on_cuda_matches_cpu(tmp_path):

@@ -80,6 +80,48 @@ def test_coasting_through_dropout_then_pass_through():
     np.testing.assert_allclose(p.q[DOF_INDEX["hip_flexion_r"]], 1.2, atol=1e-6)
 
 
+def _blank(tid: int, held=Q0) -> Person:
+    """What the landmark engine sends when it finds nobody in the crop: its last pose held,
+    nothing observed, confidence 0."""
+    p = _person(tid, q=held, conf=0.0)
+    p.dof_observed = np.zeros(NUM_DOFS, dtype=bool)
+    return p
+
+
+def test_unobserved_frame_is_flagged_predicted_and_ends_when_coasting_does():
+    """A pose with nothing observed is no measurement: predicted (per person and per DoF),
+    coasted for max_coast_s, then passed on without pose; it never restarts the track from the
+    held pose. A partly observed pose flags only its unobserved DoFs."""
+    st = _stage(max_coast_s=0.2)
+    d = DOF_INDEX["hip_flexion_r"]
+    for k in range(10):
+        p = _person(1)
+        st.process(_packet(k, [p]))
+        assert not p.predicted and not p.q_predicted.any()
+    partly = _person(1)
+    partly.dof_observed = np.ones(NUM_DOFS, dtype=bool)
+    partly.dof_observed[d] = False
+    st.process(_packet(10, [partly]))
+    assert not partly.predicted and partly.q_predicted[d] and partly.q_predicted.sum() == 1
+    held = Q0.copy()
+    held[d] = 1.4                      # a stale value the engine holds: must not be taken
+    outs = []
+    for k in range(11, 30):
+        p = _blank(1, held)
+        st.process(_packet(k, [p]))
+        outs.append(p)
+    coasted = [p for p in outs if p.predicted]
+    assert len(coasted) == 6           # 0.2 s after the last measurement (frame 10) at 30 Hz
+    assert all(p.q_predicted.all() and abs(p.q[d] - 0.3) < 1e-3 for p in coasted)
+    rest = outs[6:]
+    assert all(p.q is None and p.q_predicted is None and not p.predicted for p in rest)
+    assert all(p.trans_m is None for p in rest)
+    # a new track whose first pose has nothing observed is never published with a pose
+    p = _blank(2)
+    st.process(_packet(30, [p]))
+    assert p.q is None and (2, "cam0") not in {(t, s) for s, t in st.smoother.tracks}
+
+
 def test_refound_resets_and_removed_frees():
     st = _stage()
     for k in range(10):

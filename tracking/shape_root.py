@@ -81,7 +81,7 @@ def translation_channels(cfg: SmoothingConfig) -> dict[str, np.ndarray]:
         "meas_std": np.array([cfg.trans_meas_noise_m, cfg.trans_meas_noise_m, cfg.trans_depth_noise_m]),
         "lower": np.full(3, -np.inf), "upper": np.full(3, np.inf),
         "wrap": np.zeros(3, dtype=bool),
-        "gate_sigma": np.full(3, cfg.trans_gate_sigma),
+        "outlier_range": np.full(3, cfg.trans_outlier_range_m),
         "unseen_std": np.full(3, 100.0),  # no translation yet: the first one is taken as is
     }
 

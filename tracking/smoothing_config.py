@@ -35,28 +35,30 @@ class SmoothingConfig(StrictModel):
     preset: Literal["vr", "balanced", "analysis"] = "balanced"
     responsiveness: float | None = Field(None, ge=0.0, le=1.0)
     """Overrides the preset: 0 = smoothest, 1 = least lag."""
-    meas_noise_rad: float = Field(0.06, gt=0.0)
+    meas_noise_rad: float = Field(0.055, gt=0.0)
     """Std of a full-confidence engine angle (radians); R = meas_noise_rad^2 / confidence^2."""
     per_dof: dict[str, DofOverride] = Field(default_factory=dict)
     """DoF name (engines.skel.dofs.DOF_NAMES) -> override."""
-    gate_sigma: float = Field(4.5, gt=0.0)
-    """Mahalanobis distance (in sigmas) beyond which a measured angle is rejected as an outlier."""
-    huber_sigma: float = Field(2.5, gt=0.0)
-    """Innovations beyond this many sigmas pull less (R scaled by distance / huber_sigma)."""
-    motion_models: int = Field(3, ge=1, le=5)
+    outlier_rate: float = Field(0.02, ge=0.0, lt=1.0)
+    """Prior probability that one DoF's value in one frame is junk (a mis-detected limb). Each
+    motion model weighs 'a measurement it predicted' against 'junk spread over outlier_range_rad':
+    a value no model explains is skipped, one the agile model explains is a real fast move."""
+    outlier_range_rad: float = Field(1.0, gt=0.0)
+    """Spread of junk values (radians): the outlier density is outlier_rate / outlier_range_rad."""
+    motion_models: int = Field(4, ge=1, le=6)
     """Constant-velocity models the IMM filter runs side by side, from calm to agile (1 = a
     single Kalman filter): more models follow a wider range of speeds, each costs one more
     filter per DoF."""
-    maneuver_q_ratio: float = Field(300.0, ge=1.0)
-    """Process noise of the most agile model / that of the calmest one; the models between are
-    spaced geometrically. The filter holds still with the calm one and follows a fast reach
-    with the agile one."""
-    maneuver_switch_rate_hz: float = Field(0.03, gt=0.0)
+    maneuver_q_ratio: float = Field(1.0e4, ge=1.0)
+    """Process noise of the most agile constant-velocity model / that of the calmest one; the
+    models between are spaced geometrically. The filter holds still with the calm one and
+    follows a reach with the agile one."""
+    maneuver_switch_rate_hz: float = Field(0.3, gt=0.0)
     """Expected switches between calm and agile motion per second (the IMM's Markov
     transition): lower trusts the current model longer."""
     gate_max_frames: int = Field(1, ge=0)
-    """After this many consecutive rejections a DoF accepts the measurement again: outliers are
-    single frames, a real fast move persists (1 measured best on bench/bench_smoothing.py)."""
+    """After this many consecutive rejections a DoF takes the measurement as it is: outliers are
+    single frames, a real jump persists."""
     limit_margin_rad: float = Field(0.05, gt=0.0)
     """Measurements this far outside a joint limit get 2x the variance; it grows quadratically."""
     confidence_floor: float = Field(0.1, gt=0.0, le=1.0)
@@ -64,9 +66,10 @@ class SmoothingConfig(StrictModel):
     score_full_trust: float = Field(0.5, gt=0.0, le=1.0)
     """Detection score at and above which the box is trusted fully (R not inflated by the score)."""
     max_coast_s: float = Field(0.5, gt=0.0)
-    """Persons without a fresh pose are predicted for at most this long, then output without pose;
-    a track whose last pose is older than this restarts from its next measurement."""
-    coast_velocity_time_constant_s: float = Field(0.15, gt=0.0)
+    """Persons without a fresh measurement (no pose, or a pose with nothing observed) are
+    predicted for at most this long after their last accepted one, then output without pose; a
+    track whose last accepted measurement is older than this restarts from its next one."""
+    coast_velocity_time_constant_s: float = Field(0.05, gt=0.0)
     """Unmeasured DoFs (coasting, unseen, gated) lose velocity with this time constant: joints stop."""
     betas_time_constant_s: float = Field(1.0, gt=0.0)
     """Memory of the betas running mean: a plain mean at first, never slower than an EMA of this
@@ -77,8 +80,9 @@ class SmoothingConfig(StrictModel):
     """Std of the engine's root translation across the image (x, y), metres."""
     trans_depth_noise_m: float = Field(0.10, gt=0.0)
     """Std of the engine's root depth (z), metres; depth from one image is the weakest axis."""
-    trans_gate_sigma: float = Field(5.0, gt=0.0)
-    """Mahalanobis gate of the root translation (sigmas): a jump of metres in one frame is skipped."""
+    trans_outlier_range_m: float = Field(2.0, gt=0.0)
+    """Spread of junk root translations (metres), as outlier_range_rad: a jump of metres in one
+    frame is skipped."""
     fixed_lag_frames: int = Field(0, ge=0, le=120)
     """0 = causal (live). N > 0: fixed-lag RTS smoothing over N frames; output is N frames late."""
 

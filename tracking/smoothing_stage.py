@@ -1,10 +1,16 @@
 """The `smooth` stage: joint-limit-aware Kalman smoothing of every tracked person's pose.
 
 Consumes the tracker's events and the pose engine's raw q / betas / trans_m and writes back
-smoothed q, q_vel, limit_active, predicted, betas, trans_m, trans_vel_mps, root_orient_wxyz.
-Per-person state lives in slots of vectorized filter banks, keyed by (stream_id, track_id):
-BORN/UPDATED persons are filtered, REFOUND restarts the track, REMOVED and `flush(stream_id)` free
-it. Persons without a fresh pose are predicted (`predicted=True`) for at most `max_coast_s`.
+smoothed q, q_vel, limit_active, q_predicted, predicted, betas, trans_m, trans_vel_mps,
+root_orient_wxyz. Per-person state lives in slots of vectorized filter banks, keyed by
+(stream_id, track_id): BORN/UPDATED persons are filtered, REFOUND restarts the track, REMOVED and
+`flush(stream_id)` free it.
+
+Honest flags: a DoF that took no measurement this frame (unobserved, or skipped as an outlier) is
+a prediction and says so in `q_predicted`; a person none of whose DoFs took one is `predicted`.
+A person without a pose, or with a pose that has nothing observed, is not a measurement: it is
+predicted for at most `max_coast_s` after the last accepted measurement, then passed on without
+pose until a real measurement starts the track again.
 
 Time: a file's presentation time (`media_pts_s`) when there is one, else `capture_ns`, because a
 file decodes faster than real time and its capture stamps would compress the motion.
@@ -28,6 +34,12 @@ from tracking.smoothing_config import SmoothingConfig
 Key = tuple[str, int]
 
 
+def has_measurement(p: Person) -> bool:
+    """A pose with at least one observed DoF. The landmark engine sends its last pose with
+    nothing observed when it finds nobody in the crop: that is no measurement."""
+    return p.q is not None and (p.dof_observed is None or bool(np.any(p.dof_observed)))
+
+
 def frame_time_s(packet: Packet) -> float:
     """Seconds on the stream's own clock: media time for files, monotonic capture time otherwise."""
     if packet.frame.media_pts_s is not None:
@@ -44,16 +56,18 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
     """One bank, 49 channels: the 46 DoFs (limits from engines/skel/dofs.py, pelvis wraps on the
     circle) and the root translation's own filter (tracking/shape_root.py)."""
     tr = translation_channels(cfg)
+    q = np.concatenate([cfg.joint_process_noise(), tr["q"]])
     return JointFilterBank(
-        q=np.concatenate([cfg.joint_process_noise(), tr["q"]]),
+        q=q,
         meas_std=np.concatenate([cfg.joint_meas_noise(), tr["meas_std"]]),
         lower=np.concatenate([DOF_LOWER, tr["lower"]]),
         upper=np.concatenate([DOF_UPPER, tr["upper"]]),
         wrap=np.concatenate([~DOF_BOUNDED, tr["wrap"]]),
-        gate_sigma=np.concatenate([np.full(NUM_DOFS, cfg.gate_sigma), tr["gate_sigma"]]),
+        outlier_rate=cfg.outlier_rate,
+        outlier_range=np.concatenate([np.full(NUM_DOFS, cfg.outlier_range_rad), tr["outlier_range"]]),
         gate_max_frames=cfg.gate_max_frames, limit_margin=cfg.limit_margin_rad,
         unseen_std=np.concatenate([np.full(NUM_DOFS, 0.5), tr["unseen_std"]]),
-        huber_sigma=cfg.huber_sigma, coast_tau_s=cfg.coast_velocity_time_constant_s,
+        coast_tau_s=cfg.coast_velocity_time_constant_s,
         q_mult=cfg.model_q_multipliers(), switch_rate_hz=cfg.maneuver_switch_rate_hz,
         capacity=capacity)
 
@@ -130,7 +144,7 @@ class PoseSmoother:
             track = self.tracks.get(key)
             # too long unseen (or the clock jumped back: a looped file): the state is stale
             stale = track is not None and abs(t_s - t_meas[track.slot]) > self.cfg.max_coast_s
-            if p.q is not None:
+            if has_measurement(p):
                 if stale:
                     self.forget(key)
                     track = None
@@ -138,10 +152,14 @@ class PoseSmoother:
                     new.append((p, self._alloc(key)))
                 else:
                     old.append((p, track))
-            elif track is not None and not stale:
+                continue
+            # no pose, or one with nothing observed (the engine's held pose): not a measurement
+            p.trans_m = p.betas = None
+            if track is not None and not stale:
                 coast.append((p, track))
-            else:
-                p.predicted = False          # nothing to offer: passed through without pose
+            else:                            # nothing to offer: passed through without pose
+                p.q = p.q_vel = p.limit_active = p.q_predicted = None
+                p.predicted = False
         rows = new + old + coast  # coasting rows are a step with nothing observed: one bank call
         if not rows:
             return
@@ -149,16 +167,17 @@ class PoseSmoother:
         slots, z, observed, conf = self._measurements(rows, n_measured)
         t = np.full(len(slots), t_s)
         k = len(new)
+        measured = observed & np.isfinite(z)     # what reached the filter as a measurement
         if k:
             self.bank.initialize(slots[:k], t[:k], z[:k], conf[:k], observed[:k])
         if k < len(slots):
-            self.bank.step(slots[k:], t[k:], z[k:], conf[k:], observed[k:])
+            measured[k:] = self.bank.step(slots[k:], t[k:], z[k:], conf[k:], observed[k:])
         with_b = [i for i, (p, _) in enumerate(rows[:n_measured]) if p.betas is not None]
         if with_b:
             idx = np.array(with_b)
             b = np.array([rows[i][0].betas for i in with_b], dtype=np.float64)
             self.betas.update(slots[idx], t[idx], b, conf[idx])
-        self._write(t_s, rows, n_measured)
+        self._write(t_s, rows, measured[:, :NUM_DOFS])
 
     def _measurements(self, batch: list[tuple[Person, _Track]], n_measured: int):
         """slots (n,), z (n, 49) (q then trans_m, NaN = none), observed (n, 49), confidence (n,).
@@ -188,7 +207,9 @@ class PoseSmoother:
             conf[m] = self.confidence(*np.array(quality).T)
         return slots, z, observed, conf
 
-    def _write(self, t_s: float, batch: list[tuple[Person, _Track]], n_measured: int) -> None:
+    def _write(self, t_s: float, batch: list[tuple[Person, _Track]], measured: np.ndarray) -> None:
+        """Write the bank's state into the persons; measured (n, 46) bool: which DoFs took a
+        measurement this frame (the rest are predictions, flagged in q_predicted)."""
         slots = np.fromiter((t.slot for _, t in batch), dtype=np.int64, count=len(batch))
         x, v, active = self.bank.state(slots)
         q32 = x[:, :NUM_DOFS].astype(np.float32)
@@ -199,9 +220,12 @@ class PoseSmoother:
         quats = root_quaternions(x[:, :3])
         betas32 = self.betas.mean[slots].astype(np.float32)
         has_b = self.betas.weight[slots] > 0.0
+        unmeasured = ~measured
+        predicted = unmeasured.all(axis=1)
         for i, (p, track) in enumerate(batch):
             p.q, p.q_vel, p.limit_active = q32[i], v32[i], active[i]
-            p.predicted = i >= n_measured
+            p.q_predicted = unmeasured[i]
+            p.predicted = bool(predicted[i])
             p.root_orient_wxyz = quats[i]
             if track.has_trans:
                 p.trans_m, p.trans_vel_mps = tr32[i], trv32[i]

@@ -1,7 +1,8 @@
 """SKEL-CF inference backends behind one interface, and the 'auto' choice between them.
 
-auto order: tensorrt > torch-cuda > onnxruntime-cuda > the faster of torch-cpu / onnxruntime-cpu
-(measured on this machine, on this model, at batch 1, when an ONNX export is at hand).
+auto order: tensorrt > torch-cuda > the faster of torch-cpu / onnxruntime-cpu (measured on this
+machine, on this model, at batch 1, when an ONNX export is at hand). A TensorRT engine that fails to
+build, for any reason, falls back to torch FP16 with one warning.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import torch
 from torch import nn
 
 from engines.backends.base import InferenceBackend
+from engines.backends.fallback import with_fallback
 from stream.errors import DependencyError, EngineError
 
-BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
+BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime", "triton")
 
 
 def has_tensorrt() -> bool:
@@ -49,14 +51,21 @@ def time_backend(backend: InferenceBackend, batch: int = 1, repeats: int = 2) ->
 
 def create_backend(kind: str, net_factory: Callable[[], nn.Module],
                    onnx_factory: Callable[[], Path] | None = None,
-                   cache_dir: str | Path = ".cache/skelcf", device: str | None = None) -> InferenceBackend:
+                   cache_dir: str | Path = ".cache/skelcf", device: str | None = None,
+                   triton_cfg=None) -> InferenceBackend:
     """Build the backend `kind` ('auto', 'tensorrt', 'torch', 'onnxruntime').
 
     net_factory: builds the (loaded) PyTorch network; onnx_factory: returns the exported ONNX path
     (exporting on first use). Both are called only if the chosen backend needs them.
-    device: force 'cpu' or 'cuda' (None = CUDA when present)."""
+    device: force 'cpu' or 'cuda' (None = CUDA when present).
+    triton_cfg: the `TritonConfig` of backend 'triton' (a server runs the network; no factory
+    is called)."""
     if kind not in BACKENDS:
         raise EngineError(f"backend {kind!r} is unknown; use one of {', '.join(BACKENDS)}")
+    if kind == "triton":
+        from engines.backends.triton_backend import TritonBackend
+        from engines.skelcf.config import TritonConfig
+        return TritonBackend(triton_cfg or TritonConfig())
     cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise DependencyError("a CUDA device was requested but PyTorch sees none; install a CUDA "
@@ -76,9 +85,12 @@ def create_backend(kind: str, net_factory: Callable[[], nn.Module],
         return OrtBackend(onnx_factory(), device="cuda" if cuda else "cpu")
     # auto
     if cuda:
+        torch_fp16 = lambda: create_backend("torch", net_factory, onnx_factory, cache_dir, "cuda")  # noqa: E731
         if has_tensorrt() and onnx_factory is not None:
-            return create_backend("tensorrt", net_factory, onnx_factory, cache_dir, "cuda")
-        return create_backend("torch", net_factory, onnx_factory, cache_dir, "cuda")
+            return with_fallback(
+                lambda: create_backend("tensorrt", net_factory, onnx_factory, cache_dir, "cuda"),
+                torch_fp16, "the TensorRT engine", "torch FP16 on CUDA")
+        return torch_fp16()
     return fastest_cpu_backend(net_factory, onnx_factory)
 
 

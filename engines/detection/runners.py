@@ -1,13 +1,13 @@
 """Backends that run a detector network: onnxruntime (CPU, CUDA EP when present), torch
 (TorchScript file or an `nn.Module`; an .onnx file on the torch backend goes through onnxruntime),
-and TensorRT 10 (built from the ONNX file, FP16). Each is opened in the stage's child process.
+and TensorRT 10.12 - 11.x (built strongly typed from the ONNX file, FP16 via AutoCast).
+Each is opened in the stage's child process.
 
 Every runner takes a (1, 3, h, w) float32 RGB [0, 1] letterboxed input (a numpy array, or a torch
 tensor already on the device) and returns the first output as a numpy array.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -98,77 +98,99 @@ class TorchRunner:
 
 
 class TensorRTRunner:
-    """TensorRT 10 engine built from the ONNX file (FP16 when asked) and cached beside it as
-    `<model>.<key>.engine` (key: ONNX bytes, TensorRT version, GPU, precision: a stale engine is
-    never loaded). I/O through torch CUDA tensors. Not generic enough to share
-    engines/backends/tensorrt_backend.py, which is bound to SKEL-CF's named inputs and outputs."""
+    """TensorRT engine (10.12 - 11.x) built strongly typed from the ONNX file: its FP16 AutoCast
+    copy when `fp16` (written into `cache_dir`), else the file itself. Build, cache key (graph +
+    weights, TensorRT, GPU, profile), timing cache and checked run: engines/backends/trt_engine.py.
+    I/O through torch CUDA tensors on a private stream.
 
-    def __init__(self, path: Path, fp16: bool = True, workspace_bytes: int = 1 << 30):
-        trt = require("tensorrt", "tensorrt", "the TensorRT detector backend")
+    Profile: a dynamic batch axis gets (1, 1, max_batch), dynamic spatial axes `default_hw`."""
+
+    def __init__(self, path: Path, fp16: bool = True, workspace_bytes: int = 1 << 30,
+                 cache_dir: str | Path = ".cache/detector", max_batch: int = 4, default_hw: int = 640):
+        from engines.backends.trt_engine import (EngineRunner, gpu_tag, import_tensorrt,
+                                                 load_engine)
+        trt = import_tensorrt("the TensorRT detector backend")
         torch = require("torch", "gpu", "the TensorRT detector backend (CUDA buffers)")
         if not torch.cuda.is_available():
             raise DependencyError("the TensorRT detector backend needs a CUDA device; use backend 'onnxruntime'")
         path = _check_file(path)
+        spec = prepare_detector_engine(path, cache_dir, trt.__version__, gpu_tag(), fp16,
+                                       max_batch, default_hw, workspace_bytes)
         logger = trt.Logger(trt.Logger.WARNING)
-        onnx_bytes = path.read_bytes()
-        gpu = "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name())
-        key = f"{hashlib.sha256(onnx_bytes).hexdigest()[:16]}-trt{trt.__version__}-{gpu}-{'fp16' if fp16 else 'fp32'}"
-        engine_path = path.with_name(f"{path.stem}.{key}.engine")
-        builder = trt.Builder(logger)
-        network = builder.create_network(0)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse(onnx_bytes):
-            errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise EngineError(f"TensorRT cannot parse detector '{path}': {errs}")
-        inp = network.get_input(0)
-        if engine_path.is_file():
-            blob = engine_path.read_bytes()
-        else:
-            config = builder.create_builder_config()
-            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-            if fp16:
-                config.set_flag(trt.BuilderFlag.FP16)
-            if any(d < 0 for d in inp.shape):
-                profile = builder.create_optimization_profile()
-                shape = tuple(d if d > 0 else 640 for d in inp.shape)
-                profile.set_shape(inp.name, shape, shape, shape)
-                config.add_optimization_profile(profile)
-            plan = builder.build_serialized_network(network, config)
-            if plan is None:
-                raise EngineError(f"TensorRT failed to build an engine from '{path}'")
-            blob = bytes(memoryview(plan))
-            try:
-                tmp = engine_path.with_suffix(".tmp")
-                tmp.write_bytes(blob)
-                tmp.replace(engine_path)   # atomic: a killed build never leaves half an engine
-            except OSError:
-                pass                       # read-only model folder: rebuild next time
-        self.engine = trt.Runtime(logger).deserialize_cuda_engine(blob)
-        if self.engine is None:
-            raise EngineError(f"TensorRT cannot load the detector engine {engine_path}; delete it to rebuild")
-        self.context = self.engine.create_execution_context()
+        self.runtime, engine = load_engine(trt, logger, spec)
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or not outputs:
+            raise EngineError(f"detector '{path}' has inputs {inputs} and outputs {outputs}; "
+                              "one image input and at least one output are expected")
+        self.input_name, self.output_name = inputs[0], outputs[0]
+        for name in (self.input_name, self.output_name):
+            if engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
+                raise EngineError(f"detector engine tensor {name!r} is {engine.get_tensor_dtype(name)}, "
+                                  "expected FP32 I/O; export the detector with float32 inputs/outputs")
         self.torch = torch
-        self.input_name = inp.name
-        self.input_shape = tuple(d if d > 0 else 640 for d in inp.shape)
-        self.output_name = next(self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)
-                                if self.engine.get_tensor_mode(self.engine.get_tensor_name(i)) == trt.TensorIOMode.OUTPUT)
-        self.stream = torch.cuda.Stream()
+        self.input_shape = spec.profile[self.input_name][1]
+        self.runner = EngineRunner(engine, torch.device("cuda", torch.cuda.current_device()))
 
     def input_hw(self, default: int) -> tuple[int, int]:
         return int(self.input_shape[2]), int(self.input_shape[3])
 
+    def _alloc_output(self, context) -> dict:
+        shape = tuple(context.get_tensor_shape(self.output_name))
+        if any(d < 0 for d in shape):
+            raise EngineError(f"TensorRT could not resolve the detector output shape {shape}")
+        return {self.output_name: self.torch.empty(shape, device=self.runner.device,
+                                                   dtype=self.torch.float32)}
+
     def __call__(self, blob: Any) -> np.ndarray:
         torch = self.torch
         x = blob if isinstance(blob, torch.Tensor) else torch.from_numpy(blob)
-        x = x.to("cuda").float().contiguous()
-        self.context.set_input_shape(self.input_name, tuple(x.shape))
-        out = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), device="cuda", dtype=torch.float32)
-        self.context.set_tensor_address(self.input_name, x.data_ptr())
-        self.context.set_tensor_address(self.output_name, out.data_ptr())
-        self.stream.wait_stream(torch.cuda.current_stream())
-        self.context.execute_async_v3(self.stream.cuda_stream)
-        self.stream.synchronize()
-        return out.cpu().numpy()
+        x = x.to(self.runner.device).float()
+        out = self.runner.run({self.input_name: x}, self._alloc_output)[self.output_name]
+        return out.cpu().numpy()  # a copy on the caller's stream, which waited for TensorRT
+
+
+def detector_profile(input_name: str, shape: tuple[int, ...], max_batch: int = 4,
+                     default_hw: int = 640) -> dict:
+    """(min, opt, max) shapes of the image input: a dynamic batch axis (-1) ranges over
+    1..max_batch with opt 1 (the stage runs one frame at a time); a dynamic spatial axis gets
+    `default_hw`; static axes stay."""
+    if len(shape) != 4:
+        raise EngineError(f"detector input {input_name!r} has shape {shape}; (batch, 3, h, w) expected")
+    rest = tuple(d if d > 0 else default_hw for d in shape[1:])
+    if shape[0] > 0:
+        fixed = (shape[0], *rest)
+        return {input_name: (fixed, fixed, fixed)}
+    return {input_name: ((1, *rest), (1, *rest), (max_batch, *rest))}
+
+
+def onnx_input(path: Path) -> tuple[str, tuple[int, ...]]:
+    """Name and shape (-1 for a dynamic axis) of the model's one graph input."""
+    onnx = require("onnx", "gpu", "the TensorRT detector backend")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    init = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in init]
+    if len(inputs) != 1:
+        raise EngineError(f"detector '{path}' has {len(inputs)} inputs; one image input is expected")
+    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inputs[0].type.tensor_type.shape.dim)
+    return inputs[0].name, dims
+
+
+def prepare_detector_engine(path: Path, cache_dir: str | Path, trt_version: str, gpu: str, fp16: bool,
+                            max_batch: int = 4, default_hw: int = 640, workspace_bytes: int = 1 << 30):
+    """The EngineSpec TensorRT gets for a detector file: its FP16 AutoCast copy (in `cache_dir`,
+    named after the model's digest, so a read-only model folder works) or the file itself."""
+    from engines.backends.onnx_files import autocast_fp16, model_digest
+    from engines.backends.trt_engine import engine_spec
+    path = Path(path)
+    graph = path
+    if fp16:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        graph = autocast_fp16(path, Path(cache_dir) / f"{path.stem}-{model_digest(path)[:16]}.fp16.onnx")
+    name, shape = onnx_input(path)
+    return engine_spec(graph, cache_dir, trt_version, gpu, detector_profile(name, shape, max_batch, default_hw),
+                       name=f"{path.stem}-{'fp16' if fp16 else 'fp32'}", workspace_bytes=workspace_bytes)
 
 
 def open_runner(path: Path, backend: str, device: str, fp16: bool, threads: int = 0):
@@ -179,10 +201,9 @@ def open_runner(path: Path, backend: str, device: str, fp16: bool, threads: int 
         if suffix != ".onnx":
             backend = "torch"
         elif device == "cuda":
-            try:
-                return TensorRTRunner(path, fp16)
-            except DependencyError:
-                backend = "onnxruntime"
+            from engines.backends.fallback import with_fallback
+            return with_fallback(lambda: TensorRTRunner(path, fp16), lambda: OrtRunner(path, device, threads),
+                                 "the TensorRT detector engine", "onnxruntime")
         else:
             backend = "onnxruntime"
     if backend == "tensorrt":

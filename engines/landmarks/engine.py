@@ -14,7 +14,7 @@ import numpy as np
 
 from engines.landmarks.config import LandmarkEngineConfig
 from engines.landmarks.fit import (
-    FIT_KEYPOINTS, FIT_LANDMARK_INDEX, PRIOR_Q, SKEL_MEAN_BETAS, FitResult, SkelFitter)
+    FIT_KEYPOINTS, FIT_LANDMARK_INDEX, PRIOR_Q, SEGMENT_LANDMARKS, SKEL_MEAN_BETAS, FitResult, SkelFitter)
 from engines.pose_engine import PoseEngine
 from engines.skel.kinematics import WINTER_FRACTIONS, Skeleton, generic_skeleton, load_skel_joints
 from stream.errors import DependencyError
@@ -22,15 +22,7 @@ from stream.packet import Intrinsics, Person
 
 MODEL_ID = "blazepose-full+skelfit"
 _I = {n: i for i, n in enumerate(FIT_KEYPOINTS)}
-# segment name -> keypoint pairs (either side) measured on world landmarks
-_SEGMENTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "thigh": (("left_hip", "left_knee"), ("right_hip", "right_knee")),
-    "shank": (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
-    "upper_arm": (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")),
-    "forearm": (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
-    "hip_width": (("left_hip", "right_hip"),),
-    "shoulder_width": (("left_shoulder", "right_shoulder"),),
-}
+_SEGMENTS = SEGMENT_LANDMARKS  # segment name -> keypoint pairs (either side) measured on world landmarks
 
 
 @dataclass
@@ -287,7 +279,9 @@ class LandmarkPoseEngine(PoseEngine):
         self._update_segments(st, world, vis)
         c = self.config
         iters = c.max_iterations if st.q is not None else c.first_frame_iterations
-        fit = st.fitter.fit(world, vis, st.q, st.root_m, max_iterations=iters)
+        fit = st.fitter.fit(world, vis, st.q, st.root_m, max_iterations=iters,
+                            pixels=lms.image_px[FIT_LANDMARK_INDEX] if c.image_weight > 0 else None, intrinsics=k,
+                            image_weight=c.image_weight, depth_trust=c.depth_trust)
         if fit.observed.any():
             st.q, st.root_m = fit.q, fit.root_m
         rel = fit.keypoints_m - fit.root_m

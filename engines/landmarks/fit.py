@@ -1,11 +1,12 @@
 """Joint-limit-bounded least-squares fit of the SKEL chain to 3D body landmarks (SKELify-style).
 
-Minimises  sum_k w_k |FK_k(q, t) - L_k|^2  +  lambda^2 |q_free - q_prior|^2  over the DoFs the
-visible landmarks can observe, with q inside the SKEL limit box (projected Levenberg-Marquardt,
-analytic Jacobian: dP_k/dq_d = a_d x (P_k - o_d) for keypoints below DoF d's joint). DoFs the
-landmarks cannot observe are held at the prior and flagged. Frame: BlazePose world landmarks
-(metres, origin between the hips, camera-aligned axes: x right, y down, z forward), so the fitted
-pelvis rotation q[0:3] is the body's orientation in the camera frame.
+Minimises sum_k w_k |FK_k(q, t) - L_k|^2 + lambda^2 |q_free - q_prior|^2 over the DoFs the visible
+landmarks can observe, plus limb directions and, given the 2D landmarks and intrinsics, their
+reprojection with a fitted camera shift (see `SkelFitter`), with q inside the SKEL limit box
+(projected Levenberg-Marquardt, analytic Jacobian: dP_k/dq_d = a_d x (P_k - o_d) for keypoints
+below DoF d's joint). DoFs the landmarks cannot observe are held at the prior and flagged. Frame:
+BlazePose world landmarks (metres, origin between the hips, camera-aligned axes: x right, y down, z
+forward), so the fitted pelvis rotation q[0:3] is the body's orientation in the camera frame.
 """
 from __future__ import annotations
 
@@ -50,6 +51,30 @@ FIT_KEYPOINTS: tuple[str, ...] = (
 )
 FIT_LANDMARK_INDEX = np.array([BLAZEPOSE_NAMES.index(n) for n in FIT_KEYPOINTS])
 """(K,) indices into the 33 BlazePose landmarks of the keypoints the fit uses."""
+
+SEGMENT_LANDMARKS: dict[str, tuple[tuple[str, str], ...]] = {
+    "thigh": (("left_hip", "left_knee"), ("right_hip", "right_knee")),
+    "shank": (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
+    "upper_arm": (("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")),
+    "forearm": (("left_elbow", "left_wrist"), ("right_elbow", "right_wrist")),
+    "hip_width": (("left_hip", "right_hip"),),
+    "shoulder_width": (("left_shoulder", "right_shoulder"),),
+    "trunk": (("left_hip", "left_shoulder"), ("right_hip", "right_shoulder")),
+}
+"""Skeleton segment (a `generic_skeleton` length name) -> landmark pairs (either side) measuring it."""
+
+
+def swap_permutation(names: tuple[str, ...]) -> np.ndarray:
+    """(len(names),) index map exchanging every left_* name with its right_* twin."""
+    idx = {n: i for i, n in enumerate(names)}
+    twin = {"left_": "right_", "right_": "left_"}
+    return np.array([idx[twin[p] + n[len(p):]] if (p := next((t for t in twin if n.startswith(t)), None))
+                     else idx[n] for n in names])
+
+
+FIT_SWAP = swap_permutation(FIT_KEYPOINTS)
+"""(K,) FIT_KEYPOINTS index map that exchanges left and right."""
+_FIT_SIDED = np.array([n.startswith(("left_", "right_")) for n in FIT_KEYPOINTS])
 
 _TORSO = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
 KEYPOINT_WEIGHTS = np.array([0.3 if n.endswith(("nose", "eye", "ear")) else
@@ -118,17 +143,40 @@ def orientation_from_landmarks(lm: np.ndarray) -> np.ndarray:
 @dataclass
 class FitResult:
     """q: (46,) rad within limits; root_m: (3,) pelvis in the landmark frame (m); residual_m: RMS
-    visibility-weighted keypoint distance (m); observed: (46,) bool; keypoints_m: (K, 3) fitted."""
+    visibility-weighted keypoint distance (m); observed: (46,) bool; keypoints_m: (K, 3) fitted;
+    trans_m: (3,) camera-frame position of the pelvis (fits to pixels only), metres."""
     q: np.ndarray
     root_m: np.ndarray
     residual_m: float
     observed: np.ndarray
     iterations: int
     keypoints_m: np.ndarray
+    trans_m: np.ndarray | None = None
+
+
+def weak_perspective_translation(points_m: np.ndarray, pixels: np.ndarray, weights: np.ndarray,
+                                 fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """(3,) camera-frame shift T so that (K, 3) points + T project near (K, 2) pixels: depth from
+    the ratio of their weighted spreads, x/y from the centroids. The start for the joint fit."""
+    w = weights / max(weights.sum(), 1e-9)
+    c3 = w @ points_m
+    c2 = w @ pixels
+    s3 = np.sqrt(w @ ((points_m[:, :2] - c3[:2]) ** 2).sum(1))
+    s2 = np.sqrt(w @ ((pixels - c2) ** 2).sum(1))
+    z = 0.5 * (fx + fy) * s3 / max(s2, 1e-6)
+    z = float(np.clip(z, 0.3, 100.0))
+    return np.array([(c2[0] - cx) * z / fx - c3[0], (c2[1] - cy) * z / fy - c3[1], z - c3[2]])
 
 
 class SkelFitter:
-    """Projected Levenberg-Marquardt over the observable DoFs of one skeleton (per person)."""
+    """Projected Levenberg-Marquardt over the observable DoFs of one skeleton (per person).
+
+    With `pixels` and `intrinsics` the fit also minimises the reprojection of the keypoints
+    (image_weight): the 2D landmarks are BlazePose's strong evidence, its world depth the weak
+    part (a bent knee seen from the front reads straighter in depth than it is). The depth
+    component of the 3D terms is then trusted only `depth_trust` as much as x and y, and the
+    rigid bone lengths turn foreshortening in the image into depth.
+    """
 
     def __init__(self, skeleton: Skeleton, prior_weight: float = 0.02, min_visibility: float = 0.5,
                  direction_weight_m: float = 0.3):
@@ -142,6 +190,9 @@ class SkelFitter:
         self._tile = np.tile(np.eye(3), (len(FIT_KEYPOINTS), 1))
         # (46, K): DoF d moves keypoint k when k hangs below (or on) d's joint
         self._moves = descendants_mask()[DOF_JOINT][:, kp_joint]
+        self._trans: np.ndarray | None = None   # camera shift of the landmark frame (fits to pixels)
+        self._last_px: np.ndarray | None = None  # last frame's pixels, labels as fitted
+        self.relabelled = 0                      # frames whose left/right labels were exchanged
         rest = self.keypoints(PRIOR_Q)
         self._bone_len = np.linalg.norm(rest[BONE_B] - rest[BONE_A], axis=1)  # rigid: pose-free
 
@@ -151,13 +202,21 @@ class SkelFitter:
 
     def fit(self, landmarks_m: np.ndarray, visibility: np.ndarray, q_init: np.ndarray | None = None,
             root_init_m: np.ndarray | None = None, max_iterations: int = 8,
-            q_prior: np.ndarray = PRIOR_Q) -> FitResult:
+            q_prior: np.ndarray = PRIOR_Q, pixels: np.ndarray | None = None, intrinsics=None,
+            image_weight: float = 2.0, depth_trust: float = 1.0) -> FitResult:
         """Fit q (46,) to (K, 3) landmarks (metres) with (K,) visibility in [0, 1].
 
         q_init: warm start (previous frame); None = cold start (orientation from the torso).
+        pixels: (K, 2) the same keypoints in the image, with `intrinsics` (fx, fy, cx, cy): adds
+        the reprojection term (image_weight: 1 px at the person's depth costs image_weight times
+        what that distance costs in 3D); the camera shift of the landmark frame is fitted too
+        and returned as `FitResult.trans_m`.
         """
         lm = np.asarray(landmarks_m, dtype=np.float64)
         vis = np.asarray(visibility, dtype=np.float64)
+        if pixels is not None:
+            pixels, lm, vis = self.keep_identity(np.asarray(pixels, dtype=np.float64), lm, vis,
+                                                 cold=q_init is None)
         seen = vis >= self.min_visibility
         w = np.where(seen, vis, 0.0) * KEYPOINT_WEIGHTS
         observed = observable_dofs(seen)
@@ -174,37 +233,57 @@ class SkelFitter:
         if seen.sum() < 4:  # nothing to fit: hold the prior
             kp = self.keypoints(q, root)
             return FitResult(q, root, float("nan"), np.zeros(NUM_DOFS, bool), 0, kp)
-        sw = np.sqrt(w)[:, None]
+        use_2d = pixels is not None and intrinsics is not None and image_weight > 0
+        ax = np.array([1.0, 1.0, depth_trust if use_2d else 1.0])  # per-axis trust of the 3D terms
+        sw = np.sqrt(w)[:, None] * ax
         d_lm = lm[BONE_B] - lm[BONE_A]
         d_lm /= np.maximum(np.linalg.norm(d_lm, axis=1, keepdims=True), 1e-9)
-        bw = (self.direction_weight_m * np.sqrt(np.minimum(w[BONE_A], w[BONE_B])) / self._bone_len)[:, None]
+        bw = (self.direction_weight_m * np.sqrt(np.minimum(w[BONE_A], w[BONE_B])) / self._bone_len)[:, None] * ax
         limb = free[free >= 3]
         lo, hi = DOF_LOWER[free], DOF_UPPER[free]
         nf = free.size
         lam = self.prior_weight
+        n_extra = 3
+        cam = None
+        if use_2d:
+            k = intrinsics
+            px = np.asarray(pixels, dtype=np.float64)
+            if q_init is None or self._trans is None:
+                self._trans = weak_perspective_translation(lm, px, w, k.fx, k.fy, k.cx, k.cy)
+            # pixels -> metres at the person's depth, so image and 3D residuals share units
+            s_px = image_weight * float(self._trans[2]) / (0.5 * (k.fx + k.fy))
+            cam = (k.fx, k.fy, k.cx, k.cy, px, np.sqrt(w)[:, None] * max(s_px, 1e-6))
+            n_extra = 6
+        trans = self._trans if use_2d else np.zeros(3)
 
-        def evaluate(qv: np.ndarray, rv: np.ndarray):
+        def evaluate(qv: np.ndarray, rv: np.ndarray, tv: np.ndarray):
             fk = forward_kinematics(qv, self.skeleton, rv)
             kp = keypoint_positions(fk, self._kp_joint, self._kp_off)
-            r = np.concatenate([((kp - lm) * sw).ravel(),
-                                ((kp[BONE_B] - kp[BONE_A] - d_lm * self._bone_len[:, None]) * bw).ravel(),
-                                lam * (qv[limb] - q_prior[limb])])
-            return fk, kp, r
+            parts = [((kp - lm) * sw).ravel(),
+                     ((kp[BONE_B] - kp[BONE_A] - d_lm * self._bone_len[:, None]) * bw).ravel(),
+                     lam * (qv[limb] - q_prior[limb])]
+            if cam is not None:
+                fx, fy, cx, cy, px_obs, s2 = cam
+                pc = kp + tv
+                z = np.maximum(pc[:, 2], 1e-3)
+                proj = np.stack([fx * pc[:, 0] / z + cx, fy * pc[:, 1] / z + cy], axis=1)
+                parts.append(((proj - px_obs) * s2).ravel())
+            return fk, kp, np.concatenate(parts)
 
-        fk, kp, r = evaluate(q, root)
+        fk, kp, r = evaluate(q, root, trans)
         cost = float(r @ r)
         mu = 1e-3
         it = 0
         jac = None
         for it in range(1, max_iterations + 1):
             if jac is None:
-                jac = self._jacobian(fk, kp, free, sw, bw, limb, lam)
+                jac = self._jacobian(fk, kp, free, sw, bw, limb, lam, cam, trans)
                 jtj = jac.T @ jac
                 g = jac.T @ r
             # active set: a DoF on its bound whose descent direction leaves the box stays put, so
             # the projection below only trims steps instead of bending them (projected Newton)
             qf = q[free]
-            act = np.zeros(nf + 3, dtype=bool)
+            act = np.zeros(nf + n_extra, dtype=bool)
             act[:nf] = ((qf <= lo + 1e-9) & (g[:nf] > 0)) | ((qf >= hi - 1e-9) & (g[:nf] < 0))
             a = jtj + mu * np.diag(np.diag(jtj) + 1e-9)      # LM damping (Marquardt scaling)
             a[act, :] = 0.0
@@ -215,14 +294,15 @@ class SkelFitter:
             step = -np.linalg.solve(a, np.where(act, 0.0, g))
             q_new = q.copy()
             q_new[free] = np.clip(q[free] + step[:nf], lo, hi)  # projection onto the limit box
-            root_new = root + step[nf:]
-            fk_n, kp_n, r_n = evaluate(q_new, root_new)
+            root_new = root + step[nf:nf + 3]
+            trans_new = trans + step[nf + 3:] if cam is not None else trans
+            fk_n, kp_n, r_n = evaluate(q_new, root_new, trans_new)
             cost_n = float(r_n @ r_n)
             if cost_n < cost:
                 # converged: an undamped step that gains < 1 % (sub-mm RMS), or sub-0.1 deg steps;
                 # a small gain under heavy damping is not convergence, only a short step
                 done = (mu < 0.1 and cost - cost_n < 1e-2 * cost + 1e-10) or np.abs(step).max() < 2e-3
-                q, root, fk, kp, r, cost = q_new, root_new, fk_n, kp_n, r_n, cost_n
+                q, root, trans, fk, kp, r, cost = q_new, root_new, trans_new, fk_n, kp_n, r_n, cost_n
                 mu = max(mu / 3.0, 1e-7)
                 jac = None
                 if done:
@@ -234,11 +314,39 @@ class SkelFitter:
         q[:3] = wrap_angle(q[:3])
         err = np.linalg.norm(kp - lm, axis=1)
         resid = float(np.sqrt((w * err ** 2).sum() / max(w.sum(), 1e-9)))
-        return FitResult(q, root, resid, observed, it, kp)
+        if cam is not None:
+            self._trans = trans
+        return FitResult(q, root, resid, observed, it, kp, trans + root if cam is not None else None)
+
+    def keep_identity(self, pixels: np.ndarray, landmarks_m: np.ndarray, visibility: np.ndarray,
+                      cold: bool = False, ratio: float = 0.5, min_gain: float = 0.05
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Undo a left/right label slip of the 2D detector, frame to frame.
+
+        BlazePose sometimes exchanges the sides for a stretch of frames (seen from the back or
+        edge-on); the limbs do not move, their labels jump. When the exchanged labels sit much
+        closer to last frame's points (by `ratio`, and by `min_gain` of the body's image size),
+        the labels are exchanged back, and the world landmarks mirrored in depth (the detector's
+        3D belief is the body turned around). Returns (pixels, landmarks_m, visibility).
+        """
+        prev = self._last_px
+        out = (pixels, landmarks_m, visibility)
+        ok = _FIT_SIDED & (visibility >= self.min_visibility) & (visibility[FIT_SWAP] >= self.min_visibility)
+        if not cold and prev is not None and ok.sum() >= 6:
+            keep = np.median(np.linalg.norm(pixels[ok] - prev[ok], axis=1))
+            swap = np.median(np.linalg.norm(pixels[FIT_SWAP][ok] - prev[ok], axis=1))
+            size = float(np.ptp(pixels[visibility >= self.min_visibility], axis=0).max())
+            if swap < ratio * keep and keep - swap > min_gain * size:
+                out = (pixels[FIT_SWAP], landmarks_m[FIT_SWAP] * np.array([1.0, 1.0, -1.0]),
+                       visibility[FIT_SWAP])
+                self.relabelled += 1
+        self._last_px = out[0]
+        return out
 
     def _jacobian(self, fk, kp: np.ndarray, free: np.ndarray, sw: np.ndarray, bw: np.ndarray,
-                  limb: np.ndarray, lam: float) -> np.ndarray:
-        """(3K + 3B + len(limb), len(free) + 3) Jacobian of the residual vector."""
+                  limb: np.ndarray, lam: float, cam=None, trans: np.ndarray | None = None) -> np.ndarray:
+        """(3K + 3B + len(limb) [+ 2K], len(free) + 3 [+ 3]) Jacobian of the residual vector
+        (bracketed: the image term and the camera shift, when fitting to pixels)."""
         pivots = fk.joints_m[DOF_JOINT[free]]                            # (F, 3)
         a = fk.dof_axes_world[free][:, None, :]                            # (F, 1, 3)
         v = kp[None] - pivots[:, None, :]                                  # (F, K, 3)
@@ -248,11 +356,28 @@ class SkelFitter:
         cols[..., 2] = a[..., 0] * v[..., 1] - a[..., 1] * v[..., 0]
         cols *= self._moves[free][:, :, None]
         k = kp.shape[0]
-        j_kp = np.concatenate([(cols * sw[None]).reshape(free.size, 3 * k).T,
-                               self._tile * np.repeat(sw[:, 0], 3)[:, None]], axis=1)
+        n_extra = 6 if cam is not None else 3
+        j_kp = np.zeros((3 * k, free.size + n_extra))
+        j_kp[:, :free.size] = (cols * sw[None]).reshape(free.size, 3 * k).T
+        j_kp[:, free.size:free.size + 3] = self._tile * sw.ravel()[:, None]
         # bone residual (p_b - p_a) * bw: translation cancels, rotation columns difference
-        j_dir = np.zeros((3 * BONE_A.size, free.size + 3))
+        j_dir = np.zeros((3 * BONE_A.size, free.size + n_extra))
         j_dir[:, :free.size] = ((cols[:, BONE_B] - cols[:, BONE_A]) * bw[None]).reshape(free.size, -1).T
-        j_pr = np.zeros((limb.size, free.size + 3))
+        j_pr = np.zeros((limb.size, free.size + n_extra))
         j_pr[np.arange(limb.size), np.searchsorted(free, limb)] = lam
-        return np.concatenate([j_kp, j_dir, j_pr], axis=0)
+        if cam is None:
+            return np.concatenate([j_kp, j_dir, j_pr], axis=0)
+        fx, fy, _, _, _, s2 = cam
+        pc = kp + trans
+        z = np.maximum(pc[:, 2], 1e-3)
+        # d(u, v)/d(x, y, z) of the pinhole per keypoint: u row (fx/z, 0, -fx x/z^2), v row alike
+        s = s2[:, 0]
+        ux, uz = s * fx / z, -s * fx * pc[:, 0] / z ** 2
+        vy, vz = s * fy / z, -s * fy * pc[:, 1] / z ** 2
+        j_img = np.zeros((2 * k, free.size + n_extra))
+        j_img[0::2, :free.size] = (ux * cols[..., 0] + uz * cols[..., 2]).T
+        j_img[1::2, :free.size] = (vy * cols[..., 1] + vz * cols[..., 2]).T
+        for c0 in (free.size, free.size + 3):    # root and camera shift both move every keypoint
+            j_img[0::2, c0], j_img[0::2, c0 + 2] = ux, uz
+            j_img[1::2, c0 + 1], j_img[1::2, c0 + 2] = vy, vz
+        return np.concatenate([j_kp, j_dir, j_pr, j_img], axis=0)

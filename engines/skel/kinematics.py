@@ -117,6 +117,7 @@ WINTER_FRACTIONS: dict[str, float] = {
     "forearm": 0.146,        # elbow -> wrist
     "hand": 0.108,           # wrist -> fingertip
     "head": 0.130,           # head joint -> crown
+    "trunk": 0.279,          # hip joint centre -> same side's shoulder joint centre (what the above give)
 }
 
 
@@ -138,11 +139,21 @@ class Skeleton:
 def generic_skeleton(height_m: float = 1.70, lengths_m: dict[str, float] | None = None) -> Skeleton:
     """A generic adult skeleton scaled by body height; `lengths_m` overrides named segments (m).
 
-    Segment names are the keys of WINTER_FRACTIONS. Returns joint offsets in SKEL joint order.
+    Segment names are the keys of WINTER_FRACTIONS. A measured `trunk` (hip joint centre to the
+    same side's shoulder, what landmarks measure directly) rescales lumbar, thorax and neck
+    together; without it the spine keeps Winter's proportions of the height.
+    Returns joint offsets in SKEL joint order.
     """
     seg = {k: f * height_m for k, f in WINTER_FRACTIONS.items()}
     if lengths_m:
         seg.update({k: float(v) for k, v in lengths_m.items() if k in seg})
+    if lengths_m and "trunk" in lengths_m:
+        # rest shoulder relative to the hip: x -0.03 H, z (shoulder - hip half-widths), y the spine
+        dx, dz = 0.03 * height_m, (seg["shoulder_width"] - seg["hip_width"]) / 2
+        y = np.sqrt(max(seg["trunk"] ** 2 - dx ** 2 - dz ** 2, (0.1 * height_m) ** 2))
+        scale = (y + 0.02 * height_m) / (seg["lumbar"] + seg["thorax"] + 0.85 * seg["neck"])
+        for k in ("lumbar", "thorax", "neck"):
+            seg[k] *= scale
     off = np.zeros((NUM_JOINTS, 3))
     hw, sw = seg["hip_width"] / 2, seg["shoulder_width"] / 2
     for side, s in (("r", 1.0), ("l", -1.0)):

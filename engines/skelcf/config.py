@@ -8,10 +8,27 @@ from pydantic import Field
 from stream.config_base import StrictModel
 
 
+class TritonConfig(StrictModel):
+    """A SKEL-CF model on an NVIDIA Triton Inference Server (`backend: triton`), see
+    docs/DEPLOYMENT.md. Crops travel as uint8 (normalised on the server), all persons of a frame
+    in one request."""
+    url: str = "127.0.0.1:8001"          # gRPC host:port of tritonserver
+    model_name: str = "skelcf_trt"       # triton_repo names: skelcf_trt, skelcf_onnx, skelcf_py
+    model_version: str = ""              # "" = the server's policy (latest)
+    connect_timeout_s: float = Field(10.0, gt=0.0)   # start-up checks (live, model ready, shapes)
+    request_timeout_s: float = Field(2.0, gt=0.0)    # one inference; beyond it the frame is predicted
+    # 'auto' = system shared memory when `url` is on this machine (loopback), else the wire
+    shared_memory: Literal["auto", "system", "none"] = "auto"
+    retry_backoff_s: float = Field(0.25, gt=0.0)     # first retry after a failure; doubles ...
+    retry_backoff_max_s: float = Field(5.0, gt=0.0)  # ... up to this while the server is gone
+    max_batch: int = Field(32, ge=1, le=1024)        # persons per request (the model's max_batch_size)
+
+
 class SkelCFConfig(StrictModel):
     checkpoint: str | None = None  # path to the official best.pth
     variant: Literal["vit_h", "vit_b", "tiny"] = "vit_h"
-    backend: Literal["auto", "tensorrt", "torch", "onnxruntime"] = "auto"
+    backend: Literal["auto", "tensorrt", "torch", "onnxruntime", "triton"] = "auto"
+    triton: TritonConfig = TritonConfig()  # used by backend 'triton' only
     # The official best.pth pickles its training cfg as an OmegaConf object, which torch's safe
     # loader (weights_only=True) refuses. true = full unpickling (runs code from the file: only
     # for files from a source you trust; needs the omegaconf package).

@@ -51,15 +51,45 @@ class SkelCFEngine(PoseEngine):
 
     def __init__(self, cfg: SkelCFConfig, focal_px: float | None = None,
                  clock: Callable[[], float] = time.monotonic):
+        self.cfg = cfg
+        self.focal_px = focal_px
+        self._clock = clock
+        self.remote_errors = 0     # inferences that did not come back (remote backends)
+        self._errors_taken = 0
+        self._outage = False
+        if cfg.backend == "triton":
+            self._init_remote(cfg)
+        else:
+            self._init_local(cfg)
+        self.device = self.backend.device
+        self.pre = CropPreprocessor(self.device, self.backend.input_dtype)
+        if self.flnet is not None:
+            self.flnet = self.flnet.to(self.device).eval()
+        self._focal: dict[str, tuple[float, float]] = {}  # stream -> (focal px, monotonic time)
+        self._refresh: set[str] = set()
+
+    def _init_remote(self, cfg: SkelCFConfig) -> None:
+        """The network runs on a Triton server; FLNet (when a checkpoint has it) runs here."""
+        self.flnet = None
+        ck = cfg.flnet_checkpoint or cfg.checkpoint
+        if ck is not None:
+            from engines.skelcf.checkpoint import load_flnet
+            try:
+                self.flnet = load_flnet(ck, allow_unsafe=cfg.allow_unsafe_checkpoint)
+            except EngineError as exc:
+                if cfg.flnet_checkpoint is not None:
+                    raise
+                log.warning("no FLNet from %s (%s); focal length from the config/default", ck, exc)
+        self.model_id = f"skelcf-triton-{cfg.triton.model_name}"
+        self.backend = create_backend("triton", lambda: None, triton_cfg=cfg.triton)
+
+    def _init_local(self, cfg: SkelCFConfig) -> None:
         if cfg.checkpoint is None:
             raise EngineError(f"pose.skelcf.checkpoint is not set; {DOWNLOAD_HINT}")
         if not Path(cfg.checkpoint).is_file():
             raise EngineError(f"SKEL-CF checkpoint '{cfg.checkpoint}' does not exist; {DOWNLOAD_HINT}")
         from engines.skelcf.checkpoint import load_from_config
 
-        self.cfg = cfg
-        self.focal_px = focal_px
-        self._clock = clock
         net, self.flnet = load_from_config(cfg)
         fp = checkpoint_fingerprint(cfg.checkpoint)
         self.model_id = f"skelcf-{cfg.variant}-{fp}"
@@ -78,12 +108,12 @@ class SkelCFEngine(PoseEngine):
         # exporting ViT-H just to time it would cost minutes at start-up
         factory = onnx_factory if not cpu_auto or onnx_path.is_file() else None
         self.backend = create_backend(cfg.backend, lambda: net, factory, cache, device)
-        self.device = self.backend.device
-        self.pre = CropPreprocessor(self.device, self.backend.input_dtype)
-        if self.flnet is not None:
-            self.flnet = self.flnet.to(self.device).eval()
-        self._focal: dict[str, tuple[float, float]] = {}  # stream -> (focal px, monotonic time)
-        self._refresh: set[str] = set()
+
+    def take_error_count(self) -> int:
+        """Remote inference errors since the last call (the pose stage counts them)."""
+        n = self.remote_errors - self._errors_taken
+        self._errors_taken = self.remote_errors
+        return n
 
     # focal length ------------------------------------------------------------------------------
     def estimate_intrinsics(self, image_bgr: np.ndarray) -> Intrinsics | None:
@@ -140,13 +170,30 @@ class SkelCFEngine(PoseEngine):
         crops, info = self.pre(image_bgr, boxes, f)
         sync()
         t1 = time.perf_counter_ns()
-        q, betas, cam = self.backend.infer(crops, info)
-        q, betas, cam = (t.detach().float().cpu().numpy() for t in (q, betas, cam))  # syncs
-        t2 = time.perf_counter_ns()
+        submit = getattr(self.backend, "submit", None)
+        pending = None
+        if submit is None:
+            q, betas, cam = self.backend.infer(crops, info)
+        elif len(persons) <= self.backend.max_batch:
+            pending = submit(crops, info)  # in flight while the host-side geometry is computed
         centre, side = square_boxes(boxes)
         hw = image_bgr.shape[:2]
-        trans = cam_to_translation(cam.astype(np.float64), centre, side, f, hw)
         vis = visible_fraction(centre, side, hw)
+        if submit is not None:
+            from engines.backends.triton_backend import RemoteInferenceError
+            try:
+                q, betas, cam = (pending.result() if pending is not None
+                                 else self.backend.infer(crops, info))
+            except RemoteInferenceError as exc:
+                self._remote_failed(exc)
+                timings["infer"] = time.perf_counter_ns() - t1
+                return timings  # persons keep q=None: the smoother predicts them
+            if self._outage:
+                self._outage = False
+                log.warning("%s answers again; persons are measured again", self.backend.name)
+        q, betas, cam = (t.detach().float().cpu().numpy() for t in (q, betas, cam))  # syncs
+        t2 = time.perf_counter_ns()
+        trans = cam_to_translation(cam.astype(np.float64), centre, side, f, hw)
         for i, p in enumerate(persons):
             p.q = q[i].astype(np.float32)
             p.betas = betas[i].astype(np.float32)
@@ -158,6 +205,12 @@ class SkelCFEngine(PoseEngine):
         timings["infer"] = t2 - t1
         timings["postprocess"] = time.perf_counter_ns() - t2
         return timings
+
+    def _remote_failed(self, exc: Exception) -> None:
+        self.remote_errors += 1
+        if not self._outage:
+            self._outage = True
+            log.warning("%s; persons are predicted until it answers (retrying with backoff)", exc)
 
     def forget(self, stream_id: str, track_id: int) -> None:
         """SKEL-CF is per-frame: no per-track state to drop."""

@@ -11,15 +11,19 @@ reproduce PyTorch (max |dq| <= 1e-4 rad in FP32).
 from __future__ import annotations
 
 import argparse
-import hashlib
+import os
+import shutil
 import sys
+import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from engines.backends.onnx_files import data_file_name, model_digest, save_model
 from stream.errors import DependencyError, EngineError, require
 
 INPUT_NAMES = ("crops", "bbox_info")
@@ -28,6 +32,10 @@ FLNET_INPUT_NAMES = ("image",)
 FLNET_OUTPUT_NAMES = ("out",)
 OPSET = 17
 PARITY_ATOL_Q_RAD = 1e-4
+# FP16 (10-bit mantissa, ~5e-4 relative per op) through the ViT and 6 decoder layers, each adding a
+# pose update, then 6D -> Euler: measured 1.4e-3 rad on vit_b with random weights; 1e-2 rad (0.6 deg)
+# is the bound the FP16 graph must hold against FP32.
+FP16_PARITY_ATOL_Q_RAD = 1e-2
 
 # ONNX ops TensorRT 10's ONNX parser builds (onnx-tensorrt docs/operators.md) that a ViT, the decoder,
 # the 6D->Euler conversion or an HRNet can produce. Anything else fails the export loudly, so that a
@@ -113,17 +121,39 @@ def export_skelcf(net: nn.Module, out_path: str | Path, batch: int = 2, opset: i
     g = torch.Generator().manual_seed(seed)
     crops = torch.randn(batch, 3, 256, 256, generator=g)
     info = _plausible_bbox_info(batch, g)
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), \
+            _exported_to(out_path) as tmp_path:
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (crops, info), str(out_path), input_names=list(INPUT_NAMES),
+        torch.onnx.export(wrapper, (crops, info), str(tmp_path), input_names=list(INPUT_NAMES),
                           output_names=list(OUTPUT_NAMES),
                           dynamic_axes=dynamic_axes(INPUT_NAMES, OUTPUT_NAMES),
                           opset_version=opset, do_constant_folding=True, dynamo=False)
-    result: dict = {"path": str(out_path), "sha256": file_sha256(out_path)}
+    result: dict = {"path": str(out_path), "sha256": model_digest(out_path)}
     if check:
         result["ops"] = sorted(check_tensorrt_ops(out_path))
         result.update(check_parity(wrapper, out_path, batches=(batch, batch + 3), seed=seed + 1))
     return result
+
+
+@contextmanager
+def _exported_to(out_path: Path):
+    """Yield a path in a fresh folder beside `out_path` for torch to export into, then move the
+    model to `out_path`. A model over 2 GB comes out of torch as one file per tensor (named after
+    the tensor): those are gathered into the one data file `<model>.onnx.data`, so exports sharing
+    a folder never overwrite each other's weights, and a failed export leaves nothing behind."""
+    tmp_dir = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}."))
+    try:
+        tmp_path = tmp_dir / out_path.name
+        yield tmp_path
+        if any(f != tmp_path for f in tmp_dir.iterdir()):
+            onnx = require("onnx", "skelcf", "saving a large ONNX export")
+            save_model(onnx.load(str(tmp_path), load_external_data=True), out_path, external=True)
+        else:
+            # a data file left by an older, large export of this name would be stale
+            (out_path.parent / data_file_name(out_path)).unlink(missing_ok=True)
+            os.replace(tmp_path, out_path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def _plausible_bbox_info(batch: int, g: torch.Generator) -> torch.Tensor:
@@ -133,29 +163,55 @@ def _plausible_bbox_info(batch: int, g: torch.Generator) -> torch.Tensor:
     return torch.cat([xy, side], dim=1)
 
 
-def check_parity(net: nn.Module, onnx_path: str | Path, batches: tuple[int, ...] = (2, 5),
-                 seed: int = 1, atol_q_rad: float = PARITY_ATOL_Q_RAD) -> dict:
-    """Run PyTorch (FP32, CPU) and ONNX Runtime on the same seeded inputs; raise EngineError when
-    max |dq| exceeds `atol_q_rad`. Returns the max abs differences over all batches."""
-    sess = _ort_session(onnx_path)
-    wrapper = net if isinstance(net, _ExportWrapper) else _ExportWrapper(net)
-    wrapper = wrapper.eval().float().cpu()
+def _worst_differences(run_ref, run_got, batches: tuple[int, ...], seed: int, mismatch_hint: str) -> dict:
+    """Max abs differences of q, betas, cam between two runners over seeded plausible inputs;
+    EngineError (with `mismatch_hint`) when an output's shape or dtype differs."""
     g = torch.Generator().manual_seed(seed)
     worst = {"max_abs_dq_rad": 0.0, "max_abs_dbetas": 0.0, "max_abs_dcam": 0.0}
     for b in batches:
         crops = torch.randn(b, 3, 256, 256, generator=g)
         info = _plausible_bbox_info(b, g)
-        with torch.no_grad():
-            ref = [t.numpy() for t in wrapper(crops, info)]
-        got = sess.run(list(OUTPUT_NAMES), {"crops": crops.numpy(), "bbox_info": info.numpy()})
-        for key, r, o in zip(worst, ref, got):
-            if r.shape != o.shape:
-                raise EngineError(f"ONNX output shape {o.shape} != PyTorch {r.shape} at batch {b}; "
-                                  f"the batch axis is not dynamic in the export")
+        for key, r, o in zip(worst, run_ref(crops, info), run_got(crops, info)):
+            if r.shape != o.shape or o.dtype != np.float32:
+                raise EngineError(f"ONNX output {o.dtype}{o.shape} != reference {r.dtype}{r.shape} at "
+                                  f"batch {b}; {mismatch_hint}")
             worst[key] = max(worst[key], float(np.max(np.abs(r.astype(np.float64) - o))))
+    return worst
+
+
+def _ort_runner(onnx_path: str | Path):
+    sess = _ort_session(onnx_path)
+    return lambda crops, info: sess.run(list(OUTPUT_NAMES), {"crops": crops.numpy(), "bbox_info": info.numpy()})
+
+
+def check_parity(net: nn.Module, onnx_path: str | Path, batches: tuple[int, ...] = (2, 5),
+                 seed: int = 1, atol_q_rad: float = PARITY_ATOL_Q_RAD) -> dict:
+    """Run PyTorch (FP32, CPU) and ONNX Runtime on the same seeded inputs; raise EngineError when
+    max |dq| exceeds `atol_q_rad`. Returns the max abs differences over all batches."""
+    wrapper = net if isinstance(net, _ExportWrapper) else _ExportWrapper(net)
+    wrapper = wrapper.eval().float().cpu()
+
+    def run_torch(crops, info):
+        with torch.no_grad():
+            return [t.numpy() for t in wrapper(crops, info)]
+    worst = _worst_differences(run_torch, _ort_runner(onnx_path), batches, seed,
+                               "the batch axis is not dynamic in the export")
     if not worst["max_abs_dq_rad"] <= atol_q_rad:
         raise EngineError(f"ONNX Runtime differs from PyTorch by {worst['max_abs_dq_rad']:.2e} rad "
                           f"(> {atol_q_rad:.0e}); the export is not faithful, do not use {onnx_path}")
+    return worst
+
+
+def check_fp16_parity(fp32_path: str | Path, fp16_path: str | Path, batches: tuple[int, ...] = (2, 5),
+                      seed: int = 1, atol_q_rad: float = FP16_PARITY_ATOL_Q_RAD) -> dict:
+    """Run the FP32 export and its FP16 AutoCast graph in ONNX Runtime (CPU) on the same seeded
+    inputs; raise EngineError when max |dq| exceeds `atol_q_rad`. This is the graph TensorRT builds
+    strongly typed, so its error is the engine's precision error (up to kernel choice)."""
+    worst = _worst_differences(_ort_runner(fp32_path), _ort_runner(fp16_path), batches, seed,
+                               "the FP16 graph must keep FP32 inputs/outputs (keep_io_types)")
+    if not worst["max_abs_dq_rad"] <= atol_q_rad:
+        raise EngineError(f"the FP16 graph differs from FP32 by {worst['max_abs_dq_rad']:.2e} rad "
+                          f"(> {atol_q_rad:.0e}); do not build TensorRT from {fp16_path}")
     return worst
 
 
@@ -166,13 +222,13 @@ def export_flnet(flnet: nn.Module, out_path: str | Path, opset: int = OPSET, che
     out_path.parent.mkdir(parents=True, exist_ok=True)
     flnet = flnet.eval().float().cpu()
     x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _exported_to(out_path) as tmp_path:
         warnings.simplefilter("ignore")
-        torch.onnx.export(flnet, (x,), str(out_path), input_names=list(FLNET_INPUT_NAMES),
+        torch.onnx.export(flnet, (x,), str(tmp_path), input_names=list(FLNET_INPUT_NAMES),
                           output_names=list(FLNET_OUTPUT_NAMES),
                           dynamic_axes=dynamic_axes(FLNET_INPUT_NAMES, FLNET_OUTPUT_NAMES),
                           opset_version=opset, do_constant_folding=True, dynamo=False)
-    result: dict = {"path": str(out_path), "sha256": file_sha256(out_path)}
+    result: dict = {"path": str(out_path), "sha256": model_digest(out_path)}
     if check:
         result["ops"] = sorted(check_tensorrt_ops(out_path))
         sess = _ort_session(out_path)
@@ -186,14 +242,6 @@ def export_flnet(flnet: nn.Module, out_path: str | Path, opset: int = OPSET, che
             raise EngineError(f"FLNet ONNX differs from PyTorch by {err:.2e}; do not use {out_path}")
         result["max_abs_dout"] = err
     return result
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_network(variant: str, checkpoint: str | None) -> nn.Module:
@@ -225,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="official best.pth (random weights if omitted)")
     p.add_argument("--out", required=True, help="output .onnx path")
     p.add_argument("--flnet-out", default=None, help="also export FLNet to this .onnx path")
+    p.add_argument("--fp16", action="store_true",
+                   help="also write the FP16 AutoCast graph TensorRT builds (<out stem>.fp16.onnx)")
     p.add_argument("--opset", type=int, default=OPSET)
     p.add_argument("--no-check", action="store_true", help="skip op-list and ONNX Runtime checks")
     a = p.parse_args(argv)
@@ -236,11 +286,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ops: {' '.join(res['ops'])}")
             print(f"ORT parity: max|dq|={res['max_abs_dq_rad']:.2e} rad "
                   f"max|dbetas|={res['max_abs_dbetas']:.2e} max|dcam|={res['max_abs_dcam']:.2e}")
+        if a.fp16:
+            from engines.backends.onnx_files import autocast_fp16
+            f16 = autocast_fp16(res["path"])
+            print(f"wrote {f16} (FP16 AutoCast)")
+            if not a.no_check:
+                d = check_fp16_parity(res["path"], f16)
+                print(f"FP16 vs FP32 (ONNX Runtime CPU): max|dq|={d['max_abs_dq_rad']:.2e} rad "
+                      f"max|dbetas|={d['max_abs_dbetas']:.2e} max|dcam|={d['max_abs_dcam']:.2e}")
         if a.flnet_out:
             fl = load_flnet_for_export(a.checkpoint)
             r2 = export_flnet(fl, a.flnet_out, opset=a.opset, check=not a.no_check)
             print(f"wrote {r2['path']} (FLNet)")
-    except EngineError as exc:
+    except (EngineError, DependencyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

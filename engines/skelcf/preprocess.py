@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from stream.errors import EngineError
 
@@ -60,18 +61,47 @@ def bbox_info(centre_px: np.ndarray, side_px: np.ndarray, image_hw: tuple[int, i
     return np.asarray(_bbox_info(c, side, float(focal_px), tuple(image_hw)), dtype=np.float32)
 
 
+def normalize_uint8(crops: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) uint8 (or float 0..255) RGB -> float32 ImageNet-normalized, the same
+    arithmetic `CropPreprocessor` applies, so a server normalising uint8 crops agrees with it."""
+    mean = (torch.tensor(IMAGENET_MEAN, dtype=torch.float32) * 255.0).view(1, 3, 1, 1)
+    inv_std = (1.0 / (torch.tensor(IMAGENET_STD, dtype=torch.float32) * 255.0)).view(1, 3, 1, 1)
+    return (crops.float() - mean.to(crops.device)) * inv_std.to(crops.device)
+
+
+class UInt8Input(nn.Module):
+    """A SKEL-CF network taking uint8 crops: normalisation moves to where the network runs
+    (a Triton server), so clients send 1 byte per value instead of 4.
+
+    forward(crops (B, 3, 256, 192|256) uint8 RGB, bbox_info (B, 3) float32) -> q, betas, cam."""
+
+    def __init__(self, net: nn.Module, fp16: bool = False):
+        super().__init__()
+        self.net = net.half() if fp16 else net
+        self.fp16 = fp16  # a CUDA server's FP16 PyTorch model: normalise in FP32, then cast
+
+    def forward(self, crops: torch.Tensor, bbox_info: torch.Tensor):
+        x = normalize_uint8(crops)
+        if not self.fp16:
+            return self.net.forward_export(x, bbox_info)
+        return tuple(o.float() for o in self.net.forward_export(x.half(), bbox_info.half()))
+
+
 class CropPreprocessor:
     """Cuts, warps and normalizes all person crops of one frame in one batched op.
 
     Output crops: (N, 3, 256, 256) on `device`, RGB, ImageNet-normalized, `dtype` (float32, or
-    float16 for the FP16 GPU backends; sampling itself always runs in float32).
+    float16 for the FP16 GPU backends; sampling itself always runs in float32). With dtype uint8
+    (remote backends) the crops are the rounded RGB values, not normalized, and only the central
+    `uint8_cols` columns the network reads (fewer bytes on the wire).
     """
 
     def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 size_px: int = CROP_SIZE_PX):
+                 size_px: int = CROP_SIZE_PX, uint8_cols: tuple[int, int] = (32, 224)):
         self.device = torch.device(device)
         self.dtype = dtype
         self.size_px = size_px
+        self.uint8_cols = uint8_cols
         mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32) * 255.0
         std = torch.tensor(IMAGENET_STD, dtype=torch.float32) * 255.0
         self._mean = mean.view(1, 3, 1, 1).to(self.device)
@@ -131,5 +161,8 @@ class CropPreprocessor:
         patches = F.grid_sample(frame, grid, mode="bilinear", padding_mode="zeros",
                                 align_corners=True)                                    # (1,3,N*S,S)
         patches = patches.view(3, n, s, s).transpose(0, 1)                              # (N,3,S,S)
+        if self.dtype == torch.uint8:
+            a, b = self.uint8_cols
+            return patches[..., a:b].round().clamp(0, 255).to(torch.uint8).contiguous(), info
         crops = (patches - self._mean) * self._inv_std
         return crops.to(self.dtype).contiguous(), info

@@ -1,0 +1,136 @@
+"""BVH export: written from a real recording, read back with the `bvh` package, FK compared."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engines.skel.dofs import DOF_LOWER, DOF_UPPER, JOINT_NAMES, NUM_DOFS
+from engines.skel.kinematics import forward_kinematics, generic_skeleton
+from sinks.bvh_export import CAMERA_TO_BVH, hierarchy_order
+from sinks.recorder import SessionRecorder
+from stream.packet import FrameInfo, Intrinsics, Packet, Person, TrackState
+
+bvh = pytest.importorskip("bvh")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEIGHT = 1.80
+PERIOD_NS = 33_333_333
+CONFIG = f"pose:\n  engine: landmarks\n  landmarks:\n    body_height_m: {HEIGHT}\n"
+
+
+def _q(rng: np.random.Generator) -> np.ndarray:
+    lo = np.where(np.isfinite(DOF_LOWER), DOF_LOWER, -np.pi)
+    hi = np.where(np.isfinite(DOF_UPPER), DOF_UPPER, np.pi)
+    return rng.uniform(lo, hi).astype(np.float32)
+
+
+def _person(tid: int, q, trans) -> Person:
+    return Person(track_id=tid, track_state=TrackState.TRACKED,
+                  box_xyxy=np.array([10, 10, 100, 300], np.float32), score=0.9, q=q,
+                  trans_m=trans, pose_confidence=0.8, model_id="test")
+
+
+def record(path: str, seqs: list[int], people, config_yaml: str = CONFIG) -> str:
+    """A real session file: frames at `seqs` (30 fps capture clock), `people(seq)` -> persons."""
+    t0 = 1_000_000_000
+    with SessionRecorder(path, "s", config_yaml=config_yaml, min_free_disk_mb=0) as rec:
+        for s in seqs:
+            fi = FrameInfo("cam0", s, t0 + s * PERIOD_NS, 1_700_000_000_000_000_000 + s * PERIOD_NS,
+                           640, 480)
+            rec.write_packet(Packet(frame=fi, persons=people(s),
+                                    intrinsics=Intrinsics(500, 500, 320, 240)))
+    return os.path.join(path, "s")
+
+
+def export(session: str, out: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sinks.export", session, "--out", out,
+                           "--format", "bvh"], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def _rot(axis: str, deg: float) -> np.ndarray:
+    c, s = np.cos(np.deg2rad(deg)), np.sin(np.deg2rad(deg))
+    return {"X": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
+            "Y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+            "Z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])}[axis]
+
+
+def bvh_fk(mocap, frame: int) -> dict[str, np.ndarray]:
+    """Joint positions of one frame by the BVH definition (channels applied in file order)."""
+    pos, rot = {}, {}
+    for name in mocap.get_joints_names():
+        chans = mocap.joint_channels(name)
+        vals = mocap.frame_joint_channels(frame, name, chans)
+        local, trans = np.eye(3), np.zeros(3)
+        for ch, v in zip(chans, vals):
+            if ch.endswith("rotation"):
+                local = local @ _rot(ch[0], float(v))
+            else:
+                trans["XYZ".index(ch[0])] = float(v)
+        off = np.array(mocap.joint_offset(name), dtype=np.float64)
+        parent = mocap.joint_parent(name)
+        if parent is None:
+            pos[name], rot[name] = trans + off, local
+        else:
+            pos[name] = pos[parent.name] + rot[parent.name] @ off
+            rot[name] = rot[parent.name] @ local
+    return pos
+
+
+def test_bvh_read_back_by_the_bvh_package_matches_our_fk_within_1mm(tmp_path):
+    rng = np.random.default_rng(3)
+    seqs = [0, 1, 2, 3, 5, 6, 7]                         # frame 4 was dropped by the pipeline
+    qs = {s: _q(rng) for s in seqs}
+    trans = {s: np.array([0.1 * s, 0.2, 3.0 + 0.05 * s], np.float32) for s in seqs}
+    session = record(str(tmp_path), seqs, lambda s: [_person(7, qs[s], trans[s])])
+    r = export(session, str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "out" / "cam0_track7.bvh"
+    assert r.stdout.split() == [str(path)]
+    assert "1 of 8 frames repeat the previous pose" in r.stderr
+    mocap = bvh.Bvh(path.read_text())
+    assert mocap.get_joints_names() == [JOINT_NAMES[j] for j in hierarchy_order()]
+    assert mocap.nframes == 8
+    assert mocap.frame_time == pytest.approx(PERIOD_NS / 1e9, rel=1e-6)
+    # one rotation channel per DoF (46 - 3 root DoFs + 6 root channels)
+    assert sum(len(mocap.joint_channels(n)) for n in mocap.get_joints_names()) == NUM_DOFS + 3
+    sk = generic_skeleton(HEIGHT)
+    worst = 0.0
+    for k in range(8):
+        s = k if k != 4 else 3                              # the gap holds frame 3
+        fk = forward_kinematics(qs[s].astype(np.float64), sk, root_m=trans[s].astype(np.float64))
+        ours = fk.joints_m @ CAMERA_TO_BVH.T
+        theirs = bvh_fk(mocap, k)
+        for j, name in enumerate(JOINT_NAMES):
+            worst = max(worst, float(np.linalg.norm(theirs[name] - ours[j])))
+    assert worst <= 1e-3, f"{worst * 1000:.3f} mm"
+
+
+def test_bvh_is_upright_for_an_upright_person(tmp_path):
+    q = np.zeros(NUM_DOFS, np.float32)
+    q[0] = np.pi                                          # SKEL mean pose: upright in the y-down frame
+    session = record(str(tmp_path), [0, 1], lambda s: [_person(1, q, np.array([0, 0, 3], np.float32))])
+    assert export(session, str(tmp_path / "o")).returncode == 0
+    pos = bvh_fk(bvh.Bvh((tmp_path / "o" / "cam0_track1.bvh").read_text()), 0)
+    assert pos["head"][1] > pos["pelvis"][1] > pos["talus_r"][1]
+
+
+def test_one_file_per_track(tmp_path):
+    rng = np.random.default_rng(0)
+    session = record(str(tmp_path), list(range(4)), lambda s: [
+        _person(1, _q(rng), np.zeros(3, np.float32)), _person(2, _q(rng), np.ones(3, np.float32))])
+    r = export(session, str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "o")) == ["cam0_track1.bvh", "cam0_track2.bvh"]
+
+
+def test_session_without_angles_or_translation_names_the_missing_field(tmp_path):
+    no_q = record(str(tmp_path / "a"), [0, 1], lambda s: [_person(1, None, np.zeros(3, np.float32))])
+    r = export(no_q, str(tmp_path / "o1"))
+    assert r.returncode == 2 and "joint angles (field q)" in r.stderr
+    no_t = record(str(tmp_path / "b"), [0, 1], lambda s: [_person(1, np.zeros(NUM_DOFS, np.float32), None)])
+    r = export(no_t, str(tmp_path / "o2"))
+    assert r.returncode == 2 and "pelvis translation (field trans_m)" in r.stderr
+    assert r.stderr.count("\n") == 1  # one line
