@@ -120,12 +120,19 @@ class RecordStage(Stage):
             self._thread.join()
         if self._ros2 is not None:
             self._ros2.close()
+            if self._rec is not None and self._rec.stats.frames == 0:
+                try:  # nothing recorded: the session folder goes, its ROS 2 file with it
+                    os.remove(self._ros2.path)
+                except OSError:
+                    pass
         if self._rec is not None:
             self._rec.close()
             s = self._rec.stats
-            if s.frames == 0:
+            if s.frames == 0 and not os.path.exists(self._rec.path):
                 print(f"record: no frame recorded; removed the empty session {self._rec.path}",
                       file=sys.stderr)
+            elif s.frames == 0:
+                print(f"record: no frame recorded in {self._rec.path}", file=sys.stderr)
             else:
                 print(f"record: {s.frames} frames ({s.video_frames} video) in {self._rec.path}; "
                       f"{self.buffer_drops} dropped by the writer buffer", file=sys.stderr)

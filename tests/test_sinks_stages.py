@@ -213,7 +213,7 @@ def test_a_source_failing_in_its_process_leaves_no_empty_session(tmp_path):
         sources=[SourceConfig(uri=str(bad))],
         runtime=RuntimeConfig(status_line=False, summary_at_exit=False),
         recorder=RecorderConfig(enabled=True, directory=str(tmp_path / "sessions"),
-                                session_name="run"))
+                                session_name="run", ros2=True))
     result = build_graph(cfg, chain=[], sinks=[RecordStage(cfg)]).run()
     assert result.exit_code == 2 and "source:cam0" in result.errors[0], result.errors
     assert not (tmp_path / "sessions" / "run").exists()
