@@ -108,6 +108,7 @@ class PoseSubscriber:
             raise TransportError(f"cannot connect to {self.endpoint}: {exc.strerror}; "
                                  "use tcp://HOST:PORT or ipc:///path") from None
         self._sock = s
+        self._heard_at = time.monotonic()  # silence is measured from here, across recv() calls
 
     def close(self) -> None:
         if self._sock is not None:
@@ -143,28 +144,29 @@ class PoseSubscriber:
         return self._sock.recv_multipart(flags)
 
     def recv(self, timeout_s: float | None = None) -> Received | None:
-        """Next valid message of any kind (None on timeout). Skips and counts malformed ones."""
+        """Next valid message of any kind (None on timeout). Skips and counts malformed ones.
+
+        Silence is counted from the last message heard, across calls, so a client polling with
+        short timeouts still re-creates a socket that libzmq gave up on (it never reconnects by
+        itself after a protocol error such as a message over ZMQ_MAXMSGSIZE)."""
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        silent_since = time.monotonic()
         while True:
             wait = 100 if deadline is None else max(0, min(100, int(1000 * (deadline - time.monotonic()))))
             parts = self._recv_parts(wait)
             now = time.monotonic()
             if parts is None:
-                if deadline is not None and now >= deadline:
-                    return None
-                if now - silent_since > self.reconnect_after_s:
+                if now - self._heard_at > self.reconnect_after_s:
                     self._sock.close()
                     self._connect()
                     self.stats.reconnects += 1
-                    silent_since = now
+                if deadline is not None and now >= deadline:
+                    return None
                 continue
-            recv_ns = time.time_ns()
-            got = self._handle(parts, recv_ns)
+            self._heard_at = now
+            got = self._handle(parts, time.time_ns())
             if got is not None:
                 return got
-            silent_since = now
 
     def _handle(self, parts: list[bytes], recv_ns: int) -> Received | None:
         self.stats.received += 1

@@ -23,7 +23,8 @@ class PublishStage(Stage):
             self._pub.wait_for_subscriber(self.cfg.wait_for_subscriber_s)
 
     def process(self, packet: Packet) -> Packet | None:
-        self._pub.publish(packet)
+        if not packet.events_only:  # one message per captured frame; `seq` never repeats
+            self._pub.publish(packet)
         return None
 
     def flush(self, stream_id: str) -> list[Packet]:

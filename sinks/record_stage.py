@@ -61,6 +61,8 @@ class RecordStage(Stage):
     def process(self, packet: Packet) -> Packet | None:
         if self._error is not None:
             raise self._error
+        if packet.events_only:  # end-of-stream events only: not a frame to record
+            return None
         image = None
         if self.needs_image and packet.image is not None:
             image = np.array(packet.image, copy=True)  # the ring slot is only valid during process
@@ -118,9 +120,20 @@ class RecordStage(Stage):
             self._thread.join()
         if self._ros2 is not None:
             self._ros2.close()
+            if self._rec is not None and self._rec.stats.frames == 0:
+                try:  # nothing recorded: the session folder goes, its ROS 2 file with it
+                    os.remove(self._ros2.path)
+                except OSError:
+                    pass
         if self._rec is not None:
             self._rec.close()
             s = self._rec.stats
-            print(f"record: {s.frames} frames ({s.video_frames} video) in {self._rec.path}; "
-                  f"{self.buffer_drops} dropped by the writer buffer", file=sys.stderr)
+            if s.frames == 0 and not os.path.exists(self._rec.path):
+                print(f"record: no frame recorded; removed the empty session {self._rec.path}",
+                      file=sys.stderr)
+            elif s.frames == 0:
+                print(f"record: no frame recorded in {self._rec.path}", file=sys.stderr)
+            else:
+                print(f"record: {s.frames} frames ({s.video_frames} video) in {self._rec.path}; "
+                      f"{self.buffer_drops} dropped by the writer buffer", file=sys.stderr)
             self._rec = None

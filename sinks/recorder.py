@@ -4,7 +4,9 @@ Layout of a session folder (`recorder.directory/<session_name>/`):
   poses.mcap       channel '/<stream>/pose' (msgpack 'frame' messages, byte-identical to what a
                    client receives), channel '/meta' (one 'meta' message); metadata records
                    'skelstream.config' (YAML), 'skelstream.versions', 'skelstream.meta',
-                   'skelstream.video.<stream>' (file, t0, time base), 'skelstream.stats' at close.
+                   'skelstream.video.<stream>' (file, t0, time base), 'skelstream.stats' at close
+                   (frames, and 'corrupt_skipped.<stream>': undecodable frames its source skipped
+                   up to the last recorded frame).
   <stream>.mp4     fragmented MP4 (H.264); frame pts = (capture_ns - t0_capture_ns) in us, so
                    video time t <-> pose capture_ns = t0 + t * 1e9.
 
@@ -100,6 +102,7 @@ class RecorderStats:
     video_frames: int = 0
     bytes_written: int = 0
     stopped_reason: str = ""
+    corrupt_skipped: dict[str, int] = field(default_factory=dict)  # per stream, from its source
 
 
 class SessionRecorder:
@@ -149,6 +152,7 @@ class SessionRecorder:
         self._check_disk(force=True)
         if not self.active and self.stats.stopped_reason:
             self._file.close()
+            self._remove_empty()
             raise RecorderError(self.stats.stopped_reason)
         self._writer = Writer(self._file, chunk_size=self.chunk_size,
                               compression=CompressionType.ZSTD)
@@ -183,6 +187,7 @@ class SessionRecorder:
                 ch = self._channels[fi.stream_id] = self._writer.register_channel(
                     pose_topic(fi.stream_id), "msgpack", 0, {"schema": str(SCHEMA_VERSION)})
             n = self._seq[fi.stream_id] = self._seq.get(fi.stream_id, 0) + 1
+            self.stats.corrupt_skipped[fi.stream_id] = fi.corrupt_skipped
             now = time.time_ns()
             payload = encode_frame(packet, n, now)
             self._writer.add_message(ch, fi.capture_utc_ns, payload, now, sequence=n)
@@ -262,7 +267,8 @@ class SessionRecorder:
                 s = self.stats
                 self._writer.add_metadata("skelstream.stats", {
                     "frames": str(s.frames), "video_frames": str(s.video_frames),
-                    "stopped_reason": s.stopped_reason})
+                    "stopped_reason": s.stopped_reason,
+                    **{f"corrupt_skipped.{sid}": str(n) for sid, n in s.corrupt_skipped.items()}})
                 self._writer.finish()
             self._file.close()
         except OSError as exc:
@@ -283,6 +289,27 @@ class SessionRecorder:
                 self._file.close()
             except OSError:
                 pass
+        if self._file is not None and self.stats.frames == 0:
+            self._remove_empty()
+
+    def _remove_empty(self) -> None:
+        """A session that never recorded a frame (the source failed, or stopped before its first
+        frame) holds only a header: remove it, and its folder when nothing else is in it."""
+        self._file = None
+        for v in self._videos.values():
+            _remove_quietly(v.path)
+        _remove_quietly(self.mcap_path)
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass  # the user's own files are in it: leave the folder
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 # ------------------------------------------------------------------------------------------

@@ -353,11 +353,40 @@ def _media_pts(v) -> float | None:
     return float(v)
 
 
-def _str_list(m: dict, key: str, n: int | None) -> list:
+def _is_bound(v) -> bool:
+    return v is None or type(v) in (int, float)
+
+
+def _list_of(m: dict, key: str, n: int | None, ok, what: str) -> list:
+    """meta field `key`: a list (of `n` entries if given) whose every entry passes `ok`; a
+    hostile publisher's nested lists or maps stop here, not in client code that hashes them."""
     v = _get(m, key, list, "meta")
     if n is not None and len(v) != n:
         raise SchemaError(f"meta: field '{key}' must have {n} entries")
+    if not all(ok(x) for x in v):
+        raise SchemaError(f"meta: every entry of '{key}' must be {what}")
     return v
+
+
+def _meta(m: dict) -> MetaMsg:
+    w = "meta"
+    joint_names = _list_of(m, "joint_names", None, lambda x: type(x) is str, "a string")
+    n_joints = len(joint_names)
+    units = _get(m, "units", dict, w)
+    if not all(type(k) is str and type(v) is str for k, v in units.items()):
+        raise SchemaError("meta: field 'units' must map strings to strings")
+    return MetaMsg(
+        _get(m, "stream", str, w), _get(m, "pub_seq", int, w), _get(m, "publish_utc_ns", int, w),
+        _list_of(m, "dof_names", NUM_DOFS, lambda x: type(x) is str, "a string"),
+        [None if x is None else float(x)
+         for x in _list_of(m, "dof_lower", NUM_DOFS, _is_bound, "a number or nil")],
+        [None if x is None else float(x)
+         for x in _list_of(m, "dof_upper", NUM_DOFS, _is_bound, "a number or nil")],
+        _list_of(m, "dof_joint", NUM_DOFS, lambda x: type(x) is int and 0 <= x < n_joints,
+                 "a joint index"), joint_names,
+        _list_of(m, "joint_parents", n_joints, lambda x: type(x) is int and -1 <= x < n_joints,
+                 "a joint index or -1"), units,
+        _get(m, "software", str, w), raw=m)
 
 
 def decode(payload: bytes) -> Message:
@@ -382,14 +411,7 @@ def decode(payload: bytes) -> Message:
                             _get(m, "publish_utc_ns", int, w), _get(m, "seq", int, w),
                             _get(m, "capture_ns", int, w), _get(m, "ended", bool, w))
     if kind == "meta":
-        w = "meta"
-        return MetaMsg(
-            _get(m, "stream", str, w), _get(m, "pub_seq", int, w),
-            _get(m, "publish_utc_ns", int, w), _str_list(m, "dof_names", NUM_DOFS),
-            _str_list(m, "dof_lower", NUM_DOFS), _str_list(m, "dof_upper", NUM_DOFS),
-            _str_list(m, "dof_joint", NUM_DOFS), _str_list(m, "joint_names", None),
-            _str_list(m, "joint_parents", None), _get(m, "units", dict, w),
-            _get(m, "software", str, w), raw=m)
+        return _meta(m)
     raise SchemaError(f"unknown message kind {kind!r}; expected one of {KINDS}")
 
 

@@ -25,6 +25,8 @@ class ViewerStage(Stage):
         print(f"viewer: open {self._viewer.url}", file=sys.stderr)
 
     def process(self, packet: Packet) -> Packet | None:
+        if packet.events_only:  # end-of-stream track events, not a captured frame
+            return None
         self._viewer.log_frame(frame_message(packet), packet.image)
         return None
 

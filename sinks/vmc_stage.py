@@ -29,6 +29,8 @@ class VmcStage(Stage):
         print(f"vmc: sending person '{self.cfg.person}' to {self.cfg.address}", file=sys.stderr)
 
     def process(self, packet: Packet) -> Packet | None:
+        if packet.events_only:  # end-of-stream track events, not a captured frame
+            return None
         self._sender.send_frame(frame_message(packet))
         return None
 

@@ -85,8 +85,13 @@ def run(argv: list[str] | None = None) -> int:
             raise PipelineError(f"replay is not available in this install ({exc})") from None
         return int(run_replay(args.replay, cfg, args.speed))
 
-    from stream.pipeline import build_graph
+    from stream.pipeline import build_graph, check_sources
 
+    problems = check_sources(cfg)  # before any stage loads a model; every bad source named
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    if problems:
+        return 2
     result = build_graph(cfg).run()
     for err in result.errors:
         print(f"error: {err}", file=sys.stderr)

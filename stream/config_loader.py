@@ -134,7 +134,9 @@ def explain(exc: ValidationError) -> str:
         return (f"unknown config key '{key}'; allowed keys under '{_dotted(loc[:-1])}': "
                 f"{allowed}")
     got = err.get("input")
-    got_txt = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+    # a validator's own message may already quote the value: say it once
+    shown = isinstance(got, (dict, list)) or f"(got {got!r})" in err["msg"]
+    got_txt = "" if shown else f" (got {got!r})"
     return f"invalid config value for '{key}': {err['msg']}{got_txt}"
 
 

@@ -4,7 +4,8 @@ Parent side (`Graph.run`): builds queues, metric rows and one child process per 
 (`Graph._create`: picklable settings only), starts consumers before producers, waits until every stage finished `setup()`, then supervises:
 prints the status line, restarts or stops on a crash, and turns Ctrl-C/SIGTERM into a two-level
 stop (first: sources stop and queues drain; second or after `drain_timeout_s`: abort). On every
-exit path it joins or kills every child and unlinks every ring, so nothing is orphaned or leaked.
+exit path it joins or kills every child and unlinks every ring, so nothing is orphaned or leaked;
+if the parent itself is killed, a small watchdog process (`stream/shm_watchdog.py`) unlinks them.
 
 Child side (`_run` -> `_run_stage` / `SourceStage.run`): imports and opens everything heavy,
 ignores SIGINT (the parent decides), watches the parent's liveness so it exits (and unlinks the
@@ -28,7 +29,9 @@ from typing import Any
 from stream.config import RuntimeConfig
 from stream.errors import PipelineError, StageCrashed, UserError
 from stream.metrics import DONE, FAILED, NF, READY, MetricsBoard, StageMeter, StatusPrinter
-from stream.queues import Control, Empty, EndStream, FrameQueue, Gone, QueueAborted, Stop
+from stream.queues import (Control, Empty, EndStream, FrameQueue, Gone, QueueAborted, QueueWriter,
+                           Stop)
+from stream import shm_watchdog
 from stream.shm_ring import MAX_CONSUMERS, ShmRing, unlink_by_name
 from stream.source_stage import SourceStage
 from stream.stage import Stage
@@ -118,7 +121,7 @@ class ChildContext:
     name: str
     row: int
     inq: FrameQueue | None
-    outs: list[FrameQueue]
+    outs: list[QueueWriter]
     n_upstream: int
     lossless: bool
     image_consumer: int              # this stage's column in the rings' done table, -1 if none
@@ -345,6 +348,7 @@ class _Node:
     n_upstream: int = 0
     image_consumer: int = -1
     restarts: int = 0
+    writer_index: dict[str, int] = field(default_factory=dict)  # downstream -> our writer there
     proc: Any = None
     stops_seen: Any = None
     seq_value: Any = None
@@ -391,6 +395,7 @@ class Graph:
                     raise PipelineError(f"stage '{node.name}' feeds unknown stage '{dst}'")
                 if self.nodes[dst].is_source:
                     raise PipelineError(f"stage '{node.name}' cannot feed source '{dst}'")
+                node.writer_index[dst] = self.nodes[dst].n_upstream
                 self.nodes[dst].n_upstream += 1
         n_img = 0
         for i, node in enumerate(self.nodes.values()):
@@ -403,7 +408,8 @@ class Graph:
                 continue
             if node.n_upstream == 0:
                 raise PipelineError(f"stage '{node.name}' has no upstream stage")
-            node.inq = FrameQueue(ctx, self.rt.queue_size, self.lossless, node.name)
+            node.inq = FrameQueue(ctx, self.rt.queue_size, self.lossless, node.name,
+                                  writers=node.n_upstream)
             if node.stage.needs_image:
                 if n_img >= MAX_CONSUMERS:
                     raise PipelineError(f"more than {MAX_CONSUMERS} stages read pixels")
@@ -421,7 +427,8 @@ class Graph:
     def _context(self, node: _Node) -> ChildContext:
         return ChildContext(
             name=node.name, row=node.row, inq=node.inq,
-            outs=[self.nodes[d].inq for d in node.to], n_upstream=node.n_upstream,
+            outs=[self.nodes[d].inq.writer(node.writer_index[d]) for d in node.to],
+            n_upstream=node.n_upstream,
             lossless=self.lossless, image_consumer=node.image_consumer,
             image_consumers=[n.image_consumer for n in self.nodes.values() if n.image_consumer >= 0],
             ring_name=node.ring_name() if node.is_source else "",
@@ -448,6 +455,7 @@ class Graph:
         self._events = EventPipe(self._ctx)
         self._stop, self._abort = Flag(self._ctx), Flag(self._ctx)
         _unlink_stale_rings()
+        self._watchdog = shm_watchdog.start(self._token + "_")  # unlinks the rings if we die
         self._signals = 0
         self._warnings: list[str] = []
         self._fatal = EXIT_OK  # set to the exit code when the run must stop
@@ -603,6 +611,7 @@ class Graph:
             if n.inq is not None:
                 n.inq.close()
         self._events.close()
+        shm_watchdog.stop(self._watchdog)
 
 
 def _exit_text(code: int | None) -> str:

@@ -2,9 +2,9 @@
 
 Each stage process owns one row of a lock-free shared float64 table (only it writes its row) and
 publishes windowed figures every `interval_s`: fps, processing time and end-to-end latency
-(capture -> end of this stage) p50/p99 in ms, frames in/out, drops, errors. The parent reads the
-table to print a one-line status and, at exit, a summary from the totals each stage writes when it
-closes.
+(capture -> end of this stage) p50/p99 in ms, frames in/out, drops, errors and (sources) the
+undecodable frames skipped. The parent reads the table to print a one-line status and, at exit,
+a summary from the totals each stage writes when it closes.
 """
 from __future__ import annotations
 
@@ -126,6 +126,8 @@ class MetricsBoard:
                 txt += f" drop {int(s['drops'] + s['stale'])}"
             if s["errors"]:
                 txt += f" err {int(s['errors'])}"
+            if s["corrupt"]:
+                txt += f" corrupt {int(s['corrupt'])}"
             parts.append(txt)
         last = self.all()[-1]
         if not np.isnan(last["lat_p50_ms"]):
@@ -135,7 +137,8 @@ class MetricsBoard:
     def summary(self) -> str:
         """Multi-line table of whole-run figures per stage."""
         head = (f"{'stage':<18}{'in':>8}{'out':>8}{'drops':>7}{'stale':>7}{'err':>5}"
-                f"{'restart':>8}{'fps':>8}{'proc p50/p99 ms':>18}{'latency p50/p99 ms':>21}")
+                f"{'restart':>8}{'fps':>8}{'proc p50/p99 ms':>18}{'latency p50/p99 ms':>21}"
+                f"{'corrupt':>9}")
         lines = ["run summary:", head]
         for s in self.all():
             lines.append(
@@ -143,7 +146,8 @@ class MetricsBoard:
                 f"{int(s['drops']):>7}{int(s['stale']):>7}{int(s['errors']):>5}"
                 f"{int(s['restarts']):>8}{s['all_fps']:>8.1f}"
                 f"{s['all_proc_p50_ms']:>9.2f}/{s['all_proc_p99_ms']:<8.2f}"
-                f"{s['all_lat_p50_ms']:>11.2f}/{s['all_lat_p99_ms']:<9.2f}")
+                f"{s['all_lat_p50_ms']:>11.2f}/{s['all_lat_p99_ms']:<9.2f}"
+                f"{int(s['corrupt']):>9}")
         return "\n".join(lines)
 
 

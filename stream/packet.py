@@ -52,6 +52,7 @@ class FrameInfo:
     ring: str = ""              # shared-memory ring name ("" = no pixels)
     slot: int = -1              # slot index in that ring
     last: bool = False          # end of a finite source (file ended): flush per-stream state
+    corrupt_skipped: int = 0    # undecodable frames/packets the source skipped so far (this stream)
 
     def __reduce__(self):
         return _positional(self)
@@ -105,6 +106,8 @@ class Packet:
     detection_scores: np.ndarray | None = None  # (N,) float32
     timings_ns: dict[str, int] = field(default_factory=dict)  # stage name -> processing time
     image: np.ndarray | None = None      # (H, W, 3) uint8 BGR view; attached by the runtime, never pickled
+    events_only: bool = False            # end-of-stream track events, not a captured frame: stages
+                                         # apply the events, sinks neither publish nor record it
 
     def __reduce__(self):
         return _positional(self, skip="image")  # the pixel view lives in shared memory

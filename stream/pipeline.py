@@ -11,7 +11,7 @@ import sys
 from typing import Any, Callable
 
 from stream.config import PipelineConfig
-from stream.errors import ConfigError, PipelineError
+from stream.errors import ConfigError, PipelineError, SourceError
 from stream.graph import Graph
 from stream.source_stage import DEFAULT_OPENER, SourceStage
 from stream.stage import Stage
@@ -102,10 +102,29 @@ def build_stages(cfg: PipelineConfig, registry: dict[str, str] | None = None,
     return chain, sinks
 
 
+def check_sources(cfg: PipelineConfig) -> list[str]:
+    """Cheap checks of every source in the parent (missing file, unknown scheme, no webcam node),
+    so a bad --source fails in a moment instead of after every stage has loaded its models.
+    Returns one line per bad source, `source:<stream id>: <problem and fix>`."""
+    from stream.sources.factory import check_source
+
+    problems = []
+    for sid, src_cfg in zip(stream_ids(cfg), cfg.sources):
+        try:
+            check_source(src_cfg)
+        except SourceError as exc:
+            problems.append(f"source:{sid}: {exc}")
+    return problems
+
+
 def build_graph(cfg: PipelineConfig, chain: list[Stage] | None = None,
                 sinks: list[Stage] | None = None, opener: str = DEFAULT_OPENER,
                 status_stream=None) -> Graph:
     """Wire sources -> chain (in order) -> every sink. `chain`/`sinks` default to the registry."""
+    problems = check_sources(cfg) if opener == DEFAULT_OPENER else []  # tests: own URI forms
+    if problems:
+        more = f" (and {len(problems) - 1} more bad sources)" if len(problems) > 1 else ""
+        raise SourceError(problems[0] + more)
     if chain is None or sinks is None:
         c, s = build_stages(cfg)
         chain = c if chain is None else chain

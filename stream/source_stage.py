@@ -89,11 +89,14 @@ class SourceStage:
                 except SourceError as exc:  # still deliver the frame we already have
                     failure = exc
             frame, seq, slot, t_copy = cur
+            corrupt = int(src.stats.corrupt_skipped)
+            meter.set("corrupt", corrupt)  # live, so the status line shows damage as it happens
             pkt = Packet(FrameInfo(
                 stream_id=self.stream_id, seq=seq, capture_ns=int(frame.capture_ns),
                 capture_utc_ns=int(frame.capture_utc_ns), width=ring.width, height=ring.height,
                 media_pts_s=frame.media_pts_s, ring=ring.name, slot=slot,
-                last=lookahead and following is None and failure is None))
+                last=lookahead and following is None and failure is None,
+                corrupt_skipped=corrupt))
             pkt.timings_ns[self.name] = t_copy
             meter.add("frames_in")
             if ctx.emit(pkt, block=block):

@@ -81,6 +81,13 @@ def test_bad_keys_and_values_name_the_key_and_what_is_allowed(override, message)
     assert "\n" not in str(err.value)
 
 
+def test_a_value_quoted_by_its_validator_is_shown_once():
+    with pytest.raises(ConfigError) as err:
+        load_config(DEFAULT_CONFIG, ["publisher.endpoint=udp://1.2.3.4:5"])
+    assert str(err.value).count("(got 'udp://1.2.3.4:5')") == 1
+    assert "must start with tcp:// or ipc://" in str(err.value)
+
+
 def test_config_file_errors(tmp_path: Path):
     with pytest.raises(ConfigError, match="config file .* not found"):
         read_yaml(tmp_path / "nope.yaml")

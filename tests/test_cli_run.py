@@ -75,6 +75,25 @@ def test_missing_file_source_is_a_user_error(tmp_path: Path):
     assert_user_error(res, "source:cam0")
 
 
+def test_missing_source_fails_before_any_stage_starts(tmp_path: Path, capsys):
+    """Checked in the parent before any model loads: within 2 s (in this process, so the
+    interpreter's start-up is not counted), and no session folder is left behind."""
+    import time
+
+    from stream.cli import main
+
+    t0 = time.monotonic()
+    code = main(["--source", str(tmp_path / "nonexistent.mp4"), "--set", "recorder.enabled=true",
+                 "--set", f"recorder.directory={tmp_path / 'sessions'}",
+                 "--set", "runtime.status_line=false", "--set", "runtime.summary_at_exit=false"])
+    took = time.monotonic() - t0
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith("error: source:cam0: video file not found")
+    assert took < 2.0, f"took {took:.1f} s: the stages started before the source was checked"
+    assert not (tmp_path / "sessions").exists() or not os.listdir(tmp_path / "sessions")
+
+
 @needs_shared(VTEST)
 @pytest.mark.slow
 @pytest.mark.timeout(1200)

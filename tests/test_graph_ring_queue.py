@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 
 import numpy as np
@@ -136,5 +137,58 @@ def test_lossless_queue_blocks_instead_of_dropping():
     with pytest.raises(QueueAborted):
         for i in range(10):
             q.put(("x", i), should_abort=lambda: True)
+    q.close_reader()
+    q.close()
+
+
+def _big_producer(w, tag: int, n: int) -> None:
+    for i in range(n):  # ~20 KB each: several PIPE_BUF chunks that interleave with the others'
+        w.put((tag, i, bytes([tag]) * (20_000 + 97 * i)), block=True)
+    w.put(Stop())
+
+
+def _mapped_semaphores() -> set[str]:
+    with open("/proc/self/maps") as f:
+        return {line.split()[-1] for line in f if "/dev/shm/sem." in line}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc")
+def test_queue_needs_no_lock_and_keeps_big_items_of_concurrent_writers_whole():
+    before = _mapped_semaphores()
+    q = FrameQueue(CTX, maxsize=4, lossless=True, name="t", writers=3)
+    assert _mapped_semaphores() == before  # no named semaphore to leak after kill -9
+    procs = [CTX.Process(target=_big_producer, args=(q.writer(k), k + 1, 30), daemon=True)
+             for k in range(3)]
+    for p in procs:
+        p.start()
+    got, stops = {1: [], 2: [], 3: []}, 0
+    while stops < 3:
+        it = q.get(timeout=30)
+        if isinstance(it, Stop):
+            stops += 1
+            continue
+        tag, i, blob = it
+        assert blob == bytes([tag]) * (20_000 + 97 * i)  # never a chunk of another item
+        got[tag].append(i)
+    for p in procs:
+        p.join(30)
+    assert got == {k: list(range(30)) for k in (1, 2, 3)}  # each writer's order kept
+    assert q.drops == 0 and q.in_flight == 0
+    q.close_reader()
+    q.close()
+
+
+def test_half_item_of_a_killed_writer_is_dropped_when_its_successor_writes():
+    from stream.queues import _CHUNK, _FIRST, _LAST
+
+    q = FrameQueue(CTX, maxsize=4, lossless=False, name="t", writers=2)
+    fd = q._w.fileno()
+    os.write(fd, _CHUNK.pack(1, _FIRST, 3) + b"abc")  # writer 1 died after its first chunk
+    q.writer(0).put(("a", 0))
+    q.writer(1).put(("b", 0))                          # its restarted successor
+    assert [q.get(1.0), q.get(1.0)] == [("a", 0), ("b", 0)]
+    with pytest.raises(Exception):
+        q.get(0.05)
+    assert _LAST == 2
     q.close_reader()
     q.close()

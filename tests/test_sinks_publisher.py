@@ -1,6 +1,7 @@
 """Publisher and PoseSubscriber over real ZeroMQ sockets (tcp and ipc on this machine)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -36,6 +37,25 @@ def drain(sub: PoseSubscriber, timeout_s: float = 0.5) -> list:
     while (r := sub.recv(timeout_s)) is not None:
         out.append(r)
     return out
+
+
+@contextlib.contextmanager
+def raw_pub(endpoint: str):
+    """A bare ZeroMQ PUB socket: a publisher that sends whatever a test (or an attacker) wants."""
+    s = zmq.Context.instance().socket(zmq.PUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.bind(endpoint)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def cli_viewer(endpoint: str) -> subprocess.Popen:
+    """`python -m sinks.client` as a user starts it: exits after 3 frames or 10 s of silence."""
+    return subprocess.Popen([sys.executable, "-m", "sinks.client", endpoint, "--count", "3",
+                             "--timeout", "10"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def wait_subscribed(pub: Publisher, n: int = 1, timeout_s: float = 3.0) -> None:
@@ -166,39 +186,74 @@ def test_conflated_endpoint_keeps_latest_only():
 
 def test_wrong_schema_version_raises_in_client():
     endpoint = ep()
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.PUB)
-    s.setsockopt(zmq.LINGER, 0)
-    s.bind(endpoint)
-    try:
-        with PoseSubscriber(endpoint) as sub:
-            time.sleep(0.3)
-            s.send_multipart([topic_for("cam0"), msgpack.packb({"schema": 99, "kind": "frame"})])
-            with pytest.raises(SchemaVersionError, match="version 99"):
-                sub.recv(3.0)
-    finally:
-        s.close()
+    with raw_pub(endpoint) as s, PoseSubscriber(endpoint) as sub:
+        time.sleep(0.3)
+        s.send_multipart([topic_for("cam0"), msgpack.packb({"schema": 99, "kind": "frame"})])
+        with pytest.raises(SchemaVersionError, match="version 99"):
+            sub.recv(3.0)
 
 
 def test_client_skips_garbage_and_keeps_going():
     endpoint = ep()
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.PUB)
-    s.setsockopt(zmq.LINGER, 0)
-    s.bind(endpoint)
     from sinks.schema import encode_frame
-    try:
-        with PoseSubscriber(endpoint) as sub:
-            time.sleep(0.3)
-            s.send_multipart([b"cam0\x00", b"\xc1garbage"])
-            s.send_multipart([b"cam0\x00"])  # one part only
-            s.send_multipart([b"x\x00", encode_frame(synthetic_packet("cam0", 0, 1), 1, 0)])
-            s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", 5, 1), 2, 0)])
-            r = sub.recv(3.0)
-    finally:
-        s.close()
+    with raw_pub(endpoint) as s, PoseSubscriber(endpoint) as sub:
+        time.sleep(0.3)
+        s.send_multipart([b"cam0\x00", b"\xc1garbage"])
+        s.send_multipart([b"cam0\x00"])  # one part only
+        s.send_multipart([b"x\x00", encode_frame(synthetic_packet("cam0", 0, 1), 1, 0)])
+        s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", 5, 1), 2, 0)])
+        r = sub.recv(3.0)
     assert r is not None and r.msg.seq == 5
     assert sub.stats.malformed == 3
+
+
+def _hostile_metas() -> list[bytes]:
+    """Meta messages that pass a length-only check: entries that are lists or maps, not names."""
+    from sinks.schema import encode_meta
+
+    good = msgpack.unpackb(encode_meta("cam0", 1, 0))
+    out = []
+    for key, val in (("dof_names", [[i] for i in range(46)]), ("dof_names", [{"a": 1}] * 46),
+                     ("dof_lower", ["x"] * 46), ("joint_parents", [[0]] * 24),
+                     ("dof_joint", [99] * 46), ("units", {"q": [1]})):
+        out.append(msgpack.packb(dict(good, **{key: val}), use_bin_type=True))
+    return out
+
+
+def test_client_skips_hostile_meta_and_keeps_going():
+    endpoint = ep()
+    from sinks.schema import encode_frame
+    with raw_pub(endpoint) as s, PoseSubscriber(endpoint) as sub:
+        time.sleep(0.3)
+        for payload in _hostile_metas():
+            s.send_multipart([b"cam0\x00", payload])
+        s.send_multipart([b"cam0\x00", encode_frame(synthetic_packet("cam0", 5, 1), 9, 0)])
+        r = sub.recv(3.0)
+    assert r is not None and r.msg.seq == 5
+    assert sub.stats.malformed == 6 and sub.meta is None
+    assert sub.dof_index["knee_angle_r"] == 6  # the built-in table still serves
+
+
+def test_cli_live_view_survives_hostile_meta():
+    endpoint = ep()
+    proc = cli_viewer(endpoint)
+    from sinks.schema import encode_frame
+    try:
+        with raw_pub(endpoint) as s:
+            i, deadline = 0, time.monotonic() + 20
+            while proc.poll() is None and time.monotonic() < deadline:
+                for payload in _hostile_metas():
+                    s.send_multipart([b"cam0\x00", payload])
+                i += 1
+                s.send_multipart([b"cam0\x00",
+                                  encode_frame(synthetic_packet("cam0", i, 1), i, 0)])
+                time.sleep(0.05)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "[cam0] seq" in out
+    assert "malformed 0" not in err and "malformed" in err
 
 
 def test_publisher_restart_is_not_a_drop_and_client_reconnects():
@@ -217,6 +272,41 @@ def test_publisher_restart_is_not_a_drop_and_client_reconnects():
                 assert seqs == list(range(seqs[0], seqs[0] + 5))
                 drain(sub, 0.2)
         assert sub.stats.restarts == 1 and sub.stats.dropped == 0
+
+
+def test_polling_client_reconnects_after_libzmq_drops_the_connection():
+    """An over-size message makes libzmq drop the connection for good; a client polling with
+    short timeouts must still notice the silence and reconnect within reconnect_after_s + 1 s."""
+    endpoint, reconnect_after_s = ep(), 1.0
+    from sinks.schema import MAX_MESSAGE_BYTES, encode_heartbeat
+    i = 0
+
+    def beat() -> None:  # valid heartbeats every 50 ms, as a publisher with nobody in view
+        nonlocal i
+        i += 1
+        s.send_multipart([b"cam0\x00", encode_heartbeat("cam0", i, time.time_ns())])
+
+    with raw_pub(endpoint) as s:
+        with PoseSubscriber(endpoint, reconnect_after_s=reconnect_after_s) as sub:
+            deadline = time.monotonic() + 10
+            while sub.stats.heartbeats == 0 and time.monotonic() < deadline:
+                beat()
+                sub.recv(0.05)
+            assert sub.stats.heartbeats > 0, "client never connected"
+            s.send_multipart([b"cam0\x00", b"\x00" * (2 * MAX_MESSAGE_BYTES)])
+            dropped_at, heard = time.monotonic(), sub.stats.heartbeats
+            time.sleep(0.3)  # let libzmq drop the connection; what was in flight is read below
+            while sub.recv(0.0) is not None:
+                heard = sub.stats.heartbeats
+            back_at = None
+            while time.monotonic() < dropped_at + reconnect_after_s + 4:
+                beat()
+                if sub.recv(0.2) is not None and sub.stats.heartbeats > heard:
+                    back_at = time.monotonic()
+                    break
+    assert back_at is not None, "the polling client never reconnected"
+    assert back_at - dropped_at < reconnect_after_s + 1.0
+    assert sub.stats.reconnects >= 1
 
 
 def test_curve_authenticated_client_only(tmp_path):
@@ -250,9 +340,7 @@ def test_curve_missing_key_file_is_user_error(tmp_path):
 
 def test_cli_live_view_prints_readable_frames():
     endpoint = ep()
-    proc = subprocess.Popen([sys.executable, "-m", "sinks.client", endpoint, "--count", "3",
-                             "--timeout", "10"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = cli_viewer(endpoint)
     try:
         with Publisher(PublisherConfig(endpoint=endpoint)) as pub:
             deadline = time.monotonic() + 15

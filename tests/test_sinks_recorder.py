@@ -81,6 +81,20 @@ def test_low_disk_space_refuses_start_and_stops_cleanly(tmp_path, capsys):
     assert "min_free_disk_mb" in d.metadata["skelstream.stats"]["stopped_reason"]
 
 
+def test_a_session_without_frames_leaves_no_folder(tmp_path, capsys):
+    SessionRecorder(str(tmp_path), "empty").open().close()
+    assert not (tmp_path / "empty").exists()
+    with pytest.raises(RecorderError, match="min_free_disk_mb"):
+        SessionRecorder(str(tmp_path), "full", min_free_disk_mb=1e12).open()
+    assert not (tmp_path / "full").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's own file")
+    SessionRecorder(str(tmp_path), "mine").open().close()
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]  # only what the recorder made goes
+    _record(tmp_path, n=1)
+    assert read_session(str(tmp_path / "s")).complete  # one frame: the session stays
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
     mnt = tmp_path / "tiny"

@@ -181,3 +181,36 @@ def test_per_dof_predicted_flag_round_trips_and_is_optional():
     bad["persons"][0]["q_predicted"] = b"\x02" * 46
     with pytest.raises(SchemaError, match="q_predicted"):
         decode(msgpack.packb(bad))
+
+
+_META = msgpack.unpackb(encode_meta("cam0", 1, 5))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(sorted(_META)), _json, min_size=1, max_size=4),
+       st.sampled_from(["dof_names", "dof_lower", "dof_upper", "dof_joint", "joint_names",
+                        "joint_parents"]),
+       st.lists(_json, min_size=1, max_size=3), st.integers(0, 45))
+def test_fuzz_meta_fields(replaced, key, entries, at):
+    """A valid meta with fields replaced by anything, or list entries swapped for lists, maps,
+    numbers: either SchemaError, or a meta whose every field a client uses is well typed."""
+    m = dict(_META, **replaced)
+    if isinstance(m.get(key), list) and m[key]:
+        m[key] = list(m[key])
+        for j, e in enumerate(entries):
+            m[key][(at + j) % len(m[key])] = e
+    try:
+        meta = decode(msgpack.packb(m, use_bin_type=True))
+    except SchemaError:
+        return
+    assert isinstance(meta, MetaMsg)
+    assert len(meta.dof_names) == 46 and all(type(n) is str for n in meta.dof_names)
+    assert {n: i for i, n in enumerate(meta.dof_names)}  # what PoseSubscriber builds from it
+    for bounds in (meta.dof_lower, meta.dof_upper):
+        assert len(bounds) == 46 and all(b is None or type(b) is float for b in bounds)
+    n = len(meta.joint_names)
+    assert all(type(j) is str for j in meta.joint_names)
+    assert all(type(j) is int and 0 <= j < n for j in meta.dof_joint)
+    assert len(meta.joint_parents) == n and all(-1 <= j < n for j in meta.joint_parents)
+    assert all(type(k) is str and type(v) is str for k, v in meta.units.items())
+    assert type(meta.software) is str and type(meta.stream) is str

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import VTEST, needs_shared
 from engines.skel.dofs import DOF_NAMES
 from sinks.client import PoseSubscriber
 from sinks.config import PublisherConfig, RecorderConfig
@@ -25,6 +26,7 @@ from stream.config import PipelineConfig, RuntimeConfig
 from stream.errors import RecorderError
 from stream.packet import Packet
 from stream.pipeline import build_graph
+from stream.source_stage import DEFAULT_OPENER
 from stream.sources.config import SourceConfig
 from stream.stage import Stage
 
@@ -58,6 +60,24 @@ def _collect(sub: PoseSubscriber, out: list, stop: threading.Event) -> None:
                 return
 
 
+def _run_subscribed(cfg: PipelineConfig, chain: list[Stage], opener: str = DEFAULT_OPENER):
+    """Run chain -> {publish, record} while a client collects every message: (result, got)."""
+    got: list = []
+    stop = threading.Event()
+    sub = PoseSubscriber(cfg.publisher.endpoint)
+    t = threading.Thread(target=_collect, args=(sub, got, stop))
+    t.start()
+    try:
+        result = build_graph(cfg, chain=chain, sinks=[PublishStage(cfg), RecordStage(cfg)],
+                             opener=opener).run()
+        t.join(10)
+    finally:
+        stop.set()
+        t.join()
+        sub.close()
+    return result, got
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     """Run source -> persons -> {publish, record(+video)} once; share the session."""
@@ -69,19 +89,7 @@ def session(tmp_path_factory):
         publisher=PublisherConfig(endpoint=endpoint, wait_for_subscriber_s=5.0),
         recorder=RecorderConfig(enabled=True, directory=str(tmp), session_name="run",
                                 video=True, video_gop_frames=15))
-    got: list = []
-    stop = threading.Event()
-    sub = PoseSubscriber(endpoint)
-    t = threading.Thread(target=_collect, args=(sub, got, stop))
-    t.start()
-    try:
-        result = build_graph(cfg, chain=[PersonsStage()],
-                             sinks=[PublishStage(cfg), RecordStage(cfg)], opener=OPENER).run()
-        t.join(10)
-    finally:
-        stop.set()
-        t.join()
-        sub.close()
+    result, got = _run_subscribed(cfg, [PersonsStage()], OPENER)
     assert result.exit_code == 0, result.errors
     return cfg, os.path.join(str(tmp), "run"), got
 
@@ -196,6 +204,21 @@ def test_record_stage_unwritable_directory_is_user_error(tmp_path):
         RecordStage(cfg).setup()
 
 
+def test_a_source_failing_in_its_process_leaves_no_empty_session(tmp_path):
+    """A file that exists passes the parent's check but cannot be decoded: the run exits 2 and
+    the recorder, which never got a frame, removes the session folder it had opened."""
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(os.urandom(4096))
+    cfg = PipelineConfig(
+        sources=[SourceConfig(uri=str(bad))],
+        runtime=RuntimeConfig(status_line=False, summary_at_exit=False),
+        recorder=RecorderConfig(enabled=True, directory=str(tmp_path / "sessions"),
+                                session_name="run", ros2=True))
+    result = build_graph(cfg, chain=[], sinks=[RecordStage(cfg)]).run()
+    assert result.exit_code == 2 and "source:cam0" in result.errors[0], result.errors
+    assert not (tmp_path / "sessions" / "run").exists()
+
+
 def test_record_stage_buffer_drops_oldest_without_blocking(tmp_path):
     cfg = PipelineConfig(recorder=RecorderConfig(enabled=True, directory=str(tmp_path),
                                                  queue_frames=4))
@@ -267,3 +290,27 @@ def test_kill_9_of_the_whole_run_loses_under_1s(tmp_path):
     with av.open(str(tmp_path / "k" / "cam0.mp4")) as c:
         pts = [f.pts for f in c.decode(video=0)]
     assert len(pts) > 20 and pts == sorted(pts)
+
+
+@needs_shared(VTEST)
+def test_one_message_per_frame_over_zeromq_and_in_the_recording(tmp_path):
+    """The tracker's end-of-stream packet (REMOVED events for the last tracks, the last frame's
+    seq) is applied downstream but neither published nor recorded: `seq` never repeats."""
+    from tracking.stage import DetectTrackStage
+
+    endpoint = ep()
+    n_frames = 40
+    cfg = PipelineConfig(
+        sources=[SourceConfig(uri=str(VTEST), mode="lossless", pace="fast", max_frames=n_frames)],
+        runtime=RuntimeConfig(status_line=False, summary_at_exit=False, lossless=True),
+        publisher=PublisherConfig(endpoint=endpoint, wait_for_subscriber_s=5.0),
+        recorder=RecorderConfig(enabled=True, directory=str(tmp_path), session_name="run"))
+    res, got = _run_subscribed(cfg, [DetectTrackStage(cfg)])
+    assert res.exit_code == 0, res.errors
+    assert isinstance(got[-1], HeartbeatMsg) and got[-1].ended
+    seqs = [m.seq for m in got if isinstance(m, FrameMsg)]
+    assert seqs and seqs[-1] == n_frames - 1       # vtest has walkers in view at the end
+    assert seqs == sorted(set(seqs))               # no frame published twice
+    assert all(0 <= s < n_frames for s in seqs)
+    recorded = [decode(d) for d in read_session(str(tmp_path / "run")).frames()]
+    assert [m.seq for m in recorded] == list(range(n_frames))  # every frame once, nothing more

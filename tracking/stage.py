@@ -208,7 +208,7 @@ class DetectTrackStage(Stage):
         if not events or st.last_frame is None:
             return []
         fi = replace(st.last_frame, ring="", slot=-1, last=True)
-        return [Packet(frame=fi, events=events)]
+        return [Packet(frame=fi, events=events, events_only=True)]  # seq is not a new frame
 
     def close(self) -> None:
         if self._worker is not None:
