@@ -1,10 +1,13 @@
-"""Export a session: OpenSim `.mot` per track, and every field as CSV and/or Parquet.
+"""Export a session: OpenSim `.mot` / `.trc` per track, and every field as CSV and/or Parquet.
 
-    python -m sinks.export SESSION --out DIR [--format mot,csv,parquet,bvh,ros2]
+    python -m sinks.export SESSION --out DIR [--format mot,trc,csv,parquet,bvh,ros2]
+                           [--opensim-model pose2sim|rajagopal|skel]
 
-.mot: one file per (stream, track), `<stream>_track<id>.mot`; columns `time` (s since the
-session's first frame) and the 46 SKEL DoF names (OpenSim coordinate names), in degrees
-(`inDegrees=yes`). Rows where the track had no pose are left out.
+.mot: one file per (stream, track), `<stream>_track<id>.mot`: `time` (s: a file's presentation
+time when every frame has one, else capture time since the session's first frame) and the chosen
+OpenSim model's coordinates, pelvis orientation and translation in the session's gravity-aligned
+world frame (y up; degrees, metres; sinks/opensim_mot.py, sinks/world_frame.py). .trc: Pose2Sim's BlazePose marker names, world
+frame, metres (sinks/trc.py). Rows where the track had no pose are left out.
 .bvh: one file per (stream, track), the SKEL tree as hierarchy (`sinks/bvh_export.py`).
 ros2: `ros2.mcap`, ROS 2 JointState / TF / MarkerArray channels (`sinks/ros2_mcap.py`).
 Table (`poses.csv` / `poses.parquet`): one row per person per frame; angles in radians, units in
@@ -23,18 +26,7 @@ from sinks.replay import load_frames
 from sinks.schema import FrameMsg
 from stream.errors import RecorderError, UserError, require
 
-
-def write_mot(path: str, name: str, time_s: np.ndarray, q_rad: np.ndarray) -> None:
-    """OpenSim Storage (.mot): `time_s` (N,) s, `q_rad` (N, 46) radians -> degrees on disk."""
-    deg = np.rad2deg(np.asarray(q_rad, np.float64))
-    with open(path, "w", newline="\n") as f:
-        f.write(f"{name}\nversion=1\nnRows={len(time_s)}\nnColumns={NUM_DOFS + 1}\n"
-                "inDegrees=yes\n\nUnits are S.I. units (second, meters, Newtons, ...)\n"
-                "Angles are in degrees (SKEL joint angles, exported by skelstream).\n\n"
-                "endheader\n")
-        f.write("time\t" + "\t".join(DOF_NAMES) + "\n")
-        for t, row in zip(time_s, deg):
-            f.write(f"{t:.6f}\t" + "\t".join(f"{v:.6f}" for v in row) + "\n")
+OPENSIM_MODELS = ("pose2sim", "rajagopal", "skel")  # sinks/opensim_mot.py TARGETS
 
 
 def read_mot(path: str) -> tuple[list[str], np.ndarray]:
@@ -47,21 +39,21 @@ def read_mot(path: str) -> tuple[list[str], np.ndarray]:
     return cols, np.array(rows, np.float64).reshape(-1, len(cols))
 
 
-def export_mot(frames: list[FrameMsg], out_dir: str, t0_ns: int) -> list[str]:
-    tracks: dict[tuple[str, int], list[tuple[float, np.ndarray]]] = {}
-    for f in frames:
-        for p in f.persons:
-            if p.q is not None:
-                tracks.setdefault((f.stream, p.track_id), []).append(
-                    ((f.capture_ns - t0_ns) / 1e9, p.q))
-    paths = []
-    for (sid, tid), rows in sorted(tracks.items()):
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in sid)
-        path = os.path.join(out_dir, f"{safe}_track{tid}.mot")
-        write_mot(path, f"{sid} track {tid}", np.array([r[0] for r in rows]),
-                  np.stack([r[1] for r in rows]))
-        paths.append(path)
-    return paths
+def export_opensim(session: str, frames: list[FrameMsg], out_dir: str, t0_ns: int,
+                   formats: tuple[str, ...], opensim_model: str) -> list[str]:
+    """.mot / .trc per track, in the session's world frame (sinks/world_frame.py)."""
+    from engines.skel.kinematics import generic_skeleton
+    from sinks.opensim_mot import TARGETS, export_mot, track_series
+    from sinks.recorder import read_session
+    from sinks.trc import export_trc
+    from sinks.world_frame import body_height_m, resolve_world_frames, session_config
+
+    metadata = read_session(session).metadata
+    series = track_series(frames, t0_ns)
+    worlds = resolve_world_frames(session, frames, metadata, {s.stream for s in series})
+    skeleton = generic_skeleton(body_height_m(session_config(metadata)))
+    out = export_mot(series, worlds, out_dir, TARGETS[opensim_model], skeleton) if "mot" in formats else []
+    return out + (export_trc(series, worlds, out_dir, skeleton) if "trc" in formats else [])
 
 
 def _nan(a: np.ndarray | None, n: int) -> np.ndarray:
@@ -123,12 +115,14 @@ def frames_table(frames: list[FrameMsg], t0_ns: int):
     return pa.Table.from_arrays(data, schema=pa.schema(fields))
 
 
-def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot", "csv", "parquet")
-                   ) -> list[str]:
+def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot", "csv", "parquet"),
+                   opensim_model: str = "pose2sim") -> list[str]:
     """Write the requested exports into `out_dir`; returns the files written."""
-    bad = set(formats) - {"mot", "csv", "parquet", "bvh", "ros2"}
+    bad = set(formats) - {"mot", "trc", "csv", "parquet", "bvh", "ros2"}
     if bad:
-        raise UserError(f"unknown export format(s) {sorted(bad)}; use mot, csv, parquet, bvh, ros2")
+        raise UserError(f"unknown export format(s) {sorted(bad)}; use mot, trc, csv, parquet, bvh, ros2")
+    if opensim_model not in OPENSIM_MODELS:
+        raise UserError(f"unknown --opensim-model {opensim_model!r}; use one of {', '.join(OPENSIM_MODELS)}")
     frames = load_frames(session)
     t0 = frames[0].capture_ns
     try:
@@ -136,8 +130,6 @@ def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot"
     except OSError as exc:
         raise RecorderError(f"cannot create export folder {out_dir} ({exc.strerror})") from None
     written: list[str] = []
-    if "mot" in formats:
-        written += export_mot(frames, out_dir, t0)
     if "bvh" in formats:
         from sinks.bvh_export import export_bvh
         from sinks.session_skeleton import recorded_config
@@ -160,6 +152,8 @@ def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot"
 
             written.append(os.path.join(out_dir, "poses.parquet"))
             pq.write_table(table, written[-1])
+    if "mot" in formats or "trc" in formats:  # last: a missing world frame stops only these
+        written += export_opensim(session, frames, out_dir, t0, formats, opensim_model)
     return written
 
 
@@ -168,10 +162,13 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("session", help="session folder or its poses.mcap")
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--format", default="mot,csv,parquet", help="comma list: mot,csv,parquet,bvh,ros2")
+    ap.add_argument("--format", default="mot,csv,parquet", help="comma list: mot,trc,csv,parquet,bvh,ros2")
+    ap.add_argument("--opensim-model", default="pose2sim", choices=OPENSIM_MODELS,
+                    help="coordinate names and conventions of the .mot (default: pose2sim)")
     a = ap.parse_args(argv)
     try:
-        files = export_session(a.session, a.out, tuple(x for x in a.format.split(",") if x))
+        files = export_session(a.session, a.out, tuple(x for x in a.format.split(",") if x),
+                               a.opensim_model)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

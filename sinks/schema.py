@@ -81,6 +81,7 @@ class FrameMsg:
     height: int
     intrinsics: Intrinsics | None
     persons: list[PersonMsg] = field(default_factory=list)
+    media_pts_s: float | None = None  # presentation time inside a file; None for live sources
     kind: str = "frame"
 
 
@@ -130,7 +131,7 @@ _packer = msgpack.Packer(use_bin_type=True, autoreset=True, default=_np_scalar)
 
 UNITS = {"q": "rad", "q_vel": "rad/s", "dof_lower": "rad", "dof_upper": "rad", "trans_m": "m",
          "bbox_xyxy": "px", "capture_ns": "ns (monotonic)", "capture_utc_ns": "ns (UTC epoch)",
-         "publish_utc_ns": "ns (UTC epoch)", "intrinsics": "px"}
+         "publish_utc_ns": "ns (UTC epoch)", "intrinsics": "px", "media_pts_s": "s"}
 FRAMES = {"trans_m": "OpenCV camera frame: x right, y down, z forward",
           "root_orient_wxyz": "pelvis orientation in the camera frame, unit quaternion (w, x, y, z)",
           "bbox_xyxy": "image pixels, x1 y1 x2 y2"}
@@ -189,7 +190,7 @@ def encode_frame(packet: Packet, pub_seq: int, publish_utc_ns: int) -> bytes:
     return _packer.pack({
         "schema": SCHEMA_VERSION, "kind": "frame", "stream": fi.stream_id, "pub_seq": pub_seq,
         "seq": fi.seq, "capture_ns": fi.capture_ns, "capture_utc_ns": fi.capture_utc_ns,
-        "width": fi.width, "height": fi.height,
+        "width": fi.width, "height": fi.height, "media_pts_s": fi.media_pts_s,
         "intrinsics": None if k is None else {"fx": float(k.fx), "fy": float(k.fy),
                                               "cx": float(k.cx), "cy": float(k.cy),
                                               "source": k.source},
@@ -331,6 +332,15 @@ def _intrinsics(k) -> Intrinsics | None:
                       _get(k, "cy", float, w), _get(k, "source", str, w))
 
 
+def _media_pts(v) -> float | None:
+    """Optional (absent in recordings made before it existed): nil or a number."""
+    if v is None:
+        return None
+    if type(v) not in (float, int):
+        raise SchemaError("frame: field 'media_pts_s' must be a number or nil")
+    return float(v)
+
+
 def _str_list(m: dict, key: str, n: int | None) -> list:
     v = _get(m, key, list, "meta")
     if n is not None and len(v) != n:
@@ -352,7 +362,8 @@ def decode(payload: bytes) -> Message:
             publish_utc_ns=_get(m, "publish_utc_ns", int, "frame"),
             width=_get(m, "width", int, "frame"), height=_get(m, "height", int, "frame"),
             intrinsics=_intrinsics(m.get("intrinsics")),
-            persons=[_person(p, i) for i, p in enumerate(persons)])
+            persons=[_person(p, i) for i, p in enumerate(persons)],
+            media_pts_s=_media_pts(m.get("media_pts_s")))
     if kind == "heartbeat":
         w = "heartbeat"
         return HeartbeatMsg(_get(m, "stream", str, w), _get(m, "pub_seq", int, w),
@@ -372,7 +383,8 @@ def decode(payload: bytes) -> Message:
 
 def frame_to_packet(msg: FrameMsg) -> Packet:
     """A decoded frame back into a Packet (replay republishes through the same path)."""
-    fi = FrameInfo(msg.stream, msg.seq, msg.capture_ns, msg.capture_utc_ns, msg.width, msg.height)
+    fi = FrameInfo(msg.stream, msg.seq, msg.capture_ns, msg.capture_utc_ns, msg.width, msg.height,
+                   media_pts_s=msg.media_pts_s)
     persons = []
     for p in msg.persons:
         try:

@@ -154,20 +154,31 @@ def test_export_mot_csv_parquet(session, tmp_path):
     import pyarrow.parquet as pq
 
     _, path, _ = session
-    r = subprocess.run([sys.executable, "-m", "sinks.export", path, "--out", str(tmp_path)],
-                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    export = [sys.executable, "-m", "sinks.export", path, "--out", str(tmp_path)]
+    # synthetic people are not upright: no floor to estimate, so .mot needs a given camera pose
+    r = subprocess.run(export, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "camera_pose.height_m" in r.stderr and "python -m sinks.world_frame" in r.stderr
+    assert (tmp_path / "poses.parquet").exists() and not (tmp_path / "cam0_track1.mot").exists()
+    r = subprocess.run([sys.executable, "-m", "sinks.world_frame", path, "--stream", "cam0",
+                        "--height-m", "1.2", "--pitch-deg", "10"], cwd=REPO, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(export + ["--opensim-model", "skel"], cwd=REPO, capture_output=True,
+                       text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     frames = [decode(p) for p in read_session(path).frames()]
-    t0 = frames[0].capture_ns
     cols, rows = read_mot(str(tmp_path / "cam0_track1.mot"))
-    assert cols == ["time", *DOF_NAMES]
+    assert cols == ["time", "pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx",
+                    "pelvis_ty", "pelvis_tz", *DOF_NAMES[3:]]
     header = (tmp_path / "cam0_track1.mot").read_text().split("endheader")[0]
     assert "inDegrees=yes" in header and f"nRows={len(rows)}" in header
     with_p1 = [f for f in frames if f.persons]
     assert len(rows) == len(with_p1) == 54
-    np.testing.assert_allclose(rows[:, 0], [(f.capture_ns - t0) / 1e9 for f in with_p1],
-                               atol=1e-6)
-    np.testing.assert_allclose(rows[:, 1:], np.rad2deg([f.persons[0].q for f in with_p1]),
+    # a file source: time is the clip's presentation time (capture time only for live sources)
+    assert all(f.media_pts_s is not None for f in with_p1)
+    np.testing.assert_allclose(rows[:, 0], [f.media_pts_s for f in with_p1], atol=1e-6)
+    np.testing.assert_allclose(rows[:, 7:], np.rad2deg([f.persons[0].q[3:] for f in with_p1]),
                                atol=1e-4)
     table = pq.read_table(tmp_path / "poses.parquet")
     assert table.num_rows == 108

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from stream.config_base import StrictModel
+from stream.sources.camera_pose import CameraPoseConfig
 
 
 class SourceConfig(StrictModel):
@@ -34,6 +35,8 @@ class SourceConfig(StrictModel):
     # decoding
     hwaccel: Literal["auto", "cuda", "none"] = "auto"  # cuda = NVDEC; falls back to software if absent
     decode_threads: int = Field(0, ge=0, le=64)  # 0 = FFmpeg picks (frame+slice threads)
+    # where the camera sits (y-up world, metres): exports place people in it; None = estimated
+    camera_pose: CameraPoseConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SourceConfig:
