@@ -18,10 +18,11 @@ Offsets: the session's skeleton: the generic SKEL skeleton at `pose.landmarks.bo
 was set and the file is here. The recording holds no per-person segment lengths.
 
 Time: BVH needs one frame time. Frame k of a track is source frame `seq0 + k` (its `seq`); the frame
-time is the median capture interval per source frame of that track. Source frames without a pose
-for the track (dropped, or the track not posed) repeat the previous pose and are counted. In
-lossless mode capture times follow the processing rate (the schema carries no media time), so the
-export warns that the frame time is not the video's.
+time is the median interval per source frame of that track, on the file's presentation times
+(`media_pts_s`) when every frame has one, else on the capture times. Source frames without a pose
+for the track (dropped, or the track not posed) repeat the previous pose and are counted. A
+lossless run's capture times follow the processing rate, so without presentation times the export
+warns that the frame time is not the video's.
 """
 from __future__ import annotations
 
@@ -130,24 +131,26 @@ class TrackMotion:
     root_m: np.ndarray       # (N, 3) camera frame, m
     frame_time_s: float
     held: int                # grid frames that repeat the previous pose
+    clock: str = "capture"   # "media": the file's presentation times; "capture": capture times
 
 
 def track_motions(frames: list[FrameMsg]) -> list[TrackMotion]:
     """Group frames per (stream, track) and lay them on the seq grid (gaps held)."""
-    rows: dict[tuple[str, int], list[tuple[int, int, np.ndarray, np.ndarray | None]]] = {}
+    rows: dict[tuple[str, int], list[tuple[int, int, np.ndarray, np.ndarray | None, float | None]]] = {}
     seen: set[tuple[str, int]] = set()
     for f in frames:
         for p in f.persons:
             seen.add((f.stream, p.track_id))
             if p.q is not None:
-                rows.setdefault((f.stream, p.track_id), []).append((f.seq, f.capture_ns, p.q, p.trans_m))
+                rows.setdefault((f.stream, p.track_id), []).append(
+                    (f.seq, f.capture_ns, p.q, p.trans_m, f.media_pts_s))
     if not rows:
         what = f"{len(seen)} tracks, none with" if seen else "no person with"
         raise RecorderError(f"the session has {what} joint angles (field q): nothing to write as "
                             "BVH; record with a pose engine enabled")
     out = []
     for (sid, tid), r in sorted(rows.items()):
-        r.sort(key=lambda x: x[0])
+        r = list({x[0]: x for x in sorted(r, key=lambda x: x[0])}.values())  # one row per seq
         seqs = np.array([x[0] for x in r])
         if not any(x[3] is not None for x in r):
             raise RecorderError(f"stream {sid} track {tid}: no frame has the pelvis translation "
@@ -162,22 +165,26 @@ def track_motions(frames: list[FrameMsg]) -> list[TrackMotion]:
             last = x[3] if x[3] is not None else last
             trans.append(last)
         root = np.stack(trans).astype(np.float64)[idx]
-        t = np.array([x[1] for x in r], dtype=np.float64)
+        media = all(x[4] is not None for x in r)
+        t = np.array([x[4] * 1e9 if media else x[1] for x in r], dtype=np.float64)
         per_frame = np.diff(t) / np.diff(seqs) if len(r) > 1 else np.array([])
+        per_frame = per_frame[per_frame > 0]
         dt = float(np.median(per_frame)) / 1e9 if len(per_frame) else 1.0 / 30.0
-        out.append(TrackMotion(sid, tid, q, root, dt, held=n - len(r)))
+        out.append(TrackMotion(sid, tid, q, root, dt, held=n - len(r),
+                               clock="media" if media else "capture"))
     return out
 
 
 def export_bvh(frames: list[FrameMsg], out_dir: str, config_yaml: str = "") -> list[str]:
     """`<stream>_track<id>.bvh` per track with a pose; returns the paths written."""
     sk = session_skeleton(config_yaml)
-    if recorded_lossless(config_yaml):
-        print("warning: export: the session ran in lossless mode, so its capture times (and the "
-              "BVH frame time) follow the processing rate, not the video's frame rate; set Frame "
-              "Time by hand to the source's 1/fps for real-time playback", file=sys.stderr)
     paths = []
-    for m in track_motions(frames):
+    motions = track_motions(frames)
+    if recorded_lossless(config_yaml) and any(m.clock == "capture" for m in motions):
+        print("warning: export: the session ran in lossless mode without the file's presentation "
+              "times, so the BVH frame time follows the processing rate, not the video's; set "
+              "Frame Time by hand to the source's 1/fps for real-time playback", file=sys.stderr)
+    for m in motions:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in m.stream)
         path = os.path.join(out_dir, f"{safe}_track{m.track_id}.bvh")
         write_bvh(path, sk, m.q, m.root_m, m.frame_time_s)

@@ -33,13 +33,15 @@ def _person(tid: int, q, trans) -> Person:
                   trans_m=trans, pose_confidence=0.8, model_id="test")
 
 
-def record(path: str, seqs: list[int], people, config_yaml: str = CONFIG) -> str:
-    """A real session file: frames at `seqs` (30 fps capture clock), `people(seq)` -> persons."""
+def record(path: str, seqs: list[int], people, config_yaml: str = CONFIG,
+           period_ns: int = PERIOD_NS, media_fps: float | None = None) -> str:
+    """A real session file: frames at `seqs` (capture clock `period_ns` apart; with `media_fps`
+    the file's presentation times too), `people(seq)` -> persons."""
     t0 = 1_000_000_000
     with SessionRecorder(path, "s", config_yaml=config_yaml, min_free_disk_mb=0) as rec:
         for s in seqs:
-            fi = FrameInfo("cam0", s, t0 + s * PERIOD_NS, 1_700_000_000_000_000_000 + s * PERIOD_NS,
-                           640, 480)
+            fi = FrameInfo("cam0", s, t0 + s * period_ns, 1_700_000_000_000_000_000 + s * period_ns,
+                           640, 480, media_pts_s=None if media_fps is None else s / media_fps)
             rec.write_packet(Packet(frame=fi, persons=people(s),
                                     intrinsics=Intrinsics(500, 500, 320, 240)))
     return os.path.join(path, "s")
@@ -115,6 +117,22 @@ def test_bvh_is_upright_for_an_upright_person(tmp_path):
     assert export(session, str(tmp_path / "o")).returncode == 0
     pos = bvh_fk(bvh.Bvh((tmp_path / "o" / "cam0_track1.bvh").read_text()), 0)
     assert pos["head"][1] > pos["pelvis"][1] > pos["talus_r"][1]
+
+
+def test_lossless_file_run_takes_the_frame_time_from_the_video_clock(tmp_path):
+    lossless = CONFIG + "runtime:\n  lossless: true\n"
+    q = np.zeros(NUM_DOFS, np.float32)
+    people = lambda s: [_person(1, q, np.zeros(3, np.float32))]  # noqa: E731
+    # processed at 10 fps, the file is 60 fps
+    r = export(record(str(tmp_path / "a"), list(range(5)), people, lossless, 100_000_000, 60.0),
+               str(tmp_path / "o"))
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    assert bvh.Bvh((tmp_path / "o" / "cam0_track1.bvh").read_text()).frame_time == pytest.approx(1 / 60)
+    # without presentation times: the capture clock, and a warning that it is the processing rate
+    r = export(record(str(tmp_path / "b"), list(range(5)), people, lossless, 100_000_000),
+               str(tmp_path / "o2"))
+    assert r.returncode == 0 and "lossless mode" in r.stderr
+    assert bvh.Bvh((tmp_path / "o2" / "cam0_track1.bvh").read_text()).frame_time == pytest.approx(0.1)
 
 
 def test_one_file_per_track(tmp_path):
