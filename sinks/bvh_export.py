@@ -8,10 +8,11 @@ composition order (`engines/skel/kinematics.py`: R_joint = A1(s1 q1) A2(s2 q2) A
 `s * q` in degrees, so every non-root channel is exactly one DoF (sign folded in). Root (pelvis):
 `Xposition Yposition Zposition Zrotation Xrotation Yrotation`.
 
-World frame: BVH tools expect y up, the recording's camera frame is y down, so the file's world is
-the camera frame turned 180 deg about x (x right, y up, z toward the camera), metres. The pelvis
-orientation is re-expressed in it as intrinsic Z-X-Y angles (the same rotation, unwrapped over time),
-the root position is the recorded `trans_m` turned the same way.
+World frame: the session's gravity-aligned world (`sinks/world_frame.py`: y up, floor at y = 0,
+z toward the camera, metres) when it has or can estimate one, else the camera frame turned 180 deg
+about x (y up, z toward the camera). The pelvis orientation is re-expressed in it as intrinsic
+Z-X-Y angles (the same rotation, unwrapped over time), the root position is the recorded `trans_m`
+mapped the same way.
 
 Offsets: the session's skeleton: the generic SKEL skeleton at `pose.landmarks.body_height_m`
 (recorded in the session's config), or the licensed SKEL joints when `pose.landmarks.skel_model_path`
@@ -93,29 +94,33 @@ def hierarchy_text(skeleton: Skeleton, end_site_m: float = 0.05) -> str:
     return "\n".join(lines) + "\n"
 
 
-def motion_rows(q: np.ndarray, root_m: np.ndarray) -> np.ndarray:
+def motion_rows(q: np.ndarray, root_m: np.ndarray, r_wc: np.ndarray = CAMERA_TO_BVH,
+                t_wc: np.ndarray | None = None) -> np.ndarray:
     """(N, 46) q radians and (N, 3) pelvis positions (camera frame, m) -> (N, C) channel values
-    in hierarchy order: root position (BVH world, m) and angles in degrees."""
+    in hierarchy order: root position (BVH world p = r_wc p_cam + t_wc, m), angles in degrees."""
     from scipy.spatial.transform import Rotation
 
     q = np.asarray(q, dtype=np.float64)
-    r_world = CAMERA_TO_BVH @ root_rotation(q)                      # (N, 3, 3)
+    r_world = r_wc @ root_rotation(q)                               # (N, 3, 3)
     root_deg = np.rad2deg(np.unwrap(Rotation.from_matrix(r_world).as_euler(ROOT_ROTATION_ORDER),
                                     axis=0))
     dof_deg = np.rad2deg(q * DOF_SIGN)
     cols = []
     for j in hierarchy_order():
         if j == 0:
-            cols += [np.asarray(root_m, np.float64) @ CAMERA_TO_BVH.T, root_deg]
+            pos = np.asarray(root_m, np.float64) @ r_wc.T + (0.0 if t_wc is None else t_wc)
+            cols += [pos, root_deg]
         else:
             cols.append(dof_deg[:, list(_JOINT_DOFS[j])])
     return np.concatenate(cols, axis=1)
 
 
 def write_bvh(path: str, skeleton: Skeleton, q: np.ndarray, root_m: np.ndarray,
-              frame_time_s: float) -> None:
-    """One BVH file: hierarchy of `skeleton`, motion of q (N, 46) rad and root_m (N, 3) camera m."""
-    rows = motion_rows(q, root_m)
+              frame_time_s: float, r_wc: np.ndarray = CAMERA_TO_BVH,
+              t_wc: np.ndarray | None = None) -> None:
+    """One BVH file: hierarchy of `skeleton`, motion of q (N, 46) rad and root_m (N, 3) camera m,
+    in the world p = r_wc p_cam + t_wc (y up)."""
+    rows = motion_rows(q, root_m, r_wc, t_wc)
     with open(path, "w", newline="\n") as f:
         f.write(hierarchy_text(skeleton))
         f.write(f"MOTION\nFrames: {len(rows)}\nFrame Time: {frame_time_s:.9f}\n")
@@ -175,8 +180,12 @@ def track_motions(frames: list[FrameMsg]) -> list[TrackMotion]:
     return out
 
 
-def export_bvh(frames: list[FrameMsg], out_dir: str, config_yaml: str = "") -> list[str]:
-    """`<stream>_track<id>.bvh` per track with a pose; returns the paths written."""
+def export_bvh(frames: list[FrameMsg], out_dir: str, config_yaml: str = "",
+               worlds: dict | None = None) -> list[str]:
+    """`<stream>_track<id>.bvh` per track with a pose; returns the paths written. `worlds`:
+    stream id -> `sinks.world_frame.WorldFrame` (y up, floor at 0); other streams use the camera
+    frame turned 180 deg about x."""
+    worlds = worlds or {}
     sk = session_skeleton(config_yaml)
     paths = []
     motions = track_motions(frames)
@@ -187,9 +196,33 @@ def export_bvh(frames: list[FrameMsg], out_dir: str, config_yaml: str = "") -> l
     for m in motions:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in m.stream)
         path = os.path.join(out_dir, f"{safe}_track{m.track_id}.bvh")
-        write_bvh(path, sk, m.q, m.root_m, m.frame_time_s)
+        wf = worlds.get(m.stream)
+        if wf is None:
+            write_bvh(path, sk, m.q, m.root_m, m.frame_time_s)
+        else:
+            write_bvh(path, sk, m.q, m.root_m, m.frame_time_s, wf.r_wc, wf.t_wc)
         if m.held:
             print(f"export: {path}: {m.held} of {len(m.q)} frames repeat the previous pose "
                   "(frames dropped or the track not posed there)", file=sys.stderr)
         paths.append(path)
     return paths
+
+
+def export_bvh_session(session: str, frames: list[FrameMsg], out_dir: str) -> list[str]:
+    """BVH files of a recorded session, in its gravity-aligned world frame (`sinks.world_frame`:
+    configured, stored, or estimated and stored) where there is one; where it cannot be had, the
+    camera frame turned upright, with a warning."""
+    from sinks.recorder import read_session
+    from sinks.world_frame import resolve_world_frames
+    from stream.errors import UserError
+
+    track_motions(frames)  # a session lacking q or trans_m stops here, before any world frame work
+    metadata = read_session(session).metadata
+    config_yaml = metadata.get("skelstream.config", {}).get("yaml", "")
+    try:
+        worlds = resolve_world_frames(session, frames, metadata)
+    except UserError as exc:
+        print(f"warning: export: BVH in the camera frame turned upright (y up, floor unknown): "
+              f"{exc}", file=sys.stderr)
+        worlds = {}
+    return export_bvh(frames, out_dir, config_yaml, worlds)

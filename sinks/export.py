@@ -131,10 +131,9 @@ def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot"
         raise RecorderError(f"cannot create export folder {out_dir} ({exc.strerror})") from None
     written: list[str] = []
     if "bvh" in formats:
-        from sinks.bvh_export import export_bvh
-        from sinks.session_skeleton import recorded_config
+        from sinks.bvh_export import export_bvh_session
 
-        written += export_bvh(frames, out_dir, recorded_config(session))
+        written += export_bvh_session(session, frames, out_dir)
     if "ros2" in formats:
         from sinks.ros2_mcap import export_ros2
         from sinks.session_skeleton import recorded_config, session_skeleton
