@@ -21,11 +21,19 @@ class VmcStage(Stage):
     name = "vmc"
 
     def __init__(self, config: PipelineConfig):
+        from stream.pipeline import stream_ids
+
         self.cfg = config.vmc
+        # picklable: stream id -> camera_pose settings of the sources that have one
+        self.camera_poses = {sid: src.camera_pose for sid, src in zip(stream_ids(config), config.sources)
+                             if getattr(src, "camera_pose", None) is not None}
         self._sender: VmcSender | None = None
 
     def setup(self) -> None:
-        self._sender = VmcSender(self.cfg).open()
+        from sinks.world_frame import from_camera_pose
+
+        worlds = {sid: from_camera_pose(cp) for sid, cp in self.camera_poses.items()}
+        self._sender = VmcSender(self.cfg, worlds).open()
         print(f"vmc: sending person '{self.cfg.person}' to {self.cfg.address}", file=sys.stderr)
 
     def process(self, packet: Packet) -> Packet | None:

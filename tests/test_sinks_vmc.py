@@ -250,9 +250,10 @@ class FourPeople(Stage):
         return packet
 
 
-def _run_graph(address: str, n: int):
+def _run_graph(address: str, n: int, camera_pose: dict | None = None):
     cfg = PipelineConfig(
-        sources=[SourceConfig(uri=f"test:n={n},w=64,h=48,fps=0", mode="lossless")],
+        sources=[SourceConfig(uri=f"test:n={n},w=64,h=48,fps=0", mode="lossless",
+                              camera_pose=camera_pose)],
         runtime=RuntimeConfig(status_line=False, summary_at_exit=False, lossless=True),
         publisher=PublisherConfig(enabled=False),
         vmc=VmcConfig(enabled=True, address=address))
@@ -264,7 +265,7 @@ def _run_graph(address: str, n: int):
 
 def test_vmc_stage_in_the_graph_sends_every_frame_lossless():
     with Receiver() as rx:
-        result = _run_graph(f"127.0.0.1:{rx.port}", 40)
+        result = _run_graph(f"127.0.0.1:{rx.port}", 40, {"height_m": 1.2, "pitch_deg": 10.0})
         assert result.exit_code == 0, result.errors
         rx.wait_frames(40)
         frames = rx.frames()
@@ -275,3 +276,30 @@ def test_vmc_stage_in_the_graph_sends_every_frame_lossless():
 def test_vmc_stage_with_nobody_listening_finishes_the_run():
     result = _run_graph(f"127.0.0.1:{_free_udp_port()}", 40)
     assert result.exit_code == 0, result.errors
+
+
+def test_known_camera_pose_stands_the_avatar_on_the_level_floor():
+    from sinks.retarget import WORLD_TO_UNITY
+    from sinks.world_frame import from_camera_pose
+    from stream.sources.camera_pose import CameraPoseConfig
+
+    world = from_camera_pose(CameraPoseConfig(height_m=1.2, pitch_deg=10.0))
+    r0 = world.r_wc.T @ WORLD_TO_UNITY @ M_SKEL_TO_UNITY   # T-pose, upright, facing Unity +Z
+    q = tpose_q()
+    q[0:3] = Rotation.from_matrix(r0).as_euler("ZXY")
+    p_world = np.array([0.3, 0.95, -3.0])                  # pelvis 0.95 m above the floor
+    pkt = synthetic_packet("cam0", 0, 1)
+    pkt.persons[0].q = q.astype(np.float32)
+    pkt.persons[0].trans_m = (world.r_wc.T @ (p_world - world.t_wc)).astype(np.float32)
+    port = _free_udp_port()
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.bind(("127.0.0.1", port))
+    raw.settimeout(5)
+    with VmcSender(VmcConfig(address=f"127.0.0.1:{port}"), {"cam0": world}) as tx:
+        assert tx.send_frame(decode(encode_frame(pkt, 1, 2 ** 32)))
+    msgs = {m.message.address + (m.message.params[0] if m.message.address.endswith("Pos") else ""):
+            m.message.params for m in OscPacket(raw.recv(65536)).messages}
+    raw.close()
+    np.testing.assert_allclose(msgs["/VMC/Ext/Root/Posroot"][1:4], [0.3, 0.95, 3.0], atol=1e-5)
+    for n in BONE_NAMES:  # float32 angles on the wire: identity to ~1e-6
+        np.testing.assert_allclose(msgs[f"/VMC/Ext/Bone/Pos{n}"][4:8], [0, 0, 0, 1], atol=1e-5, err_msg=n)
