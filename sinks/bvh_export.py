@@ -5,8 +5,9 @@
 Hierarchy: the 24 SKEL joints under their SKEL names, OFFSET = the rest offset from the parent in
 the parent's frame (metres). Channels: one `<axis>rotation` per SKEL DoF of the joint, in SKEL's
 composition order (`engines/skel/kinematics.py`: R_joint = A1(s1 q1) A2(s2 q2) A3(s3 q3)), value
-`s * q` in degrees, so every non-root channel is exactly one DoF (sign folded in). Root (pelvis):
-`Xposition Yposition Zposition Zrotation Xrotation Yrotation`.
+`s * q` in degrees, so each is exactly one DoF (sign folded in); joints with fewer than three DoFs
+get their unused axes as trailing channels that stay 0 (Blender's importer needs three rotation
+channels per joint). Root (pelvis): `Xposition Yposition Zposition Zrotation Xrotation Yrotation`.
 
 World frame: the session's gravity-aligned world (`sinks/world_frame.py`: y up, floor at y = 0,
 z toward the camera, metres) when it has or can estimate one, else the camera frame turned 180 deg
@@ -49,10 +50,13 @@ _CHILDREN: tuple[tuple[int, ...], ...] = tuple(
 
 
 def joint_channels(j: int) -> list[str]:
-    """BVH channel names of SKEL joint j (root: position + Z X Y rotation)."""
+    """BVH channel names of SKEL joint j: the root's position + Z X Y rotation; else one rotation
+    per SKEL DoF in SKEL's order, then the joint's unused axes (always 0) so every joint has the
+    three rotation channels common importers require (Blender's rejects fewer)."""
     if j == 0:
         return ["Xposition", "Yposition", "Zposition"] + [f"{a}rotation" for a in ROOT_ROTATION_ORDER]
-    return [f"{_AXIS_NAME[int(np.argmax(np.abs(DOF_AXIS[d])))]}rotation" for d in _JOINT_DOFS[j]]
+    axes = [_AXIS_NAME[int(np.argmax(np.abs(DOF_AXIS[d])))] for d in _JOINT_DOFS[j]]
+    return [f"{a}rotation" for a in axes + [a for a in _AXIS_NAME if a not in axes]]
 
 
 def hierarchy_order() -> list[int]:
@@ -112,6 +116,9 @@ def motion_rows(q: np.ndarray, root_m: np.ndarray, r_wc: np.ndarray = CAMERA_TO_
             cols += [pos, root_deg]
         else:
             cols.append(dof_deg[:, list(_JOINT_DOFS[j])])
+            pad = 3 - len(_JOINT_DOFS[j])          # the joint's unused axes: identity rotations
+            if pad:
+                cols.append(np.zeros((len(q), pad)))
     return np.concatenate(cols, axis=1)
 
 

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from engines.skel.dofs import DOF_LOWER, DOF_UPPER, JOINT_NAMES, NUM_DOFS
-from engines.skel.kinematics import forward_kinematics, generic_skeleton
+from engines.skel.dofs import DOF_LOWER, DOF_UPPER, JOINT_NAMES, NUM_DOFS, joint_dofs
+from engines.skel.kinematics import DOF_AXIS, forward_kinematics, generic_skeleton
 from sinks.bvh_export import CAMERA_TO_BVH, hierarchy_order
 from sinks.recorder import SessionRecorder
 from stream.packet import FrameInfo, Intrinsics, Packet, Person, TrackState
@@ -96,8 +96,16 @@ def test_bvh_read_back_by_the_bvh_package_matches_our_fk_within_1mm(tmp_path):
     assert mocap.get_joints_names() == [JOINT_NAMES[j] for j in hierarchy_order()]
     assert mocap.nframes == 8
     assert mocap.frame_time == pytest.approx(PERIOD_NS / 1e9, rel=1e-6)
-    # one rotation channel per DoF (46 - 3 root DoFs + 6 root channels)
-    assert sum(len(mocap.joint_channels(n)) for n in mocap.get_joints_names()) == NUM_DOFS + 3
+    # three rotation channels per joint: SKEL's DoF axes in order, then unused axes that stay 0
+    for j, name in enumerate(JOINT_NAMES[1:], start=1):
+        chans = mocap.joint_channels(name)
+        dofs = joint_dofs(j)
+        assert len(chans) == 3 and sorted(c[0] for c in chans) == ["X", "Y", "Z"]
+        assert [c[0] for c in chans[:len(dofs)]] == ["XYZ"[int(np.argmax(np.abs(DOF_AXIS[d])))]
+                                                     for d in dofs]
+        unused = chans[len(dofs):]
+        if unused:
+            assert np.all(np.array(mocap.frames_joint_channels(name, unused), float) == 0.0)
     sk = generic_skeleton(HEIGHT)
     worst = 0.0
     for k in range(8):
@@ -173,3 +181,38 @@ def test_session_without_angles_or_translation_names_the_missing_field(tmp_path)
     r = export(no_t, str(tmp_path / "o2"))
     assert r.returncode == 2 and "pelvis translation (field trans_m)" in r.stderr
     assert r.stderr.count("\n") == 1  # one line
+
+
+BPY_PYTHON = os.environ.get("SKELSTREAM_BPY_PYTHON")
+
+
+@pytest.mark.skipif(not BPY_PYTHON, reason="set SKELSTREAM_BPY_PYTHON to a Python with bpy "
+                    "(pip install bpy==5.0.1 in its own venv: bpy pins numpy 1.26)")
+def test_blender_imports_the_bvh_and_puts_joints_where_our_fk_does(tmp_path):
+    import json
+
+    config = CONFIG + "sources:\n- stream_id: cam0\n  camera_pose:\n    height_m: 1.2\n    pitch_deg: 10\n"
+    rng = np.random.default_rng(11)
+    qs = [_q(rng) for _ in range(3)]
+    trans = np.array([0.2, 0.4, 3.0], np.float32)
+    session = record(str(tmp_path), [0, 1, 2], lambda s: [_person(1, qs[s], trans)], config)
+    assert export(session, str(tmp_path / "o")).returncode == 0
+    names = ["pelvis", "tibia_r", "toes_l", "head", "hand_r", "radius_l"]
+    r = subprocess.run([BPY_PYTHON, os.path.join(REPO, "tests", "blender_bvh_probe.py"),
+                        str(tmp_path / "o" / "cam0_track1.bvh"), "[0, 2]", json.dumps(names)],
+                       capture_output=True, text=True, timeout=300)
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("RESULT"))
+    got = json.loads(line[len("RESULT"):])
+    from sinks.world_frame import from_camera_pose
+    from stream.sources.camera_pose import CameraPoseConfig
+
+    wf = from_camera_pose(CameraPoseConfig(height_m=1.2, pitch_deg=10))
+    sk = generic_skeleton(HEIGHT)
+    for k in (0, 2):
+        fk = forward_kinematics(qs[k].astype(np.float64), sk, root_m=trans.astype(np.float64))
+        world = wf.points(fk.joints_m)                       # y up
+        for n in names:
+            x, y, z = world[JOINT_NAMES.index(n)]
+            blender = np.array(got[str(k)][n])               # Blender: z up, y = -BVH z
+            err = float(np.linalg.norm(blender - [x, -z, y]))
+            assert err <= 1e-3, (k, n, blender, (x, -z, y))
