@@ -220,16 +220,11 @@ def export_bvh_session(session: str, frames: list[FrameMsg], out_dir: str) -> li
     configured, stored, or estimated and stored) where there is one; where it cannot be had, the
     camera frame turned upright, with a warning."""
     from sinks.recorder import read_session
-    from sinks.world_frame import resolve_world_frames
-    from stream.errors import UserError
+    from sinks.session_skeleton import session_worlds
 
     track_motions(frames)  # a session lacking q or trans_m stops here, before any world frame work
     metadata = read_session(session).metadata
     config_yaml = metadata.get("skelstream.config", {}).get("yaml", "")
-    try:
-        worlds = resolve_world_frames(session, frames, metadata)
-    except UserError as exc:
-        print(f"warning: export: BVH in the camera frame turned upright (y up, floor unknown): "
-              f"{exc}", file=sys.stderr)
-        worlds = {}
+    worlds = session_worlds(session, frames, metadata,
+                            "BVH in the camera frame turned upright (y up, floor unknown)")
     return export_bvh(frames, out_dir, config_yaml, worlds)

@@ -135,10 +135,9 @@ def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot"
 
         written += export_bvh_session(session, frames, out_dir)
     if "ros2" in formats:
-        from sinks.ros2_mcap import export_ros2
-        from sinks.session_skeleton import recorded_config, session_skeleton
+        from sinks.ros2_mcap import export_ros2_session
 
-        written += export_ros2(frames, out_dir, session_skeleton(recorded_config(session)))
+        written += export_ros2_session(session, frames, out_dir)
     if "csv" in formats or "parquet" in formats:
         table = frames_table(frames, t0)
         if "csv" in formats:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from sinks.schema import frame_message
+from sinks.session_skeleton import configured_camera_poses, worlds_from_camera_poses
 from sinks.vmc import VmcSender
 from stream.config import PipelineConfig
 from stream.packet import Packet
@@ -21,19 +22,12 @@ class VmcStage(Stage):
     name = "vmc"
 
     def __init__(self, config: PipelineConfig):
-        from stream.pipeline import stream_ids
-
         self.cfg = config.vmc
-        # picklable: stream id -> camera_pose settings of the sources that have one
-        self.camera_poses = {sid: src.camera_pose for sid, src in zip(stream_ids(config), config.sources)
-                             if getattr(src, "camera_pose", None) is not None}
+        self.camera_poses = configured_camera_poses(config)  # picklable; worlds built in setup()
         self._sender: VmcSender | None = None
 
     def setup(self) -> None:
-        from sinks.world_frame import from_camera_pose
-
-        worlds = {sid: from_camera_pose(cp) for sid, cp in self.camera_poses.items()}
-        self._sender = VmcSender(self.cfg, worlds).open()
+        self._sender = VmcSender(self.cfg, worlds_from_camera_poses(self.camera_poses)).open()
         print(f"vmc: sending person '{self.cfg.person}' to {self.cfg.address}", file=sys.stderr)
 
     def process(self, packet: Packet) -> Packet | None:
