@@ -96,7 +96,8 @@ class FourPeople(Stage):
 
 def test_recording_with_ros2_channels_reads_back_with_rosbags(tmp_path):
     cfg = PipelineConfig(
-        sources=[SourceConfig(uri="test:n=30,w=64,h=48,fps=0", mode="lossless")],
+        sources=[SourceConfig(uri="test:n=30,w=64,h=48,fps=0", mode="lossless",
+                              camera_pose={"height_m": 1.3, "pitch_deg": 5.0})],
         runtime=RuntimeConfig(status_line=False, summary_at_exit=False, lossless=True),
         publisher=PublisherConfig(enabled=False),
         recorder=RecorderConfig(enabled=True, directory=str(tmp_path), session_name="s", ros2=True))
@@ -124,7 +125,10 @@ def test_recording_with_ros2_channels_reads_back_with_rosbags(tmp_path):
                 np.testing.assert_array_equal(msg.velocity, person.q_vel.astype(np.float64))
                 assert msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec == stamp
             elif conn.topic == "/tf":
-                assert len(msg.transforms) == 4 * len(JOINT_NAMES)
+                assert len(msg.transforms) == 1 + 4 * len(JOINT_NAMES)   # + world -> camera
+                assert (msg.transforms[0].header.frame_id, msg.transforms[0].child_frame_id) == (
+                    "world", "cam0_optical_frame")
+                assert msg.transforms[0].transform.translation.z == pytest.approx(1.3)
                 p = frame.persons[2]
                 names = tf_frame_names(body_id("cam0", p.track_id))
                 assert names[0] == "body_cam0_3" and "l_knee_cam0_3" in names and "r_wrist_cam0_3" in names
