@@ -118,19 +118,26 @@ def test_bvh_read_back_by_the_bvh_package_matches_our_fk_within_1mm(tmp_path):
     assert worst <= 1e-3, f"{worst * 1000:.3f} mm"
 
 
-def test_bvh_in_the_sessions_world_frame_when_the_camera_pose_is_known(tmp_path):
+def world_session(tmp_path, seed: int):
+    """3 frames of random poses recorded with a known camera pose, exported to BVH:
+    (world frame, q per frame, pelvis translation, the .bvh path)."""
     from sinks.world_frame import from_camera_pose
     from stream.sources.camera_pose import CameraPoseConfig
 
     config = CONFIG + "sources:\n- stream_id: cam0\n  camera_pose:\n    height_m: 1.2\n    pitch_deg: 10\n"
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     qs = [_q(rng) for _ in range(3)]
     trans = np.array([0.2, 0.4, 3.0], np.float32)
     session = record(str(tmp_path), [0, 1, 2], lambda s: [_person(1, qs[s], trans)], config)
     r = export(session, str(tmp_path / "o"))
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
     wf = from_camera_pose(CameraPoseConfig(height_m=1.2, pitch_deg=10))
-    mocap = bvh.Bvh((tmp_path / "o" / "cam0_track1.bvh").read_text())
+    return wf, qs, trans, tmp_path / "o" / "cam0_track1.bvh"
+
+
+def test_bvh_in_the_sessions_world_frame_when_the_camera_pose_is_known(tmp_path):
+    wf, qs, trans, path = world_session(tmp_path, 5)
+    mocap = bvh.Bvh(path.read_text())
     sk = generic_skeleton(HEIGHT)
     for k in range(3):
         fk = forward_kinematics(qs[k].astype(np.float64), sk, root_m=trans.astype(np.float64))
@@ -191,22 +198,13 @@ BPY_PYTHON = os.environ.get("SKELSTREAM_BPY_PYTHON")
 def test_blender_imports_the_bvh_and_puts_joints_where_our_fk_does(tmp_path):
     import json
 
-    config = CONFIG + "sources:\n- stream_id: cam0\n  camera_pose:\n    height_m: 1.2\n    pitch_deg: 10\n"
-    rng = np.random.default_rng(11)
-    qs = [_q(rng) for _ in range(3)]
-    trans = np.array([0.2, 0.4, 3.0], np.float32)
-    session = record(str(tmp_path), [0, 1, 2], lambda s: [_person(1, qs[s], trans)], config)
-    assert export(session, str(tmp_path / "o")).returncode == 0
+    wf, qs, trans, path = world_session(tmp_path, 11)
     names = ["pelvis", "tibia_r", "toes_l", "head", "hand_r", "radius_l"]
     r = subprocess.run([BPY_PYTHON, os.path.join(REPO, "tests", "blender_bvh_probe.py"),
-                        str(tmp_path / "o" / "cam0_track1.bvh"), "[0, 2]", json.dumps(names)],
+                        str(path), "[0, 2]", json.dumps(names)],
                        capture_output=True, text=True, timeout=300)
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("RESULT"))
     got = json.loads(line[len("RESULT"):])
-    from sinks.world_frame import from_camera_pose
-    from stream.sources.camera_pose import CameraPoseConfig
-
-    wf = from_camera_pose(CameraPoseConfig(height_m=1.2, pitch_deg=10))
     sk = generic_skeleton(HEIGHT)
     for k in (0, 2):
         fk = forward_kinematics(qs[k].astype(np.float64), sk, root_m=trans.astype(np.float64))
