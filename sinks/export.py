@@ -134,15 +134,13 @@ def export_session(session: str, out_dir: str, formats: tuple[str, ...] = ("mot"
         raise RecorderError(f"cannot create export folder {out_dir} ({exc.strerror})") from None
     written: list[str] = []
     if "bvh" in formats:
-        from sinks.bvh_export import export_bvh
-        from sinks.session_skeleton import recorded_config
+        from sinks.bvh_export import export_bvh_session
 
-        written += export_bvh(frames, out_dir, recorded_config(session))
+        written += export_bvh_session(session, frames, out_dir)
     if "ros2" in formats:
-        from sinks.ros2_mcap import export_ros2
-        from sinks.session_skeleton import recorded_config, session_skeleton
+        from sinks.ros2_mcap import export_ros2_session
 
-        written += export_ros2(frames, out_dir, session_skeleton(recorded_config(session)))
+        written += export_ros2_session(session, frames, out_dir)
     if "csv" in formats or "parquet" in formats:
         table = frames_table(frames, t0)
         if "csv" in formats:

@@ -29,6 +29,9 @@ class RecordStage(Stage):
         self.cfg = config.recorder
         self.config_yaml = dump_config(config)
         self.body_height_m = config.pose.landmarks.body_height_m  # skeleton of the ROS 2 channels
+        from sinks.session_skeleton import configured_camera_poses
+
+        self.camera_poses = configured_camera_poses(config)     # world frames of the ROS 2 TF
         self.needs_image = bool(self.cfg.video)
         self.buffer_drops = 0
         self._rec: SessionRecorder | None = None
@@ -48,10 +51,11 @@ class RecordStage(Stage):
         if c.ros2:
             from engines.skel.kinematics import generic_skeleton
             from sinks.ros2_mcap import ROS2_FILE, Ros2McapWriter
+            from sinks.session_skeleton import worlds_from_camera_poses
 
             self._ros2 = Ros2McapWriter(os.path.join(self._rec.path, ROS2_FILE),
-                                        generic_skeleton(self.body_height_m),
-                                        c.flush_interval_s).open()
+                                        generic_skeleton(self.body_height_m), c.flush_interval_s,
+                                        worlds_from_camera_poses(self.camera_poses)).open()
         self._buf = collections.deque()
         self._cv = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="record-writer", daemon=True)

@@ -67,6 +67,14 @@ M_SKEL_TO_UNITY = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 """SKEL body axes (x anterior, y up, z right) -> Unity (X right, Y up, Z forward); det -1."""
 F_CAMERA_TO_UNITY = np.diag([1.0, -1.0, 1.0])
 """OpenCV camera frame (x right, y down, z forward) -> Unity world (X right, Y up, Z forward)."""
+WORLD_TO_UNITY = np.diag([1.0, 1.0, -1.0])
+"""Gravity-aligned world of `sinks.world_frame` (y up, z toward the camera) -> Unity (Z away)."""
+
+
+def unity_from_camera(r_wc: np.ndarray | None = None) -> np.ndarray:
+    """(3, 3) camera frame -> Unity world: through a gravity-aligned world rotation `r_wc` when
+    the camera pose is known (avatar upright on a level floor), else the plain y flip."""
+    return F_CAMERA_TO_UNITY if r_wc is None else WORLD_TO_UNITY @ np.asarray(r_wc, np.float64)
 
 
 def _rest_to_tpose() -> np.ndarray:
@@ -109,22 +117,25 @@ def humanoid_rig(skeleton: Skeleton | None = None, height_m: float = 1.70) -> Hu
     return HumanoidRig(local_offsets_m=rel @ M_SKEL_TO_UNITY.T, height_m=height_m)
 
 
-def bone_world_rotations(joint_rots: np.ndarray) -> np.ndarray:
+def bone_world_rotations(joint_rots: np.ndarray, to_unity: np.ndarray = F_CAMERA_TO_UNITY
+                         ) -> np.ndarray:
     """(..., 24, 3, 3) SKEL joint frames (camera frame) -> (..., B, 3, 3) Unity world rotations
-    W_b = F R_b C_b M^T of each bone (identity for every bone of an upright T-pose facing +Z)."""
+    W_b = F R_b C_b M^T of each bone (identity for every bone of an upright T-pose facing +Z);
+    F = `to_unity` (camera -> Unity world, see `unity_from_camera`)."""
     r = joint_rots[..., _FRAME_JOINT, :, :]
-    return F_CAMERA_TO_UNITY @ r @ C_BONE @ M_SKEL_TO_UNITY.T
+    return to_unity @ r @ C_BONE @ M_SKEL_TO_UNITY.T
 
 
-def bone_local_rotations(joint_rots: np.ndarray) -> np.ndarray:
+def bone_local_rotations(joint_rots: np.ndarray, to_unity: np.ndarray = F_CAMERA_TO_UNITY
+                         ) -> np.ndarray:
     """(..., 24, 3, 3) SKEL joint frames -> (..., B, 3, 3) Unity local rotations (parent-relative;
-    Hips: relative to the Unity world)."""
+    Hips: relative to the Unity world, reached from the camera by `to_unity`)."""
     r = joint_rots[..., _FRAME_JOINT, :, :] @ C_BONE                     # R_b C_b
     rp = joint_rots[..., _FRAME_JOINT[np.maximum(BONE_PARENTS, 0)], :, :] @ _C_PARENT
     rel = np.swapaxes(rp, -1, -2) @ r                                     # (R_p C_p)^T R_b C_b
     m = M_SKEL_TO_UNITY
     local = m @ rel @ m.T
-    local[..., 0, :, :] = F_CAMERA_TO_UNITY @ r[..., 0, :, :] @ m.T       # Hips in the world
+    local[..., 0, :, :] = to_unity @ r[..., 0, :, :] @ m.T                # Hips in the world
     return local
 
 
@@ -138,15 +149,20 @@ def matrix_to_xyzw(r: np.ndarray) -> np.ndarray:
     return xyzw.reshape(*shape, 4)
 
 
-def camera_to_unity_position(p_m: np.ndarray) -> np.ndarray:
-    """(..., 3) metres in the camera frame -> Unity world (y flipped up)."""
-    return np.asarray(p_m, dtype=np.float64) * np.array([1.0, -1.0, 1.0])
+def camera_to_unity_position(p_m: np.ndarray, world=None) -> np.ndarray:
+    """(..., 3) metres in the camera frame -> Unity world: y flipped up, or, with a
+    `sinks.world_frame.WorldFrame`, on its level floor (y = 0) with z away from the camera."""
+    p = np.asarray(p_m, dtype=np.float64)
+    if world is None:
+        return p * np.array([1.0, -1.0, 1.0])
+    return world.points(p) @ WORLD_TO_UNITY.T
 
 
-def retarget(q: np.ndarray, skeleton: Skeleton) -> np.ndarray:
+def retarget(q: np.ndarray, skeleton: Skeleton, to_unity: np.ndarray = F_CAMERA_TO_UNITY
+             ) -> np.ndarray:
     """(46,) q radians -> (B, 4) local quaternions (x, y, z, w) of BONE_NAMES in Unity space."""
     fk = forward_kinematics(np.asarray(q, dtype=np.float64), skeleton)
-    return matrix_to_xyzw(bone_local_rotations(fk.rots))
+    return matrix_to_xyzw(bone_local_rotations(fk.rots, to_unity))
 
 
 def compose_bones(local_rots: np.ndarray, rig: HumanoidRig, root_m: np.ndarray | None = None

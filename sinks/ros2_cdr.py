@@ -111,8 +111,9 @@ class CdrTemplate:
         s64, s32 = _sentinels64(n64), _sentinels32(n32)
         data = builder.serialize(make(_SENTINEL_SEC, _SENTINEL_NSEC, s64, s32), typename)
         self.template = data
-        self.off64 = self._find(data, [v.tobytes() for v in s64.astype("<f8")], 8)
-        self.off32 = self._find(data, [v.tobytes() for v in s32.astype("<f4")], 4)
+        # CDR aligns to the payload, which starts after the 4-byte encapsulation header
+        self.off64 = self._find(data, [v.tobytes() for v in s64.astype("<f8")], align=8, phase=4)
+        self.off32 = self._find(data, [v.tobytes() for v in s32.astype("<f4")], align=4, phase=0)
         stamp = np.array([_SENTINEL_SEC, _SENTINEL_NSEC], "<u4").tobytes()
         offs = np.array(self._find_all(data, stamp), dtype=np.int64)
         if (offs % 4).any():
@@ -121,11 +122,12 @@ class CdrTemplate:
         self.idx64 = (self.off64 - 4) // 8   # float64 slots, counted from the CDR payload start
 
     @staticmethod
-    def _find(data: bytes, needles: list[bytes], align: int) -> np.ndarray:
+    def _find(data: bytes, needles: list[bytes], align: int, phase: int) -> np.ndarray:
+        """Byte offset of each needle: present once, at an offset = phase (mod align)."""
         out = []
         for n in needles:
             i = data.find(n)
-            if i < 0 or data.find(n, i + 1) >= 0 or i % align != (4 % align if align == 8 else 0):
+            if i < 0 or data.find(n, i + 1) >= 0 or i % align != phase:
                 raise RuntimeError("CDR template: a sentinel value is missing, repeated or unaligned")
             out.append(i)
         return np.array(out, dtype=np.int64)

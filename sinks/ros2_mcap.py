@@ -14,7 +14,8 @@ profile `ros2`, so Foxglove and `ros2 bag play` read them as a ROS 2 recording. 
 
 `<id>` = `<stream>_<track id>`. TF: a person's root `body_<id>` hangs off the camera frame
 `<stream>_optical_frame` (REP-103 optical: x right, y down, z forward = the recording's camera
-frame); joints follow REP-155's names where one applies (waist, torso, head, {l,r}_shoulder,
+frame), which hangs off a z-up `world` frame (floor at z = 0) when the camera's pose is known
+(`sources.N.camera_pose` live; the session's world frame in exports); joints follow REP-155's names where one applies (waist, torso, head, {l,r}_shoulder,
 _elbow, _wrist, _hip, _knee, _ankle, each `_<id>`), else the SKEL joint name (`calcn_r_<id>` ...).
 Joint frames have REP-103 body axes (x forward, y left, z up). Stamps: capture time (UTC).
 Markers live 0.25 s (a person who leaves disappears) and are half transparent while the pose is a
@@ -47,6 +48,10 @@ REP155_NAMES: dict[str, str] = {
 }
 N_SKEL_TO_REP103 = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 """SKEL body axes (x anterior, y up, z right) -> REP-103 body axes (x forward, y left, z up)."""
+WORLD_FRAME_ID = "world"
+G_WORLD_TO_REP103 = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+"""`sinks.world_frame` axes (x camera right, y up, z toward the camera) -> REP-103 world (x away
+from the camera, y left, z up)."""
 MARKER_LIFETIME_NS = 250_000_000
 _NJ = len(JOINT_NAMES)
 _PARENT_IDX = np.maximum(np.array(JOINT_PARENTS), 0)
@@ -99,10 +104,18 @@ def track_color(track_id: int, predicted: bool) -> np.ndarray:
 class Ros2FrameEncoder:
     """FrameMsg -> [(topic, type, CDR bytes)]. Live path: cached rosbags-built templates."""
 
-    def __init__(self, skeleton: Skeleton | None = None):
+    def __init__(self, skeleton: Skeleton | None = None, worlds: dict | None = None):
+        """`worlds`: stream id -> `sinks.world_frame.WorldFrame`; such a camera's optical frame
+        hangs off a z-up `world` frame (floor at z = 0) in every /tf message."""
+        from scipy.spatial.transform import Rotation
+
         self.b = Ros2Builder()
         self.skeleton = skeleton or generic_skeleton()
         self._templates: dict[tuple, CdrTemplate] = {}
+        self._camera_in_world = {
+            sid: np.concatenate([G_WORLD_TO_REP103 @ wf.t_wc,
+                                 Rotation.from_matrix(G_WORLD_TO_REP103 @ wf.r_wc).as_quat()])
+            for sid, wf in (worlds or {}).items()}
 
     # -- shapes: rosbags messages built from flat value arrays (reference and template source) --
     def _js_make(self, frame_id: str, with_vel: bool):
@@ -113,6 +126,9 @@ class Ros2FrameEncoder:
 
     def _tf_make(self, stream: str, bids: tuple[str, ...]):
         parents, children = [], []
+        if stream in self._camera_in_world:
+            parents.append(WORLD_FRAME_ID)
+            children.append(camera_frame(stream))
         for bid in bids:
             names = tf_frame_names(bid)
             children += names
@@ -191,9 +207,12 @@ class Ros2FrameEncoder:
             out.append((joint_state_topic(frame.stream, p.track_id), JOINT_STATE, t.fill(sec, nsec, f64)))
         if v.get("placed"):
             bids = tuple(body_id(frame.stream, p.track_id) for p in v["placed"])
+            cam = self._camera_in_world.get(frame.stream)
+            n = 7 * _NJ * len(bids) + (0 if cam is None else 7)
             t = self._template(("tf", frame.stream, bids), TF_MESSAGE,
-                               lambda: self._tf_make(frame.stream, bids), 7 * _NJ * len(bids))
-            out.append((TF_TOPIC, TF_MESSAGE, t.fill(sec, nsec, v["tf"])))
+                               lambda: self._tf_make(frame.stream, bids), n)
+            out.append((TF_TOPIC, TF_MESSAGE,
+                        t.fill(sec, nsec, v["tf"] if cam is None else np.concatenate([cam, v["tf"]]))))
         shapes = tuple((p.track_id, "skeleton" if p.trans_m is not None else "skeleton_untranslated")
                        for p in v["posed"])
         n64 = 3 * (len(_BONE_ENDS) + _NJ) * len(shapes)
@@ -215,9 +234,10 @@ class Ros2McapWriter:
     most that much; `python -m sinks.export SESSION --format ros2` rebuilds the file from
     poses.mcap). A context manager: the footer is always written."""
 
-    def __init__(self, path: str, skeleton: Skeleton | None = None, flush_interval_s: float = 0.5):
+    def __init__(self, path: str, skeleton: Skeleton | None = None, flush_interval_s: float = 0.5,
+                 worlds: dict | None = None):
         self.path, self.flush_interval_s = path, flush_interval_s
-        self.encoder = Ros2FrameEncoder(skeleton)
+        self.encoder = Ros2FrameEncoder(skeleton, worlds)
         self.frames = 0
         self._file = None
         self._writer = None
@@ -279,7 +299,8 @@ class Ros2McapWriter:
                 self._writer = None
 
 
-def export_ros2(frames: list[FrameMsg], out_dir: str, skeleton: Skeleton | None = None) -> list[str]:
+def export_ros2(frames: list[FrameMsg], out_dir: str, skeleton: Skeleton | None = None,
+                worlds: dict | None = None) -> list[str]:
     """`<out_dir>/ros2.mcap` from a session's frames; returns [path]."""
     if not any(p.q is not None for f in frames for p in f.persons):
         raise RecorderError("the session has no person with joint angles (field q): no ROS 2 "
@@ -287,7 +308,20 @@ def export_ros2(frames: list[FrameMsg], out_dir: str, skeleton: Skeleton | None 
     path = os.path.join(out_dir, ROS2_FILE)
     if os.path.exists(path):
         os.remove(path)
-    with Ros2McapWriter(path, skeleton, flush_interval_s=1e9) as w:
+    with Ros2McapWriter(path, skeleton, flush_interval_s=1e9, worlds=worlds) as w:
         for f in frames:
             w.write_frame(f)
     return [path]
+
+
+def export_ros2_session(session: str, frames: list[FrameMsg], out_dir: str) -> list[str]:
+    """`ros2.mcap` of a recorded session on its skeleton, with its world frames where it has them."""
+    from sinks.recorder import read_session
+    from sinks.session_skeleton import session_skeleton, session_worlds
+
+    if not any(p.q is not None for f in frames for p in f.persons):
+        return export_ros2(frames, out_dir)       # names what is missing
+    metadata = read_session(session).metadata
+    worlds = session_worlds(session, frames, metadata, "ROS 2 TF without a `world` frame")
+    skeleton = session_skeleton(metadata.get("skelstream.config", {}).get("yaml", ""))
+    return export_ros2(frames, out_dir, skeleton, worlds)

@@ -1,17 +1,11 @@
-"""The skeleton a recorded session was fitted with, for exports that need geometry (BVH, ROS 2)."""
+"""Geometry of a session for the adapters: the skeleton it was fitted with, and the world frames
+of its cameras (BVH, ROS 2, VMC)."""
 from __future__ import annotations
 
 import os
 import sys
 
 from engines.skel.kinematics import Skeleton, generic_skeleton, load_skel_joints
-
-
-def recorded_config(session: str) -> str:
-    """The config YAML a session was recorded with ('' when the file has none)."""
-    from sinks.recorder import read_session
-
-    return read_session(session).metadata.get("skelstream.config", {}).get("yaml", "")
 
 
 def _config(config_yaml: str) -> dict:
@@ -46,3 +40,31 @@ def session_skeleton(config_yaml: str) -> Skeleton:
         print(f"warning: export: the session was fitted on {path}, which is not here; the "
               "generic skeleton is used", file=sys.stderr)
     return sk
+
+
+def configured_camera_poses(config) -> dict:
+    """stream id -> `sources.N.camera_pose` of a run's PipelineConfig (picklable, for stages)."""
+    from stream.pipeline import stream_ids
+
+    return {sid: src.camera_pose for sid, src in zip(stream_ids(config), config.sources)
+            if getattr(src, "camera_pose", None) is not None}
+
+
+def worlds_from_camera_poses(camera_poses: dict) -> dict:
+    """stream id -> `sinks.world_frame.WorldFrame` of the given camera poses."""
+    from sinks.world_frame import from_camera_pose
+
+    return {sid: from_camera_pose(cp) for sid, cp in camera_poses.items()}
+
+
+def session_worlds(session: str, frames: list, metadata: dict, what: str) -> dict:
+    """The session's world frames (configured, stored, or estimated and stored: see
+    `sinks.world_frame`); {} with a warning naming `what` falls back when there are none."""
+    from sinks.world_frame import resolve_world_frames
+    from stream.errors import UserError
+
+    try:
+        return resolve_world_frames(session, frames, metadata)
+    except UserError as exc:
+        print(f"warning: export: {what} without a world frame: {exc}", file=sys.stderr)
+        return {}

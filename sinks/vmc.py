@@ -6,8 +6,10 @@
 OSC bundle: `/VMC/Ext/OK` (loaded, calibration state, calibration mode, tracking status),
 `/VMC/Ext/T` (s), `/VMC/Ext/Root/Pos` ("root", position, quaternion) and one
 `/VMC/Ext/Bone/Pos` (name, local position, local quaternion) per bone of `sinks.retarget`, all in
-Unity's left-handed space, quaternions (x, y, z, w). Root: the pelvis position (camera frame with y
-flipped up), identity rotation; the body's orientation is on Hips. While nobody chosen is in view
+Unity's left-handed space, quaternions (x, y, z, w). Root: the pelvis position, identity rotation;
+the body's orientation is on Hips. Position and Hips are in the camera frame with y flipped up, or,
+for a stream whose camera pose is configured (`sources.N.camera_pose`), in the gravity-aligned
+world of `sinks/world_frame.py` (level floor at y = 0, Z away from the camera). While nobody chosen is in view
 only OK (tracking status 0) and T go out, so the avatar holds its last pose.
 
 Never blocking: a non-blocking, connected UDP socket. A full send buffer, or a receiver that is not
@@ -26,7 +28,8 @@ from dataclasses import dataclass
 from engines.skel.kinematics import generic_skeleton
 from sinks.adapters_config import VmcConfig, parse_host_port
 from sinks.osc import bundle, message, message_head
-from sinks.retarget import BONE_NAMES, camera_to_unity_position, humanoid_rig, retarget
+from sinks.retarget import (BONE_NAMES, camera_to_unity_position, humanoid_rig, retarget,
+                            unity_from_camera)
 from sinks.schema import FrameMsg, PersonMsg
 from stream.errors import TransportError
 
@@ -68,8 +71,11 @@ class VmcStats:
 class VmcSender:
     """Frames of the published schema -> VMC bundles. A context manager (the socket closes)."""
 
-    def __init__(self, cfg: VmcConfig):
+    def __init__(self, cfg: VmcConfig, worlds: dict | None = None):
+        """`worlds`: stream id -> `sinks.world_frame.WorldFrame` for cameras whose pose is known
+        (`sources.N.camera_pose`): the avatar then stands on the level floor (root y = 0 there)."""
         self.cfg = cfg
+        self.worlds = worlds or {}
         self.host, self.port = parse_host_port(cfg.address, "vmc.address")
         self.skeleton = generic_skeleton(cfg.body_height_m)
         offsets = humanoid_rig(self.skeleton, cfg.body_height_m).local_offsets_m
@@ -104,10 +110,11 @@ class VmcSender:
         if p is None:
             self.stats.no_person += 1
             return bundle([ok_message(False), time_message(t_s)])
-        quats = retarget(p.q, self.skeleton)
+        world = self.worlds.get(frame.stream)
+        quats = retarget(p.q, self.skeleton, unity_from_camera(None if world is None else world.r_wc))
         root = (0.0, 0.0, 0.0)
         if self.cfg.send_root_translation and p.trans_m is not None:
-            root = tuple(float(v) for v in camera_to_unity_position(p.trans_m))
+            root = tuple(float(v) for v in camera_to_unity_position(p.trans_m, world))
         msgs = [ok_message(True), time_message(t_s),
                 _ROOT_HEAD + _POS_ROT.pack(*root, *_IDENTITY_XYZW)]
         for head, off, qt in zip(_BONE_HEADS, self._offsets, quats.tolist()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from sinks.schema import frame_message
+from sinks.session_skeleton import configured_camera_poses, worlds_from_camera_poses
 from sinks.vmc import VmcSender
 from stream.config import PipelineConfig
 from stream.packet import Packet
@@ -22,10 +23,11 @@ class VmcStage(Stage):
 
     def __init__(self, config: PipelineConfig):
         self.cfg = config.vmc
+        self.camera_poses = configured_camera_poses(config)  # picklable; worlds built in setup()
         self._sender: VmcSender | None = None
 
     def setup(self) -> None:
-        self._sender = VmcSender(self.cfg).open()
+        self._sender = VmcSender(self.cfg, worlds_from_camera_poses(self.camera_poses)).open()
         print(f"vmc: sending person '{self.cfg.person}' to {self.cfg.address}", file=sys.stderr)
 
     def process(self, packet: Packet) -> Packet | None:

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from engines.skel.dofs import DOF_LOWER, DOF_UPPER, JOINT_NAMES, NUM_DOFS
-from engines.skel.kinematics import forward_kinematics, generic_skeleton
+from engines.skel.dofs import DOF_LOWER, DOF_UPPER, JOINT_NAMES, NUM_DOFS, joint_dofs
+from engines.skel.kinematics import DOF_AXIS, forward_kinematics, generic_skeleton
 from sinks.bvh_export import CAMERA_TO_BVH, hierarchy_order
 from sinks.recorder import SessionRecorder
 from stream.packet import FrameInfo, Intrinsics, Packet, Person, TrackState
@@ -33,13 +33,15 @@ def _person(tid: int, q, trans) -> Person:
                   trans_m=trans, pose_confidence=0.8, model_id="test")
 
 
-def record(path: str, seqs: list[int], people, config_yaml: str = CONFIG) -> str:
-    """A real session file: frames at `seqs` (30 fps capture clock), `people(seq)` -> persons."""
+def record(path: str, seqs: list[int], people, config_yaml: str = CONFIG,
+           period_ns: int = PERIOD_NS, media_fps: float | None = None) -> str:
+    """A real session file: frames at `seqs` (capture clock `period_ns` apart; with `media_fps`
+    the file's presentation times too), `people(seq)` -> persons."""
     t0 = 1_000_000_000
     with SessionRecorder(path, "s", config_yaml=config_yaml, min_free_disk_mb=0) as rec:
         for s in seqs:
-            fi = FrameInfo("cam0", s, t0 + s * PERIOD_NS, 1_700_000_000_000_000_000 + s * PERIOD_NS,
-                           640, 480)
+            fi = FrameInfo("cam0", s, t0 + s * period_ns, 1_700_000_000_000_000_000 + s * period_ns,
+                           640, 480, media_pts_s=None if media_fps is None else s / media_fps)
             rec.write_packet(Packet(frame=fi, persons=people(s),
                                     intrinsics=Intrinsics(500, 500, 320, 240)))
     return os.path.join(path, "s")
@@ -94,8 +96,16 @@ def test_bvh_read_back_by_the_bvh_package_matches_our_fk_within_1mm(tmp_path):
     assert mocap.get_joints_names() == [JOINT_NAMES[j] for j in hierarchy_order()]
     assert mocap.nframes == 8
     assert mocap.frame_time == pytest.approx(PERIOD_NS / 1e9, rel=1e-6)
-    # one rotation channel per DoF (46 - 3 root DoFs + 6 root channels)
-    assert sum(len(mocap.joint_channels(n)) for n in mocap.get_joints_names()) == NUM_DOFS + 3
+    # three rotation channels per joint: SKEL's DoF axes in order, then unused axes that stay 0
+    for j, name in enumerate(JOINT_NAMES[1:], start=1):
+        chans = mocap.joint_channels(name)
+        dofs = joint_dofs(j)
+        assert len(chans) == 3 and sorted(c[0] for c in chans) == ["X", "Y", "Z"]
+        assert [c[0] for c in chans[:len(dofs)]] == ["XYZ"[int(np.argmax(np.abs(DOF_AXIS[d])))]
+                                                     for d in dofs]
+        unused = chans[len(dofs):]
+        if unused:
+            assert np.all(np.array(mocap.frames_joint_channels(name, unused), float) == 0.0)
     sk = generic_skeleton(HEIGHT)
     worst = 0.0
     for k in range(8):
@@ -108,6 +118,34 @@ def test_bvh_read_back_by_the_bvh_package_matches_our_fk_within_1mm(tmp_path):
     assert worst <= 1e-3, f"{worst * 1000:.3f} mm"
 
 
+def world_session(tmp_path, seed: int):
+    """3 frames of random poses recorded with a known camera pose, exported to BVH:
+    (world frame, q per frame, pelvis translation, the .bvh path)."""
+    from sinks.world_frame import from_camera_pose
+    from stream.sources.camera_pose import CameraPoseConfig
+
+    config = CONFIG + "sources:\n- stream_id: cam0\n  camera_pose:\n    height_m: 1.2\n    pitch_deg: 10\n"
+    rng = np.random.default_rng(seed)
+    qs = [_q(rng) for _ in range(3)]
+    trans = np.array([0.2, 0.4, 3.0], np.float32)
+    session = record(str(tmp_path), [0, 1, 2], lambda s: [_person(1, qs[s], trans)], config)
+    r = export(session, str(tmp_path / "o"))
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    wf = from_camera_pose(CameraPoseConfig(height_m=1.2, pitch_deg=10))
+    return wf, qs, trans, tmp_path / "o" / "cam0_track1.bvh"
+
+
+def test_bvh_in_the_sessions_world_frame_when_the_camera_pose_is_known(tmp_path):
+    wf, qs, trans, path = world_session(tmp_path, 5)
+    mocap = bvh.Bvh(path.read_text())
+    sk = generic_skeleton(HEIGHT)
+    for k in range(3):
+        fk = forward_kinematics(qs[k].astype(np.float64), sk, root_m=trans.astype(np.float64))
+        want = wf.points(fk.joints_m)
+        got = bvh_fk(mocap, k)
+        assert max(np.linalg.norm(got[n] - want[j]) for j, n in enumerate(JOINT_NAMES)) <= 1e-3
+
+
 def test_bvh_is_upright_for_an_upright_person(tmp_path):
     q = np.zeros(NUM_DOFS, np.float32)
     q[0] = np.pi                                          # SKEL mean pose: upright in the y-down frame
@@ -115,6 +153,22 @@ def test_bvh_is_upright_for_an_upright_person(tmp_path):
     assert export(session, str(tmp_path / "o")).returncode == 0
     pos = bvh_fk(bvh.Bvh((tmp_path / "o" / "cam0_track1.bvh").read_text()), 0)
     assert pos["head"][1] > pos["pelvis"][1] > pos["talus_r"][1]
+
+
+def test_lossless_file_run_takes_the_frame_time_from_the_video_clock(tmp_path):
+    lossless = CONFIG + "runtime:\n  lossless: true\n"
+    q = np.zeros(NUM_DOFS, np.float32)
+    people = lambda s: [_person(1, q, np.zeros(3, np.float32))]  # noqa: E731
+    # processed at 10 fps, the file is 60 fps
+    r = export(record(str(tmp_path / "a"), list(range(5)), people, lossless, 100_000_000, 60.0),
+               str(tmp_path / "o"))
+    assert r.returncode == 0 and "lossless mode" not in r.stderr, r.stderr
+    assert bvh.Bvh((tmp_path / "o" / "cam0_track1.bvh").read_text()).frame_time == pytest.approx(1 / 60)
+    # without presentation times: the capture clock, and a warning that it is the processing rate
+    r = export(record(str(tmp_path / "b"), list(range(5)), people, lossless, 100_000_000),
+               str(tmp_path / "o2"))
+    assert r.returncode == 0 and "lossless mode" in r.stderr
+    assert bvh.Bvh((tmp_path / "o2" / "cam0_track1.bvh").read_text()).frame_time == pytest.approx(0.1)
 
 
 def test_one_file_per_track(tmp_path):
@@ -134,3 +188,29 @@ def test_session_without_angles_or_translation_names_the_missing_field(tmp_path)
     r = export(no_t, str(tmp_path / "o2"))
     assert r.returncode == 2 and "pelvis translation (field trans_m)" in r.stderr
     assert r.stderr.count("\n") == 1  # one line
+
+
+BPY_PYTHON = os.environ.get("SKELSTREAM_BPY_PYTHON")
+
+
+@pytest.mark.skipif(not BPY_PYTHON, reason="set SKELSTREAM_BPY_PYTHON to a Python with bpy "
+                    "(pip install bpy==5.0.1 in its own venv: bpy pins numpy 1.26)")
+def test_blender_imports_the_bvh_and_puts_joints_where_our_fk_does(tmp_path):
+    import json
+
+    wf, qs, trans, path = world_session(tmp_path, 11)
+    names = ["pelvis", "tibia_r", "toes_l", "head", "hand_r", "radius_l"]
+    r = subprocess.run([BPY_PYTHON, os.path.join(REPO, "tests", "blender_bvh_probe.py"),
+                        str(path), "[0, 2]", json.dumps(names)],
+                       capture_output=True, text=True, timeout=300)
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("RESULT"))
+    got = json.loads(line[len("RESULT"):])
+    sk = generic_skeleton(HEIGHT)
+    for k in (0, 2):
+        fk = forward_kinematics(qs[k].astype(np.float64), sk, root_m=trans.astype(np.float64))
+        world = wf.points(fk.joints_m)                       # y up
+        for n in names:
+            x, y, z = world[JOINT_NAMES.index(n)]
+            blender = np.array(got[str(k)][n])               # Blender: z up, y = -BVH z
+            err = float(np.linalg.norm(blender - [x, -z, y]))
+            assert err <= 1e-3, (k, n, blender, (x, -z, y))

@@ -96,7 +96,8 @@ class FourPeople(Stage):
 
 def test_recording_with_ros2_channels_reads_back_with_rosbags(tmp_path):
     cfg = PipelineConfig(
-        sources=[SourceConfig(uri="test:n=30,w=64,h=48,fps=0", mode="lossless")],
+        sources=[SourceConfig(uri="test:n=30,w=64,h=48,fps=0", mode="lossless",
+                              camera_pose={"height_m": 1.3, "pitch_deg": 5.0})],
         runtime=RuntimeConfig(status_line=False, summary_at_exit=False, lossless=True),
         publisher=PublisherConfig(enabled=False),
         recorder=RecorderConfig(enabled=True, directory=str(tmp_path), session_name="s", ros2=True))
@@ -124,7 +125,10 @@ def test_recording_with_ros2_channels_reads_back_with_rosbags(tmp_path):
                 np.testing.assert_array_equal(msg.velocity, person.q_vel.astype(np.float64))
                 assert msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec == stamp
             elif conn.topic == "/tf":
-                assert len(msg.transforms) == 4 * len(JOINT_NAMES)
+                assert len(msg.transforms) == 1 + 4 * len(JOINT_NAMES)   # + world -> camera
+                assert (msg.transforms[0].header.frame_id, msg.transforms[0].child_frame_id) == (
+                    "world", "cam0_optical_frame")
+                assert msg.transforms[0].transform.translation.z == pytest.approx(1.3)
                 p = frame.persons[2]
                 names = tf_frame_names(body_id("cam0", p.track_id))
                 assert names[0] == "body_cam0_3" and "l_knee_cam0_3" in names and "r_wrist_cam0_3" in names
@@ -153,3 +157,36 @@ def test_export_ros2_from_a_session_and_missing_angles(tmp_path):
     empty = [decode(encode_frame(synthetic_packet("cam0", 0, 0), 1, 2 ** 32))]
     with pytest.raises(Exception, match=r"joint angles \(field q\)"):
         export_ros2(empty, str(tmp_path))
+
+
+def test_export_hangs_the_camera_off_a_z_up_world_when_the_pose_is_known(tmp_path):
+    from sinks.recorder import SessionRecorder
+    from sinks.ros2_mcap import G_WORLD_TO_REP103
+    from sinks.world_frame import from_camera_pose
+    from stream.sources.camera_pose import CameraPoseConfig
+
+    config = ("pose:\n  landmarks:\n    body_height_m: 1.7\nsources:\n- stream_id: cam0\n"
+              "  camera_pose:\n    height_m: 1.5\n    pitch_deg: 20\n")
+    with SessionRecorder(str(tmp_path), "w", config_yaml=config, min_free_disk_mb=0) as rec:
+        for s in range(3):
+            rec.write_packet(synthetic_packet("cam0", s, 1))
+    r = subprocess.run([sys.executable, "-m", "sinks.export", str(tmp_path / "w"), "--out",
+                        str(tmp_path / "o"), "--format", "ros2"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    wf = from_camera_pose(CameraPoseConfig(height_m=1.5, pitch_deg=20))
+    recorded = [decode(p) for p in read_session(str(tmp_path / "w")).frames()]
+    with Reader(tmp_path / "o" / "ros2.mcap") as rd:
+        tfs = [STORE.deserialize_cdr(raw, c.msgtype) for c, _, raw in rd.messages()
+               if c.topic == "/tf"]
+    assert len(tfs) == 3
+    for msg, frame in zip(tfs, recorded):
+        p = frame.persons[0]
+        fk = forward_kinematics(p.q.astype(np.float64), SK, root_m=p.trans_m.astype(np.float64))
+        names = tf_frame_names(body_id("cam0", p.track_id))
+        for j in (0, JOINT_NAMES.index("talus_l")):
+            np.testing.assert_allclose(compose_tf(msg.transforms, names[j], "world"),
+                                       G_WORLD_TO_REP103 @ wf.points(fk.joints_m[j]), atol=1e-9)
+        # the floor is z = 0 in the ROS world: the camera sits 1.5 m above it
+        np.testing.assert_allclose(compose_tf(msg.transforms, "cam0_optical_frame", "world")[2], 1.5,
+                                   atol=1e-9)

@@ -54,7 +54,7 @@ def test_page_loads_and_shows_the_skeleton(tmp_path):
             pkt.persons[0].q[0] = np.pi     # upright, facing the camera side
             assert v.log_frame(frame_message(pkt), image)
         out = tmp_path / "viewer.png"
-        screenshot(v.url, str(out), wait_s=90, ready=lambda png: _magenta_pixels(png) > 400)
+        screenshot(v.url, str(out), wait_s=150, ready=lambda png: _magenta_pixels(png) > 400)
         png = out.read_bytes()
     assert v.stats.dropped == 0
     assert _magenta_pixels(png) > 400, f"no skeleton in the screenshot {out}"
