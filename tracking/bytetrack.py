@@ -349,6 +349,11 @@ class ByteTracker:
             setattr(twin, name, getattr(self, name).copy())
         return twin
 
+    def expected_boxes(self) -> np.ndarray:
+        """(K, 4) float32 xyxy px where every held track (tentative, tracked, lost) is now
+        expected: a detector that can look closer there does."""
+        return xyah_to_xyxy(self.x) if len(self.x) else np.zeros((0, 4), np.float32)
+
     def drop_ids(self, track_ids: set[int]) -> None:
         """Forget confirmed tracks whose REMOVED was already announced (no new event)."""
         gone = np.isin(self.ids, list(track_ids)) & (self.state != _TENTATIVE)

