@@ -40,12 +40,12 @@ def test_pose_stage_runs_engine_sets_intrinsics_and_forgets():
         out = stage.process(_packet(img, 2, [p], [TrackEvent(5, TrackEventKind.REFOUND)]))
         assert out.persons[0].q is not None
         stage.process(_packet(img, 3, [], [TrackEvent(5, TrackEventKind.REMOVED)]))
-        assert ("cam0", 5) not in stage.engine._people and ("cam0", 5) not in stage.engine._graphs
+        assert ("cam0", 5) not in stage.engine._people and ("cam0", 5) not in stage.engine.last_rois
         p2 = Person(track_id=6, track_state=TrackState.TRACKED, box_xyxy=box, score=1.0, crop_box_xyxy=box)
         stage.process(_packet(img, 4, [p2]))
-        assert ("cam0", 6) in stage.engine._graphs
+        assert ("cam0", 6) in stage.engine._people and ("cam0", 6) in stage.engine.last_rois
         stage.flush("cam0")                                   # stream ended: everything of it goes
-        assert not stage.engine._graphs and not stage.engine._people
+        assert not stage.engine.last_rois and not stage.engine._people
     finally:
         stage.close()
 
