@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from engines.blazepose.models import DETECTOR_FILE, TfliteModel, bundled_model
-from engines.blazepose.roi import body_box
+from engines.blazepose.roi import BODY_WIDTH, body_box
 from engines.blazepose.ssd import INPUT_SIZE_PX, SsdDetections, decode, ssd_anchors, unbatch, weighted_nms
 
 
@@ -61,7 +61,7 @@ class BlazePoseSsd:
     tracker expects someone), all in one batched call."""
 
     def __init__(self, grids: tuple[int, ...] = (2, 3), overlap: float = 0.25, tiles_per_call: int = 4,
-                 min_score: float = 0.5, nms_iou: float = 0.3, tile_margin: float = 0.15, width_ratio: float = 0.5,
+                 min_score: float = 0.5, nms_iou: float = 0.3, tile_margin: float = 0.15, width_ratio: float = BODY_WIDTH,
                  threads: int = 1):
         self.model = TfliteModel(bundled_model(DETECTOR_FILE), threads)
         self.anchors = ssd_anchors()
@@ -136,7 +136,7 @@ class BlazePoseSsd:
         return unbatch(reg, batch), unbatch(cls, batch)
 
 
-def person_boxes(det: SsdDetections, width_ratio: float = 0.5) -> np.ndarray:
+def person_boxes(det: SsdDetections, width_ratio: float = BODY_WIDTH) -> np.ndarray:
     """(N, 4) float32 xyxy body boxes from detector keypoints 0 (mid-hip) and 1 (full-body scale)."""
     if not len(det):
         return np.zeros((0, 4), np.float32)

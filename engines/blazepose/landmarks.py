@@ -26,12 +26,14 @@ AUX_CENTRE, AUX_SCALE = 33, 34     # auxiliary landmarks: the ROI of the next fr
 class LandmarkSet:
     """One person's landmarks. image_px: (33, 2) float64 frame px; world_m: (33, 3) metres, origin
     between the hips, camera-aligned axes (x right, y down, z forward), rotated back by the ROI;
-    visibility: (33,) in [0, 1]; presence: the model's pose-presence score in [0, 1]; next_roi:
-    MediaPipe's tracking ROI for the next frame (from the auxiliary landmarks)."""
+    visibility: (33,) in [0, 1]; presence: the model's pose-presence score in [0, 1]; aux_px: (2, 2)
+    the auxiliary body centre and size/rotation point (frame px, like detector keypoints 0 and 1);
+    next_roi: MediaPipe's tracking ROI for the next frame (from those two)."""
     image_px: np.ndarray
     world_m: np.ndarray
     visibility: np.ndarray
     presence: float
+    aux_px: np.ndarray
     next_roi: Roi
 
 
@@ -80,7 +82,7 @@ class BlazePoseLandmarker:
             w_rot = np.stack([c * w[:, 0] - s * w[:, 1], s * w[:, 0] + c * w[:, 1], w[:, 2]], 1)
             result.append(LandmarkSet(image_px=px[:NUM_BODY], world_m=w_rot,
                                       visibility=_sigmoid(v[:NUM_BODY, 3]).astype(np.float64),
-                                      presence=presence,
+                                      presence=presence, aux_px=px[[AUX_CENTRE, AUX_SCALE]],
                                       next_roi=roi_from_points(px[AUX_CENTRE], px[AUX_SCALE])))
         return result
 

@@ -48,15 +48,26 @@ class BlazePoseSsdConfig(StrictModel):
     stay found between two visits of their tile)."""
     track_region_scale: float = Field(1.6, ge=1.0, le=4.0)
     """Side of that square region / the person box's longer side."""
+    verify_missed: bool = True
+    """Where the tracker expects someone and the detector found nobody (a bent-over body, a face
+    turned away: the detector keys on faces), ask the landmark model, as MediaPipe's own tracking
+    does: a person present there gives a detection with the landmarks' body box."""
+    verified_score: float = Field(0.55, ge=0.0, le=1.0)
+    """Score of such a detection: keep it >= tracker.high_score (it re-finds its track) and below
+    tracker.new_track_score (it never starts one)."""
     min_score: float = Field(0.5, ge=0.0, le=1.0)
     """MediaPipe's min_score_thresh for the pose detector."""
     nms_iou: float = Field(0.3, gt=0.0, le=1.0)
     """MediaPipe's weighted-NMS min_suppression_threshold (IoU of face boxes)."""
+    body_nms_iou: float = Field(0.5, gt=0.0, le=1.0)
+    """Then greedy NMS on the body boxes (two readings of one body; people overlapping in depth
+    stay under ~0.35 on the Demo_MultiPerson clips)."""
     tile_margin: float = Field(0.15, ge=0.0, le=1.0)
     """A tile's detection counts only when its body box lies inside the tile give or take this
     fraction of the tile (a body cut by the tile edge gets guessed keypoints)."""
-    box_width_ratio: float = Field(0.5, gt=0.1, le=1.5)
-    """Tracker box width / body length (along the detected body axis)."""
+    box_width_ratio: float = Field(0.35, gt=0.1, le=1.5)
+    """Tracker box width across the detected body axis / the body's full-body diameter (its height
+    along the axis is 0.85 of it: engines/blazepose/roi.py says how both were measured)."""
     threads: int = Field(1, ge=1, le=16)
     """LiteRT (XNNPACK) threads of the detector."""
 

@@ -90,7 +90,9 @@ class HogDetector(Detector):
 class BlazePoseDetector(Detector):
     """Every person in view from BlazePose's SSD detector (engines/blazepose): any posture and view,
     the box spans the body the detector's keypoints describe. `expected_xyxy` (the tracker's
-    current boxes) adds a full-resolution look at each of those places."""
+    current boxes) adds a full-resolution look at each of those places, and a landmark check where
+    the detector still finds nobody."""
+    looks_at_expected = True
 
     def open(self) -> None:
         from engines.blazepose.detector import BlazePoseSsd
@@ -98,7 +100,13 @@ class BlazePoseDetector(Detector):
         c = self.cfg.blazepose
         self.ssd = BlazePoseSsd(c.tile_grids, c.tile_overlap, c.tiles_per_call, c.min_score, c.nms_iou,
                                 c.tile_margin, c.box_width_ratio, c.threads)
+        self.landmarker = None
+        if c.verify_missed:
+            from engines.blazepose.landmarks import BlazePoseLandmarker
+
+            self.landmarker = BlazePoseLandmarker(c.threads)
         self.last = None   # the last call's SsdDetections (face boxes, keypoints) for tests/benches
+        self.verified = 0  # detections that came from the landmark check
 
     def _raw(self, image_bgr: np.ndarray, expected_xyxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         from engines.blazepose.detector import person_boxes, regions_around
@@ -108,10 +116,53 @@ class BlazePoseDetector(Detector):
         if c.track_regions and expected_xyxy is not None and len(expected_xyxy):
             extra = regions_around(expected_xyxy, image_bgr.shape[1], image_bgr.shape[0], c.track_region_scale)
         self.last = det = self.ssd.detect(image_bgr, extra)
-        return person_boxes(det, c.box_width_ratio), det.scores
+        boxes, scores = person_boxes(det, c.box_width_ratio), det.scores
+        # MediaPipe suppresses on face boxes; two readings of one body (a whole-frame and a tile
+        # view disagreeing on the face) can survive that, so suppress on body boxes too
+        keep = nms(boxes, scores, c.body_nms_iou)
+        boxes, scores = boxes[keep], scores[keep]
+        if self.landmarker is not None and expected_xyxy is not None and len(expected_xyxy):
+            boxes, scores = self._verify_missed(image_bgr, np.asarray(expected_xyxy, np.float32), boxes, scores)
+        return boxes, scores
+
+    def _verify_missed(self, image_bgr: np.ndarray, expected: np.ndarray, boxes: np.ndarray,
+                       scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add a body box for each expected place the detector left empty but the landmark model
+        (one batched call) finds a person in."""
+        from engines.blazepose.landmarks import roi_from_box
+        from engines.blazepose.roi import body_box
+        from tracking.bytetrack import iou_matrix, linear_assignment
+        from tracking.crop_boxes import square_around
+
+        c = self.cfg.blazepose
+        covered = np.zeros(len(expected), bool)
+        rows, _ = linear_assignment(iou_matrix(expected, boxes), 0.3)   # one detection covers one place
+        covered[rows] = True
+        missed = expected[~covered]
+        if not len(missed):
+            return boxes, scores
+        rois = []
+        for b in missed:
+            cx, cy, side = square_around(b, 1.25, 16.0)
+            rois.append(roi_from_box(np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])))
+        found = [lm for lm in self.landmarker.run(image_bgr, rois) if lm is not None]
+        if not found:
+            return boxes, scores
+        found.sort(key=lambda lm: -lm.presence)
+        extra = np.stack([body_box(lm.aux_px[0], lm.aux_px[1], c.box_width_ratio) for lm in found])
+        # a person the detector did find, seen again from a neighbouring track's place, is not a
+        # second person: keeping it would keep a duplicate track alive for good
+        keep = []
+        for i, b in enumerate(extra):
+            others = np.concatenate([boxes, extra[keep]]) if keep else boxes
+            if not len(others) or iou_matrix(b[None], others).max() < 0.4:
+                keep.append(i)
+        self.verified += len(keep)
+        return (np.concatenate([boxes, extra[keep]]).astype(np.float32),
+                np.concatenate([scores, np.full(len(keep), c.verified_score, np.float32)]))
 
     def close(self) -> None:
-        self.ssd = None
+        self.ssd = self.landmarker = None
 
 
 class YoloDetector(Detector):
