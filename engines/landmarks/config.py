@@ -20,7 +20,7 @@ class LandmarkEngineConfig(StrictModel):
     threads: int = Field(1, ge=1, le=16)               # LiteRT (XNNPACK) threads
     duplicate_dist_rel: float = Field(0.1, ge=0.0, le=1.0)
     """Two people's landmarks closer than this (median, x the body's extent) are one body: only
-    the older track keeps them."""
+    the track whose box fits that body better keeps them."""
     min_visibility: float = Field(0.5, ge=0.0, le=1.0)  # below: landmark unseen, its DoFs held at the prior
     prior_weight: float = Field(0.02, ge=0.0)          # m per rad: pull of fitted DoFs to the mean pose
     max_iterations: int = Field(8, ge=1, le=100)       # LM iterations per frame (warm-started)

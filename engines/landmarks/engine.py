@@ -190,32 +190,35 @@ class LandmarkPoseEngine(PoseEngine):
             for i, lms in zip(retry, again):
                 out[i], rois[i] = lms, roi_from_box(boxes[i])
             self.retries += len(retry)
-        self._drop_duplicates(keys, out)
+        self._drop_duplicates(boxes, out)
         for key, st, roi, lms in zip(keys, states, rois, out):
             st.next_roi = None if lms is None else lms.next_roi
             self.last_rois[key] = roi
         return out
 
-    def _drop_duplicates(self, keys: list[tuple[str, int]], out: list[Landmarks | None]) -> None:
+    def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None]) -> None:
         """Two tracks whose crops gave the same body (a stray box between two people, a second box
-        on one person): the older track (lower id) keeps it, the other is reported as not seen,
-        so a track born on such a box is never published as a person of its own."""
-        order = sorted(range(len(keys)), key=lambda i: keys[i][1])
-        for a_pos, a in enumerate(order):
-            if out[a] is None:
-                continue
-            pa, va = out[a].image_px, out[a].visibility >= self.config.min_visibility
-            if va.sum() < 4:
-                continue
-            scale = float(np.ptp(pa[va], axis=0).max())
-            for b in order[a_pos + 1:]:
-                if out[b] is None:
+        on one person): the track whose box fits that body better (IoU with the landmarks' extent)
+        keeps it, the other is reported as not seen, so a track born on such a box is never
+        published as a person of its own, and a track whose crop slid onto a neighbour is not
+        posed as that neighbour."""
+        thr = self.config.min_visibility
+        for a in range(len(out)):
+            for b in range(a + 1, len(out)):
+                la, lb = out[a], out[b]
+                if la is None or lb is None:
                     continue
-                both = va & (out[b].visibility >= self.config.min_visibility)
-                if both.sum() >= 4:
-                    d = np.median(np.linalg.norm(pa[both] - out[b].image_px[both], axis=1))
-                    if d < self.config.duplicate_dist_rel * scale:
-                        out[b] = None
+                both = (la.visibility >= thr) & (lb.visibility >= thr)
+                if both.sum() < 4:
+                    continue
+                scale = float(np.ptp(la.image_px[both], axis=0).max())
+                d = np.median(np.linalg.norm(la.image_px[both] - lb.image_px[both], axis=1))
+                if d >= self.config.duplicate_dist_rel * scale:
+                    continue
+                body = la.image_px[la.visibility >= thr]
+                extent = np.concatenate([body.min(0), body.max(0)])[None]
+                fit = iou_matrix(np.stack([boxes[a], boxes[b]]).astype(np.float64), extent)[:, 0]
+                out[b if fit[0] >= fit[1] else a] = None
 
     def estimate(self, image_bgr: np.ndarray, persons: list[Person], intrinsics: Intrinsics,
                  stream_id: str) -> dict[str, int]:
