@@ -40,10 +40,12 @@ def test_default_command_publishes_every_labelled_person_under_one_id(clip, tmp_
     labels = bench.load_labels()[clip]
     r = bench.score(frames, labels, 1920, 0.15, 0.3, identities=True)
     assert r["video_frames"] == 100 and r["violations"] == 0
-    # the two subjects in every labelled frame, each under one id all along
-    assert r["stable"]["A"] == 1.0 and r["stable"]["B"] == 1.0, r
+    # the two subjects under one id each, the man in every labelled frame, the woman from frame
+    # ~15 (before, her box also holds the man, whose landmarks her crop gives: not published as
+    # her); the bystander is found after a while
+    assert r["stable"]["A"] == 1.0 and r["stable"]["B"] >= 0.8, r
     ids = {p.track_id for f in frames.values() for p in f.persons}
-    assert r["published"] >= 25 and r["all_in"] >= 5, r     # the bystander is found after a while
+    assert r["published"] >= 22 and r["all_in"] >= 4, r
     # at most one published box (of ~26 on labelled frames) off every label: a loose box (the
     # tracker's, from the detector's body keypoints) of a person with arms stretched out
     assert r["fp"] <= 1 and r["num_switches"] == 0 and len(ids) <= 4, r
