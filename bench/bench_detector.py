@@ -130,7 +130,8 @@ def cpu(iters: int, tmp: Path) -> None:
     if sample is not None:
         bp = BlazePoseDetector(DetectorConfig(kind="blazepose"))
         bp.open()
-        report("blazepose (one person), 640x480 pose2sim frame", timeit(lambda: bp.detect(sample), iters), base)
+        report("blazepose SSD (whole frame + 4 tiles per call), 640x480 pose2sim frame",
+               timeit(lambda: bp.detect(sample), iters), base)
         report("hog (default cfg), same 640x480 pose2sim frame", timeit(lambda: hog.detect(sample), iters), base)
         bp.close()
     path = export_onnx(tmp / "yolo_like.onnx", 640)

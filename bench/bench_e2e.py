@@ -1,7 +1,9 @@
-"""End-to-end benchmark of the default CPU pipeline: one person, 640x480, played like a live camera.
+"""End-to-end benchmark of the default CPU pipeline: 640x480, played like a live camera.
 
 Builds a 640x480 30 fps clip from the pose2sim Demo_SinglePerson videos (real footage of one person,
-shipped in the `pose2sim==0.10.49` wheel; the 1080x1920 portrait frames are letterboxed), runs
+shipped in the `pose2sim==0.10.49` wheel; the 1080x1920 portrait frames are letterboxed) or, with
+`--people 3`, from Demo_MultiPerson cam02 (the man exercising, the woman in front, a bystander at
+the back; 100 frames, looped), runs
 `run_stream.py` on it as a user would (separate process, live mode, native pacing, default config
 otherwise), and subscribes to its ZeroMQ output from this process.
 
@@ -11,7 +13,10 @@ Reported, after `--warmup-s` of start-up:
   * capture -> publish latency (`publish_utc_ns - capture_utc_ns`, both stamped by the pipeline on
     one wall clock) and capture -> receive (adds ZeroMQ and the subscriber's wake-up), p50 / p99;
   * frames the pipeline dropped to stay live (`seq` gaps), frames with a fitted person;
-  * the per-stage summary table the run prints at exit.
+  * the per-stage summary table the run prints at exit;
+  * memory: the peak, over the run, of the summed resident set (RSS; shared pages counted once per
+    process, an upper bound) and of the summed proportional set (PSS) of run_stream.py and all its
+    stage processes, sampled every 0.5 s from /proc.
 
     .venv/bin/python bench/bench_e2e.py [--loops 2] [--warmup-s 3] [--set KEY=VALUE ...]
 """
@@ -36,23 +41,27 @@ from sinks.client import PoseSubscriber  # noqa: E402
 from sinks.schema import FrameMsg, HeartbeatMsg  # noqa: E402
 
 
-def pose2sim_videos() -> list[Path]:
+def pose2sim_videos(people: int = 1) -> list[Path]:
     import Pose2Sim
 
-    videos = sorted((Path(Pose2Sim.__file__).parent / "Demo_SinglePerson" / "videos").glob("cam0*.mp4"))
+    if people > 1:
+        videos = [Path(Pose2Sim.__file__).parent / "Demo_MultiPerson" / "videos" / "cam02.mp4"]
+        videos = [v for v in videos if v.exists()]
+    else:
+        videos = sorted((Path(Pose2Sim.__file__).parent / "Demo_SinglePerson" / "videos").glob("cam0*.mp4"))
     if not videos:
         sys.exit("bench_e2e: pose2sim demo videos not found; "
                  "pip install --no-deps pose2sim==0.10.49")
     return videos
 
 
-def write_640x480_clip(out: Path, loops: int, fps: int = 30) -> int:
+def write_640x480_clip(out: Path, loops: int, fps: int = 30, people: int = 1) -> int:
     """Letterbox every source frame into 640x480 and write H.264 at `fps`; returns frames written."""
     import av
     import cv2
 
     frames = []
-    for video in pose2sim_videos():
+    for video in pose2sim_videos(people):
         with av.open(str(video)) as c:
             for f in c.decode(video=0):
                 img = f.to_ndarray(format="bgr24")
@@ -99,6 +108,39 @@ def collect(endpoint: str, out: list, stop: threading.Event) -> PoseSubscriber:
     return sub
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (from /proc/*/stat)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def tree_memory_mb(pid: int) -> tuple[float, float]:
+    """(summed RSS, summed PSS) of the process tree in MiB."""
+    rss = pss = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            continue
+    return rss / 1024, pss / 1024
+
+
 def pct(a, q):
     return float(np.percentile(a, q)) if len(a) else float("nan")
 
@@ -108,12 +150,14 @@ def main() -> int:
     ap.add_argument("--loops", type=int, default=2, help="play the 400-frame clip this many times")
     ap.add_argument("--fps", type=int, default=30)
     ap.add_argument("--warmup-s", type=float, default=3.0)
+    ap.add_argument("--people", type=int, choices=(1, 3), default=1,
+                    help="1: Demo_SinglePerson (4 cameras); 3: Demo_MultiPerson cam02 (three people)")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        clip = Path(tmp) / "one_person_640x480.mp4"
-        n = write_640x480_clip(clip, args.loops, args.fps)
+        clip = Path(tmp) / f"people{args.people}_640x480.mp4"
+        n = write_640x480_clip(clip, args.loops * (4 if args.people > 1 else 1), args.fps, args.people)
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         rows: list = []
         stop = threading.Event()
@@ -127,8 +171,19 @@ def main() -> int:
         for o in args.overrides:
             cmd += ["--set", o]
         t0 = time.monotonic()
-        res = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=900,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        peak = (0.0, 0.0)
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            while proc.poll() is None and time.monotonic() - t0 < 900:
+                rss, pss = tree_memory_mb(proc.pid)
+                peak = (max(peak[0], rss), max(peak[1], pss))
+                time.sleep(0.5)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            err.seek(0)
+            res = subprocess.CompletedProcess(cmd, proc.returncode, "", err.read())
         wall = time.monotonic() - t0
         stop.set()
         t.join(5)
@@ -155,6 +210,8 @@ def main() -> int:
     print(f"capture -> publish ms: p50 {pct(pub_ms, 50):.1f}  p99 {pct(pub_ms, 99):.1f}  "
           f"max {pub_ms.max():.1f}")
     print(f"capture -> receive ms: p50 {pct(recv_ms, 50):.1f}  p99 {pct(recv_ms, 99):.1f}")
+    print(f"memory of the whole run (run_stream.py + stage processes), peak: RSS sum {peak[0]:.0f} MiB, "
+          f"PSS sum {peak[1]:.0f} MiB")
     worst = np.argsort(pub_ms)[-max(3, len(pub_ms) // 50):]
     print("slowest frames (seq: ms): " + ", ".join(f"{seq[i]}: {pub_ms[i]:.0f}" for i in sorted(worst)))
     print("run summary (stderr tail):")

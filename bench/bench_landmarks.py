@@ -204,7 +204,7 @@ def main() -> None:
     res = np.concatenate([f["resid"] for f in fits])
     viol = sum(f["violations"] for f in fits)
     agree = {n: sum((angle_agreement(r)[n] for r in rows_all), []) for n in TRIPLETS}
-    print(f"second landmark pass after a lost tracking ROI: {eng.retries} of {len(lm_ms) + 4} crops")
+    print(f"second landmark pass after a landmark ROI missed: {eng.retries} of {len(lm_ms) + 4} crops")
     print(f"landmark model per crop (256 px, full frame decode excluded): p50 {np.percentile(lm_ms, 50):.1f} ms, "
           f"p99 {np.percentile(lm_ms, 99):.1f} ms  (n={len(lm_ms)})")
     print(f"fit per person per frame (warm): p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms, "

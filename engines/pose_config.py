@@ -17,5 +17,9 @@ class PoseConfig(StrictModel):
     """Pose only the N largest people in view (by box area) each frame; the rest stay tracked but
     are neither posed nor published. 1 = single-user setups (a webcam in front of one person, VR):
     a CPU engine's cost grows with every person, bystanders included. None = everyone."""
+    min_confidence_to_publish: float = Field(0.2, ge=0.0, le=1.0)
+    """A track is published only once the engine has posed it with at least this confidence and
+    some observed DoF (a box on a static object, a poster, a coat on a chair never is); from then
+    on every frame of it goes out, unobserved frames flagged by their confidence and dof_observed."""
     landmarks: LandmarkEngineConfig = LandmarkEngineConfig()
     skelcf: SkelCFConfig = SkelCFConfig()

@@ -6,6 +6,10 @@ so a CPU install never needs torch). Intrinsics, in order: the user's `pose.foca
 own estimate (an optional `estimate_intrinsics(image_bgr)` method, e.g. SKEL-CF's FLNet), else the
 60 degree guess `default_intrinsics`. Per-person engine state is freed on REMOVED events; REFOUND
 cold-starts the fit where the engine supports it (`reset_track`).
+
+Honest output: a track goes downstream only after one confident pose (`pose.min_confidence_to_publish`
+with some DoF observed); until then it stays tracked and posed but is taken out of the packet, so
+nothing that was never seen as a person is smoothed, published or recorded.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ class PoseStage(Stage):
         self.config = config
         self.engine: PoseEngine | None = None
         self._intrinsics: dict[str, Intrinsics] = {}
+        self._confirmed: set[tuple[str, int]] = set()   # tracks posed confidently at least once
 
     def setup(self) -> None:
         self.engine = build_engine(self.config)
@@ -90,17 +95,29 @@ class PoseStage(Stage):
             packet.timings_ns["pose.engine"] = time.perf_counter_ns() - t0
             for step, ns in sub.items():
                 packet.timings_ns[f"pose.{step}"] = int(ns)
+            packet.persons = self._publishable(sid, persons)
         for ev in packet.events:
             if ev.kind == TrackEventKind.REMOVED:
                 self.engine.forget(sid, ev.track_id)
+                self._confirmed.discard((sid, ev.track_id))
         return packet
 
     def take_error_count(self) -> int:
         take = getattr(self.engine, "take_error_count", None)  # optional: remote engines
         return take() if take is not None else 0
 
+    def _publishable(self, sid: str, persons: list[Person]) -> list[Person]:
+        """The persons whose track has had a confident, observed pose (this frame or before)."""
+        floor = self.config.pose.min_confidence_to_publish
+        for p in persons:
+            observed = p.dof_observed is not None and bool(p.dof_observed.any())
+            if p.q is not None and observed and p.pose_confidence >= floor:
+                self._confirmed.add((sid, p.track_id))
+        return [p for p in persons if (sid, p.track_id) in self._confirmed]
+
     def flush(self, stream_id: str) -> list[Packet]:
         self._intrinsics.pop(stream_id, None)
+        self._confirmed = {k for k in self._confirmed if k[0] != stream_id}
         forget_stream = getattr(self.engine, "forget_stream", None)  # optional engine method
         if forget_stream is not None:
             forget_stream(stream_id)

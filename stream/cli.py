@@ -6,6 +6,7 @@ exits 1; a clean end (including Ctrl-C/SIGTERM after a graceful drain) exits 0.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 
@@ -63,6 +64,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="replay speed factor (default 1.0 = real time)")
     p.add_argument("--print-config", action="store_true",
                    help="print the effective configuration as YAML and exit")
+    p.add_argument("--verbose", action="store_true",
+                   help="let native libraries (LiteRT, OpenCV, FFmpeg) log to the terminal")
     return p
 
 
@@ -71,6 +74,10 @@ def run(argv: list[str] | None = None) -> int:
     from stream.config_loader import dump_config, load_config
 
     args = make_parser().parse_args(argv)
+    if args.verbose:
+        from engines.blazepose.models import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"   # read by the stage processes, which inherit it
     cfg = load_config(args.config, args.overrides, args.source, args.lossless)
     if args.print_config:
         print(dump_config(cfg), end="")

@@ -138,9 +138,9 @@ def test_empty_crop_flags_everything_unseen_and_forget_frees_state():
         eng.estimate(img, [p], default_intrinsics(640, 480), "s")
         assert p.pose_confidence == 0.0 and not p.dof_observed.any() and p.fit_residual is None
         assert p.q is not None and p.trans_m[2] > 0
-        assert ("s", 1) in eng._graphs
+        assert ("s", 1) in eng._people and ("s", 1) in eng.last_rois
         eng.forget("s", 1)
-        assert ("s", 1) not in eng._graphs and ("s", 1) not in eng._people
+        assert ("s", 1) not in eng.last_rois and ("s", 1) not in eng._people
     finally:
         eng.close()
 

@@ -40,12 +40,12 @@ def test_pose_stage_runs_engine_sets_intrinsics_and_forgets():
         out = stage.process(_packet(img, 2, [p], [TrackEvent(5, TrackEventKind.REFOUND)]))
         assert out.persons[0].q is not None
         stage.process(_packet(img, 3, [], [TrackEvent(5, TrackEventKind.REMOVED)]))
-        assert ("cam0", 5) not in stage.engine._people and ("cam0", 5) not in stage.engine._graphs
+        assert ("cam0", 5) not in stage.engine._people and ("cam0", 5) not in stage.engine.last_rois
         p2 = Person(track_id=6, track_state=TrackState.TRACKED, box_xyxy=box, score=1.0, crop_box_xyxy=box)
         stage.process(_packet(img, 4, [p2]))
-        assert ("cam0", 6) in stage.engine._graphs
+        assert ("cam0", 6) in stage.engine._people and ("cam0", 6) in stage.engine.last_rois
         stage.flush("cam0")                                   # stream ended: everything of it goes
-        assert not stage.engine._graphs and not stage.engine._people
+        assert not stage.engine.last_rois and not stage.engine._people
     finally:
         stage.close()
 
@@ -80,6 +80,8 @@ def test_max_persons_keeps_the_largest():
 
         def estimate(self, image, persons, k, sid):
             self.seen.append([p.track_id for p in persons])
+            for p in persons:                  # posed, confidently: published
+                p.q, p.dof_observed, p.pose_confidence = np.zeros(46, np.float32), np.ones(46, bool), 0.9
             return {}
 
         def forget(self, sid, tid):
@@ -94,3 +96,56 @@ def test_max_persons_keeps_the_largest():
         stage.engine = CountingEngine()
         out = stage.process(_packet(img, 0, persons))
         assert [p.track_id for p in out.persons] == expect and stage.engine.seen[-1] == expect
+
+
+@needs_clip
+def test_a_track_never_posed_confidently_is_never_published():
+    """A tracker box on the empty floor (a static object the detector took for a person) stays out
+    of every packet; the subject goes out, and keeps going out (flagged unobserved, confidence 0)
+    on a frame where its crop shows nobody. Without the rule the floor box is published with a
+    held prior pose."""
+    from engines.pose_stage import PoseStage
+
+    img = read_frames(CLIP, 1)[0][::2, ::2].copy()           # 544 x 960, the subject upper middle
+    subject = np.array([50, 160, 500, 670], np.float32)
+    floor = np.array([0, 730, 200, 930], np.float32)        # blue mat, nobody on it
+    stage = PoseStage(PipelineConfig())
+    stage.setup()
+    try:
+        def persons():
+            return [Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=subject, score=0.9,
+                           crop_box_xyxy=subject),
+                    Person(track_id=2, track_state=TrackState.TRACKED, box_xyxy=floor, score=0.9,
+                           crop_box_xyxy=floor)]
+        for seq in range(3):
+            out = stage.process(_packet(img, seq, persons()))
+            assert [p.track_id for p in out.persons] == [1]
+            assert out.persons[0].dof_observed.any() and out.persons[0].pose_confidence >= 0.2
+        blank = np.full_like(img, 128)
+        out = stage.process(_packet(blank, 3, persons()))
+        assert [p.track_id for p in out.persons] == [1]
+        assert out.persons[0].pose_confidence == 0.0 and not out.persons[0].dof_observed.any()
+        out = stage.process(_packet(img, 4, [], [TrackEvent(1, TrackEventKind.REMOVED)]))
+        assert ("cam0", 1) not in stage._confirmed
+    finally:
+        stage.close()
+
+
+@needs_clip
+def test_two_boxes_on_one_body_publish_one_person():
+    """A second, looser track box on the subject (a stray or duplicate box) is posed as nobody:
+    the box that fits the body keeps it, the other track is never published."""
+    from engines.pose_stage import PoseStage
+
+    img = read_frames(CLIP, 1)[0][::2, ::2].copy()
+    stage = PoseStage(PipelineConfig())
+    stage.setup()
+    try:
+        for seq in range(2):
+            boxes = {7: np.array([0, 100, 540, 740], np.float32), 3: np.array([100, 170, 420, 680], np.float32)}
+            ps = [Person(track_id=t, track_state=TrackState.TRACKED, box_xyxy=b, score=0.9, crop_box_xyxy=b)
+                  for t, b in boxes.items()]
+            out = stage.process(_packet(img, seq, ps))
+            assert [p.track_id for p in out.persons] == [3]
+    finally:
+        stage.close()

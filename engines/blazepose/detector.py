@@ -1,0 +1,156 @@
+"""Every person in a frame from BlazePose's SSD detector: whole frame plus overlapping tiles in one
+batched LiteRT call, MediaPipe's decoding and weighted NMS, a body box per detection.
+
+Why tiles: the detector sees faces on a 224x224 letterbox of the frame; a person a fifth of a
+640x480 frame tall has a face of ~6 px there and is missed. An n x n grid of overlapping tiles sees
+the same face at n times the resolution, in the same call (the batch dimension), for about n^2 + 1
+times one detector's compute.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engines.blazepose.models import DETECTOR_FILE, TfliteModel, bundled_model
+from engines.blazepose.roi import BODY_WIDTH, body_box
+from engines.blazepose.ssd import INPUT_SIZE_PX, SsdDetections, decode, ssd_anchors, unbatch, weighted_nms
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A rectangle of the frame (px) fed to the detector, letterboxed into the square input."""
+    x0: float
+    y0: float
+    w: float
+    h: float
+
+
+def tile_regions(width: int, height: int, grids: tuple[int, ...], overlap: float) -> list[Region]:
+    """The whole frame, then for each n in `grids` an n x n set of tiles overlapping by `overlap`
+    of a tile (n < 2 adds none). Two grid sizes: a body cut by every tile of one grid fits whole
+    in a tile of the other."""
+    regions = [Region(0.0, 0.0, float(width), float(height))]
+    for grid in grids:
+        if grid < 2:
+            continue
+        tw = width / (grid - (grid - 1) * overlap)
+        th = height / (grid - (grid - 1) * overlap)
+        for j in range(grid):
+            for i in range(grid):
+                regions.append(Region(i * tw * (1 - overlap), j * th * (1 - overlap), tw, th))
+    return regions
+
+
+def letterbox_region(image_rgb: np.ndarray, r: Region, size: int) -> tuple[np.ndarray, float, float, float]:
+    """Region -> ((size, size, 3) uint8, scale, pad_x, pad_y) with input = (image - origin) * scale + pad
+    (MediaPipe's ImageToTensor keep_aspect_ratio, BORDER_ZERO)."""
+    s = size / max(r.w, r.h)
+    pad_x, pad_y = 0.5 * (size - r.w * s), 0.5 * (size - r.h * s)
+    m = np.array([[s, 0.0, pad_x - r.x0 * s], [0.0, s, pad_y - r.y0 * s]])
+    out = cv2.warpAffine(image_rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return out, s, pad_x, pad_y
+
+
+class BlazePoseSsd:
+    """The detector model with its anchors; `detect(image_bgr)` -> image-pixel detections.
+
+    Each call looks at the whole frame, `tiles_per_call` of the tiles (taken in turn, so every tile
+    is seen once every ceil(tiles / tiles_per_call) calls) and any extra regions given (where the
+    tracker expects someone), all in one batched call."""
+
+    def __init__(self, grids: tuple[int, ...] = (2, 3), overlap: float = 0.25, tiles_per_call: int = 4,
+                 min_score: float = 0.5, nms_iou: float = 0.3, tile_margin: float = 0.15, width_ratio: float = BODY_WIDTH,
+                 threads: int = 1):
+        self.model = TfliteModel(bundled_model(DETECTOR_FILE), threads)
+        self.anchors = ssd_anchors()
+        self.grids, self.overlap, self.tiles_per_call = tuple(grids), overlap, tiles_per_call
+        self.min_score, self.nms_iou, self.tile_margin, self.width_ratio = min_score, nms_iou, tile_margin, width_ratio
+        self._next_tile = 0
+
+    def regions(self, width: int, height: int, extra: list[Region] | None = None) -> list[Region]:
+        """What the next call looks at: the whole frame, this call's tiles, then `extra`."""
+        whole, *tiles = tile_regions(width, height, self.grids, self.overlap)
+        if tiles and self.tiles_per_call < len(tiles):
+            pick = [(self._next_tile + i) % len(tiles) for i in range(self.tiles_per_call)]
+            self._next_tile = (self._next_tile + self.tiles_per_call) % len(tiles)
+            tiles = [tiles[i] for i in pick]
+        return [whole, *tiles, *(extra or ())]
+
+    def detect(self, image_bgr: np.ndarray, extra: list[Region] | None = None) -> SsdDetections:
+        """(H, W, 3) uint8 BGR -> detections in image pixels (face boxes, keypoints, scores), after
+        MediaPipe's weighted NMS over all regions."""
+        h, w = image_bgr.shape[:2]
+        rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+        regions = self.regions(w, h, extra)
+        size = INPUT_SIZE_PX
+        batch = np.empty((len(regions), size, size, 3), np.float32)
+        maps = []
+        for i, r in enumerate(regions):
+            crop, s, px, py = letterbox_region(rgb, r, size)
+            batch[i] = crop
+            maps.append((s, px, py, r))
+        batch *= 2.0 / 255.0
+        batch -= 1.0                                               # output_tensor_float_range [-1, 1]
+        raw_boxes, raw_scores = self._split(self.model.run(batch), len(batch))
+        boxes, kps, scores = [], [], []
+        for i, (s, px, py, r) in enumerate(maps):
+            d = decode(raw_boxes[i], raw_scores[i], self.anchors, self.min_score)
+            if not len(d):
+                continue
+            # normalised input -> image px
+            b = (d.boxes * size - [px, py, px, py]) / s + [r.x0, r.y0, r.x0, r.y0]
+            k = (d.keypoints * size - [px, py]) / s + [r.x0, r.y0]
+            if i > 0:
+                ok = self._whole_body_inside(k, r)
+                b, k, d = b[ok], k[ok], d.scores[ok]
+            else:
+                d = d.scores
+            boxes.append(b)
+            kps.append(k)
+            scores.append(d)
+        if not scores or not sum(len(x) for x in scores):
+            return SsdDetections(np.zeros((0, 4), np.float32), np.zeros((0, 4, 2), np.float32),
+                                 np.zeros(0, np.float32))
+        merged = SsdDetections(np.concatenate(boxes).astype(np.float32), np.concatenate(kps).astype(np.float32),
+                               np.concatenate(scores).astype(np.float32))
+        return weighted_nms(merged, self.nms_iou)
+
+    def _whole_body_inside(self, keypoints: np.ndarray, r: Region) -> np.ndarray:
+        """(N,) bool: the body box lies inside the region (give or take `tile_margin`). A tile that
+        cuts a body makes the model guess the missing part; the whole frame or a neighbouring tile
+        sees that person whole."""
+        if not len(keypoints):
+            return np.zeros(0, bool)
+        b = np.stack([body_box(k[0], k[1], self.width_ratio) for k in keypoints])
+        mx, my = self.tile_margin * r.w, self.tile_margin * r.h
+        return ((b[:, 0] >= r.x0 - mx) & (b[:, 1] >= r.y0 - my)
+                & (b[:, 2] <= r.x0 + r.w + mx) & (b[:, 3] <= r.y0 + r.h + my))
+
+    @staticmethod
+    def _split(outputs: list[np.ndarray], batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (B, 2254, 12) regressors and (B, 2254, 1) scores, whatever order the file lists them."""
+        reg = next(o for o in outputs if o.shape[-1] == 12)
+        cls = next(o for o in outputs if o.shape[-1] == 1)
+        return unbatch(reg, batch), unbatch(cls, batch)
+
+
+def person_boxes(det: SsdDetections, width_ratio: float = BODY_WIDTH) -> np.ndarray:
+    """(N, 4) float32 xyxy body boxes from detector keypoints 0 (mid-hip) and 1 (full-body scale)."""
+    if not len(det):
+        return np.zeros((0, 4), np.float32)
+    return np.stack([body_box(k[0], k[1], width_ratio) for k in det.keypoints]).astype(np.float32)
+
+
+def regions_around(boxes_xyxy: np.ndarray, width: int, height: int, scale: float,
+                   max_fraction: float = 0.5) -> list[Region]:
+    """Square regions `scale` x the longer side around each (K, 4) box, for boxes shorter than
+    `max_fraction` of the frame (larger people are seen on the whole frame already)."""
+    out = []
+    for x0, y0, x1, y1 in np.asarray(boxes_xyxy, np.float64).reshape(-1, 4):
+        side = scale * max(x1 - x0, y1 - y0)
+        if not np.isfinite(side) or side <= 4 or (y1 - y0) > max_fraction * height:
+            continue
+        out.append(Region(0.5 * (x0 + x1) - side / 2, 0.5 * (y0 + y1) - side / 2, side, side))
+    return out

