@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.blazepose.detector import person_boxes
 from stream.errors import SourceError
 
 NUM_LANDMARKS = 33
@@ -60,11 +61,11 @@ def read_video(path: str | Path, max_frames: int | None = None):
             yield f.to_ndarray(format="bgr24")
 
 
-def _follow(eng, path: str | Path, key: tuple[str, int], max_frames: int | None,
+def _follow(eng, detector, path: str | Path, key: tuple[str, int], max_frames: int | None,
             avoid: list[list[np.ndarray | None]]) -> list:
     """One person through a video, crop box following its landmarks. While it is not (yet)
     found, the boxes of already-followed people (`avoid`: per person, per frame) are blacked
-    out, so BlazePose's detector picks someone else."""
+    out and BlazePose's detector looks for someone else (its most confident detection)."""
     rows: list = []
     box = None
     for t, img in enumerate(read_video(path, max_frames)):
@@ -78,9 +79,13 @@ def _follow(eng, path: str | Path, key: tuple[str, int], max_frames: int | None,
                     if b is not None:
                         x0, y0, x1, y1 = (int(round(float(c))) for c in b)
                         frame[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = 0
-            lm = eng.landmarks(frame, np.array([0, 0, w, h], np.float32), key)
+            det = detector.detect(frame)
+            lm = None
+            if len(det):
+                found = person_boxes(det)[int(np.argmax(det.scores))]
+                lm = eng.landmarks(frame, [found], [key])[0]
         else:
-            lm = eng.landmarks(img, box, key)
+            lm = eng.landmarks(img, [box], [key])[0]
         rows.append(lm)
         box = None if lm is None else box_following(lm.image_px, lm.visibility, w, h)
     eng.forget(*key)
@@ -109,16 +114,18 @@ def detect_views(videos: list[str | Path], max_frames: int | None = None, engine
     Returns one ViewLandmarks per candidate index; candidate i of one view is not necessarily
     candidate i of another (`engines.reference.association` matches them across views).
     """
+    from engines.blazepose.detector import BlazePoseSsd
     from engines.landmarks.engine import LandmarkPoseEngine
 
     own = engine is None
     eng = engine or LandmarkPoseEngine()
+    detector = BlazePoseSsd()
     per_person: list[list[list]] = [[] for _ in range(people)]
     try:
         for v, path in enumerate(videos):
             boxes: list[list[np.ndarray | None]] = []
             for i in range(people):
-                rows = _follow(eng, path, (f"reference{v}", i), max_frames, boxes)
+                rows = _follow(eng, detector, path, (f"reference{v}", i), max_frames, boxes)
                 per_person[i].append(rows)
                 boxes.append([None if lm is None else box_following(lm.image_px, lm.visibility, 10 ** 6, 10 ** 6, 1.1)
                               for lm in rows])
