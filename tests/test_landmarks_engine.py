@@ -53,8 +53,7 @@ def box_from_landmarks(lm, w: int, h: int) -> np.ndarray:
     return np.array([c[0] - s / 2, c[1] - s / 2, c[0] + s / 2, c[1] + s / 2], np.float32)
 
 
-@pytest.fixture(scope="module")
-def clip_run():
+def _clip_run(config=None):
     """20 frames of the pose2sim walker through the engine, crop box following the landmarks."""
     if CLIP is None:
         pytest.skip("pose2sim demo videos not installed")
@@ -63,7 +62,7 @@ def clip_run():
     frames = read_frames(CLIP, 20, step=3)
     h, w = frames[0].shape[:2]
     k = default_intrinsics(w, h)
-    eng = LandmarkPoseEngine()
+    eng = LandmarkPoseEngine(config)
     box = np.array([0, 0, w, h], np.float32)
     rows = []
     for img in frames:
@@ -75,6 +74,19 @@ def clip_run():
             box = box_from_landmarks(lm, w, h)
     yield eng, rows, k
     eng.close()
+
+
+@pytest.fixture(scope="module")
+def clip_run():
+    yield from _clip_run()
+
+
+@pytest.fixture(scope="module")
+def clip_run_world_only():
+    """The same run with the fit on BlazePose's world landmarks alone (no 2D image term)."""
+    from engines.landmarks.config import LandmarkEngineConfig
+
+    yield from _clip_run(LandmarkEngineConfig(image_weight=0.0))
 
 
 @needs_clip
@@ -95,8 +107,11 @@ def test_engine_fills_every_field_within_limits(clip_run):
 
 
 @needs_clip
-def test_knee_and_elbow_agree_with_landmark_triplets(clip_run):
-    _, rows, _ = clip_run
+def test_knee_and_elbow_agree_with_landmark_triplets(clip_run_world_only):
+    """Fitted to the world landmarks alone, the fit reproduces their knee/elbow angles. (The
+    default image term departs from BlazePose's depth on purpose: on the four-camera reference it
+    is closer to the truth, knee MAE 12.3 -> 11.0 deg, elbow 22.3 -> 18.0; BENCHMARKS.md.)"""
+    _, rows, _ = clip_run_world_only
     diffs = []
     for p, _, lm in rows:
         if lm is None:
