@@ -36,7 +36,7 @@ import numpy as np
 
 from engines.skel.dofs import JOINT_NAMES, JOINT_PARENTS, NUM_JOINTS, joint_dofs
 from engines.skel.kinematics import DOF_AXIS, DOF_SIGN, Skeleton, root_rotation
-from sinks.schema import FrameMsg
+from sinks.schema import FrameMsg, stream_file_stem
 from sinks.session_skeleton import recorded_lossless, session_skeleton
 from stream.errors import RecorderError
 
@@ -201,8 +201,7 @@ def export_bvh(frames: list[FrameMsg], out_dir: str, config_yaml: str = "",
               "times, so the BVH frame time follows the processing rate, not the video's; set "
               "Frame Time by hand to the source's 1/fps for real-time playback", file=sys.stderr)
     for m in motions:
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in m.stream)
-        path = os.path.join(out_dir, f"{safe}_track{m.track_id}.bvh")
+        path = os.path.join(out_dir, f"{stream_file_stem(m.stream)}_track{m.track_id}.bvh")
         wf = worlds.get(m.stream)
         if wf is None:
             write_bvh(path, sk, m.q, m.root_m, m.frame_time_s)

@@ -27,7 +27,7 @@ from scipy.spatial.transform import Rotation
 
 from engines.skel.dofs import DOF_INDEX, DOF_NAMES
 from engines.skel.kinematics import Skeleton, forward_kinematics
-from sinks.schema import FrameMsg
+from sinks.schema import FrameMsg, stream_file_stem
 from sinks.world_frame import WorldFrame
 
 
@@ -192,8 +192,7 @@ class TrackSeries:
 
     @property
     def file_stem(self) -> str:
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.stream)
-        return f"{safe}_track{self.track_id}"
+        return f"{stream_file_stem(self.stream)}_track{self.track_id}"
 
 
 def frame_times(frames: list[FrameMsg], t0_ns: int) -> dict[int, float]:

@@ -29,7 +29,7 @@ from typing import Iterator
 
 import numpy as np
 
-from sinks.schema import SCHEMA_VERSION, SOFTWARE, encode_frame, encode_meta, meta_map
+from sinks.schema import SCHEMA_VERSION, SOFTWARE, encode_frame, encode_meta, meta_map, stream_file_stem
 from stream.errors import RecorderError
 from stream.packet import Packet
 
@@ -206,7 +206,7 @@ class SessionRecorder:
                      capture_utc_ns: int) -> None:
         vw = self._videos.get(stream_id)
         if vw is None:
-            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stream_id)
+            safe = stream_file_stem(stream_id)
             h, w = image.shape[:2]
             vw = self._videos[stream_id] = _VideoWriter(
                 os.path.join(self.path, f"{safe}.mp4"), w, h, capture_ns, self.video_crf,

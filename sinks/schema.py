@@ -437,3 +437,9 @@ def frame_to_packet(msg: FrameMsg) -> Packet:
 def frame_message(packet: Packet) -> FrameMsg:
     """Packet -> the `FrameMsg` a subscriber gets for it (adapters consume the published schema)."""
     return decode(encode_frame(packet, 0, 2 ** 32))
+
+
+def stream_file_stem(stream_id: str) -> str:
+    """A stream id as a file-name part: ids may hold '/', ':' or spaces (`gym-a/cam0`,
+    `rtsp://...`), file names may not; every export and the recorder's video names agree."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stream_id)
