@@ -6,22 +6,13 @@ import os
 import sys
 
 from engines.skel.kinematics import Skeleton, generic_skeleton, load_skel_joints
-
-
-def _config(config_yaml: str) -> dict:
-    import yaml
-
-    try:
-        cfg = yaml.safe_load(config_yaml) or {}
-    except yaml.YAMLError:
-        cfg = {}
-    return cfg if isinstance(cfg, dict) else {}
+from sinks.world_frame import config_from_yaml
 
 
 def recorded_lossless(config_yaml: str) -> bool:
     """True when the session ran in lossless mode: capture times then follow the processing
     rate, not the source's frame rate."""
-    cfg = _config(config_yaml)
+    cfg = config_from_yaml(config_yaml)
     return bool((cfg.get("runtime") or {}).get("lossless")) or any(
         isinstance(s, dict) and s.get("mode") == "lossless" for s in cfg.get("sources") or [])
 
@@ -30,7 +21,7 @@ def session_skeleton(config_yaml: str) -> Skeleton:
     """The generic SKEL skeleton at the recorded `pose.landmarks.body_height_m` (1.70 m when the
     session has no config), or the licensed SKEL joints when `pose.landmarks.skel_model_path` was
     set and that file is here. Per-person segment lengths are not in recordings."""
-    lm = (_config(config_yaml).get("pose") or {}).get("landmarks") or {}
+    lm = (config_from_yaml(config_yaml).get("pose") or {}).get("landmarks") or {}
     sk = generic_skeleton(float(lm.get("body_height_m", 1.70)))
     path = lm.get("skel_model_path")
     if path and os.path.exists(path):

@@ -246,16 +246,21 @@ def session_folder(session: str) -> str:
     return session if os.path.isdir(session) else os.path.dirname(os.path.abspath(session))
 
 
-def session_config(metadata: dict[str, dict[str, str]]) -> dict:
-    """The run's config as stored in the session (plain dicts; {} when absent)."""
+def config_from_yaml(text: str) -> dict:
+    """A run's config YAML as plain dicts; {} when empty or unreadable (an export reads what it
+    can and says what is missing, rather than failing on an old or damaged session)."""
     import yaml
 
-    text = metadata.get("skelstream.config", {}).get("yaml", "")
     try:
         cfg = yaml.safe_load(text) if text else {}
     except yaml.YAMLError:
         return {}
     return cfg if isinstance(cfg, dict) else {}
+
+
+def session_config(metadata: dict[str, dict[str, str]]) -> dict:
+    """The run's config as stored in the session (plain dicts; {} when absent)."""
+    return config_from_yaml(metadata.get("skelstream.config", {}).get("yaml", ""))
 
 
 def configured_camera_poses(config: dict) -> dict[str, CameraPoseConfig]:
