@@ -152,6 +152,7 @@ class FitResult:
     iterations: int
     keypoints_m: np.ndarray
     trans_m: np.ndarray | None = None
+    relabelled: bool = False   # this frame's left/right labels were exchanged back (keep_identity)
 
 
 def weak_perspective_translation(points_m: np.ndarray, pixels: np.ndarray, weights: np.ndarray,
@@ -196,6 +197,16 @@ class SkelFitter:
         rest = self.keypoints(PRIOR_Q)
         self._bone_len = np.linalg.norm(rest[BONE_B] - rest[BONE_A], axis=1)  # rigid: pose-free
 
+    @property
+    def bone_lengths_m(self) -> np.ndarray:
+        """(B,) rigid lengths of the limb bones (BONE_A -> BONE_B), metres."""
+        return self._bone_len
+
+    @property
+    def camera_shift_m(self) -> np.ndarray | None:
+        """(3,) the landmark frame's camera shift of the last fit to pixels (None before one)."""
+        return self._trans
+
     def keypoints(self, q: np.ndarray, root_m: np.ndarray | None = None) -> np.ndarray:
         """(K, 3) fitted keypoints (FIT_KEYPOINTS order), metres, landmark frame."""
         return keypoint_positions(forward_kinematics(q, self.skeleton, root_m), self._kp_joint, self._kp_off)
@@ -214,6 +225,7 @@ class SkelFitter:
         """
         lm = np.asarray(landmarks_m, dtype=np.float64)
         vis = np.asarray(visibility, dtype=np.float64)
+        relabelled = self.relabelled
         if pixels is not None:
             pixels, lm, vis = self.keep_identity(np.asarray(pixels, dtype=np.float64), lm, vis,
                                                  cold=q_init is None)
@@ -316,7 +328,8 @@ class SkelFitter:
         resid = float(np.sqrt((w * err ** 2).sum() / max(w.sum(), 1e-9)))
         if cam is not None:
             self._trans = trans
-        return FitResult(q, root, resid, observed, it, kp, trans + root if cam is not None else None)
+        return FitResult(q, root, resid, observed, it, kp, trans + root if cam is not None else None,
+                         self.relabelled > relabelled)
 
     def keep_identity(self, pixels: np.ndarray, landmarks_m: np.ndarray, visibility: np.ndarray,
                       cold: bool = False, ratio: float = 0.5, min_gain: float = 0.05
