@@ -77,7 +77,8 @@ def run_pipeline(videos: list[Path], sets: list[str], out_dir: Path) -> Path:
 
 
 def published(session: Path, n_streams: int, t_n: int) -> list[list[list]]:
-    """[stream][source frame] -> [(bbox_xyxy (4,), q (46,))] of the observed persons published.
+    """[stream][source frame] -> [(bbox_xyxy (4,), q (46,), measured (46,) bool)] of the observed
+    persons published (measured: the DoF is not flagged q_predicted).
 
     An observed person is one with confidence > 0 (a held pose from a frame where nobody was
     found is published with confidence 0).
@@ -88,7 +89,8 @@ def published(session: Path, n_streams: int, t_n: int) -> list[list[list]]:
     for f in load_frames(str(session)):
         v = int(f.stream.removeprefix("cam"))
         if 0 <= f.seq < t_n:
-            out[v][f.seq] = [(np.asarray(p.bbox_xyxy, np.float64), np.asarray(p.q, np.float64))
+            out[v][f.seq] = [(np.asarray(p.bbox_xyxy, np.float64), np.asarray(p.q, np.float64),
+                              np.ones(46, bool) if p.q_predicted is None else ~np.asarray(p.q_predicted, bool))
                              for p in f.persons if p.q is not None and p.confidence > 0]
     return out
 
@@ -100,12 +102,13 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
 
 
-def matched_q(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3) -> np.ndarray:
+def matched_q(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """(T, 46) per source frame: the published person whose box overlaps the reference person's
     reprojected keypoints best (NaN: none does), so with several people each is compared with
-    the right reference."""
+    the right reference; and (T, 46) bool: that DoF was measured (not flagged predicted)."""
     t_n = len(persons)
     q = np.full((t_n, 46), np.nan)
+    measured = np.zeros((t_n, 46), dtype=bool)
     proj = ref.cameras[v].project(np.nan_to_num(ref.points_m))          # (T_ref, 33, 2)
     ok = np.isfinite(ref.points_m).all(-1)
     for s in range(t_n):
@@ -114,11 +117,11 @@ def matched_q(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3)
             continue
         p = proj[t][ok[t]]
         box = np.r_[p.min(0), p.max(0)]
-        scores = [_iou(b, box) for b, _ in persons[s]]
+        scores = [_iou(p[0], box) for p in persons[s]]
         best = int(np.argmax(scores))
         if scores[best] >= min_iou:
-            q[s] = persons[s][best][1]
-    return q
+            q[s], measured[s] = persons[s][best][1], persons[s][best][2]
+    return q, measured
 
 
 def on_reference_timeline(q: np.ndarray, offset: int) -> np.ndarray:
@@ -173,7 +176,10 @@ def swaps_published(q_pub: np.ndarray, ref: Reference, margin_deg: float = 15.0)
     return int(np.nansum(np.degrees(keep - swap) > margin_deg))
 
 
-def evaluate_camera(ref: Reference, v: int, q_src: np.ndarray) -> dict:
+def evaluate_camera(ref: Reference, v: int, q_src: np.ndarray, measured_src: np.ndarray | None = None) -> dict:
+    """Every figure of one camera; with measured_src (T, 46) bool also the same geometric
+    figures on measured DoFs only (flagged-predicted values left out), the share flagged, and
+    the left/right swaps among frames whose knees and hips were measured."""
     cam = ref.cameras[v]
     q_pub = on_reference_timeline(q_src, int(ref.offsets[v]))
     q_ref = ref.q_by_camera[cam.name]
@@ -200,6 +206,17 @@ def evaluate_camera(ref: Reference, v: int, q_src: np.ndarray) -> dict:
              for s in "rl"]))
     out["swapped_frames"] = swaps_published(q_pub, ref)
     out["pelvis_flipped_frames"] = int(np.nansum(pelvis_error_deg(q_pub, q_ref) > 90))
+    if measured_src is not None:
+        seen = on_reference_timeline(measured_src.astype(np.float64), int(ref.offsets[v])) > 0.5
+        q_meas = np.where(seen, q_pub, np.nan)
+        out["measured"], out["flagged_share"] = {}, {}
+        for joint in ("knee", "elbow", "hip_flexion"):
+            dofs = [DOF_INDEX[GEOMETRIC_ANGLES[f"{joint}_{s}"]] for s in "rl"]
+            out["measured"][joint] = stats(np.concatenate(
+                [np.degrees(q_meas[:, d] - ref.geometric[f"{joint}_{s}"]) for d, s in zip(dofs, "rl")]))
+            pub = np.isfinite(q_pub[:, dofs])
+            out["flagged_share"][joint] = float((pub & ~seen[:, dofs]).sum() / max(pub.sum(), 1))
+        out["swapped_measured_frames"] = swaps_published(q_meas, ref)
     return out
 
 
@@ -221,6 +238,12 @@ def report(name: str, variant: str, cams: list[dict]) -> None:
     for j in ("knee", "elbow", "hip_flexion", "knee_r", "knee_l", "elbow_r", "elbow_l", "hip_flexion_r", "hip_flexion_l"):
         print(f"  {j:14s} {mean_over(cams, 'geometric', j, 'mae'):5.1f} / {mean_over(cams, 'geometric', j, 'rmse'):5.1f}"
               f" / {mean_over(cams, 'geometric', j, 'bias'):+5.1f}")
+    if "measured" in cams[0]:
+        print("measured DoFs only (values flagged q_predicted left out), mean of the cameras (MAE / bias, deg; share flagged):")
+        for j in ("knee", "elbow", "hip_flexion"):
+            print(f"  {j:14s} {mean_over(cams, 'measured', j, 'mae'):5.1f} / {mean_over(cams, 'measured', j, 'bias'):+5.1f}"
+                  f"  ({np.mean([c['flagged_share'][j] for c in cams]):.0%} flagged)")
+        print(f"  swaps among measured frames per camera: {[c['swapped_measured_frames'] for c in cams]}")
     print("against the SKEL fit on the 3D keypoints, mean of the cameras (MAE / RMSE / bias, deg):")
     for g in [*GROUPS, "pelvis orientation"]:
         sides = "  (r " + " / l ".join(f"{mean_over(cams, 'fit', f'{g} {s}', 'mae'):.1f}" for s in "rl") + ")" \
@@ -342,7 +365,7 @@ def main() -> int:
             out = results[demo]["variants"][name] = {"sets": sets, "pipeline_s": time.perf_counter() - t1,
                                                      "people": []}
             for i, ref in enumerate(refs):
-                cams = [evaluate_camera(ref, v, matched_q(persons[v], ref, v)) for v in range(len(videos))]
+                cams = [evaluate_camera(ref, v, *matched_q(persons[v], ref, v)) for v in range(len(videos))]
                 out["people"].append(cams)
                 report(f"{demo} person {i}" if len(refs) > 1 else demo, name, cams)
     if args.json:
