@@ -37,8 +37,9 @@ class LandmarkEngineConfig(StrictModel):
     frames where its thigh or shank (upper arm or forearm) shows less than this share of its
     length in the image: a limb along the viewing ray leaves the angle to BlazePose's weak depth.
     0: never (engines/landmarks/foreshortening.py)."""
-    segment_depth: bool = False
-    """Re-derive each limb end's depth from its bone's image length and rigid length (Taylor),
-    the sign from BlazePose's depth, before the fit (engines/landmarks/foreshortening.py)."""
+    segment_depth: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of each limb end's depth step re-derived from its bone's image length and rigid
+    length (Taylor), the sign from BlazePose's depth, before the fit; the rest is BlazePose's
+    own step. 0: off (engines/landmarks/foreshortening.py)."""
     skel_model_path: str | None = None                 # licensed skel_<gender>.pkl: exact rest joints (optional)
     skel_gender: str = Field("male", pattern="^(male|female)$")

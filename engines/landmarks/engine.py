@@ -248,9 +248,9 @@ class LandmarkPoseEngine(PoseEngine):
         c = self.config
         iters = c.max_iterations if st.q is not None else c.first_frame_iterations
         trans = st.fitter.camera_shift_m
-        if c.segment_depth and st.q is not None and trans is not None:
+        if c.segment_depth > 0 and st.q is not None and trans is not None:
             world = segment_length_depth(world, lms.image_px[FIT_LANDMARK_INDEX], float(trans[2]) / (0.5 * (k.fx + k.fy)),
-                                         st.fitter.bone_lengths_m)
+                                         st.fitter.bone_lengths_m, c.segment_depth)
         fit = st.fitter.fit(world, vis, st.q, st.root_m, max_iterations=iters,
                             pixels=lms.image_px[FIT_LANDMARK_INDEX] if c.image_weight > 0 else None, intrinsics=k,
                             image_weight=c.image_weight, depth_trust=c.depth_trust)

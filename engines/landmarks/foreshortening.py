@@ -64,18 +64,19 @@ _CARRIED = {FIT_KEYPOINTS.index(f"{side}_ankle"): [FIT_KEYPOINTS.index(f"{side}_
 
 
 def segment_length_depth(landmarks_m: np.ndarray, pixels: np.ndarray, metres_per_px: float,
-                         bone_length_m: np.ndarray) -> np.ndarray:
+                         bone_length_m: np.ndarray, weight: float = 1.0) -> np.ndarray:
     """(K, 3) landmarks with each limb end's depth re-derived from its bone's image length and
     rigid length (`limb_depth_m`), the sign of the step taken from the landmarks' own depth;
     hips and shoulders keep theirs, heels and toes move with their ankle. metres_per_px: the
-    person's depth over the focal length."""
+    person's depth over the focal length; weight: 1 takes that step, 0 keeps the landmarks'
+    own step, between blends the two."""
     out = np.array(landmarks_m, dtype=np.float64, copy=True)
     px = np.asarray(pixels, np.float64)
     for a, b, bone in _CHAINS:
         l_2d = float(np.linalg.norm(px[b] - px[a])) * metres_per_px
         dz = float(limb_depth_m(l_2d, bone_length_m[bone]))
         sign = 1.0 if landmarks_m[b, 2] - landmarks_m[a, 2] >= 0 else -1.0
-        new_z = out[a, 2] + sign * dz
+        new_z = out[a, 2] + weight * sign * dz + (1.0 - weight) * (landmarks_m[b, 2] - landmarks_m[a, 2])
         shift = new_z - out[b, 2]
         out[b, 2] = new_z
         for c in _CARRIED.get(b, ()):
