@@ -249,7 +249,7 @@ class LandmarkPoseEngine(PoseEngine):
         iters = c.max_iterations if st.q is not None else c.first_frame_iterations
         trans = st.fitter.camera_shift_m
         if c.segment_depth > 0 and st.q is not None and trans is not None:
-            world = segment_length_depth(world, lms.image_px[FIT_LANDMARK_INDEX], float(trans[2]) / (0.5 * (k.fx + k.fy)),
+            world = segment_length_depth(world, lms.image_px[FIT_LANDMARK_INDEX], float(trans[2]), 0.5 * (k.fx + k.fy),
                                          st.fitter.bone_lengths_m, c.segment_depth)
         fit = st.fitter.fit(world, vis, st.q, st.root_m, max_iterations=iters,
                             pixels=lms.image_px[FIT_LANDMARK_INDEX] if c.image_weight > 0 else None, intrinsics=k,

@@ -63,20 +63,23 @@ _CARRIED = {FIT_KEYPOINTS.index(f"{side}_ankle"): [FIT_KEYPOINTS.index(f"{side}_
             for side in ("left", "right")}
 
 
-def segment_length_depth(landmarks_m: np.ndarray, pixels: np.ndarray, metres_per_px: float,
+def segment_length_depth(landmarks_m: np.ndarray, pixels: np.ndarray, depth_m: float, focal_px: float,
                          bone_length_m: np.ndarray, weight: float = 1.0) -> np.ndarray:
-    """(K, 3) landmarks with each limb end's depth re-derived from its bone's image length and
-    rigid length (`limb_depth_m`), the sign of the step taken from the landmarks' own depth;
-    hips and shoulders keep theirs, heels and toes move with their ankle. metres_per_px: the
-    person's depth over the focal length; weight: 1 takes that step, 0 keeps the landmarks'
-    own step, between blends the two."""
+    """(K, 3) landmarks (camera-aligned, relative to a point `depth_m` in front of the camera)
+    with each limb end's depth step re-derived from its bone's image length, back-projected at
+    the bone's own depth, and its rigid length (`limb_depth_m`); the sign of the step is the
+    landmarks' own. Hips and shoulders keep their depth, heels and toes move with their ankle.
+    weight: 1 takes that step, 0 keeps the landmarks' own step, between blends the two."""
     out = np.array(landmarks_m, dtype=np.float64, copy=True)
     px = np.asarray(pixels, np.float64)
     for a, b, bone in _CHAINS:
-        l_2d = float(np.linalg.norm(px[b] - px[a])) * metres_per_px
-        dz = float(limb_depth_m(l_2d, bone_length_m[bone]))
-        sign = 1.0 if landmarks_m[b, 2] - landmarks_m[a, 2] >= 0 else -1.0
-        new_z = out[a, 2] + weight * sign * dz + (1.0 - weight) * (landmarks_m[b, 2] - landmarks_m[a, 2])
+        l_px = float(np.linalg.norm(px[b] - px[a]))
+        own = landmarks_m[b, 2] - landmarks_m[a, 2]
+        sign = 1.0 if own >= 0 else -1.0
+        z_a = depth_m + out[a, 2]
+        dz = float(limb_depth_m(l_px * z_a / focal_px, bone_length_m[bone]))
+        dz = float(limb_depth_m(l_px * (z_a + 0.5 * sign * dz) / focal_px, bone_length_m[bone]))  # at its mid-depth
+        new_z = out[a, 2] + weight * sign * dz + (1.0 - weight) * own
         shift = new_z - out[b, 2]
         out[b, 2] = new_z
         for c in _CARRIED.get(b, ()):
