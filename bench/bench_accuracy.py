@@ -271,6 +271,27 @@ def reference_quality(ref: Reference) -> dict:
                                     - ref.geometric[g])) for g, d in GEOMETRIC_ANGLES.items()}}
 
 
+def cached_landmarks(views, t: int, v: int, width: int = 1088, height: int = 1920):
+    """(LandmarkSet, crop box (4,)) of view v's frame t from the cached BlazePose outputs, as the
+    engine's fill takes them (box following the landmarks); None where nobody was found."""
+    from engines.blazepose.landmarks import LandmarkSet
+    from engines.reference.views import box_following
+
+    px = views.pixels[t, :, v]
+    if not np.isfinite(px).all():
+        return None
+    conf = views.confidence[t, :, v]
+    return (LandmarkSet(px, views.world_m[t, :, v], conf, 1.0, np.zeros((2, 2)), None),
+            box_following(px, conf, width, height))
+
+
+def tracked_person(box: np.ndarray):
+    """A fresh tracked Person on `box` for the engine's fill."""
+    from stream.packet import Person, TrackState
+
+    return Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=1.0, crop_box_xyxy=box)
+
+
 def fit_cost(views, variants: list[tuple[str, list[str]]], rounds: int = 3) -> dict[str, dict[str, float]]:
     """Warm per-person cost (ms) of each variant's landmark engine after BlazePose: its whole
     fill (relabelling, optional segment depths, the fit, translation, foreshortening flags), on
@@ -280,13 +301,10 @@ def fit_cost(views, variants: list[tuple[str, list[str]]], rounds: int = 3) -> d
     load-independent unit the tests use."""
     import yaml
 
-    from engines.blazepose.landmarks import LandmarkSet
     from engines.landmarks.config import LandmarkEngineConfig
     from engines.landmarks.engine import LandmarkPoseEngine
     from engines.pose_engine import default_intrinsics
-    from engines.reference.views import box_following
     from engines.skel.kinematics import forward_kinematics, generic_skeleton
-    from stream.packet import Person, TrackState
 
     cfgs = {}
     for name, sets in variants:
@@ -302,15 +320,13 @@ def fit_cost(views, variants: list[tuple[str, list[str]]], rounds: int = 3) -> d
         for v in range(v_n):
             engines = {n: LandmarkPoseEngine(c) for n, c in cfgs.items()}
             for t in range(t_n):
-                px = views.pixels[t, :, v]
-                if not np.isfinite(px).all():
+                found = cached_landmarks(views, t, v)
+                if found is None:
                     continue
-                conf = views.confidence[t, :, v]
-                lms = LandmarkSet(px, views.world_m[t, :, v], conf, 1.0, np.zeros((2, 2)), None)
-                box = box_following(px, conf, 1088, 1920)
+                lms, box = found
                 for n, eng in engines.items():
                     warm = eng._people.get(("bench", 1)) is not None and eng._people[("bench", 1)].q is not None
-                    p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=1.0, crop_box_xyxy=box)
+                    p = tracked_person(box)
                     t0, c0 = time.perf_counter(), time.thread_time()
                     eng._fill(p, ("bench", 1), lms, box, k)
                     if warm:

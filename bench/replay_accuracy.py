@@ -19,10 +19,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_accuracy import demo_dir, evaluate_camera, mean_over  # noqa: E402
+from bench.bench_accuracy import cached_landmarks, demo_dir, evaluate_camera, mean_over, tracked_person  # noqa: E402
 from engines.landmarks.config import LandmarkEngineConfig  # noqa: E402
 from engines.reference.pipeline import reference_from_files  # noqa: E402
-from engines.reference.views import ViewLandmarks, box_following  # noqa: E402
+from engines.reference.views import ViewLandmarks  # noqa: E402
 
 
 def replay(views: ViewLandmarks, v: int, cfg: LandmarkEngineConfig, width: int = 1088,
@@ -30,10 +30,8 @@ def replay(views: ViewLandmarks, v: int, cfg: LandmarkEngineConfig, width: int =
     """(T, 46) q per source frame of view v (NaN: nobody observed; a DoF the engine did not
     observe holds its last value, as the smoother's prediction would), (T, 46) bool measured,
     and the fit times (s)."""
-    from engines.blazepose.landmarks import LandmarkSet
     from engines.landmarks.engine import LandmarkPoseEngine
     from engines.pose_engine import default_intrinsics
-    from stream.packet import Person, TrackState
 
     eng = LandmarkPoseEngine(cfg)
     k = default_intrinsics(width, height)
@@ -43,14 +41,11 @@ def replay(views: ViewLandmarks, v: int, cfg: LandmarkEngineConfig, width: int =
     last = np.full(46, np.nan)
     times = []
     for t in range(t_n):
-        px = views.pixels[t, :, v]
-        if not np.isfinite(px).all():
+        found = cached_landmarks(views, t, v, width, height)
+        if found is None:
             continue
-        conf = views.confidence[t, :, v]
-        lms = LandmarkSet(px, views.world_m[t, :, v], conf, 1.0, np.zeros((2, 2)), None)
-        box = box_following(px, conf, width, height)
-        p = Person(track_id=1, track_state=TrackState.TRACKED,
-                   box_xyxy=box, score=1.0, crop_box_xyxy=box)
+        lms, box = found
+        p = tracked_person(box)
         t0 = time.perf_counter()
         eng._fill(p, ("cam", 1), lms, box, k)
         times.append(time.perf_counter() - t0)
