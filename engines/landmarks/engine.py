@@ -132,7 +132,9 @@ class LandmarkPoseEngine(PoseEngine):
             generic = WINTER_FRACTIONS[name] * h
             # upper quartile: depth errors foreshorten limbs in single frames, rarely lengthen them
             lengths[name] = float(np.clip(np.percentile(vals, 75), 0.75 * generic, 1.33 * generic))
-        st.fitter = SkelFitter(self._skeleton(lengths), self.config.prior_weight, self.config.min_visibility)
+        fitter = SkelFitter(self._skeleton(lengths), self.config.prior_weight, self.config.min_visibility)
+        fitter.inherit_identity(st.fitter)
+        st.fitter = fitter
         st.frozen = True
         st.samples.clear()
 
