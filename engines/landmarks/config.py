@@ -28,6 +28,10 @@ class LandmarkEngineConfig(StrictModel):
     segment_frames: int = Field(15, ge=1, le=1000)     # clear views to estimate segment lengths from (p75)
     image_weight: float = Field(2.0, ge=0.0)           # fit the 2D landmarks too (1 px at the person's depth vs 1 m * this in 3D); 0: world landmarks only
     depth_trust: float = Field(1.0, gt=0.0, le=1.0)    # weight of BlazePose's depth relative to x/y when fitting to pixels
+    keep_facing: bool = True
+    """Left/right identity also by the body's facing: a fit that would turn the person > 90 deg in
+    one frame (or stops fitting) is retried with the other labelling; after 12 relabelled frames
+    in a row labels are taken as they come. False: the frame-to-frame 2D jump check alone."""
     withhold_relabelled: bool = True
     """A frame whose left/right labels had to be exchanged back publishes no measured angle (every
     DoF flagged predicted): the detector's 3D on such frames is the body turned around."""

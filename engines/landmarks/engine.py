@@ -111,7 +111,8 @@ class LandmarkPoseEngine(PoseEngine):
     def _state(self, key: tuple[str, int]) -> _PersonState:
         st = self._people.get(key)
         if st is None:
-            st = _PersonState(SkelFitter(self._generic, self.config.prior_weight, self.config.min_visibility))
+            st = _PersonState(SkelFitter(self._generic, self.config.prior_weight, self.config.min_visibility,
+                                       keep_facing=self.config.keep_facing))
             self._people[key] = st
         return st
 
@@ -132,7 +133,8 @@ class LandmarkPoseEngine(PoseEngine):
             generic = WINTER_FRACTIONS[name] * h
             # upper quartile: depth errors foreshorten limbs in single frames, rarely lengthen them
             lengths[name] = float(np.clip(np.percentile(vals, 75), 0.75 * generic, 1.33 * generic))
-        fitter = SkelFitter(self._skeleton(lengths), self.config.prior_weight, self.config.min_visibility)
+        fitter = SkelFitter(self._skeleton(lengths), self.config.prior_weight, self.config.min_visibility,
+                            keep_facing=self.config.keep_facing)
         fitter.inherit_identity(st.fitter)
         st.fitter = fitter
         st.frozen = True

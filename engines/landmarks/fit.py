@@ -75,6 +75,9 @@ def swap_permutation(names: tuple[str, ...]) -> np.ndarray:
 FIT_SWAP = swap_permutation(FIT_KEYPOINTS)
 """(K,) FIT_KEYPOINTS index map that exchanges left and right."""
 _MIRROR_Z = np.array([1.0, 1.0, -1.0])   # the detector's 3D belief of a body turned around
+RESIDUAL_JUMP = 3.0
+"""A fit whose residual exceeds this many times the last frame's (+ 2 cm) is retried with the
+other left/right labelling."""
 LOST_FIT_M = 0.3
 """A fit to pixels whose keypoint residual exceeds this (m) has lost the person's place (its
 camera shift diverged): the next frame starts the shift afresh from the 2D/3D spreads."""
@@ -189,13 +192,13 @@ class SkelFitter:
 
     Given pixels it also keeps the person's left/right identity from frame to frame: labels that
     jump to the other side (`keep_identity`), or a fit whose body would turn > 90 deg in one
-    frame, are exchanged back (`FitResult.relabelled`). After `max_relabel_run` relabelled
+    frame or whose residual jumps (then refitted with the other labelling), are exchanged back (`FitResult.relabelled`). After `max_relabel_run` relabelled
     frames in a row the labels are taken as they come, so one wrong decision cannot hold the
     person turned around for good.
     """
 
     def __init__(self, skeleton: Skeleton, prior_weight: float = 0.02, min_visibility: float = 0.5,
-                 direction_weight_m: float = 0.3, max_relabel_run: int = 12):
+                 direction_weight_m: float = 0.3, max_relabel_run: int = 12, keep_facing: bool = True):
         self.skeleton = skeleton
         self.prior_weight = prior_weight
         self.min_visibility = min_visibility
@@ -211,7 +214,9 @@ class SkelFitter:
         self._last_px: np.ndarray | None = None  # last frame's pixels, labels as fitted
         self._last_anterior: np.ndarray | None = None  # last fit's pelvis forward axis (camera frame)
         self._relabel_run = 0                    # consecutive relabelled frames
-        self.max_relabel_run = max_relabel_run
+        self._last_resid = np.inf                # last fit's keypoint residual (m)
+        self.max_relabel_run = max_relabel_run if keep_facing else 10 ** 9
+        self.keep_facing = keep_facing
         self.relabelled = 0                      # frames whose left/right labels were exchanged
         rest = self.keypoints(PRIOR_Q)
         self._bone_len = np.linalg.norm(rest[BONE_B] - rest[BONE_A], axis=1)  # rigid: pose-free
@@ -229,7 +234,7 @@ class SkelFitter:
     def inherit_identity(self, other: "SkelFitter") -> None:
         """Carry another fitter's left/right state (labels, facing) over, when a person's skeleton
         is replaced by one with measured segment lengths (the camera shift starts afresh)."""
-        self._last_px, self._last_anterior = other._last_px, other._last_anterior
+        self._last_px, self._last_anterior, self._last_resid = other._last_px, other._last_anterior, other._last_resid
         self._relabel_run, self.relabelled = other._relabel_run, other.relabelled
 
     def keypoints(self, q: np.ndarray, root_m: np.ndarray | None = None) -> np.ndarray:
@@ -256,17 +261,18 @@ class SkelFitter:
         px = np.asarray(pixels, dtype=np.float64)
         cold = q_init is None
         if cold:
-            self._relabel_run, self._last_anterior = 0, None
+            self._relabel_run, self._last_anterior, self._last_resid = 0, None, np.inf
         allowed = self._relabel_run < self.max_relabel_run   # else: accept the labels, start afresh
         px_fit, lm_fit, vis_fit = self.keep_identity(px, lm, vis, cold=cold or not allowed)
         swapped = px_fit is not px
         trans_before = None if self._trans is None else self._trans.copy()
         res = self._fit(lm_fit, vis_fit, px_fit, *args)
-        if (allowed and not cold and self._last_anterior is not None and res.observed[0]
-                and _anterior(res.q) @ self._last_anterior < 0):
-            # the body turned > 90 deg in one frame: the labels slipped where the sides were too
-            # close in the image for keep_identity to see a jump; the other labelling must keep
-            # the body facing the way it faced
+        turned = self._last_anterior is not None and res.observed[0] and _anterior(res.q) @ self._last_anterior < 0
+        jumped = np.isfinite(res.residual_m) and res.residual_m > RESIDUAL_JUMP * self._last_resid + 0.02
+        if self.keep_facing and allowed and not cold and self._last_anterior is not None and (turned or jumped):
+            # the body turned > 90 deg in one frame, or stopped fitting: the labels may have
+            # slipped where the sides were too close in the image for keep_identity to see a
+            # jump; the other labelling must keep the body facing the way it faced
             trans_first, self._trans = self._trans, trans_before
             alt = (px, lm, vis) if swapped else (px[FIT_SWAP], lm[FIT_SWAP] * _MIRROR_Z, vis[FIT_SWAP])
             res_alt = self._fit(alt[1], alt[2], alt[0], *args)
@@ -276,6 +282,8 @@ class SkelFitter:
                 self._trans = trans_first
         if res.observed[0]:
             self._last_anterior = _anterior(res.q)
+        if np.isfinite(res.residual_m):
+            self._last_resid = res.residual_m
         self._relabel_run = self._relabel_run + 1 if swapped else 0
         self.relabelled += int(swapped)
         res.relabelled = swapped
