@@ -10,6 +10,7 @@ forward), so the fitted pelvis rotation q[0:3] is the body's orientation in the 
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +76,8 @@ def swap_permutation(names: tuple[str, ...]) -> np.ndarray:
 FIT_SWAP = swap_permutation(FIT_KEYPOINTS)
 """(K,) FIT_KEYPOINTS index map that exchanges left and right."""
 _MIRROR_Z = np.array([1.0, 1.0, -1.0])   # the detector's 3D belief of a body turned around
+FACING_WINDOW = 4
+"""Frames over which the fitted body may not turn > 90 deg (67 ms at 60 fps, 133 ms at 30)."""
 RESIDUAL_JUMP = 3.0
 """A fit whose residual exceeds this many times the last frame's (+ 2 cm) is retried with the
 other left/right labelling."""
@@ -191,8 +194,8 @@ class SkelFitter:
     rigid bone lengths turn foreshortening in the image into depth.
 
     Given pixels it also keeps the person's left/right identity from frame to frame: labels that
-    jump to the other side (`keep_identity`), or a fit whose body would turn > 90 deg in one
-    frame or whose residual jumps (then refitted with the other labelling), are exchanged back (`FitResult.relabelled`). After `max_relabel_run` relabelled
+    jump to the other side (`keep_identity`), or a fit whose body would turn > 90 deg within
+    FACING_WINDOW frames or whose residual jumps (then refitted with the other labelling), are exchanged back (`FitResult.relabelled`). After `max_relabel_run` relabelled
     frames in a row the labels are taken as they come, so one wrong decision cannot hold the
     person turned around for good.
     """
@@ -212,7 +215,7 @@ class SkelFitter:
         self._trans: np.ndarray | None = None   # camera shift of the landmark frame (fits to pixels)
         self._lost = False                       # the last fit diverged (residual > LOST_FIT_M)
         self._last_px: np.ndarray | None = None  # last frame's pixels, labels as fitted
-        self._last_anterior: np.ndarray | None = None  # last fit's pelvis forward axis (camera frame)
+        self._facing: deque = deque(maxlen=FACING_WINDOW)  # (pelvis forward axis, q) of recent fits
         self._relabel_run = 0                    # consecutive relabelled frames
         self._last_resid = np.inf                # last fit's keypoint residual (m)
         self.max_relabel_run = max_relabel_run if keep_facing else 10 ** 9
@@ -234,7 +237,7 @@ class SkelFitter:
     def inherit_identity(self, other: "SkelFitter") -> None:
         """Carry another fitter's left/right state (labels, facing) over, when a person's skeleton
         is replaced by one with measured segment lengths (the camera shift starts afresh)."""
-        self._last_px, self._last_anterior, self._last_resid = other._last_px, other._last_anterior, other._last_resid
+        self._last_px, self._facing, self._last_resid = other._last_px, other._facing, other._last_resid
         self._relabel_run, self.relabelled = other._relabel_run, other.relabelled
 
     def keypoints(self, q: np.ndarray, root_m: np.ndarray | None = None) -> np.ndarray:
@@ -261,27 +264,31 @@ class SkelFitter:
         px = np.asarray(pixels, dtype=np.float64)
         cold = q_init is None
         if cold:
-            self._relabel_run, self._last_anterior, self._last_resid = 0, None, np.inf
+            self._relabel_run, self._last_resid = 0, np.inf
+            self._facing.clear()
         allowed = self._relabel_run < self.max_relabel_run   # else: accept the labels, start afresh
+        if not allowed:
+            self._facing.clear()
         px_fit, lm_fit, vis_fit = self.keep_identity(px, lm, vis, cold=cold or not allowed)
         swapped = px_fit is not px
         trans_before = None if self._trans is None else self._trans.copy()
         res = self._fit(lm_fit, vis_fit, px_fit, *args)
-        turned = self._last_anterior is not None and res.observed[0] and _anterior(res.q) @ self._last_anterior < 0
+        ref = self._facing[0] if self._facing else None      # the facing FACING_WINDOW frames ago
+        turned = ref is not None and res.observed[0] and min(_anterior(res.q) @ a for a, _ in self._facing) < 0
         jumped = np.isfinite(res.residual_m) and res.residual_m > RESIDUAL_JUMP * self._last_resid + 0.02
-        if self.keep_facing and allowed and not cold and self._last_anterior is not None and (turned or jumped):
-            # the body turned > 90 deg in one frame, or stopped fitting: the labels may have
-            # slipped where the sides were too close in the image for keep_identity to see a
-            # jump; the other labelling must keep the body facing the way it faced
+        if self.keep_facing and allowed and not cold and ref is not None and (turned or jumped):
+            # the body turned > 90 deg within a few frames, or stopped fitting: the labels may
+            # have slipped where the sides were too close in the image for keep_identity to see
+            # a jump; the other labelling, fitted from the pose before, must keep facing that way
             trans_first, self._trans = self._trans, trans_before
             alt = (px, lm, vis) if swapped else (px[FIT_SWAP], lm[FIT_SWAP] * _MIRROR_Z, vis[FIT_SWAP])
-            res_alt = self._fit(alt[1], alt[2], alt[0], *args)
-            if _anterior(res_alt.q) @ self._last_anterior > 0 and res_alt.residual_m <= res.residual_m:
+            res_alt = self._fit(alt[1], alt[2], alt[0], ref[1], *args[1:])
+            if _anterior(res_alt.q) @ ref[0] > 0 and res_alt.residual_m <= 1.25 * res.residual_m + 0.01:
                 res, swapped, self._last_px = res_alt, not swapped, alt[0]
             else:
                 self._trans = trans_first
         if res.observed[0]:
-            self._last_anterior = _anterior(res.q)
+            self._facing.append((_anterior(res.q), res.q))
         if np.isfinite(res.residual_m):
             self._last_resid = res.residual_m
         self._relabel_run = self._relabel_run + 1 if swapped else 0
