@@ -57,12 +57,51 @@ def replay(views: ViewLandmarks, v: int, cfg: LandmarkEngineConfig, width: int =
     return q, measured, times
 
 
+def taylor_ceiling(ref, views: ViewLandmarks) -> dict[str, float]:
+    """Knee/elbow MAE (deg, mean of cameras and sides) of Taylor's segment-length reconstruction
+    from each camera's own BlazePose 2D landmarks, handed what a single view never has: the
+    reference's segment lengths, each frame's true pelvis depth, and the true sign of every
+    depth step ('oracle'); and with BlazePose's sign instead ('blazepose sign'). What the 2D
+    landmarks alone allow, however good the rest of the fit."""
+    from engines.landmarks.fit import BLAZEPOSE_NAMES
+
+    i = {n: k for k, n in enumerate(BLAZEPOSE_NAMES)}
+    seg = ref.segments_m
+    lengths = {"knee": (seg["thigh"], seg["shank"]), "elbow": (seg["upper_arm"], seg["forearm"])}
+    t_n = ref.points_m.shape[0]
+    errs: dict[str, list[float]] = {}
+    for v, cam in enumerate(ref.cameras):
+        src = np.arange(t_n) + int(ref.offsets[v])
+        ok = (src >= 0) & (src < t_n)
+        px = np.full((t_n, 33, 2), np.nan)
+        world = np.full((t_n, 33, 3), np.nan)
+        px[ok], world[ok] = views.pixels[src[ok], :, v], views.world_m[src[ok], :, v]
+        und = cam.undistort(px.reshape(-1, 2)).reshape(px.shape)
+        true = cam.to_camera(ref.points_m)
+        depth = np.nanmean(true[:, [i["left_hip"], i["right_hip"]], 2], axis=1)[:, None]
+        xy = (und - cam.K[:2, 2]) / cam.K[0, 0] * depth[..., None]
+        for side, s in (("right", "r"), ("left", "l")):
+            for joint, (a, b, c) in (("knee", ("hip", "knee", "ankle")), ("elbow", ("shoulder", "elbow", "wrist"))):
+                ia, ib, ic = i[f"{side}_{a}"], i[f"{side}_{b}"], i[f"{side}_{c}"]
+                l1, l2 = lengths[joint]
+                for mode, zz in (("oracle", true), ("blazepose sign", world)):
+                    d1 = np.sign(zz[:, ib, 2] - zz[:, ia, 2]) * np.sqrt(np.maximum(l1 ** 2 - ((xy[:, ib] - xy[:, ia]) ** 2).sum(-1), 0))
+                    d2 = np.sign(zz[:, ic, 2] - zz[:, ib, 2]) * np.sqrt(np.maximum(l2 ** 2 - ((xy[:, ic] - xy[:, ib]) ** 2).sum(-1), 0))
+                    u = np.concatenate([xy[:, ia] - xy[:, ib], -d1[:, None]], axis=1)
+                    w = np.concatenate([xy[:, ic] - xy[:, ib], d2[:, None]], axis=1)
+                    cos = (u * w).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(w, axis=1))
+                    ang = np.pi - np.arccos(np.clip(cos, -1, 1))
+                    errs.setdefault(f"{joint} {mode}", []).append(float(np.nanmean(np.abs(np.degrees(ang - ref.geometric[f"{joint}_{s}"])))))
+    return {k: float(np.mean(v)) for k, v in errs.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo", action="append")
     ap.add_argument("--variant", action="append", help="NAME or NAME:key=value,... (pose.landmarks settings)")
     ap.add_argument("--cache", default=str(REPO / ".cache" / "reference"))
     ap.add_argument("--person", type=int, action="append")
+    ap.add_argument("--taylor-ceiling", action="store_true", help="also Taylor's reconstruction with oracle lengths, depth, signs")
     args = ap.parse_args()
     for demo in args.demo or ["Demo_SinglePerson"]:
         d = demo_dir(demo)
@@ -74,6 +113,9 @@ def main() -> int:
             if args.person and i not in args.person:
                 continue
             views = ViewLandmarks.load(f"{cache}_p{i}.npz")
+            if args.taylor_ceiling:
+                print(f"{demo} p{i} Taylor from the 2D landmarks, MAE deg: " + ", ".join(
+                    f"{k} {x:.1f}" for k, x in taylor_ceiling(ref, views).items()))
             for spec in args.variant or ["current"]:
                 name, _, sets = spec.partition(":")
                 kw = {k: yaml.safe_load(x) for k, x in (s.split("=", 1) for s in sets.split(",") if s)}
