@@ -267,8 +267,9 @@ class SkelFitter:
             self._relabel_run, self._last_resid = 0, np.inf
             self._facing.clear()
         allowed = self._relabel_run < self.max_relabel_run   # else: accept the labels, start afresh
-        if not allowed:
+        if not allowed:   # a cold start: warm-started, the body could only turn round slowly
             self._facing.clear()
+            args = (None, None, max(4 * max_iterations, 30), q_prior, intrinsics, image_weight, depth_trust)
         px_fit, lm_fit, vis_fit = self.keep_identity(px, lm, vis, cold=cold or not allowed)
         swapped = px_fit is not px
         trans_before = None if self._trans is None else self._trans.copy()
@@ -283,7 +284,7 @@ class SkelFitter:
             trans_first, self._trans = self._trans, trans_before
             alt = (px, lm, vis) if swapped else (px[FIT_SWAP], lm[FIT_SWAP] * _MIRROR_Z, vis[FIT_SWAP])
             res_alt = self._fit(alt[1], alt[2], alt[0], ref[1], *args[1:])
-            if _anterior(res_alt.q) @ ref[0] > 0 and res_alt.residual_m <= 1.25 * res.residual_m + 0.01:
+            if _anterior(res_alt.q) @ ref[0] > 0 and res_alt.residual_m <= res.residual_m:
                 res, swapped, self._last_px = res_alt, not swapped, alt[0]
             else:
                 self._trans = trans_first
