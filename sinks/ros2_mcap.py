@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from engines.skel.dofs import DOF_NAMES, JOINT_NAMES, JOINT_PARENTS
-from engines.skel.kinematics import Skeleton, forward_kinematics, generic_skeleton
+from engines.skel.kinematics import Skeleton, generic_skeleton, posed_joints
 from sinks.ros2_cdr import (JOINT_STATE, LINE_LIST, MARKER_ARRAY, SPHERE_LIST, TF_MESSAGE,
                             CdrTemplate, Ros2Builder)
 from sinks.schema import SOFTWARE, FrameMsg, PersonMsg
@@ -168,14 +168,13 @@ class Ros2FrameEncoder:
 
     # -- per frame -------------------------------------------------------------------------------
     def posed(self, persons: list[PersonMsg]) -> tuple[np.ndarray, np.ndarray]:
-        """Project FK per person: (rots (P, 24, 3, 3), joints (P, 24, 3) m, camera frame)."""
-        rots, joints = [], []
-        for p in persons:
-            root = None if p.trans_m is None else np.asarray(p.trans_m, np.float64)
-            fk = forward_kinematics(np.asarray(p.q, np.float64), self.skeleton, root_m=root)
-            rots.append(fk.rots)
-            joints.append(fk.joints_m)
-        return np.stack(rots), np.stack(joints)
+        """Project FK of every person in one batch: (rots (P, 24, 3, 3), joints (P, 24, 3) m,
+        camera frame; a person without `trans_m` at the camera origin)."""
+        q = np.stack([p.q for p in persons]).astype(np.float64)
+        root = np.stack([np.zeros(3, np.float32) if p.trans_m is None else p.trans_m
+                         for p in persons]).astype(np.float64)
+        joints, rots = posed_joints(q, self.skeleton.offsets_m, root)
+        return rots, joints
 
     def values(self, frame: FrameMsg) -> dict:
         """The numbers of every message of a frame, flat, in template order (see `encode`)."""
@@ -219,10 +218,10 @@ class Ros2FrameEncoder:
         t = self._template(("mk", frame.stream, shapes), MARKER_ARRAY,
                            lambda: self._markers_make(frame.stream, shapes), n64, 8 * len(shapes))
         if shapes:
-            j = v["joints"]
-            f64 = np.concatenate([np.concatenate([j[k][_BONE_ENDS].reshape(-1), j[k].reshape(-1)])
-                                  for k in range(len(shapes))])
-            f32 = np.concatenate([np.tile(track_color(p.track_id, p.predicted), 2) for p in v["posed"]])
+            j = v["joints"]                              # per person: bone ends, then joints
+            f64 = np.concatenate([j[:, _BONE_ENDS], j], axis=1).reshape(-1)
+            f32 = np.concatenate([track_color(p.track_id, p.predicted) for p in v["posed"]
+                                  for _ in range(2)])
         else:
             f64, f32 = np.zeros(0), np.zeros(0, np.float32)
         out.append((f"/skelstream/{frame.stream}/skeleton", MARKER_ARRAY, t.fill(sec, nsec, f64, f32)))
