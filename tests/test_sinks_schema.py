@@ -183,6 +183,27 @@ def test_per_dof_predicted_flag_round_trips_and_is_optional():
         decode(msgpack.packb(bad))
 
 
+def test_segment_lengths_round_trip_and_are_optional():
+    """segments_m (the person's estimated segment lengths, issue 17) travels as 7 float32; a
+    payload without the key (older publishers, recordings) decodes with segments_m None."""
+    pkt = synthetic_packet("cam0", 3, 2)
+    seg = np.array([0.44, 0.43, 0.33, 0.26, 0.18, 0.39, 0.50], np.float32)
+    pkt.persons[0].segments_m = seg
+    payload = encode_frame(pkt, 1, 123)
+    m = decode(payload)
+    np.testing.assert_array_equal(m.persons[0].segments_m, seg)
+    assert m.persons[1].segments_m is None
+    np.testing.assert_array_equal(frame_to_packet(m).persons[0].segments_m, seg)
+    old = msgpack.unpackb(payload)
+    for p in old["persons"]:
+        del p["segments_m"]
+    assert decode(msgpack.packb(old)).persons[0].segments_m is None
+    bad = msgpack.unpackb(payload)
+    bad["persons"][0]["segments_m"] = b"\x00" * 12
+    with pytest.raises(SchemaError, match="segments_m"):
+        decode(msgpack.packb(bad))
+
+
 _META = msgpack.unpackb(encode_meta("cam0", 1, 5))
 
 
