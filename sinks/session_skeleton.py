@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from engines.skel.kinematics import Skeleton, generic_skeleton, load_skel_joints
+import numpy as np
+
+from engines.skel.kinematics import MEASURED_SEGMENTS, Skeleton, generic_skeleton, load_skel_joints
 from sinks.world_frame import config_from_yaml
 
 
@@ -17,11 +19,15 @@ def recorded_lossless(config_yaml: str) -> bool:
         isinstance(s, dict) and s.get("mode") == "lossless" for s in cfg.get("sources") or [])
 
 
+def _landmarks_config(config_yaml: str) -> dict:
+    return (config_from_yaml(config_yaml).get("pose") or {}).get("landmarks") or {}
+
+
 def session_skeleton(config_yaml: str) -> Skeleton:
     """The generic SKEL skeleton at the recorded `pose.landmarks.body_height_m` (1.70 m when the
     session has no config), or the licensed SKEL joints when `pose.landmarks.skel_model_path` was
-    set and that file is here. Per-person segment lengths are not in recordings."""
-    lm = (config_from_yaml(config_yaml).get("pose") or {}).get("landmarks") or {}
+    set and that file is here: the skeleton of a person without estimated segment lengths."""
+    lm = _landmarks_config(config_yaml)
     sk = generic_skeleton(float(lm.get("body_height_m", 1.70)))
     path = lm.get("skel_model_path")
     if path and os.path.exists(path):
@@ -31,6 +37,25 @@ def session_skeleton(config_yaml: str) -> Skeleton:
         print(f"warning: export: the session was fitted on {path}, which is not here; the "
               "generic skeleton is used", file=sys.stderr)
     return sk
+
+
+def person_skeleton(config_yaml: str, segments_m: np.ndarray | None) -> Skeleton:
+    """The skeleton the landmark engine fitted a person with: the generic skeleton at the recorded
+    body height with the person's estimated segment lengths (`segments_m`, (7,) m,
+    MEASURED_SEGMENTS order) in place; `session_skeleton` when there are none."""
+    if segments_m is None:
+        return session_skeleton(config_yaml)
+    height = float(_landmarks_config(config_yaml).get("body_height_m", 1.70))
+    return generic_skeleton(height, dict(zip(MEASURED_SEGMENTS, np.asarray(segments_m, float))))
+
+
+def skeleton_note(config_yaml: str) -> str:
+    """What a person without estimated segment lengths is drawn with (for export warnings)."""
+    lm = _landmarks_config(config_yaml)
+    path = lm.get("skel_model_path")
+    if path and os.path.exists(path):
+        return f"the SKEL model's joints ({path})"
+    return f"the generic skeleton at the recorded body height {float(lm.get('body_height_m', 1.70)):.2f} m"
 
 
 def configured_camera_poses(config) -> dict:
