@@ -39,14 +39,50 @@ def session_skeleton(config_yaml: str) -> Skeleton:
     return sk
 
 
+def session_body_height_m(config_yaml: str) -> float:
+    """The recorded `pose.landmarks.body_height_m` (1.70 m without a config)."""
+    return float(_landmarks_config(config_yaml).get("body_height_m", 1.70))
+
+
+def segments_skeleton(height_m: float, segments_m: np.ndarray) -> Skeleton:
+    """The skeleton the landmark engine fits a person with: the generic skeleton at `height_m`
+    with the person's estimated segment lengths ((7,) m, MEASURED_SEGMENTS order) in place."""
+    return generic_skeleton(height_m, dict(zip(MEASURED_SEGMENTS, np.asarray(segments_m, float))))
+
+
 def person_skeleton(config_yaml: str, segments_m: np.ndarray | None) -> Skeleton:
-    """The skeleton the landmark engine fitted a person with: the generic skeleton at the recorded
-    body height with the person's estimated segment lengths (`segments_m`, (7,) m,
-    MEASURED_SEGMENTS order) in place; `session_skeleton` when there are none."""
+    """A recorded person's skeleton: `segments_skeleton` at the recorded body height, or
+    `session_skeleton` when the person has no estimated segment lengths."""
     if segments_m is None:
         return session_skeleton(config_yaml)
-    height = float(_landmarks_config(config_yaml).get("body_height_m", 1.70))
-    return generic_skeleton(height, dict(zip(MEASURED_SEGMENTS, np.asarray(segments_m, float))))
+    return segments_skeleton(session_body_height_m(config_yaml), segments_m)
+
+
+class PersonSkeletons:
+    """Rest offsets for a frame's people, for one batched FK (`posed_joints`): each person's own
+    build where the message carries `segments_m`, else `default`. Cached per set of lengths (an
+    engine keeps a person's lengths once estimated, so they rarely change)."""
+
+    def __init__(self, default: Skeleton, height_m: float, capacity: int = 256):
+        self.default, self.height_m, self.capacity = default, height_m, capacity
+        self._cache: dict[bytes, np.ndarray] = {}
+
+    def offsets(self, persons: list) -> np.ndarray:
+        """(24, 3) when nobody carries segment lengths, else (P, 24, 3) m."""
+        if all(p.segments_m is None for p in persons):
+            return self.default.offsets_m
+        return np.stack([self._person(p.segments_m) for p in persons])
+
+    def _person(self, segments_m) -> np.ndarray:
+        if segments_m is None:
+            return self.default.offsets_m
+        key = np.asarray(segments_m, np.float32).tobytes()
+        off = self._cache.get(key)
+        if off is None:
+            if len(self._cache) >= self.capacity:
+                self._cache.clear()
+            off = self._cache[key] = segments_skeleton(self.height_m, segments_m).offsets_m
+        return off
 
 
 def skeleton_note(config_yaml: str) -> str:
@@ -55,7 +91,7 @@ def skeleton_note(config_yaml: str) -> str:
     path = lm.get("skel_model_path")
     if path and os.path.exists(path):
         return f"the SKEL model's joints ({path})"
-    return f"the generic skeleton at the recorded body height {float(lm.get('body_height_m', 1.70)):.2f} m"
+    return f"the generic skeleton at the recorded body height {session_body_height_m(config_yaml):.2f} m"
 
 
 def configured_camera_poses(config) -> dict:

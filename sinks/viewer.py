@@ -28,6 +28,7 @@ from engines.skel.dofs import DOF_INDEX, JOINT_PARENTS
 from engines.skel.kinematics import generic_skeleton, posed_joints
 from sinks.adapters_config import ViewerConfig
 from sinks.schema import FrameMsg
+from sinks.session_skeleton import PersonSkeletons
 from stream.errors import require
 
 PALETTE = np.array([(255, 0, 255), (0, 200, 255), (255, 160, 0), (0, 220, 90), (255, 60, 60),
@@ -100,7 +101,8 @@ class PoseViewer:
 
     def __init__(self, cfg: ViewerConfig):
         self.cfg = cfg
-        self.skeleton = generic_skeleton(cfg.body_height_m)
+        self.skeleton = generic_skeleton(cfg.body_height_m)   # people without segment lengths
+        self.skeletons = PersonSkeletons(self.skeleton, cfg.body_height_m)
         self.stats = ViewerStats()
         self.url = ""
         self._rr = None
@@ -181,7 +183,7 @@ class PoseViewer:
             q = np.stack([p.q for p in posed]).astype(np.float64)
             root = np.stack([p.trans_m if p.trans_m is not None else np.zeros(3, np.float32)
                              for p in posed]).astype(np.float64)
-            joints, _ = posed_joints(q, self.skeleton.offsets_m, root)   # (P, 24, 3) camera frame
+            joints, _ = posed_joints(q, self.skeletons.offsets(posed), root)  # (P, 24, 3) camera frame
             for p, a in zip(posed, np.degrees(q[:, self._plot_idx])):
                 path = f"angles/{s}/track{p.track_id}"
                 if path not in self._plots:  # series names once per track

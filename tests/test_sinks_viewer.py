@@ -81,14 +81,20 @@ def _rows(chunks, column: str, static: bool = False) -> list:
     return [x for _, x in sorted((t, x) for ts, v in rows for t, x in zip(ts, v))]
 
 
+BUILD = np.array([0.36, 0.36, 0.27, 0.21, 0.15, 0.33, 0.42], np.float32)
+"""Estimated segment lengths (MEASURED_SEGMENTS order) of a short person."""
+
+
 def test_logged_data_read_back_from_rerun_recording(tmp_path):
     """Everything the viewer logs, read back by rerun's own .rrd reader: per frame the JPEG
     (shrunk 768 -> 384 px by an integer factor), boxes with ids, 3D strips that are the FK joints
-    of each person along CHAINS, 2D strips that are their projection, angle series in degrees;
+    of each person along CHAINS (on their own build where they carry segment lengths), 2D strips
+    that are their projection, angle series in degrees;
     colours logged when the people change, radii once (static). Runs without a browser."""
     import cv2
 
     from engines.skel.kinematics import forward_kinematics
+    from sinks.session_skeleton import segments_skeleton
     from sinks.viewer import CHAIN_INDEX, PALETTE_RGBA32, PoseViewer, project
 
     rrd = tmp_path / "view.rrd"
@@ -98,6 +104,7 @@ def test_logged_data_read_back_from_rerun_recording(tmp_path):
     with PoseViewer(cfg) as v:
         for seq in range(6):
             pkt = synthetic_packet("cam0", seq, 2 if seq < 4 else 3)   # a third person comes in
+            pkt.persons[1].segments_m = BUILD                          # drawn on their own build
             f = frame_message(pkt)
             f.capture_ns = 10**9 + seq * 33_333_333
             f.capture_utc_ns = 1_800_000_000 * 10**9 + seq * 33_333_333
@@ -125,7 +132,8 @@ def test_logged_data_read_back_from_rerun_recording(tmp_path):
     for f, s3, s2 in zip(frames, strips3d, strips2d):
         want3, want2 = [], []
         for p in f.persons:
-            j = forward_kinematics(p.q.astype(np.float64), skeleton, p.trans_m.astype(np.float64)).joints_m
+            sk = skeleton if p.segments_m is None else segments_skeleton(cfg.body_height_m, BUILD)
+            j = forward_kinematics(p.q.astype(np.float64), sk, p.trans_m.astype(np.float64)).joints_m
             want3.append(j[CHAIN_INDEX])
             k = f.intrinsics
             want2.append(project(j, k.fx, k.fy, k.cx, k.cy)[CHAIN_INDEX] * 0.5)
