@@ -31,7 +31,8 @@ from typing import Callable
 import numpy as np
 
 from engines.skel.dofs import DOF_NAMES, JOINT_NAMES, JOINT_PARENTS
-from engines.skel.kinematics import Skeleton, generic_skeleton, posed_joints
+from engines.skel.batch_fk import posed_joints
+from engines.skel.kinematics import Skeleton, generic_skeleton
 from sinks.ros2_cdr import (JOINT_STATE, LINE_LIST, MARKER_ARRAY, SPHERE_LIST, TF_MESSAGE,
                             CdrTemplate, Ros2Builder)
 from sinks.schema import SOFTWARE, FrameMsg, PersonMsg

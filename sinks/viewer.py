@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.skel.dofs import DOF_INDEX, JOINT_PARENTS
-from engines.skel.kinematics import generic_skeleton, posed_joints
+from engines.skel.batch_fk import posed_joints
+from engines.skel.kinematics import generic_skeleton
 from sinks.adapters_config import ViewerConfig
 from sinks.schema import FrameMsg
 from sinks.session_skeleton import PersonSkeletons

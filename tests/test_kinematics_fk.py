@@ -6,10 +6,11 @@ import pickle
 import numpy as np
 import pytest
 
+from engines.skel.batch_fk import posed_joints
 from engines.skel.dofs import DOF_INDEX, DOF_JOINT, JOINT_NAMES, NUM_DOFS, NUM_JOINTS
 from engines.skel.kinematics import (
     WINTER_FRACTIONS, descendants_mask, forward_kinematics, generic_skeleton, keypoints_from_fk,
-    load_skel_joints, posed_joints, root_rotation)
+    load_skel_joints, root_rotation)
 from stream.errors import EngineError
 
 H = 1.80
@@ -90,8 +91,9 @@ def test_root_rotation_and_translation_place_the_body():
 
 
 def test_batched_fk_equals_per_pose_fk_with_shared_or_own_skeletons():
-    """posed_joints (the adapters' one call per frame) gives each pose's forward_kinematics, with
-    one skeleton for all poses or one per pose (people of different build)."""
+    """posed_joints (compiled, the adapters' one call per frame) gives each pose's
+    forward_kinematics, with one skeleton for all poses or one per pose (people of different
+    build)."""
     rng = np.random.default_rng(7)
     q = rng.normal(0.0, 0.5, (5, NUM_DOFS))
     root = rng.normal(0.0, 1.0, (5, 3))

@@ -243,55 +243,10 @@ for _j in range(NUM_JOINTS):
 
 
 def dof_rotations(q: np.ndarray) -> np.ndarray:
-    """(..., 46) q -> (..., 46, 3, 3) each DoF's rotation about its own axis (signs applied)."""
+    """(46,) q -> (46, 3, 3) each DoF's rotation about its own axis (signs applied)."""
     ang = DOF_SIGN * np.asarray(q, dtype=np.float64)
-    return (_EYE1 + np.sin(ang)[..., None, None] * _K
-            + (1.0 - np.cos(ang))[..., None, None] * _K2)
-
-
-def _joint_frames(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """DoF rotations (46, [P,] 3, 3) -> joint frames (24, [P,] 3, 3) composed down the tree, each
-    joint's parent frame (pelvis: identity), and the partial products A1, A1 A2 of each joint's
-    DoFs. Joint-major, so one pose and a batch of poses index the same way (the fitter calls
-    this per iteration, the adapters once per frame for every person)."""
-    eye = _EYE1 if a.ndim == 3 else np.broadcast_to(_EYE1[:, None], (1,) + a.shape[1:])
-    s = np.concatenate([a, eye], axis=0)[_SLOT]             # (24, 3, [P,] 3, 3); slot -1 -> identity
-    p1 = s[:, 0]
-    p2 = p1 @ s[:, 1]
-    local = p2 @ s[:, 2]                                    # (24, [P,] 3, 3) joint rotation
-    rots = np.empty_like(local)
-    rots[0] = local[0]
-    for lv, par in _LEVELS_PAR:
-        rots[lv] = rots[par] @ local[lv]
-    parent_r = rots[_PARENTS_ROOT]
-    parent_r[0] = _EYE1[0]
-    return rots, parent_r, p1, p2
-
-
-def _joint_positions(parent_r: np.ndarray, offsets_m: np.ndarray) -> np.ndarray:
-    """Parent frames (24, [P,] 3, 3), rest offsets (24, [P,] 3) -> origins (24, [P,] 3), pelvis at 0."""
-    w = (parent_r @ offsets_m[..., None])[..., 0]          # offsets in the output frame
-    if w.ndim == 2:
-        return _ANCESTORS @ w                                # sum of offsets down each path
-    return (_ANCESTORS @ w.reshape(NUM_JOINTS, -1)).reshape(w.shape)
-
-
-def posed_joints(q: np.ndarray, offsets_m: np.ndarray,
-                 root_m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """FK of many poses in one batch (the adapters pose every person of a frame at once).
-
-    q: (P, 46) rad; offsets_m: (24, 3) or (P, 24, 3) rest offsets (`Skeleton.offsets_m`, one
-    skeleton for all or one per pose); root_m: (P, 3) pelvis positions or None (origin).
-    Returns joint origins (P, 24, 3) m and frames (P, 24, 3, 3), equal to `forward_kinematics`
-    of each pose."""
-    a = np.moveaxis(dof_rotations(q), 0, 1)                 # (46, P, 3, 3)
-    rots, parent_r, _, _ = _joint_frames(a)
-    off = np.asarray(offsets_m, np.float64)
-    off = off[:, None, :] if off.ndim == 2 else np.moveaxis(off, 0, 1)
-    pos = np.moveaxis(_joint_positions(parent_r, off), 0, 1)
-    if root_m is not None:
-        pos += np.asarray(root_m, dtype=np.float64)[:, None, :]
-    return pos, np.moveaxis(rots, 0, 1)
+    return (_EYE1 + np.sin(ang)[:, None, None] * _K
+            + (1.0 - np.cos(ang))[:, None, None] * _K2)
 
 
 def forward_kinematics(q: np.ndarray, skeleton: Skeleton, root_m: np.ndarray | None = None) -> FKResult:
@@ -302,8 +257,20 @@ def forward_kinematics(q: np.ndarray, skeleton: Skeleton, root_m: np.ndarray | N
     tree's levels (a few numpy steps, not 24 joints x 3 DoFs) because the fitter calls it per
     iteration: frames level by level, then positions as one ancestor-sum matmul.
     """
-    rots, parent_r, p1, p2 = _joint_frames(dof_rotations(q))
-    pos = _joint_positions(parent_r, skeleton.offsets_m)
+    a = dof_rotations(q)
+    a_pad = np.concatenate([a, _EYE1], axis=0)             # slot -1 -> identity
+    s = a_pad[_SLOT]                                        # (24, 3, 3, 3)
+    p1 = s[:, 0]
+    p2 = p1 @ s[:, 1]
+    local = p2 @ s[:, 2]                                    # (24, 3, 3) joint rotation
+    rots = np.empty((NUM_JOINTS, 3, 3))
+    rots[0] = local[0]
+    for lv, par in _LEVELS_PAR:
+        rots[lv] = rots[par] @ local[lv]
+    parent_r = rots[_PARENTS_ROOT]
+    parent_r[0] = _EYE1[0]
+    w = (parent_r @ skeleton.offsets_m[:, :, None])[:, :, 0]  # offsets in the output frame
+    pos = _ANCESTORS @ w                                     # sum of offsets down each path
     if root_m is not None:
         pos += root_m
     # axis of the k-th DoF of joint j: column of R_parent @ A_1..A_{k-1} (principal axes)
