@@ -11,8 +11,8 @@ server keeps `viewer.memory_limit` of the newest data and drops the rest. Frames
 failed are counted (`dropped`), never retried; `viewer.max_fps` (15) caps the display rate.
 
 Entities: `image/<stream>` (JPEG, shrunk by the smallest integer factor that fits
-`image_max_width_px`), `image/<stream>/boxes`,
-`image/<stream>/skeleton`, `bodies/<stream>` (3D bones, camera frame: x right, y down, z forward),
+`image_max_width_px`), `image/<stream>/people` (boxes with ids and 2D skeletons),
+`bodies/<stream>` (3D bones, camera frame: x right, y down, z forward),
 `angles/<stream>/track<id>` (one series per `plot_dofs` name, degrees). Timeline `capture` = capture time (UTC). Layout:
 the images and the 3D view side by side above one plot of the angles.
 """
@@ -114,6 +114,7 @@ class PoseViewer:
         self._last_image_ns: dict[str, int] = {}
         self._images_seen = False
         self._plots: set[str] = set()
+        self._strip_types: dict[int, object] = {}   # point dimension -> rerun's arrow type
         self._ids: dict[str, bytes] = {}   # entity -> the track ids its colours/labels were logged for
         self._plot_idx = np.array([DOF_INDEX[n] for n in cfg.plot_dofs], dtype=np.int64)
 
@@ -192,7 +193,7 @@ class PoseViewer:
                     rr.log(path, rr.SeriesLines(names=list(self.cfg.plot_dofs)), static=True)
                 rr.log(path, rr.Scalars.from_fields(scalars=a))
         ids3d = np.array([p.track_id for p in posed], np.int64)
-        self._strips(f"bodies/{s}", rr.LineStrips3D, joints[:, CHAIN_INDEX], ids3d)
+        rr.log(f"bodies/{s}", self._strips(f"bodies/{s}", rr.LineStrips3D, joints[:, CHAIN_INDEX], ids3d))
         if image_bgr is None and self._images_seen and self.cfg.image:
             return          # the camera panel waits for the next frame with an image
         self._log_camera(frame, image_bgr, posed, joints)
@@ -208,39 +209,55 @@ class PoseViewer:
             ok, jpg = cv2_jpeg(downscale(image_bgr, f), self.cfg.jpeg_quality)
             if ok:
                 rr.log(f"image/{s}", rr.EncodedImage(contents=jpg, media_type="image/jpeg"))
+        path = f"image/{s}/people"     # boxes and 2D skeletons: one entity, one call
         ids = np.array([p.track_id for p in frame.persons], np.int64)
         boxes = np.array([p.bbox_xyxy for p in frame.persons], np.float32).reshape(-1, 4) / f
-        path = f"image/{s}/boxes"
-        if self._ids.get(path) == ids.tobytes():  # same people: their labels and colours hold
-            rr.log(path, rr.Boxes2D.from_fields(centers=0.5 * (boxes[:, :2] + boxes[:, 2:]),
-                                                half_sizes=0.5 * (boxes[:, 2:] - boxes[:, :2])))
+        if self._ids.get(path + ":boxes") == ids.tobytes():  # same people: labels, colours hold
+            box_arch = rr.Boxes2D.from_fields(centers=0.5 * (boxes[:, :2] + boxes[:, 2:]),
+                                              half_sizes=0.5 * (boxes[:, 2:] - boxes[:, :2]))
         else:
-            self._ids[path] = ids.tobytes()
-            rr.log(path, rr.Boxes2D(array=boxes, array_format=rr.Box2DFormat.XYXY,
-                                    labels=[f"#{t}" for t in ids],
-                                    colors=PALETTE_RGBA32[(ids - 1) % len(PALETTE)]))
+            self._ids[path + ":boxes"] = ids.tobytes()
+            box_arch = rr.Boxes2D(array=boxes, array_format=rr.Box2DFormat.XYXY,
+                                  labels=[f"#{t}" for t in ids],
+                                  colors=PALETTE_RGBA32[(ids - 1) % len(PALETTE)])
         placed = np.array([p.trans_m is not None for p in posed], bool)
         k = frame.intrinsics
         if k is None:
             placed[:] = False
         uv = project(joints[placed], k.fx, k.fy, k.cx, k.cy) / f if placed.any() else joints[:0, :, :2]
         ids2d = np.array([p.track_id for p in posed], np.int64)[placed]
-        self._strips(f"image/{s}/skeleton", rr.LineStrips2D, uv[:, CHAIN_INDEX], ids2d)
+        rr.log(path, box_arch, self._strips(path, rr.LineStrips2D, uv[:, CHAIN_INDEX], ids2d))
 
-    def _strips(self, path: str, archetype, strips: np.ndarray, ids: np.ndarray) -> None:
-        """Skeleton strips (P, 5, 6, D) of an entity; their colours are logged only when its people
-        change (rerun keeps the last colours for later frames), the radius once, as static data."""
-        strips = strips.reshape(-1, _CHAIN_LEN, strips.shape[-1])
+    def _strips(self, path: str, archetype, strips: np.ndarray, ids: np.ndarray):
+        """The archetype of skeleton strips (P, 5, 6, D) of an entity, to log: colours only when
+        its people change (rerun keeps the last colours for later frames); the radius is logged
+        once, as static data."""
+        data = self._strip_array(archetype, strips)
         key = ids.tobytes()
         if self._ids.get(path) == key:
-            self._rr.log(path, archetype.from_fields(strips=strips))
-            return
+            return archetype.from_fields(strips=data)
         if path not in self._ids:
             radius = 0.015 if archetype is self._rr.LineStrips3D else 1.5   # m in 3D, px in 2D
             self._rr.log(path, archetype.from_fields(radii=radius), static=True)
         self._ids[path] = key
         colors = np.repeat(PALETTE_RGBA32[(ids - 1) % len(PALETTE)], len(CHAINS))
-        self._rr.log(path, archetype.from_fields(strips=strips, colors=colors))
+        return archetype.from_fields(strips=data, colors=colors)
+
+    def _strip_array(self, archetype, strips: np.ndarray):
+        """(P, 5, 6, D) -> rerun's arrow array of P * 5 strips of 6 points, built in one go
+        (rerun's own conversion walks the strips in Python)."""
+        import pyarrow as pa
+
+        d = strips.shape[-1]
+        dtype = self._strip_types.get(d)
+        if dtype is None:
+            batch = self._rr.components.LineStrip3DBatch if d == 3 else self._rr.components.LineStrip2DBatch
+            dtype = self._strip_types[d] = batch([]).as_arrow_array().type
+        n = strips.size // (_CHAIN_LEN * d)
+        values = pa.array(np.ascontiguousarray(strips, np.float32).reshape(-1))
+        points = pa.FixedSizeListArray.from_arrays(values, type=dtype.value_type)
+        offsets = pa.array(np.arange(0, (n + 1) * _CHAIN_LEN, _CHAIN_LEN, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, points, type=dtype)
 
     def _layout(self) -> None:
         """Images and the 3D view side by side, the angle plot below (sent when a stream appears)."""

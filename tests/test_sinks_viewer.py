@@ -118,16 +118,16 @@ def test_logged_data_read_back_from_rerun_recording(tmp_path):
     assert len(jpegs) == 6
     img = cv2.imdecode(np.asarray(jpegs[0], np.uint8), cv2.IMREAD_COLOR)
     assert img.shape == (288, 384, 3)
-    labels = _rows(cols["/image/cam0/boxes"], "Boxes2D:labels")   # logged when the people change
+    labels = _rows(cols["/image/cam0/people"], "Boxes2D:labels")   # logged when the people change
     assert labels == [["#1", "#2"], ["#1", "#2", "#3"]]
-    centers = _rows(cols["/image/cam0/boxes"], "Boxes2D:centers")
-    half = _rows(cols["/image/cam0/boxes"], "Boxes2D:half_sizes")
+    centers = _rows(cols["/image/cam0/people"], "Boxes2D:centers")
+    half = _rows(cols["/image/cam0/people"], "Boxes2D:half_sizes")
     for f, c, h in zip(frames, centers, half, strict=True):
         b = np.array([p.bbox_xyxy for p in f.persons]) * 0.5
         np.testing.assert_allclose(np.hstack([np.array(c) - h, np.array(c) + h]), b, atol=1e-3)
 
     strips3d = _rows(cols["/bodies/cam0"], "LineStrips3D:strips")
-    strips2d = _rows(cols["/image/cam0/skeleton"], "LineStrips2D:strips")
+    strips2d = _rows(cols["/image/cam0/people"], "LineStrips2D:strips")
     assert len(strips3d) == len(strips2d) == 6
     for f, s3, s2 in zip(frames, strips3d, strips2d):
         want3, want2 = [], []
@@ -168,8 +168,8 @@ def test_camera_panel_at_image_fps_3d_at_max_fps(tmp_path):
     cols = _rrd_columns(str(rrd))
     t3d = _rows(cols["/bodies/cam0"], "capture")
     assert len(t3d) == 15
-    for entity, column in (("/image/cam0", "EncodedImage:blob"), ("/image/cam0/boxes", "Boxes2D:centers"),
-                           ("/image/cam0/skeleton", "LineStrips2D:strips")):
+    for entity, column in (("/image/cam0", "EncodedImage:blob"), ("/image/cam0/people", "Boxes2D:centers"),
+                           ("/image/cam0/people", "LineStrips2D:strips")):
         assert _rows(cols[entity], "capture") == t3d[::2], entity
 
 
