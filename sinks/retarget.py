@@ -145,7 +145,9 @@ def matrix_to_xyzw(r: np.ndarray) -> np.ndarray:
     from scipy.spatial.transform import Rotation
 
     shape = r.shape[:-2]
-    xyzw = Rotation.from_matrix(r.reshape(-1, 3, 3)).as_quat()
+    # products of FK rotations and fixed axis changes: orthonormal to rounding, so scipy's
+    # orthonormality checks (most of this call's cost) are skipped
+    xyzw = Rotation.from_matrix(r.reshape(-1, 3, 3), assume_valid=True).as_quat()
     xyzw *= np.where(xyzw[:, 3:] < 0, -1.0, 1.0)
     return xyzw.reshape(*shape, 4)
 
