@@ -72,8 +72,13 @@ def posed_joints(q: np.ndarray, offsets_m: np.ndarray,
     q = np.ascontiguousarray(q, dtype=np.float64).reshape(-1, NUM_DOFS)
     n = q.shape[0]
     off = np.asarray(offsets_m, dtype=np.float64)
-    off = np.broadcast_to(off, (n, NUM_JOINTS, 3)) if off.ndim == 2 else off
-    root = np.zeros((n, 3)) if root_m is None else np.asarray(root_m, dtype=np.float64).reshape(n, 3)
+    # C-contiguous float64 everywhere: one compiled signature
+    off = np.ascontiguousarray(np.broadcast_to(off, (n, NUM_JOINTS, 3)))
+    root = np.zeros((n, 3)) if root_m is None else np.ascontiguousarray(root_m, dtype=np.float64).reshape(n, 3)
     joints, rots = np.empty((n, NUM_JOINTS, 3)), np.empty((n, NUM_JOINTS, 3, 3))
     _posed_kernel(q, off, root, _PARENTS, _SLOT, _AXIS, _SIGN, joints, rots)
     return joints, rots
+
+
+# compile (or load numba's on-disk cache) when imported, in a stage's setup, not on its first frame
+posed_joints(np.zeros((1, NUM_DOFS)), np.zeros((NUM_JOINTS, 3)))
