@@ -37,24 +37,22 @@ PALETTE = np.array([(255, 0, 255), (0, 200, 255), (255, 160, 0), (0, 220, 90), (
 CHAINS: tuple[tuple[int, ...], ...] = (
     (0, 1, 2, 3, 4, 5), (0, 6, 7, 8, 9, 10), (0, 11, 12, 13),
     (12, 14, 15, 16, 17, 18), (12, 19, 20, 21, 22, 23))
-"""The SKEL tree as 5 polylines (legs, spine to head, arms): 5 strips per person, not 23 bones,
-because rerun converts strips one by one (~20 us each)."""
+"""The SKEL tree as 5 polylines (legs, spine to head, arms): 5 strips per person, not 23 bones
+(fewer points to send and draw)."""
 if sorted({(a, b) for c in CHAINS for a, b in zip(c, c[1:])}) != sorted(
         (p, j) for j, p in enumerate(JOINT_PARENTS) if p >= 0):
     raise RuntimeError("viewer: CHAINS must cover every SKEL bone once")
 _CHAIN_LEN = max(map(len, CHAINS))
 CHAIN_INDEX = np.array([(c[0],) * (_CHAIN_LEN - len(c)) + c for c in CHAINS], dtype=np.int64)
 """(5, 6) joint indices: CHAINS padded at their start with their first joint (zero-length
-segments), so every person's strips are one (5, 6, 3) array: rerun's numpy fast path."""
-
-
-def track_color(track_id: int) -> np.ndarray:
-    """(3,) uint8 RGB of a track (stable across frames)."""
-    return PALETTE[(track_id - 1) % len(PALETTE)]
-
-
+segments), so every person's strips are one (5, 6, 3) array, sent as one arrow array."""
 PALETTE_RGBA32 = (PALETTE.astype(np.uint32) @ np.array([1 << 24, 1 << 16, 1 << 8], np.uint32)) | 0xFF
 """PALETTE as packed 0xRRGGBBAA (rerun takes uint32 colours without converting each one)."""
+
+
+def track_colors(track_ids: np.ndarray) -> np.ndarray:
+    """(N,) uint32 0xRRGGBBAA of tracks, stable across frames."""
+    return PALETTE_RGBA32[(np.asarray(track_ids, np.int64) - 1) % len(PALETTE)]
 
 
 def project(points_m: np.ndarray, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
@@ -219,7 +217,7 @@ class PoseViewer:
             self._ids[path + ":boxes"] = ids.tobytes()
             box_arch = rr.Boxes2D(array=boxes, array_format=rr.Box2DFormat.XYXY,
                                   labels=[f"#{t}" for t in ids],
-                                  colors=PALETTE_RGBA32[(ids - 1) % len(PALETTE)])
+                                  colors=track_colors(ids))
         placed = np.array([p.trans_m is not None for p in posed], bool)
         k = frame.intrinsics
         if k is None:
@@ -240,7 +238,7 @@ class PoseViewer:
             radius = 0.015 if archetype is self._rr.LineStrips3D else 1.5   # m in 3D, px in 2D
             self._rr.log(path, archetype.from_fields(radii=radius), static=True)
         self._ids[path] = key
-        colors = np.repeat(PALETTE_RGBA32[(ids - 1) % len(PALETTE)], len(CHAINS))
+        colors = np.repeat(track_colors(ids), len(CHAINS))
         return archetype.from_fields(strips=data, colors=colors)
 
     def _strip_array(self, archetype, strips: np.ndarray):

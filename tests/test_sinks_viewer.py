@@ -95,7 +95,7 @@ def test_logged_data_read_back_from_rerun_recording(tmp_path):
 
     from engines.skel.kinematics import forward_kinematics
     from sinks.session_skeleton import segments_skeleton
-    from sinks.viewer import CHAIN_INDEX, PALETTE_RGBA32, PoseViewer, project
+    from sinks.viewer import CHAIN_INDEX, PoseViewer, project, track_colors
 
     rrd = tmp_path / "view.rrd"
     cfg = ViewerConfig(enabled=True, web_port=_port(), grpc_port=_port(), max_fps=240.0,
@@ -141,7 +141,7 @@ def test_logged_data_read_back_from_rerun_recording(tmp_path):
         np.testing.assert_allclose(np.array(s2, np.float64), np.concatenate(want2), atol=1e-3)
     colors = _rows(cols["/bodies/cam0"], "LineStrips3D:colors")
     assert [len(c) for c in colors] == [10, 15]      # first frame, and when the third person came
-    assert colors[1] == list(np.repeat(PALETTE_RGBA32[[0, 1, 2]], 5))
+    assert colors[1] == list(np.repeat(track_colors([1, 2, 3]), 5))
     assert np.allclose(_rows(cols["/bodies/cam0"], "LineStrips3D:radii", static=True), [[0.015]])
 
     for tid in (1, 2):
