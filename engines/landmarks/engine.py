@@ -19,7 +19,8 @@ from engines.landmarks.config import LandmarkEngineConfig
 from engines.landmarks.fit import (
     FIT_KEYPOINTS, FIT_LANDMARK_INDEX, PRIOR_Q, SEGMENT_LANDMARKS, SKEL_MEAN_BETAS, FitResult, SkelFitter)
 from engines.pose_engine import PoseEngine
-from engines.skel.kinematics import WINTER_FRACTIONS, Skeleton, generic_skeleton, load_skel_joints
+from engines.skel.kinematics import (
+    MEASURED_SEGMENTS, WINTER_FRACTIONS, Skeleton, generic_skeleton, load_skel_joints)
 from stream.packet import Intrinsics, Person
 from tracking.bytetrack import iou_matrix
 
@@ -38,6 +39,7 @@ class _PersonState:
     root_m: np.ndarray | None = None
     samples: dict[str, list[float]] = field(default_factory=dict)
     frozen: bool = False   # segment lengths estimated and kept
+    segments_m: np.ndarray | None = None  # (7,) the kept lengths, MEASURED_SEGMENTS order (published)
     next_roi: Roi | None = None   # MediaPipe's tracking ROI from the last landmarks
 
 
@@ -132,6 +134,7 @@ class LandmarkPoseEngine(PoseEngine):
             lengths[name] = float(np.clip(np.percentile(vals, 75), 0.75 * generic, 1.33 * generic))
         st.fitter = SkelFitter(self._skeleton(lengths), self.config.prior_weight, self.config.min_visibility)
         st.frozen = True
+        st.segments_m = np.array([lengths[n] for n in MEASURED_SEGMENTS], np.float32)
         st.samples.clear()
 
     def forget(self, stream_id: str, track_id: int) -> None:
@@ -228,6 +231,7 @@ class LandmarkPoseEngine(PoseEngine):
         st = self._state(key)
         p.model_id = MODEL_ID
         p.betas = SKEL_MEAN_BETAS.astype(np.float32)
+        p.segments_m = st.segments_m
         if lms is None:  # nobody found in the crop: hold the last pose, flag everything unseen
             q = st.q if st.q is not None else PRIOR_Q
             p.q = q.astype(np.float32)
