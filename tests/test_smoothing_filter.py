@@ -353,3 +353,40 @@ def test_2hz_reversal_with_an_outlier_next_to_it(preset):
     assert all(accepted[k] for k in range(10, T) if k != k_out)
     assert err[k_out + 1:k_out + 6].max() < 5.0
     assert np.sqrt(np.mean(err[10:] ** 2)) < 3.0
+
+
+def test_lookback_matches_rts_smoothed_then_carried_forward():
+    """vr's published estimate (lookback_frames 2): with one calm model and no limits nearby, it
+    is the posterior of 2 frames back, RTS-smoothed with the 2 newer ones (tracking/rts.py) and
+    carried forward at its smoothed rate; and it is steadier than the filtered one."""
+    rng = np.random.default_rng(4)
+    T, c = 80, 3
+    ts = np.cumsum(rng.uniform(0.7, 1.3, T)) / 30.0
+    truth = 0.3 * np.sin(2 * np.pi * 1.0 * ts)[:, None] + np.array([0.0, 0.1, -0.1])
+    z = truth + rng.normal(0, 0.05, (T, c))
+    q, std = np.full(c, 20.0), np.full(c, 0.05)
+    banks = [jf.JointFilterBank(q=q, meas_std=std, lower=np.full(c, -np.inf), upper=np.full(c, np.inf),
+                                wrap=np.zeros(c, bool), outlier_rate=0.0, outlier_range=1.0,
+                                gate_max_frames=0, limit_margin=1.0, coast_tau_s=1e300,
+                                lookback_frames=n, capacity=1) for n in (0, 2)]
+    slot, one, obs = np.array([0]), np.ones(1), np.ones((1, c), bool)
+    post, published, filtered = [], [], []
+    for k in range(T):
+        for bank in banks:
+            if k == 0:
+                bank.initialize(slot, ts[:1], z[:1], one, obs)
+            else:
+                bank.step(slot, ts[k:k + 1], z[k:k + 1], one, obs)
+        post.append(banks[0].posterior(0))
+        filtered.append(banks[0].state(slot)[0][0])
+        published.append(banks[1].state(slot)[0][0])
+    for k in range(2, T):
+        xs = np.stack([p[0] for p in post[k - 2:k + 1]])
+        Ps = np.stack([p[1] for p in post[k - 2:k + 1]])
+        x_s, _ = rts_smooth(xs, Ps, np.diff(ts[k - 2:k + 1], prepend=ts[k - 2]), q)
+        want = x_s[0, :, 0] + x_s[0, :, 1] * (ts[k] - ts[k - 2])
+        np.testing.assert_allclose(published[k], want, atol=1e-9)
+    # the filtered estimate itself is untouched by the look-back (same posterior in both banks)
+    np.testing.assert_allclose(banks[1].posterior(0)[0], banks[0].posterior(0)[0])
+    jitter = [np.mean(np.abs(np.diff(np.array(a)[10:], 2, axis=0))) for a in (filtered, published)]
+    assert jitter[1] < 0.8 * jitter[0]

@@ -78,3 +78,4 @@ class FixedLagHistory:
         x_s, _ = rts_smooth(xs, Ps, dts, qs, wrap)
         x0, _ = project_to_box(x_s[:1], lower, upper)
         return x0[0, :, 0], x0[0, :, 1]
+

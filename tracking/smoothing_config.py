@@ -83,6 +83,11 @@ class SmoothingConfig(StrictModel):
     trans_outlier_range_m: float = Field(2.0, gt=0.0)
     """Spread of junk root translations (metres), as outlier_range_rad: a jump of metres in one
     frame is skipped."""
+    lookback_frames: int = Field(0, ge=0, le=8)
+    """0 = publish the filtered estimate. N > 0: publish the estimate of N frames back,
+    RTS-smoothed with the N newer measurements and carried forward to this frame at its smoothed
+    rate, where the calm models lead: still causal and on time (nothing is held back), a steadier
+    rate, so much less jitter for a little RMSE (BENCHMARKS.md, issue 15; not in a preset yet)."""
     fixed_lag_frames: int = Field(0, ge=0, le=120)
     """0 = causal (live). N > 0: fixed-lag RTS smoothing over N frames; output is N frames late."""
 
