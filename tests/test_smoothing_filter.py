@@ -356,9 +356,10 @@ def test_2hz_reversal_with_an_outlier_next_to_it(preset):
 
 
 def test_lookback_matches_rts_smoothed_then_carried_forward():
-    """vr's published estimate (lookback_frames 2): with one calm model and no limits nearby, it
-    is the posterior of 2 frames back, RTS-smoothed with the 2 newer ones (tracking/rts.py) and
-    carried forward at its smoothed rate; and it is steadier than the filtered one."""
+    """vr's published estimate (lookback_frames 2): with one calm model, no limits nearby and the
+    consistency gate open, it is the posterior of 2 frames back, RTS-smoothed with the 2 newer
+    ones (tracking/rts.py) and carried forward at its smoothed rate; and it is steadier than the
+    filtered one."""
     rng = np.random.default_rng(4)
     T, c = 80, 3
     ts = np.cumsum(rng.uniform(0.7, 1.3, T)) / 30.0
@@ -368,7 +369,8 @@ def test_lookback_matches_rts_smoothed_then_carried_forward():
     banks = [jf.JointFilterBank(q=q, meas_std=std, lower=np.full(c, -np.inf), upper=np.full(c, np.inf),
                                 wrap=np.zeros(c, bool), outlier_rate=0.0, outlier_range=1.0,
                                 gate_max_frames=0, limit_margin=1.0, coast_tau_s=1e300,
-                                lookback_frames=n, capacity=1) for n in (0, 2)]
+                                lookback_frames=n, lookback_gate_sigma=1e12, capacity=1)
+             for n in (0, 2)]
     slot, one, obs = np.array([0]), np.ones(1), np.ones((1, c), bool)
     post, published, filtered = [], [], []
     for k in range(T):

@@ -287,7 +287,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
 
 @njit(cache=True)
 def _lookback_kernel(s, lb, lb_t, lb_n, pub, t_state, slots, measured, active, log_q, n_calm,
-                     lower, upper, wrap):
+                     lower, upper, wrap, gate_sigma):
     """The published estimate of every slot in `slots`, written into pub (3, capacity, c):
     angle, rate, limit flag. Appends the slot's combined posterior (s planes X0..P11) and its
     typical q (exp of the probability-weighted log q of the models) to its window lb
@@ -295,9 +295,10 @@ def _lookback_kernel(s, lb, lb_t, lb_n, pub, t_state, slots, measured, active, l
     smooths the oldest entry with the newer ones (RTS, constant velocity: C = P F' P_pred^-1,
     x_s = x + C (x_s' - F x)), carries it forward to the newest time at its smoothed rate, and
     mixes it with the filtered angle: the look-back share is the probability of
-    the `n_calm` calmest models, and 0 unless every entry of the window took a measurement away
+    the `n_calm` calmest models, times exp(-d^2 / (2 gate_sigma^2 P00)) for a look-back estimate
+    d away from the filtered one, and 0 unless every entry of the window took a measurement away
     from the joint limits (`active`, the bank's flags): the carry-forward assumes a steady rate,
-    at a fast turn, a limit or through a gap the filter knows better.
+    at a fast turn, a kink, a limit or through a gap the filter knows better.
     measured (len(slots), c) bool: the channels that took a measurement in this step."""
     W, M = lb.shape[0], log_q.shape[0]
     for i in range(slots.shape[0]):
@@ -358,6 +359,7 @@ def _lookback_kernel(s, lb, lb_t, lb_n, pub, t_state, slots, measured, active, l
             d = x - f
             if wrap[j]:
                 d = _wrap(d)
+            share *= math.exp(-0.5 * d * d / (gate_sigma * gate_sigma * s[P00, k, j]))
             x = f + share * d
             if wrap[j]:
                 x = _wrap(x)
@@ -424,7 +426,7 @@ class JointFilterBank:
                  gate_max_frames: int, limit_margin: float, unseen_std: np.ndarray | float = 0.5,
                  coast_tau_s: float = 0.15,
                  q_mult: np.ndarray | tuple[float, ...] = (1.0,), switch_rate_hz: float = 0.1,
-                 lookback_frames: int = 0, capacity: int = 16):
+                 lookback_frames: int = 0, lookback_gate_sigma: float = 2.0, capacity: int = 16):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -452,6 +454,7 @@ class JointFilterBank:
         self.active = np.zeros((capacity, c), dtype=bool)
         # the look-back window (see `_lookback_kernel`) and the published estimate it makes
         self.lookback_frames = int(lookback_frames)
+        self.lookback_gate_sigma = float(lookback_gate_sigma)
         self.log_q = np.ascontiguousarray(np.log(self.q_models))
         self.lb = np.zeros((self.lookback_frames + 1, 7, capacity, c))
         self.lb_t = np.zeros((self.lookback_frames + 1, capacity))
@@ -518,7 +521,8 @@ class JointFilterBank:
             _lookback_kernel(self.s, self.lb, self.lb_t, self.lb_n, self.pub, self.t_s,
                              np.ascontiguousarray(slots, dtype=np.int64),
                              np.ascontiguousarray(measured, dtype=np.bool_), self.active, self.log_q,
-                             (self.q_models.shape[0] + 1) // 2, self.lower, self.upper, self.wrap)
+                             (self.q_models.shape[0] + 1) // 2, self.lower, self.upper, self.wrap,
+                             self.lookback_gate_sigma)
 
     def step(self, slots: np.ndarray, t_s: np.ndarray, z: np.ndarray, confidence: np.ndarray,
              observed: np.ndarray) -> np.ndarray:

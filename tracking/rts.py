@@ -78,4 +78,3 @@ class FixedLagHistory:
         x_s, _ = rts_smooth(xs, Ps, dts, qs, wrap)
         x0, _ = project_to_box(x_s[:1], lower, upper)
         return x0[0, :, 0], x0[0, :, 1]
-
