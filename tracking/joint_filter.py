@@ -40,13 +40,18 @@ weighted by P(genuine), ~0), one the agile model predicts is a real fast move an
 gains probability; so an outlier neither moves the estimate nor switches the filter to agile,
 while a reversal at 3 Hz is followed. (The hard Mahalanobis gate plus Huber weight used before
 rejected real reversals at 2 Hz: 1.11x raw RMSE in `balanced`.) After `gate_max_frames` junk
-values in a row the next is taken as it is. Also: R = sigma^2 / confidence^2, no update where a
+values in a row, or after a frame with no value, the next is taken as it is. Also: R = sigma^2 / confidence^2, no update where a
 DoF is unobserved, and velocity decay where nothing was measured (joints stop; a coasting CV
 model would fly off).
 
 A constant-acceleration model (state [angle, rate, acceleration], tried as the most agile
 model) predicts a clean fast swing more closely, but at 30 Hz with 3 deg noise its acceleration
 estimate is too noisy: it measured worse than constant-velocity models up to 1e5x (BENCHMARKS.md).
+
+Published estimate: the combined posterior, or with `lookback_frames` N > 0 the look-back
+estimate (`_lookback_kernel`): the posterior of N frames back, RTS-smoothed with the N newer ones
+and carried forward at its smoothed rate, where the calm models lead: a steadier output, still
+causal and on time.
 """
 from __future__ import annotations
 
@@ -245,6 +250,9 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     mixed[t, 1] *= decay
                     mixed[t, 3] *= decay
                     mixed[t, 4] *= decay * decay
+                # its next value is taken as it is: after a gap the joint is wherever it went
+                # (at 2-3 Hz weighing it as junk cost 6-8 deg over the 3 frames after a gap)
+                s[N_REJ, k, j] = max(s[N_REJ, k, j], gate_max_frames)
             # the joint-limit box for each model, then the probability-weighted combination
             ref = mixed[0, 0]
             m0 = m1 = 0.0

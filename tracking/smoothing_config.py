@@ -60,8 +60,8 @@ class SmoothingConfig(StrictModel):
     """Expected switches between calm and agile motion per second (the IMM's Markov
     transition): lower trusts the current model longer."""
     gate_max_frames: int = Field(1, ge=0)
-    """After this many consecutive rejections a DoF takes the measurement as it is: outliers are
-    single frames, a real jump persists."""
+    """After this many consecutive rejections (or after a frame without a measurement) a DoF takes
+    the measurement as it is: outliers are single frames, a real jump persists."""
     limit_margin_rad: float = Field(0.05, gt=0.0)
     """Measurements this far outside a joint limit get 2x the variance; it grows quadratically."""
     confidence_floor: float = Field(0.1, gt=0.0, le=1.0)
