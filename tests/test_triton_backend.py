@@ -177,7 +177,9 @@ def test_lost_server_persons_are_predicted_by_the_smoother(served, tmp_path):
         for i in range(8):
             if i == 4:
                 srv.kill()
-            fi = FrameInfo("cam0", i, time.monotonic_ns(), time.time_ns(), 640, 480)
+            # a 30 fps stream clock, not the wall clock: a slow kill on a loaded machine must not
+            # make the smoother's coasting window (max_coast_s) run out between two frames
+            fi = FrameInfo("cam0", i, i * 1_000_000_000 // 30, time.time_ns(), 640, 480)
             pkt = Packet(frame=fi, persons=frame_and_persons(2)[1])
             pkt.image = img
             pkt = pose.process(pkt)

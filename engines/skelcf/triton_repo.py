@@ -49,8 +49,10 @@ REPO = Path(__file__).resolve().parents[2]
 def model_config(name: str, backend: str, max_batch: int = 32,
                  preferred: tuple[int, ...] = (4, 8, 16), queue_delay_us: int = 2000,
                  kind: str = "KIND_GPU", count: int = 1, fp16: bool = True,
-                 parameters: dict[str, str] | None = None):
-    """The `ModelConfig` protobuf of one SKEL-CF model (I/O above, dynamic batching, instances)."""
+                 parameters: dict[str, str] | None = None, inputs=INPUTS, outputs=OUTPUTS):
+    """The `ModelConfig` protobuf of one model (SKEL-CF's I/O unless `inputs` (name, TYPE_*,
+    dims) and `outputs` (name, dim or dims, FP32) are given; dynamic batching, instances).
+    max_batch 0: a model without a batch axis (dims are the whole shape, no dynamic batching)."""
     pb = require("tritonclient.grpc.model_config_pb2", "triton", "writing a Triton repository")
     c = pb.ModelConfig(name=name, max_batch_size=max_batch)
     if backend == "tensorrt":
@@ -61,12 +63,13 @@ def model_config(name: str, backend: str, max_batch: int = 32,
         c.backend = "python"
     else:
         raise EngineError(f"backend {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
-    for n, dt, dims in INPUTS:
+    for n, dt, dims in inputs:
         c.input.add(name=n, data_type=getattr(pb, dt), dims=list(dims))
-    for n, d in OUTPUTS:
-        c.output.add(name=n, data_type=pb.TYPE_FP32, dims=[d])
-    c.dynamic_batching.preferred_batch_size.extend([b for b in preferred if b <= max_batch])
-    c.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    for n, d in outputs:
+        c.output.add(name=n, data_type=pb.TYPE_FP32, dims=list(d) if isinstance(d, tuple) else [d])
+    if max_batch > 0:
+        c.dynamic_batching.preferred_batch_size.extend([b for b in preferred if b <= max_batch])
+        c.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     c.instance_group.add(kind=getattr(pb.ModelInstanceGroup, kind), count=count)
     if backend == "onnxruntime" and kind == "KIND_GPU" and fp16:
         acc = c.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
@@ -117,9 +120,14 @@ def export_uint8_onnx(net: torch.nn.Module, out_path: Path, opset: int = OPSET,
     return res
 
 
-def build_plan_script(max_batch: int, opt_batch: int) -> str:
-    shapes = {k: f"crops:{b}x3x256x192,bbox_info:{b}x3"
+def build_plan_script(max_batch: int, opt_batch: int, inputs: tuple | None = None) -> str:
+    """trtexec command building the FP16 plan with batch profile 1 / opt / max over `inputs`
+    ((name, dims without batch)); max_batch 0: static shapes, no profile."""
+    inputs = tuple(inputs) if inputs is not None else tuple((n, d) for n, _, d in INPUTS)
+    shapes = {k: ",".join(f"{n}:{'x'.join(map(str, (b, *d)))}" for n, d in inputs)
               for k, b in (("min", 1), ("opt", opt_batch), ("max", max_batch))}
+    profile = "" if max_batch <= 0 else f""" \\
+  --minShapes={shapes['min']} --optShapes={shapes['opt']} --maxShapes={shapes['max']}"""
     return f"""#!/bin/sh
 # Build the TensorRT FP16 plan for THIS GPU with THIS TensorRT (run it inside the tritonserver
 # container that will serve it: a plan only loads with the TensorRT version and compute
@@ -127,8 +135,7 @@ def build_plan_script(max_batch: int, opt_batch: int) -> str:
 set -e
 cd "$(dirname "$0")"
 mkdir -p 1
-${{TRTEXEC:-trtexec}} --onnx=model.onnx --saveEngine=1/model.plan --fp16 \\
-  --minShapes={shapes['min']} --optShapes={shapes['opt']} --maxShapes={shapes['max']}
+${{TRTEXEC:-trtexec}} --onnx=model.onnx --saveEngine=1/model.plan --fp16{profile}
 """
 
 
