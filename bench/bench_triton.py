@@ -70,7 +70,8 @@ def write_repo(root: Path, ckpt: Path, variant: str, device: str, threads: int,
                                  ("skelcf_tcp", latency_delay_us, True)):
         c = model_config(name, "python", 32, (8, 16, 32), delay, kind, 1, parameters={
             "checkpoint": str(ckpt), "variant": variant, "code_path": python_code_path(),
-            "threads": str(threads), "device": device, "fp16": "1" if device == "cuda" else "0"})
+            "threads": str(threads), "device": device, "fp16": "1" if device == "cuda" else "0",
+            **({"FORCE_CPU_ONLY_INPUT_TENSORS": "no"} if device == "cuda" else {})})
         if not batched:
             c.ClearField("dynamic_batching")
         write_config(repo / name, c)

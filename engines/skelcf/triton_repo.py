@@ -173,6 +173,8 @@ def write_repository(out: str | Path, checkpoint: str | None, variant: str = "vi
                       "code_path": python_code_path(), "threads": str(python_threads),
                       "device": "cuda" if kind == "KIND_GPU" else "cpu",
                       "fp16": "1" if kind == "KIND_GPU" else "0"}
+            if kind == "KIND_GPU":  # CUDA shared-memory inputs reach the model on the GPU
+                params["FORCE_CPU_ONLY_INPUT_TENSORS"] = "no"
             (mdir / "1").mkdir(parents=True, exist_ok=True)
             shutil.copy(Path(__file__).with_name("triton_python_model.py"), mdir / "1" / "model.py")
         elif b == "onnxruntime":
