@@ -13,9 +13,9 @@ same frame: paired, so the load drifting on a shared machine cancels), where it 
 trip = server queue + server compute + transport; server compute vs local inference), and tensor
 bytes per person sent. The per-frame models have no dynamic-batching queue delay (`--queue-delay-us`,
 0 by default: with one client each request would wait the whole delay for a batch that never fills).
-Then the dynamic-batching gain: `--pipelines` processes (each a pose engine posing frames of 4
-persons) against the model with dynamic batching vs the same model without; crops/s and the
-server's executions per request. Server: nvidia-pytriton's tritonserver, SKEL-CF in its Python
+Then `--pipelines` processes (each a pose engine posing frames of 4 persons), crops/s: each with
+its own local model (torch; FP16 on CUDA), through Triton without dynamic batching, and with it
+(the gain, and the server's requests per execution). Server: nvidia-pytriton's tritonserver, SKEL-CF in its Python
 backend (torch, `--server-threads`); this process uses as many torch threads.
 """
 from __future__ import annotations
@@ -67,7 +67,8 @@ def write_repo(root: Path, ckpt: Path, variant: str, device: str, threads: int,
     # per transport for the per-frame figures (the server's per-model statistics then tell shm
     # and gRPC apart), with `latency_delay_us` of queue delay
     for name, delay, batched in (("skelcf_nobatch", 2000, False), ("skelcf_shm", latency_delay_us, True),
-                                 ("skelcf_tcp", latency_delay_us, True)):
+                                 ("skelcf_tcp", latency_delay_us, True),
+                                 ("skelcf_cudashm", latency_delay_us, True)):
         c = model_config(name, "python", 32, (8, 16, 32), delay, kind, 1, parameters={
             "checkpoint": str(ckpt), "variant": variant, "code_path": python_code_path(),
             "threads": str(threads), "device": device, "fp16": "1" if device == "cuda" else "0",
@@ -85,7 +86,7 @@ def engine(ckpt: Path, variant: str, device: str, backend: str, url: str = "",
     return SkelCFEngine(SkelCFConfig(
         checkpoint=str(ckpt) if backend != "triton" else None, variant=variant, device=device, backend=backend,
         triton=TritonConfig(url=url or "127.0.0.1:1", model_name=model, shared_memory=shm,
-                            request_timeout_s=60)), focal_px=500.0)
+                            request_timeout_s=60, crops_on_gpu=shm == "cuda")), focal_px=500.0)
 
 
 def per_frame(engines: dict[str, SkelCFEngine], n: int, frames: int, rng,
@@ -132,7 +133,7 @@ PIPELINE = """
 import sys, time, numpy as np
 sys.path.insert(0, {root!r})
 from bench.bench_triton import engine, persons_of, K
-eng = engine({ckpt!r}, {variant!r}, {device!r}, "triton", {url!r}, "system", {model!r})
+eng = engine({ckpt!r}, {variant!r}, {device!r}, {backend!r}, {url!r}, "system", {model!r})
 rng = np.random.default_rng(0)
 img = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
 eng.estimate(img, persons_of(4), K, "cam0")
@@ -148,14 +149,24 @@ eng.close()
 
 def batching(url: str, ckpt: Path, variant: str, device: str, model: str, pipelines: int,
              seconds: float) -> dict:
+    """crops/s of `pipelines` processes posing 4 persons a frame through `model` on the server
+    ('local': each process runs its own torch model, the baseline), and for Triton the server's
+    requests per execution."""
     from engines.backends.triton_backend import TritonBackend
 
+    backend = "torch" if model == "local" else "triton"
     code = PIPELINE.format(root=str(ROOT), ckpt=str(ckpt), variant=variant, device=device,
-                           url=url, model=model, seconds=seconds)
+                           backend=backend, url=url, model=model, seconds=seconds)
     procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(pipelines)]
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
+    if backend == "torch":
+        for p in procs:  # start together
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        rates = [float(p.communicate(timeout=seconds + 300)[0].strip().splitlines()[-1]) for p in procs]
+        return {"crops_per_s": sum(rates)}
     with TritonBackend(TritonConfig(url=url, model_name=model, shared_memory="none")) as probe:
         before = probe.execution_stats()
         for p in procs:  # start together
@@ -197,10 +208,14 @@ def main() -> int:
                                             "skelcf_shm"),
                        "triton-grpc": engine(ckpt, a.variant, a.device, "triton", srv.url, "none",
                                              "skelcf_tcp")}
+            from engines.backends.triton_client import cuda_shm_module
+            if a.device == "cuda" and cuda_shm_module() is not None:  # client and server share the GPU
+                engines["triton-cudashm"] = engine(ckpt, a.variant, a.device, "triton", srv.url, "cuda",
+                                                   "skelcf_cudashm")
             # torch threads of this process per mode: the local backend gets the server's count
             # (the same compute); a Triton client only cuts crops and reads results
-            threads = {"local": a.server_threads, "triton-shm": a.client_threads,
-                       "triton-grpc": a.client_threads}
+            threads = {k: a.client_threads for k in engines}
+            threads["local"] = a.server_threads
             rng = np.random.default_rng(0)
             res["per_frame"] = {}
             for n in (int(x) for x in a.persons.split(",")):
@@ -222,15 +237,18 @@ def main() -> int:
             for e in engines.values():
                 e.close()
             res["batching"] = {}
-            for model in ("skelcf_nobatch", "skelcf_py") if a.pipelines > 0 else ():
+            for model in ("local", "skelcf_nobatch", "skelcf_py") if a.pipelines > 0 else ():
                 r = batching(srv.url, ckpt, a.variant, a.device, model, a.pipelines, a.seconds)
                 res["batching"][model] = r
-                print(f"{a.pipelines} pipelines x 4 persons, {model}: {r['crops_per_s']:.1f} crops/s, "
-                      f"{r['requests_per_execution']:.2f} requests per execution", flush=True)
+                print(f"{a.pipelines} pipelines x 4 persons, {model}: {r['crops_per_s']:.1f} crops/s"
+                      + (f", {r['requests_per_execution']:.2f} requests per execution"
+                         if "requests_per_execution" in r else ""), flush=True)
             g = res["batching"]
             if g:
                 res["batching_gain"] = g["skelcf_py"]["crops_per_s"] / g["skelcf_nobatch"]["crops_per_s"]
-                print(f"dynamic batching gain: {res['batching_gain']:.2f}x", flush=True)
+                res["triton_vs_local"] = g["skelcf_py"]["crops_per_s"] / g["local"]["crops_per_s"]
+                print(f"dynamic batching gain: {res['batching_gain']:.2f}x; Triton (batched) vs "
+                      f"local: {res['triton_vs_local']:.2f}x crops/s", flush=True)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
     return 0
