@@ -159,3 +159,11 @@ def test_server_killed_gives_no_detections_then_recovers(tmp_path):
         srv.close()
         if srv2 is not None:
             srv2.close()
+
+
+def test_repo_cli_missing_onnx_is_one_line(tmp_path, capsys):
+    from engines.detection.triton_repo import main
+
+    assert main(["--onnx", str(tmp_path / "nope.onnx"), "--out", str(tmp_path / "repo")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nope.onnx" in err and "--onnx" in err and "\n" not in err

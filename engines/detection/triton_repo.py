@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.skelcf.triton_repo import build_plan_script, model_config, python_code_path, write_config
+from engines.skelcf.triton_repo import (build_plan_script, model_config, print_written, python_code_path,
+                                       write_config)
 from stream.errors import EngineError, require
 
 BACKENDS = ("tensorrt", "onnxruntime", "python")
@@ -173,11 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for name, path in written.items():
-        print(f"{name}: {path}")
-    if "yolo_trt" in written:
-        print(f"TensorRT: run {Path(a.out) / 'yolo_trt' / 'build_plan.sh'} inside the serving "
-              "container before starting tritonserver")
+    print_written(written, a.out, "yolo_trt")
     return 0
 
 

@@ -234,12 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print_written(written, a.out, "skelcf_trt")
+    return 0
+
+
+def print_written(written: dict[str, Path], out: str | Path, plan_model: str) -> None:
+    """Each model's config path, and the plan-build step when a TensorRT model was written."""
     for name, path in written.items():
         print(f"{name}: {path}")
-    if "skelcf_trt" in written:
-        print(f"TensorRT: run {Path(a.out) / 'skelcf_trt' / 'build_plan.sh'} inside the serving "
+    if plan_model in written:
+        print(f"TensorRT: run {Path(out) / plan_model / 'build_plan.sh'} inside the serving "
               "container before starting tritonserver")
-    return 0
 
 
 if __name__ == "__main__":
