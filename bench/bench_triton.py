@@ -133,6 +133,7 @@ PIPELINE = """
 import sys, time, numpy as np
 sys.path.insert(0, {root!r})
 from bench.bench_triton import engine, persons_of, K
+import torch; torch.set_num_threads({threads})  # a local model gets what the server's has
 eng = engine({ckpt!r}, {variant!r}, {device!r}, {backend!r}, {url!r}, "system", {model!r})
 rng = np.random.default_rng(0)
 img = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
@@ -148,7 +149,7 @@ eng.close()
 
 
 def batching(url: str, ckpt: Path, variant: str, device: str, model: str, pipelines: int,
-             seconds: float) -> dict:
+             seconds: float, threads: int = 1) -> dict:
     """crops/s of `pipelines` processes posing 4 persons a frame through `model` on the server
     ('local': each process runs its own torch model, the baseline), and for Triton the server's
     requests per execution."""
@@ -156,7 +157,7 @@ def batching(url: str, ckpt: Path, variant: str, device: str, model: str, pipeli
 
     backend = "torch" if model == "local" else "triton"
     code = PIPELINE.format(root=str(ROOT), ckpt=str(ckpt), variant=variant, device=device,
-                           backend=backend, url=url, model=model, seconds=seconds)
+                           backend=backend, url=url, model=model, seconds=seconds, threads=threads)
     procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(pipelines)]
     for p in procs:
@@ -238,7 +239,8 @@ def main() -> int:
                 e.close()
             res["batching"] = {}
             for model in ("local", "skelcf_nobatch", "skelcf_py") if a.pipelines > 0 else ():
-                r = batching(srv.url, ckpt, a.variant, a.device, model, a.pipelines, a.seconds)
+                r = batching(srv.url, ckpt, a.variant, a.device, model, a.pipelines, a.seconds,
+                             a.server_threads if model == "local" else a.client_threads)
                 res["batching"][model] = r
                 print(f"{a.pipelines} pipelines x 4 persons, {model}: {r['crops_per_s']:.1f} crops/s"
                       + (f", {r['requests_per_execution']:.2f} requests per execution"
