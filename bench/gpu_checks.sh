@@ -84,7 +84,7 @@ else
   # CUDA, FP16) vs local torch FP16, per frame and crops/s with 8 concurrent pipelines (random weights)
   if [ -z "$(missing tritonclient.grpc pytriton)" ]; then
     step bench_triton_gpu $PY bench/bench_triton.py --variant vit_h --device cuda --persons 1,4,8 --pipelines 8 \
-      --server-threads 4 --json "$OUTDIR/bench_triton_gpu.json"
+      --frames 20 --seconds 8 --server-threads 4 --json "$OUTDIR/bench_triton_gpu.json"
     step triton_cuda_shm $PY -m pytest -q -p no:cacheprovider -rs tests/test_triton_backend.py -k shared_memory
   else
     echo "bench_triton: skipped (pip install 'tritonclient[grpc]<2.47' and --no-deps nvidia-pytriton==0.7.0)" | tee "$OUTDIR/bench_triton_gpu.txt"
