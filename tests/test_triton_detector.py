@@ -147,7 +147,8 @@ def test_server_killed_gives_no_detections_then_recovers(tmp_path):
         srv.kill()
         boxes, scores = det.detect(img)
         assert boxes.shape == (0, 4) and scores.shape == (0,)  # nobody invented while down
-        assert det.runner.errors >= 1
+        assert det.runner.errors >= 1 and det.take_error_count() == det.runner.errors  # status line
+        assert det.take_error_count() == 0
         srv2 = LocalTritonServer(repo, grpc_port=port, ready_timeout_s=READY_S).start()
         import time
         deadline = time.monotonic() + 60

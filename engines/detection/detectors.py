@@ -210,6 +210,12 @@ class YoloDetector(Detector):
             boxes, scores = boxes[keep], scores[keep]
         return lb.to_image(boxes), scores
 
+    def take_error_count(self) -> int:
+        """Calls of a remote runner that did not come back since the last call (0 for local)."""
+        errors = getattr(self.runner, "errors", 0)
+        n, self._errors_taken = errors - getattr(self, "_errors_taken", 0), errors
+        return n
+
     def close(self) -> None:
         close = getattr(self.runner, "close", None)
         if close is not None:
