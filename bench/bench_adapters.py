@@ -12,14 +12,18 @@ Cases, each on the same synthetic frames (`sinks.synth`, moving people inside jo
   local socket) and the whole `vmc` stage step (frame_message + send_frame);
 - ros2: `Ros2McapWriter.write_frame` (FK of every person, JointState x N, /tf, MarkerArray, MCAP
   write to a temporary file) and the record stage's extra step (frame_message + write_frame);
-- viewer (when rerun-sdk is installed), every frame shown (`max_fps` lifted; by default the
-  viewer shows at most 15 of a 30 fps stream's frames): `PoseViewer.log_frame` without the image (FK of every
-  person, boxes, 2D/3D skeletons, 4 angle plots each) and with a 640x480 image (+ JPEG encode);
+- viewer (when rerun-sdk is installed), every frame shown (`max_fps` lifted): `PoseViewer.log_frame`
+  without the image (FK of every person, boxes, 2D/3D skeletons, 4 angle plots each) and with a
+  real 768x576 frame of vtest.avi (shrink to 384 px + JPEG); then the defaults (`max_fps` 15) on
+  the 30 fps clock with the image: the cost per frame of the stream, half of them shown;
 - bvh: `export_bvh` of a 2000-frame session divided by its frames (offline, not a live sink).
 
 Timing: `time.perf_counter_ns` per call; reported p50, p90 and the minimum of per-100-call means
 (the shared 2-core machine's other processes inflate single calls; the min of means is the
-figure least touched by them). Thread CPU time (`time.thread_time_ns`) p50 too.
+figure least touched by them). Thread CPU time (`time.thread_time_ns`) p50 and mean too (the
+mean is the figure for the viewer's defaults case, where half the calls only skip), and the
+process's CPU time over the case per call ("proc mean": adds what rerun's own threads spend,
+and anything else the process runs meanwhile).
 """
 from __future__ import annotations
 
@@ -37,15 +41,31 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def measure(fn, items: list) -> dict:
     wall, cpu = [], []
+    p0 = time.process_time_ns()
     for it in items:
         t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         fn(it)
         wall.append(time.perf_counter_ns() - t0)
         cpu.append(time.thread_time_ns() - c0)
+    proc = (time.process_time_ns() - p0) / len(items) / 1e6   # + background threads (rerun's)
     w = np.array(wall) / 1e6
     blocks = w[: len(w) // 100 * 100].reshape(-1, 100).mean(axis=1) if len(w) >= 100 else w
     return {"p50_ms": float(np.median(w)), "p90_ms": float(np.percentile(w, 90)),
-            "min_mean100_ms": float(blocks.min()), "cpu_p50_ms": float(np.median(cpu) / 1e6)}
+            "min_mean100_ms": float(blocks.min()), "cpu_p50_ms": float(np.median(cpu) / 1e6),
+            "cpu_mean_ms": float(np.mean(cpu) / 1e6), "proc_mean_ms": proc}
+
+
+def video_frame() -> np.ndarray:
+    """A real frame (vtest.avi, 768x576) for the viewer's image cases: JPEG cost depends on
+    content (random noise compresses ~10x worse); 640x480 noise without the clip."""
+    import cv2
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
+                        "shared", "data", "vtest.avi")
+    cap = cv2.VideoCapture(path)
+    ok, img = cap.read()
+    cap.release()
+    return img if ok else np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
 
 
 def free_port() -> int:
@@ -93,25 +113,30 @@ def main(argv: list[str] | None = None) -> int:
                 from sinks.adapters_config import ViewerConfig
                 from sinks.viewer import PoseViewer
 
-                image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+                image = video_frame()
+                label = f"{image.shape[1]}x{image.shape[0]}"
                 with PoseViewer(ViewerConfig(web_port=free_port(), grpc_port=free_port(),
-                                             max_fps=240.0)) as v:  # every frame shown
+                                             max_fps=240.0, image_fps=240.0)) as v:  # every frame shown
                     rows["viewer log_frame"] = measure(v.log_frame, frames)
-                    rows["viewer log_frame + 640x480 image"] = measure(
+                    rows[f"viewer log_frame + {label} image"] = measure(
                         lambda f: v.log_frame(f, image), frames)
+                with PoseViewer(ViewerConfig(web_port=free_port(), grpc_port=free_port())) as v:
+                    rows["viewer defaults, per 30 fps frame + image"] = measure(
+                        lambda f: v.log_frame(f, image), frames)   # max_fps 15: half shown
             except ImportError:
                 pass
             t0 = time.perf_counter_ns()
             export_bvh(frames, tmp)
             per = (time.perf_counter_ns() - t0) / 1e6 / len(frames)
             rows["bvh export (offline, per frame)"] = {"p50_ms": per, "p90_ms": float("nan"),
-                                                       "min_mean100_ms": per, "cpu_p50_ms": float("nan")}
+                                                       "min_mean100_ms": per, "cpu_p50_ms": float("nan"),
+                                                       "cpu_mean_ms": float("nan"), "proc_mean_ms": float("nan")}
     rx.close()
     print(f"{a.persons} people, {a.frames} frames; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'case':34s} {'p50 ms':>8s} {'p90 ms':>8s} {'min mean/100':>13s} {'cpu p50':>8s}")
+    print(f"{'case':44s} {'p50 ms':>8s} {'p90 ms':>8s} {'min mean/100':>13s} {'cpu p50':>8s} {'cpu mean':>8s} {'proc mean':>9s}")
     for name, r in rows.items():
-        print(f"{name:34s} {r['p50_ms']:8.3f} {r['p90_ms']:8.3f} {r['min_mean100_ms']:13.3f} "
-              f"{r['cpu_p50_ms']:8.3f}")
+        print(f"{name:44s} {r['p50_ms']:8.3f} {r['p90_ms']:8.3f} {r['min_mean100_ms']:13.3f} "
+              f"{r['cpu_p50_ms']:8.3f} {r['cpu_mean_ms']:8.3f} {r['proc_mean_ms']:9.3f}")
     return 0
 
 

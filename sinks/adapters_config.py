@@ -41,10 +41,12 @@ class ViewerConfig(StrictModel):
     memory_limit: str = "512MiB"                    # oldest data dropped beyond (nobody watching)
     max_fps: float = Field(15.0, gt=0.0, le=240.0)  # display rate: frames closer in time are skipped
     image: bool = True                              # send the camera image (JPEG)
-    image_max_width_px: int = Field(640, ge=64, le=7680)  # downscaled before sending
+    image_fps: float = Field(7.5, gt=0.0, le=240.0)  # camera panel (image, boxes, 2D) rate; 3D and plots: max_fps
+    image_max_width_px: int = Field(640, ge=64, le=7680)  # shrunk by an integer factor to fit
     jpeg_quality: int = Field(70, ge=10, le=100)
     body_height_m: float = Field(1.70, gt=0.5, lt=2.5)  # generic skeleton drawn from q
     plot_dofs: tuple[str, ...] = ("knee_angle_r", "knee_angle_l", "elbow_flexion_r", "elbow_flexion_l")
+    save_rrd: str | None = None    # also write everything shown to this .rrd file (`rerun FILE` replays it)
 
     @field_validator("plot_dofs")
     @classmethod

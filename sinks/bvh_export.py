@@ -15,9 +15,13 @@ about x (y up, z toward the camera). The pelvis orientation is re-expressed in i
 Z-X-Y angles (the same rotation, unwrapped over time), the root position is the recorded `trans_m`
 mapped the same way.
 
-Offsets: the session's skeleton: the generic SKEL skeleton at `pose.landmarks.body_height_m`
-(recorded in the session's config), or the licensed SKEL joints when `pose.landmarks.skel_model_path`
-was set and the file is here. The recording holds no per-person segment lengths.
+Offsets: each person's own skeleton, the one the landmark engine fitted them with: the generic
+SKEL skeleton at `pose.landmarks.body_height_m` (recorded in the session's config) with the
+person's estimated segment lengths (`segments_m`, the last the track recorded; the engine keeps
+them once measured, so the frames before it were fitted on the generic lengths). A track without
+them (recorded before the field existed, by SKEL-CF, or too briefly seen) gets the generic
+skeleton, or the licensed SKEL joints when `pose.landmarks.skel_model_path` was set and the file
+is here, with a note on stderr.
 
 Time: BVH needs one frame time. Frame k of a track is source frame `seq0 + k` (its `seq`); the frame
 time is the median interval per source frame of that track, on the file's presentation times
@@ -37,7 +41,7 @@ import numpy as np
 from engines.skel.dofs import JOINT_NAMES, JOINT_PARENTS, NUM_JOINTS, joint_dofs
 from engines.skel.kinematics import DOF_AXIS, DOF_SIGN, Skeleton, root_rotation
 from sinks.schema import FrameMsg, stream_file_stem
-from sinks.session_skeleton import recorded_lossless, session_skeleton
+from sinks.session_skeleton import person_skeleton, recorded_lossless, skeleton_note
 from stream.errors import RecorderError
 
 CAMERA_TO_BVH = np.diag([1.0, -1.0, -1.0])
@@ -144,18 +148,19 @@ class TrackMotion:
     frame_time_s: float
     held: int                # grid frames that repeat the previous pose
     clock: str = "capture"   # "media": the file's presentation times; "capture": capture times
+    segments_m: np.ndarray | None = None  # (7,) the person's estimated segment lengths (last recorded)
 
 
 def track_motions(frames: list[FrameMsg]) -> list[TrackMotion]:
     """Group frames per (stream, track) and lay them on the seq grid (gaps held)."""
-    rows: dict[tuple[str, int], list[tuple[int, int, np.ndarray, np.ndarray | None, float | None]]] = {}
+    rows: dict[tuple[str, int], list[tuple]] = {}  # (seq, capture_ns, q, trans_m, media_pts_s, segments_m)
     seen: set[tuple[str, int]] = set()
     for f in frames:
         for p in f.persons:
             seen.add((f.stream, p.track_id))
             if p.q is not None:
                 rows.setdefault((f.stream, p.track_id), []).append(
-                    (f.seq, f.capture_ns, p.q, p.trans_m, f.media_pts_s))
+                    (f.seq, f.capture_ns, p.q, p.trans_m, f.media_pts_s, p.segments_m))
     if not rows:
         what = f"{len(seen)} tracks, none with" if seen else "no person with"
         raise RecorderError(f"the session has {what} joint angles (field q): nothing to write as "
@@ -182,8 +187,10 @@ def track_motions(frames: list[FrameMsg]) -> list[TrackMotion]:
         per_frame = np.diff(t) / np.diff(seqs) if len(r) > 1 else np.array([])
         per_frame = per_frame[per_frame > 0]
         dt = float(np.median(per_frame)) / 1e9 if len(per_frame) else 1.0 / 30.0
+        segments = [x[5] for x in r if x[5] is not None]
         out.append(TrackMotion(sid, tid, q, root, dt, held=n - len(r),
-                               clock="media" if media else "capture"))
+                               clock="media" if media else "capture",
+                               segments_m=segments[-1] if segments else None))
     return out
 
 
@@ -193,9 +200,14 @@ def export_bvh(frames: list[FrameMsg], out_dir: str, config_yaml: str = "",
     stream id -> `sinks.world_frame.WorldFrame` (y up, floor at 0); other streams use the camera
     frame turned 180 deg about x."""
     worlds = worlds or {}
-    sk = session_skeleton(config_yaml)
     paths = []
     motions = track_motions(frames)
+    generic = [f"{m.stream} track {m.track_id}" for m in motions if m.segments_m is None]
+    if generic:
+        print(f"note: export: no estimated segment lengths recorded for {', '.join(generic)} "
+              "(field segments_m: written by the landmark engine once it has measured a person; "
+              "SKEL-CF estimates betas, which need the licensed SKEL model to give joints): their "
+              f"BVH offsets come from {skeleton_note(config_yaml)}", file=sys.stderr)
     if recorded_lossless(config_yaml) and any(m.clock == "capture" for m in motions):
         print("warning: export: the session ran in lossless mode without the file's presentation "
               "times, so the BVH frame time follows the processing rate, not the video's; set "
@@ -203,6 +215,7 @@ def export_bvh(frames: list[FrameMsg], out_dir: str, config_yaml: str = "",
     for m in motions:
         path = os.path.join(out_dir, f"{stream_file_stem(m.stream)}_track{m.track_id}.bvh")
         wf = worlds.get(m.stream)
+        sk = person_skeleton(config_yaml, m.segments_m)
         if wf is None:
             write_bvh(path, sk, m.q, m.root_m, m.frame_time_s)
         else:

@@ -55,7 +55,8 @@ class RecordStage(Stage):
 
             self._ros2 = Ros2McapWriter(os.path.join(self._rec.path, ROS2_FILE),
                                         generic_skeleton(self.body_height_m), c.flush_interval_s,
-                                        worlds_from_camera_poses(self.camera_poses)).open()
+                                        worlds_from_camera_poses(self.camera_poses),
+                                        self.body_height_m).open()
         self._buf = collections.deque()
         self._cv = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="record-writer", daemon=True)

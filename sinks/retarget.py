@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.skel.dofs import DOF_INDEX, JOINT_NAMES, NUM_DOFS
+from engines.skel.batch_fk import posed_joints
 from engines.skel.kinematics import Skeleton, axis_rotation, forward_kinematics, generic_skeleton
 
 _J = {n: i for i, n in enumerate(JOINT_NAMES)}
@@ -144,7 +145,9 @@ def matrix_to_xyzw(r: np.ndarray) -> np.ndarray:
     from scipy.spatial.transform import Rotation
 
     shape = r.shape[:-2]
-    xyzw = Rotation.from_matrix(r.reshape(-1, 3, 3)).as_quat()
+    # products of FK rotations and fixed axis changes: orthonormal to rounding, so scipy's
+    # orthonormality checks (most of this call's cost) are skipped
+    xyzw = Rotation.from_matrix(r.reshape(-1, 3, 3), assume_valid=True).as_quat()
     xyzw *= np.where(xyzw[:, 3:] < 0, -1.0, 1.0)
     return xyzw.reshape(*shape, 4)
 
@@ -161,8 +164,8 @@ def camera_to_unity_position(p_m: np.ndarray, world=None) -> np.ndarray:
 def retarget(q: np.ndarray, skeleton: Skeleton, to_unity: np.ndarray = F_CAMERA_TO_UNITY
              ) -> np.ndarray:
     """(46,) q radians -> (B, 4) local quaternions (x, y, z, w) of BONE_NAMES in Unity space."""
-    fk = forward_kinematics(np.asarray(q, dtype=np.float64), skeleton)
-    return matrix_to_xyzw(bone_local_rotations(fk.rots, to_unity))
+    _, rots = posed_joints(np.asarray(q, dtype=np.float64)[None], skeleton.offsets_m)  # compiled FK
+    return matrix_to_xyzw(bone_local_rotations(rots[0], to_unity))
 
 
 def compose_bones(local_rots: np.ndarray, rig: HumanoidRig, root_m: np.ndarray | None = None

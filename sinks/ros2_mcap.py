@@ -31,7 +31,8 @@ from typing import Callable
 import numpy as np
 
 from engines.skel.dofs import DOF_NAMES, JOINT_NAMES, JOINT_PARENTS
-from engines.skel.kinematics import Skeleton, forward_kinematics, generic_skeleton
+from engines.skel.batch_fk import posed_joints
+from engines.skel.kinematics import Skeleton, generic_skeleton
 from sinks.ros2_cdr import (JOINT_STATE, LINE_LIST, MARKER_ARRAY, SPHERE_LIST, TF_MESSAGE,
                             CdrTemplate, Ros2Builder)
 from sinks.schema import SOFTWARE, FrameMsg, PersonMsg
@@ -104,13 +105,19 @@ def track_color(track_id: int, predicted: bool) -> np.ndarray:
 class Ros2FrameEncoder:
     """FrameMsg -> [(topic, type, CDR bytes)]. Live path: cached rosbags-built templates."""
 
-    def __init__(self, skeleton: Skeleton | None = None, worlds: dict | None = None):
+    def __init__(self, skeleton: Skeleton | None = None, worlds: dict | None = None,
+                 body_height_m: float = 1.70):
         """`worlds`: stream id -> `sinks.world_frame.WorldFrame`; such a camera's optical frame
-        hangs off a z-up `world` frame (floor at z = 0) in every /tf message."""
+        hangs off a z-up `world` frame (floor at z = 0) in every /tf message. People with
+        estimated segment lengths are posed on their own build (generic at `body_height_m` with
+        their lengths), the rest on `skeleton`."""
         from scipy.spatial.transform import Rotation
 
+        from sinks.session_skeleton import PersonSkeletons
+
         self.b = Ros2Builder()
-        self.skeleton = skeleton or generic_skeleton()
+        self.skeleton = skeleton or generic_skeleton(body_height_m)
+        self.skeletons = PersonSkeletons(self.skeleton, body_height_m)
         self._templates: dict[tuple, CdrTemplate] = {}
         self._camera_in_world = {
             sid: np.concatenate([G_WORLD_TO_REP103 @ wf.t_wc,
@@ -168,14 +175,13 @@ class Ros2FrameEncoder:
 
     # -- per frame -------------------------------------------------------------------------------
     def posed(self, persons: list[PersonMsg]) -> tuple[np.ndarray, np.ndarray]:
-        """Project FK per person: (rots (P, 24, 3, 3), joints (P, 24, 3) m, camera frame)."""
-        rots, joints = [], []
-        for p in persons:
-            root = None if p.trans_m is None else np.asarray(p.trans_m, np.float64)
-            fk = forward_kinematics(np.asarray(p.q, np.float64), self.skeleton, root_m=root)
-            rots.append(fk.rots)
-            joints.append(fk.joints_m)
-        return np.stack(rots), np.stack(joints)
+        """Project FK of every person in one batch: (rots (P, 24, 3, 3), joints (P, 24, 3) m,
+        camera frame; a person without `trans_m` at the camera origin)."""
+        q = np.stack([p.q for p in persons]).astype(np.float64)
+        root = np.stack([np.zeros(3, np.float32) if p.trans_m is None else p.trans_m
+                         for p in persons]).astype(np.float64)
+        joints, rots = posed_joints(q, self.skeletons.offsets(persons), root)
+        return rots, joints
 
     def values(self, frame: FrameMsg) -> dict:
         """The numbers of every message of a frame, flat, in template order (see `encode`)."""
@@ -219,10 +225,10 @@ class Ros2FrameEncoder:
         t = self._template(("mk", frame.stream, shapes), MARKER_ARRAY,
                            lambda: self._markers_make(frame.stream, shapes), n64, 8 * len(shapes))
         if shapes:
-            j = v["joints"]
-            f64 = np.concatenate([np.concatenate([j[k][_BONE_ENDS].reshape(-1), j[k].reshape(-1)])
-                                  for k in range(len(shapes))])
-            f32 = np.concatenate([np.tile(track_color(p.track_id, p.predicted), 2) for p in v["posed"]])
+            j = v["joints"]                              # per person: bone ends, then joints
+            f64 = np.concatenate([j[:, _BONE_ENDS], j], axis=1).reshape(-1)
+            f32 = np.concatenate([track_color(p.track_id, p.predicted) for p in v["posed"]
+                                  for _ in range(2)])
         else:
             f64, f32 = np.zeros(0), np.zeros(0, np.float32)
         out.append((f"/skelstream/{frame.stream}/skeleton", MARKER_ARRAY, t.fill(sec, nsec, f64, f32)))
@@ -235,9 +241,9 @@ class Ros2McapWriter:
     poses.mcap). A context manager: the footer is always written."""
 
     def __init__(self, path: str, skeleton: Skeleton | None = None, flush_interval_s: float = 0.5,
-                 worlds: dict | None = None):
+                 worlds: dict | None = None, body_height_m: float = 1.70):
         self.path, self.flush_interval_s = path, flush_interval_s
-        self.encoder = Ros2FrameEncoder(skeleton, worlds)
+        self.encoder = Ros2FrameEncoder(skeleton, worlds, body_height_m)
         self.frames = 0
         self._file = None
         self._writer = None
@@ -300,7 +306,7 @@ class Ros2McapWriter:
 
 
 def export_ros2(frames: list[FrameMsg], out_dir: str, skeleton: Skeleton | None = None,
-                worlds: dict | None = None) -> list[str]:
+                worlds: dict | None = None, body_height_m: float = 1.70) -> list[str]:
     """`<out_dir>/ros2.mcap` from a session's frames; returns [path]."""
     if not any(p.q is not None for f in frames for p in f.persons):
         raise RecorderError("the session has no person with joint angles (field q): no ROS 2 "
@@ -308,7 +314,8 @@ def export_ros2(frames: list[FrameMsg], out_dir: str, skeleton: Skeleton | None 
     path = os.path.join(out_dir, ROS2_FILE)
     if os.path.exists(path):
         os.remove(path)
-    with Ros2McapWriter(path, skeleton, flush_interval_s=1e9, worlds=worlds) as w:
+    with Ros2McapWriter(path, skeleton, flush_interval_s=1e9, worlds=worlds,
+                        body_height_m=body_height_m) as w:
         for f in frames:
             w.write_frame(f)
     return [path]
@@ -317,11 +324,12 @@ def export_ros2(frames: list[FrameMsg], out_dir: str, skeleton: Skeleton | None 
 def export_ros2_session(session: str, frames: list[FrameMsg], out_dir: str) -> list[str]:
     """`ros2.mcap` of a recorded session on its skeleton, with its world frames where it has them."""
     from sinks.recorder import read_session
-    from sinks.session_skeleton import session_skeleton, session_worlds
+    from sinks.session_skeleton import session_body_height_m, session_skeleton, session_worlds
 
     if not any(p.q is not None for f in frames for p in f.persons):
         return export_ros2(frames, out_dir)       # names what is missing
     metadata = read_session(session).metadata
     worlds = session_worlds(session, frames, metadata, "ROS 2 TF without a `world` frame")
-    skeleton = session_skeleton(metadata.get("skelstream.config", {}).get("yaml", ""))
-    return export_ros2(frames, out_dir, skeleton, worlds)
+    config_yaml = metadata.get("skelstream.config", {}).get("yaml", "")
+    return export_ros2(frames, out_dir, session_skeleton(config_yaml), worlds,
+                       session_body_height_m(config_yaml))

@@ -18,6 +18,7 @@ import numpy as np
 
 from engines.skel.dofs import (DOF_JOINT, DOF_LOWER, DOF_NAMES, DOF_UPPER, JOINT_NAMES,
                                JOINT_PARENTS, NUM_BETAS, NUM_DOFS)
+from engines.skel.kinematics import MEASURED_SEGMENTS
 from stream.errors import TransportError
 from stream.packet import FrameInfo, Intrinsics, Packet, Person, TrackState
 
@@ -28,6 +29,7 @@ MAX_PERSONS = 256
 KINDS = ("meta", "frame", "heartbeat")
 SOFTWARE = "skelstream 0.1.0"
 
+NUM_SEGMENTS = len(MEASURED_SEGMENTS)
 _F32 = np.dtype("<f4")
 _BOOL = np.dtype(np.bool_)
 _UNPACK_LIMITS = dict(max_str_len=4096, max_bin_len=4096, max_array_len=max(MAX_PERSONS, 64),
@@ -69,6 +71,8 @@ class PersonMsg:
     model_id: str
     q_predicted: np.ndarray | None = None  # (46,) bool: the DoF took no measurement this frame
     #                                        (nil from publishers that predate the field)
+    segments_m: np.ndarray | None = None   # (7,) float32 m, MEASURED_SEGMENTS order: the person's
+    #                                        estimated segment lengths (nil until estimated)
 
 
 @dataclass(slots=True)
@@ -177,6 +181,7 @@ def _person_map(p: Person) -> dict:
         "predicted": bool(p.predicted),
         "q_predicted": _mask(p.q_predicted),
         "betas": _b(p.betas, NUM_BETAS),
+        "segments_m": _b(p.segments_m, NUM_SEGMENTS),
         "trans_m": _b(p.trans_m, 3),
         "root_orient_wxyz": _b(p.root_orient_wxyz, 4),
         "confidence": float(p.pose_confidence),
@@ -322,8 +327,9 @@ def _person(p, i: int) -> PersonMsg:
         raise SchemaError(f"person {i}: box_predicted and predicted must be booleans")
     la = _bool_mask(la, "limit_active", i)
     qp = _bool_mask(p.get("q_predicted"), "q_predicted", i)  # optional: absent from older publishers
+    seg = _f32(p.get("segments_m"), NUM_SEGMENTS, "segments_m", i)  # optional, as q_predicted
     return PersonMsg(tid, st, bbox, float(score), boxp, q, q_vel, la, pred, betas, trans, orient,
-                     float(conf), model, qp)
+                     float(conf), model, qp, seg)
 
 
 def _bool_mask(v, key: str, i: int) -> np.ndarray | None:
@@ -430,7 +436,7 @@ def frame_to_packet(msg: FrameMsg) -> Packet:
             box_predicted=p.box_predicted, q=p.q, betas=p.betas, trans_m=p.trans_m,
             pose_confidence=p.confidence, model_id=p.model_id, q_vel=p.q_vel,
             limit_active=p.limit_active, predicted=p.predicted, q_predicted=p.q_predicted,
-            root_orient_wxyz=p.root_orient_wxyz))
+            root_orient_wxyz=p.root_orient_wxyz, segments_m=p.segments_m))
     return Packet(frame=fi, persons=persons, intrinsics=msg.intrinsics)
 
 

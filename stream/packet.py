@@ -81,6 +81,8 @@ class Person:
     # pose engine
     q: np.ndarray | None = None          # (46,) float32 rad, SKEL order
     betas: np.ndarray | None = None      # (10,) float32
+    segments_m: np.ndarray | None = None  # (7,) float32 m, MEASURED_SEGMENTS order: the person's
+    #                                      estimated segment lengths (None until estimated)
     trans_m: np.ndarray | None = None    # (3,) float32 m, camera frame (x right, y down, z fwd)
     pose_confidence: float = 1.0         # engine's confidence in [0, 1]
     dof_observed: np.ndarray | None = None  # (46,) bool; False = engine could not see it (prior held)

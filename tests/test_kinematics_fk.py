@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
+from engines.skel.batch_fk import posed_joints
 from engines.skel.dofs import DOF_INDEX, DOF_JOINT, JOINT_NAMES, NUM_DOFS, NUM_JOINTS
 from engines.skel.kinematics import (
     WINTER_FRACTIONS, descendants_mask, forward_kinematics, generic_skeleton, keypoints_from_fk,
@@ -87,6 +88,23 @@ def test_root_rotation_and_translation_place_the_body():
     q_up[0] = np.pi
     up = forward_kinematics(q_up, generic_skeleton(H)).joints_m
     assert up[J["head"]][1] < -0.4 and up[J["talus_r"]][1] > 0.7
+
+
+def test_batched_fk_equals_per_pose_fk_with_shared_or_own_skeletons():
+    """posed_joints (compiled, the adapters' one call per frame) gives each pose's
+    forward_kinematics, with one skeleton for all poses or one per pose (people of different
+    build)."""
+    rng = np.random.default_rng(7)
+    q = rng.normal(0.0, 0.5, (5, NUM_DOFS))
+    root = rng.normal(0.0, 1.0, (5, 3))
+    skeletons = [generic_skeleton(h) for h in (1.5, 1.6, 1.7, 1.8, 1.9)]
+    own, own_rots = posed_joints(q, np.stack([s.offsets_m for s in skeletons]), root)
+    shared, _ = posed_joints(q, skeletons[0].offsets_m)
+    for i, sk in enumerate(skeletons):
+        fk = forward_kinematics(q[i], sk, root[i])
+        np.testing.assert_allclose(own[i], fk.joints_m, atol=1e-12)
+        np.testing.assert_allclose(own_rots[i], fk.rots, atol=1e-12)
+        np.testing.assert_allclose(shared[i], forward_kinematics(q[i], skeletons[0]).joints_m, atol=1e-12)
 
 
 def test_dof_axes_match_finite_differences():

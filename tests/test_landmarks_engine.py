@@ -107,6 +107,23 @@ def test_engine_fills_every_field_within_limits(clip_run):
 
 
 @needs_clip
+def test_estimated_segment_lengths_are_published_once_kept(clip_run):
+    """segments_m is None until the engine keeps this person's segment lengths (segment_frames
+    clear views), then the lengths its fit uses: the published numbers rebuild its skeleton."""
+    from engines.skel.kinematics import MEASURED_SEGMENTS, generic_skeleton
+
+    eng, rows, _ = clip_run
+    seg = [p.segments_m for p, _, _ in rows]
+    first = next(i for i, s in enumerate(seg) if s is not None)
+    assert first >= eng.config.segment_frames - 1 and all(s is not None for s in seg[first:])
+    last = seg[-1]
+    assert last.shape == (7,) and last.dtype == np.float32
+    fitted = eng._people[("cam0", 3)].fitter.skeleton.offsets_m
+    rebuilt = generic_skeleton(eng.config.body_height_m, dict(zip(MEASURED_SEGMENTS, last.astype(float))))
+    np.testing.assert_allclose(rebuilt.offsets_m, fitted, atol=1e-6)
+
+
+@needs_clip
 def test_knee_and_elbow_agree_with_landmark_triplets(clip_run_world_only):
     """Fitted to the world landmarks alone, the fit reproduces their knee/elbow angles. (The
     default image term departs from BlazePose's depth on purpose: on the four-camera reference it

@@ -27,10 +27,10 @@ def _q(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(lo, hi).astype(np.float32)
 
 
-def _person(tid: int, q, trans) -> Person:
+def _person(tid: int, q, trans, segments_m=None) -> Person:
     return Person(track_id=tid, track_state=TrackState.TRACKED,
                   box_xyxy=np.array([10, 10, 100, 300], np.float32), score=0.9, q=q,
-                  trans_m=trans, pose_confidence=0.8, model_id="test")
+                  trans_m=trans, pose_confidence=0.8, model_id="test", segments_m=segments_m)
 
 
 def record(path: str, seqs: list[int], people, config_yaml: str = CONFIG,
@@ -116,6 +116,56 @@ def test_bvh_read_back_by_the_bvh_package_matches_our_fk_within_1mm(tmp_path):
         for j, name in enumerate(JOINT_NAMES):
             worst = max(worst, float(np.linalg.norm(theirs[name] - ours[j])))
     assert worst <= 1e-3, f"{worst * 1000:.3f} mm"
+
+
+def _segments(scale: float, trunk: float) -> np.ndarray:
+    """(7,) segment lengths (MEASURED_SEGMENTS order) of a build: Winter's at HEIGHT, limbs and
+    widths scaled, the trunk given."""
+    from engines.skel.kinematics import MEASURED_SEGMENTS, WINTER_FRACTIONS
+
+    seg = {n: WINTER_FRACTIONS[n] * HEIGHT * scale for n in MEASURED_SEGMENTS}
+    seg["trunk"] = trunk
+    return np.array([seg[n] for n in MEASURED_SEGMENTS], np.float32)
+
+
+def test_two_builds_get_their_own_offsets_matching_their_fk(tmp_path):
+    """People whose estimated segment lengths differ (a short-limbed and a long-limbed one, as
+    the landmark engine records them) get BVH offsets of their own build; each file read back
+    by the `bvh` package puts the joints where our FK with that person's skeleton does. A track
+    without recorded lengths falls back to the generic skeleton, with a note saying so."""
+    from engines.skel.kinematics import MEASURED_SEGMENTS
+
+    rng = np.random.default_rng(11)
+    builds = {1: _segments(0.85, 0.45), 2: _segments(1.15, 0.58)}
+    qs = {(s, t): _q(rng) for s in range(3) for t in (1, 2, 3)}
+    trans = {1: np.array([-0.5, 0.1, 3.0], np.float32), 2: np.array([0.5, 0.1, 3.5], np.float32),
+             3: np.array([0.0, 0.1, 4.0], np.float32)}
+    # the engine publishes lengths once it has kept them: track 2's first frame has none yet
+    session = record(str(tmp_path), [0, 1, 2], lambda s: [
+        _person(1, qs[s, 1], trans[1], builds[1]),
+        _person(2, qs[s, 2], trans[2], builds[2] if s > 0 else None),
+        _person(3, qs[s, 3], trans[3])])
+    r = export(session, str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert "no estimated segment lengths recorded for cam0 track 3 (field segments_m" in r.stderr
+    assert "generic skeleton at the recorded body height 1.80 m" in r.stderr
+    assert "track 1" not in r.stderr and "track 2" not in r.stderr
+    offsets = {}
+    for tid in (1, 2, 3):
+        mocap = bvh.Bvh((tmp_path / "o" / f"cam0_track{tid}.bvh").read_text())
+        offsets[tid] = np.array([mocap.joint_offset(JOINT_NAMES[j]) for j in range(1, len(JOINT_NAMES))])
+        lengths = dict(zip(MEASURED_SEGMENTS, builds[tid].astype(float))) if tid in builds else None
+        sk = generic_skeleton(HEIGHT, lengths)
+        np.testing.assert_allclose(offsets[tid], sk.offsets_m[1:], atol=1e-6)
+        for k in range(3):
+            fk = forward_kinematics(qs[k, tid].astype(np.float64), sk, root_m=trans[tid].astype(np.float64))
+            got = bvh_fk(mocap, k)
+            err = max(np.linalg.norm(got[n] - fk.joints_m[j] @ CAMERA_TO_BVH.T) for j, n in enumerate(JOINT_NAMES))
+            assert err <= 1e-3, f"track {tid} frame {k}: {err * 1000:.3f} mm"
+    thigh = JOINT_NAMES.index("tibia_r") - 1             # the knee's offset from the hip = the thigh
+    assert offsets[1][thigh][1] == pytest.approx(-builds[1][0], abs=1e-6)
+    assert offsets[2][thigh][1] == pytest.approx(-builds[2][0], abs=1e-6)
+    assert np.abs(offsets[2] - offsets[1]).max() > 0.05  # builds differ by far more than rounding
 
 
 def world_session(tmp_path, seed: int):

@@ -14,6 +14,7 @@ from engines.skel.kinematics import forward_kinematics, generic_skeleton
 from sinks.config import PublisherConfig, RecorderConfig
 from sinks.record_stage import RecordStage
 from sinks.recorder import read_session
+from sinks.session_skeleton import segments_skeleton
 from sinks.schema import FrameMsg, decode, encode_frame
 from sinks.synth import synthetic_packet
 from stream.config import PipelineConfig, RuntimeConfig
@@ -86,11 +87,17 @@ def compose_tf(transforms, frame: str, root: str) -> np.ndarray:
     return p
 
 
+TALL = np.array([0.50, 0.49, 0.37, 0.30, 0.19, 0.42, 0.56], np.float32)
+"""Estimated segment lengths (MEASURED_SEGMENTS order) of a long-limbed person."""
+
+
 class FourPeople(Stage):
+    """4 synthetic people; track 3 carries estimated segment lengths (a build of its own)."""
     name = "persons"
 
     def process(self, packet: Packet) -> Packet:
         packet.persons = synthetic_packet(packet.frame.stream_id, packet.frame.seq, 4).persons
+        packet.persons[2].segments_m = TALL
         return packet
 
 
@@ -129,13 +136,17 @@ def test_recording_with_ros2_channels_reads_back_with_rosbags(tmp_path):
                 assert (msg.transforms[0].header.frame_id, msg.transforms[0].child_frame_id) == (
                     "world", "cam0_optical_frame")
                 assert msg.transforms[0].transform.translation.z == pytest.approx(1.3)
-                p = frame.persons[2]
-                names = tf_frame_names(body_id("cam0", p.track_id))
+                for p, sk in ((frame.persons[2], segments_skeleton(1.70, TALL)), (frame.persons[0], SK)):
+                    names = tf_frame_names(body_id("cam0", p.track_id))
+                    fk = forward_kinematics(p.q.astype(np.float64), sk, root_m=p.trans_m.astype(np.float64))
+                    for j in (JOINT_NAMES.index("hand_l"), JOINT_NAMES.index("toes_r")):
+                        np.testing.assert_allclose(compose_tf(msg.transforms, names[j], "cam0_optical_frame"),
+                                                   fk.joints_m[j], atol=1e-9)
+                names = tf_frame_names(body_id("cam0", 3))
                 assert names[0] == "body_cam0_3" and "l_knee_cam0_3" in names and "r_wrist_cam0_3" in names
-                fk = forward_kinematics(p.q.astype(np.float64), SK, root_m=p.trans_m.astype(np.float64))
-                for j in (JOINT_NAMES.index("hand_l"), JOINT_NAMES.index("toes_r")):
-                    np.testing.assert_allclose(compose_tf(msg.transforms, names[j], "cam0_optical_frame"),
-                                               fk.joints_m[j], atol=1e-9)
+                knee = next(t for t in msg.transforms if t.child_frame_id == "r_knee_cam0_3")
+                assert np.hypot(knee.transform.translation.x, knee.transform.translation.z) == pytest.approx(
+                    TALL[0], abs=1e-6)  # r_hip -> r_knee in REP-103 body axes: the person's thigh
                 parents = {t.child_frame_id: t.header.frame_id for t in msg.transforms}
                 assert all(parents[names[j]] == names[JOINT_PARENTS[j]] for j in range(1, len(names)))
     assert seen["/tf"] == 30 and seen["/skelstream/cam0/skeleton"] == 30

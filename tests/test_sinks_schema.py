@@ -159,28 +159,35 @@ def test_fuzz_structured_hostile_maps(m, kind):
         pass
 
 
-def test_per_dof_predicted_flag_round_trips_and_is_optional():
-    """q_predicted (issue 15) travels as 46 bytes of 0/1; a payload from a publisher that
-    predates it (no such key) still decodes, with q_predicted None."""
+_FLAGS = np.zeros(46, dtype=bool)
+_FLAGS[[4, 7]] = True
+
+
+@pytest.mark.parametrize("field, value, bad", [
+    ("q_predicted", _FLAGS, b"\x02" * 46),   # per-DoF predicted flags (issue 15): 46 bytes of 0/1
+    ("segments_m", np.array([0.44, 0.43, 0.33, 0.26, 0.18, 0.39, 0.50], np.float32),
+     b"\x00" * 12),                            # estimated segment lengths (issue 17): 7 float32
+])
+def test_optional_person_fields_round_trip_and_may_be_absent(field, value, bad):
+    """Fields added after version 1 shipped round-trip; a payload from a publisher (or a
+    recording) that predates them still decodes, with the field None; a malformed one is named."""
     pkt = synthetic_packet("cam0", 3, 2)
-    flags = np.zeros(46, dtype=bool)
-    flags[[4, 7]] = True
-    pkt.persons[0].q_predicted = flags
+    setattr(pkt.persons[0], field, value)
     payload = encode_frame(pkt, 1, 123)
     m = decode(payload)
-    np.testing.assert_array_equal(m.persons[0].q_predicted, flags)
-    assert m.persons[1].q_predicted is None
-    np.testing.assert_array_equal(frame_to_packet(m).persons[0].q_predicted, flags)
+    np.testing.assert_array_equal(getattr(m.persons[0], field), value)
+    assert getattr(m.persons[1], field) is None
+    np.testing.assert_array_equal(getattr(frame_to_packet(m).persons[0], field), value)
     old = msgpack.unpackb(payload)
     for p in old["persons"]:
-        del p["q_predicted"]
+        del p[field]
     m_old = decode(msgpack.packb(old))
-    assert m_old.persons[0].q_predicted is None
+    assert getattr(m_old.persons[0], field) is None
     np.testing.assert_array_equal(m_old.persons[0].q, m.persons[0].q)
-    bad = msgpack.unpackb(payload)
-    bad["persons"][0]["q_predicted"] = b"\x02" * 46
-    with pytest.raises(SchemaError, match="q_predicted"):
-        decode(msgpack.packb(bad))
+    broken = msgpack.unpackb(payload)
+    broken["persons"][0][field] = bad
+    with pytest.raises(SchemaError, match=field):
+        decode(msgpack.packb(broken))
 
 
 _META = msgpack.unpackb(encode_meta("cam0", 1, 5))

@@ -99,8 +99,15 @@ def test_walking_rmse_and_lag_targets(walk):
     assert walk["balanced"]["rmse"] <= 0.55
 
 
-@pytest.mark.xfail(strict=True, reason="not met: jitter 0.47x (vr) and 0.41x (balanced) of raw; "
-                   "the true signal alone is 0.16x (BENCHMARKS.md, issue 15)")
-def test_walking_jitter_targets(walk):
+def test_walking_vr_jitter_target(walk):
+    """vr publishes the look-back estimate (lookback_frames 2): jitter <= 0.3x raw with RMSE <=
+    0.6x and lag <= 1 frame at once (the filtered estimate alone: 0.47x)."""
     assert walk["vr"]["jitter"] <= 0.3
+    assert walk["vr"]["rmse"] <= 0.6 and walk["vr"]["lag_frames"] <= 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="not met: balanced jitter 0.40x of raw; with the look-back "
+                   "no setting reached <= 0.25x at RMSE <= 0.55x (the true signal alone is 0.16x; "
+                   "BENCHMARKS.md, issue 15)")
+def test_walking_balanced_jitter_target(walk):
     assert walk["balanced"]["jitter"] <= 0.25

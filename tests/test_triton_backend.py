@@ -177,7 +177,9 @@ def test_lost_server_persons_are_predicted_by_the_smoother(served, tmp_path):
         for i in range(8):
             if i == 4:
                 srv.kill()
-            fi = FrameInfo("cam0", i, time.monotonic_ns(), time.time_ns(), 640, 480)
+            # a 30 fps stream clock, not the wall clock: a slow kill on a loaded machine must not
+            # make the smoother's coasting window (max_coast_s) run out between two frames
+            fi = FrameInfo("cam0", i, i * 1_000_000_000 // 30, time.time_ns(), 640, 480)
             pkt = Packet(frame=fi, persons=frame_and_persons(2)[1])
             pkt.image = img
             pkt = pose.process(pkt)
@@ -218,3 +220,45 @@ def test_remote_error_type_is_not_a_user_error():
     """A lost server mid-run must not stop the stage: the engine handles this type itself."""
     from stream.errors import UserError
     assert not issubclass(RemoteInferenceError, UserError)
+
+
+def test_shared_memory_choice_follows_url_and_where_the_tensors_are():
+    from engines.backends.triton_client import choose_memory, cuda_shm_module
+
+    assert choose_memory("auto", "127.0.0.1:8001", data_on_gpu=False) == "system"
+    assert choose_memory("auto", "10.1.2.3:8001", data_on_gpu=True) == "none"  # another host
+    gpu = "cuda" if cuda_shm_module() is not None else "system"  # no CUDA here: system
+    assert choose_memory("auto", "localhost:8001", data_on_gpu=True) == gpu
+    assert choose_memory("cuda", "10.1.2.3:8001", data_on_gpu=False) == "cuda"  # as configured
+
+
+def test_cuda_shared_memory_without_cuda_is_one_clear_line(served):
+    from engines.backends.triton_client import cuda_shm_module
+
+    if cuda_shm_module() is not None:
+        pytest.skip("CUDA and cuda-python are present: the GPU test below covers this mode")
+    srv, _ = served
+    with pytest.raises(EngineError) as e:
+        TritonBackend(_cfg(srv.url, shared_memory="cuda"))
+    assert "tritonclient[grpc,cuda]" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cuda_shared_memory_parity_with_crops_on_the_gpu(served):
+    """Client and server on one GPU: crops cut on the GPU go to the server through CUDA IPC
+    regions, q/betas/cam come back as CUDA tensors, equal to the local backend's."""
+    from engines.backends.triton_client import cuda_shm_module
+
+    if cuda_shm_module() is None:
+        pytest.skip("needs a CUDA device and tritonclient's CUDA utilities (pip install "
+                    "'tritonclient[grpc,cuda]'): none here; bench/gpu_checks.sh runs it on a GPU")
+    srv, ckpt = served
+    g = torch.Generator().manual_seed(2)
+    crops = torch.randint(0, 256, (3, 3, 256, 192), generator=g, dtype=torch.uint8)
+    info = torch.tensor([[0.1, -0.1, 0.5], [0.0, 0.0, 0.8], [-0.2, 0.1, 0.3]])
+    with TritonBackend(_cfg(srv.url, shared_memory="auto", crops_on_gpu=True)) as remote:
+        assert remote.name == "triton-cudashm" and remote.device.type == "cuda"
+        got = remote.infer(crops.cuda(), info.cuda())
+        assert all(t.device.type == "cuda" for t in got)
+    ref = _local(ckpt).infer(normalize_uint8(crops), info)
+    for a, b in zip(got, ref):
+        assert float((a.cpu() - b).abs().max()) <= 1e-5

@@ -40,13 +40,18 @@ weighted by P(genuine), ~0), one the agile model predicts is a real fast move an
 gains probability; so an outlier neither moves the estimate nor switches the filter to agile,
 while a reversal at 3 Hz is followed. (The hard Mahalanobis gate plus Huber weight used before
 rejected real reversals at 2 Hz: 1.11x raw RMSE in `balanced`.) After `gate_max_frames` junk
-values in a row the next is taken as it is. Also: R = sigma^2 / confidence^2, no update where a
+values in a row, or after a frame with no value, the next is taken as it is. Also: R = sigma^2 / confidence^2, no update where a
 DoF is unobserved, and velocity decay where nothing was measured (joints stop; a coasting CV
 model would fly off).
 
 A constant-acceleration model (state [angle, rate, acceleration], tried as the most agile
 model) predicts a clean fast swing more closely, but at 30 Hz with 3 deg noise its acceleration
 estimate is too noisy: it measured worse than constant-velocity models up to 1e5x (BENCHMARKS.md).
+
+Published estimate: the combined posterior, or with `lookback_frames` N > 0 the look-back
+estimate (`_lookback_kernel`): the posterior of N frames back, RTS-smoothed with the N newer ones
+and carried forward at its smoothed rate, where the calm models lead: a steadier output, still
+causal and on time.
 """
 from __future__ import annotations
 
@@ -245,6 +250,9 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     mixed[t, 1] *= decay
                     mixed[t, 3] *= decay
                     mixed[t, 4] *= decay * decay
+                # its next value is taken as it is: after a gap the joint is wherever it went
+                # (at 2-3 Hz weighing it as junk cost 6-8 deg over the 3 frames after a gap)
+                s[N_REJ, k, j] = max(s[N_REJ, k, j], gate_max_frames)
             # the joint-limit box for each model, then the probability-weighted combination
             ref = mixed[0, 0]
             m0 = m1 = 0.0
@@ -283,6 +291,88 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
         t_state[k] = max(t_s[i], t_state[k])
         if any_accepted:
             t_meas[k] = t_state[k]
+
+
+@njit(cache=True)
+def _lookback_kernel(s, lb, lb_t, lb_n, pub, t_state, slots, measured, active, log_q, n_calm,
+                     lower, upper, wrap, gate_sigma):
+    """The published estimate of every slot in `slots`, written into pub (3, capacity, c):
+    angle, rate, limit flag. Appends the slot's combined posterior (s planes X0..P11) and its
+    typical q (exp of the probability-weighted log q of the models) to its window lb
+    (L + 1, 7, capacity, c: x0, x1, p00, p01, p11, q, measured off the limits; times lb_t (L + 1, capacity), oldest first, lb_n valid entries),
+    smooths the oldest entry with the newer ones (RTS, constant velocity: C = P F' P_pred^-1,
+    x_s = x + C (x_s' - F x)), carries it forward to the newest time at its smoothed rate, and
+    mixes it with the filtered angle: the look-back share is the probability of
+    the `n_calm` calmest models, times exp(-d^2 / (2 gate_sigma^2 P00)) for a look-back estimate
+    d away from the filtered one, and 0 unless every entry of the window took a measurement away
+    from the joint limits (`active`, the bank's flags): the carry-forward assumes a steady rate,
+    at a fast turn, a kink, a limit or through a gap the filter knows better.
+    measured (len(slots), c) bool: the channels that took a measurement in this step."""
+    W, M = lb.shape[0], log_q.shape[0]
+    for i in range(slots.shape[0]):
+        k = slots[i]
+        n = min(lb_n[k] + 1, W)
+        if lb_n[k] > 0 and t_state[k] <= lb_t[W - 1, k]:
+            n = 1                                       # a repeated stamp: a new segment
+        for e in range(W - n, W - 1):                   # shift the window one entry older
+            lb_t[e, k] = lb_t[e + 1, k]
+            for r in range(7):
+                for j in range(lb.shape[3]):
+                    lb[e, r, k, j] = lb[e + 1, r, k, j]
+        lb_n[k] = n
+        lb_t[W - 1, k] = t_state[k]
+        for j in range(lb.shape[3]):
+            lq = calm = 0.0
+            for m in range(M):
+                mu = s[_HEAD + _PER_MODEL * m + MU, k, j]
+                lq += mu * log_q[m, j]
+                if m < n_calm:
+                    calm += mu
+            for r in range(5):
+                lb[W - 1, r, k, j] = s[r, k, j]
+            lb[W - 1, 5, k, j] = math.exp(lq)
+            lb[W - 1, 6, k, j] = 1.0 if (measured[i, j] and not active[k, j]) else 0.0
+            share = calm
+            for e in range(W - n, W):
+                if lb[e, 6, k, j] < 0.5:
+                    share = 0.0
+            # backward pass from the newest entry to the oldest
+            a0, a1 = lb[W - 1, 0, k, j], lb[W - 1, 1, k, j]  # smoothed x of the entry after e
+            for e in range(W - 2, W - 1 - n, -1):
+                dt = max(lb_t[e + 1, k] - lb_t[e, k], 0.0)
+                q = lb[e + 1, 5, k, j]
+                x0, x1 = lb[e, 0, k, j], lb[e, 1, k, j]
+                p00, p01, p11 = lb[e, 2, k, j], lb[e, 3, k, j], lb[e, 4, k, j]
+                # P_pred = F P F' + Q, F = [[1, dt], [0, 1]]
+                f00 = p00 + dt * (2.0 * p01 + dt * p11) + q * dt * dt * dt / 3.0
+                f01 = p01 + dt * p11 + q * dt * dt / 2.0
+                f11 = p11 + q * dt
+                det = f00 * f11 - f01 * f01
+                # P F' = [[p00 + dt p01, p01], [p01 + dt p11, p11]]
+                g00, g01 = p00 + dt * p01, p01
+                g10, g11 = p01 + dt * p11, p11
+                # C = P F' P_pred^-1
+                c00 = (g00 * f11 - g01 * f01) / det
+                c01 = (g01 * f00 - g00 * f01) / det
+                c10 = (g10 * f11 - g11 * f01) / det
+                c11 = (g11 * f00 - g10 * f01) / det
+                d0 = a0 - (x0 + dt * x1)
+                if wrap[j]:
+                    d0 = _wrap(d0)
+                d1 = a1 - x1
+                a0 = x0 + c00 * d0 + c01 * d1
+                a1 = x1 + c10 * d0 + c11 * d1
+            x = a0 + a1 * (lb_t[W - 1, k] - lb_t[W - n, k])   # carried forward to now
+            f = s[X0, k, j]
+            d = x - f
+            if wrap[j]:
+                d = _wrap(d)
+            share *= math.exp(-0.5 * d * d / (gate_sigma * gate_sigma * s[P00, k, j]))
+            x = f + share * d
+            if wrap[j]:
+                x = _wrap(x)
+            x, v, at_bound = _project(x, s[X1, k, j] + share * (a1 - s[X1, k, j]), lower[j], upper[j])
+            pub[0, k, j], pub[1, k, j], pub[2, k, j] = x, v, 1.0 if (at_bound or active[k, j]) else 0.0
 
 
 # --- matrix forms, for the fixed-lag smoother (tracking/rts.py) --------------------------------
@@ -344,7 +434,7 @@ class JointFilterBank:
                  gate_max_frames: int, limit_margin: float, unseen_std: np.ndarray | float = 0.5,
                  coast_tau_s: float = 0.15,
                  q_mult: np.ndarray | tuple[float, ...] = (1.0,), switch_rate_hz: float = 0.1,
-                 capacity: int = 16):
+                 lookback_frames: int = 0, lookback_gate_sigma: float = 2.0, capacity: int = 16):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -370,6 +460,14 @@ class JointFilterBank:
         self.t_s = np.zeros(capacity)             # time of the state (s)
         self.t_meas_s = np.zeros(capacity)        # time of the last accepted measurement (s)
         self.active = np.zeros((capacity, c), dtype=bool)
+        # the look-back window (see `_lookback_kernel`) and the published estimate it makes
+        self.lookback_frames = int(lookback_frames)
+        self.lookback_gate_sigma = float(lookback_gate_sigma)
+        self.log_q = np.ascontiguousarray(np.log(self.q_models))
+        self.lb = np.zeros((self.lookback_frames + 1, 7, capacity, c))
+        self.lb_t = np.zeros((self.lookback_frames + 1, capacity))
+        self.lb_n = np.zeros(capacity, dtype=np.int64)
+        self.pub = np.zeros((3, capacity, c))
 
     @property
     def channels(self) -> int:
@@ -384,6 +482,10 @@ class JointFilterBank:
         self.t_s = np.concatenate([self.t_s, np.zeros(extra)])
         self.t_meas_s = np.concatenate([self.t_meas_s, np.zeros(extra)])
         self.active = np.concatenate([self.active, np.zeros((extra, self.channels), dtype=bool)])
+        self.lb = np.concatenate([self.lb, np.zeros(self.lb.shape[:2] + (extra, self.channels))], axis=2)
+        self.lb_t = np.concatenate([self.lb_t, np.zeros((self.lb_t.shape[0], extra))], axis=1)
+        self.lb_n = np.concatenate([self.lb_n, np.zeros(extra, dtype=np.int64)])
+        self.pub = np.concatenate([self.pub, np.zeros((3, extra, self.channels))], axis=1)
 
     def meas_var_for(self, z: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """R (n, c) of finite measurements z (n, c) at confidence (n,), as `step` uses it."""
@@ -417,6 +519,18 @@ class JointFilterBank:
         self.active[slots] = act
         self.t_s[slots] = t_s
         self.t_meas_s[slots] = t_s
+        self.lb_n[slots] = 0
+        self._publish(slots, observed)
+
+    def _publish(self, slots: np.ndarray, measured: np.ndarray) -> None:
+        """The look-back estimate of `slots` from their newest posterior (lookback_frames > 0);
+        measured (n, c) bool: the channels that took a measurement this step."""
+        if self.lookback_frames:
+            _lookback_kernel(self.s, self.lb, self.lb_t, self.lb_n, self.pub, self.t_s,
+                             np.ascontiguousarray(slots, dtype=np.int64),
+                             np.ascontiguousarray(measured, dtype=np.bool_), self.active, self.log_q,
+                             (self.q_models.shape[0] + 1) // 2, self.lower, self.upper, self.wrap,
+                             self.lookback_gate_sigma)
 
     def step(self, slots: np.ndarray, t_s: np.ndarray, z: np.ndarray, confidence: np.ndarray,
              observed: np.ndarray) -> np.ndarray:
@@ -432,16 +546,21 @@ class JointFilterBank:
                      self.q_models, self.switch_rate_hz, self.meas_var, self.lower,
                      self.upper, self.wrap, self.inlier_scale, self.clutter,
                      float(self.gate_max_frames), 1.0 / self.limit_margin, self.coast_tau_s)
+        self._publish(slots, accepted)
         return accepted
 
     def state(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(angle (n, c), rate (n, c), limit_active (n, c) bool) of slots."""
+        """The published (angle (n, c), rate (n, c), limit_active (n, c) bool) of slots: the
+        look-back estimate with lookback_frames > 0, else the filtered one."""
+        if self.lookback_frames:
+            return self.pub[0, slots], self.pub[1, slots], self.pub[2, slots] > 0.5
         return self.s[X0, slots], self.s[X1, slots], self.active[slots]
 
     def effective_q(self, slot: int) -> np.ndarray:
         """(c,) the process noise the combined estimate of a slot moved under in its last step:
         the models' q weighted by their probabilities (for the fixed-lag RTS pass)."""
         return sum(self.s[model_base(m) + MU, slot] * qm for m, qm in enumerate(self.q_models))
+
 
     def posterior(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
         """One slot's state in filterpy's layout: x (c, 2), P (c, 2, 2)."""

@@ -17,6 +17,9 @@ from stream.config_base import StrictModel
 
 PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.35, "balanced": 0.25, "analysis": 0.15}
 """responsiveness of each preset; 0 = smoothest, 1 = follows the measurements almost raw."""
+PRESET_MODELS_LOOKBACK: dict[str, tuple[int, int]] = {"vr": (5, 2), "balanced": (4, 0), "analysis": (4, 0)}
+"""(motion_models, lookback_frames) of each preset: vr publishes the look-back estimate, with a
+fifth model so that a walking swing is followed by the calm half (issue 15, BENCHMARKS.md)."""
 
 # white-noise-acceleration spectral density (rad^2/s^3) at responsiveness 0 and 1
 _JOINT_Q_RANGE = (0.01, 100.0)
@@ -45,8 +48,8 @@ class SmoothingConfig(StrictModel):
     a value no model explains is skipped, one the agile model explains is a real fast move."""
     outlier_range_rad: float = Field(1.0, gt=0.0)
     """Spread of junk values (radians): the outlier density is outlier_rate / outlier_range_rad."""
-    motion_models: int = Field(4, ge=1, le=6)
-    """Constant-velocity models the IMM filter runs side by side, from calm to agile (1 = a
+    motion_models: int | None = Field(None, ge=1, le=6)
+    """None = the preset's. Constant-velocity models the IMM filter runs side by side, from calm to agile (1 = a
     single Kalman filter): more models follow a wider range of speeds, each costs one more
     filter per DoF."""
     maneuver_q_ratio: float = Field(1.0e4, ge=1.0)
@@ -57,8 +60,8 @@ class SmoothingConfig(StrictModel):
     """Expected switches between calm and agile motion per second (the IMM's Markov
     transition): lower trusts the current model longer."""
     gate_max_frames: int = Field(1, ge=0)
-    """After this many consecutive rejections a DoF takes the measurement as it is: outliers are
-    single frames, a real jump persists."""
+    """After this many consecutive rejections (or after a frame without a measurement) a DoF takes
+    the measurement as it is: outliers are single frames, a real jump persists."""
     limit_margin_rad: float = Field(0.05, gt=0.0)
     """Measurements this far outside a joint limit get 2x the variance; it grows quadratically."""
     confidence_floor: float = Field(0.1, gt=0.0, le=1.0)
@@ -83,6 +86,14 @@ class SmoothingConfig(StrictModel):
     trans_outlier_range_m: float = Field(2.0, gt=0.0)
     """Spread of junk root translations (metres), as outlier_range_rad: a jump of metres in one
     frame is skipped."""
+    lookback_frames: int | None = Field(None, ge=0, le=8)
+    """None = the preset's. 0 = publish the filtered estimate. N > 0: publish the estimate of N frames back,
+    RTS-smoothed with the N newer measurements and carried forward to this frame at its smoothed
+    rate, where the calm models lead: still causal and on time (nothing is held back), a steadier
+    rate, so much less jitter for a little RMSE (BENCHMARKS.md, issue 15)."""
+    lookback_gate_sigma: float = Field(2.0, gt=0.0)
+    """The look-back estimate gives way to the filtered one as it departs from it by more than
+    this many of the filter's standard deviations (a kink or a turn the carry-forward misses)."""
     fixed_lag_frames: int = Field(0, ge=0, le=120)
     """0 = causal (live). N > 0: fixed-lag RTS smoothing over N frames; output is N frames late."""
 
@@ -96,6 +107,14 @@ class SmoothingConfig(StrictModel):
             raise ValueError(f"smoothing.per_dof: unknown DoF name(s) {unknown}; "
                              f"use names from engines/skel/dofs.py, e.g. 'knee_angle_r'")
         return v
+
+    @property
+    def effective_motion_models(self) -> int:
+        return PRESET_MODELS_LOOKBACK[self.preset][0] if self.motion_models is None else self.motion_models
+
+    @property
+    def effective_lookback_frames(self) -> int:
+        return PRESET_MODELS_LOOKBACK[self.preset][1] if self.lookback_frames is None else self.lookback_frames
 
     @property
     def effective_responsiveness(self) -> float:
@@ -113,7 +132,7 @@ class SmoothingConfig(StrictModel):
 
     def model_q_multipliers(self) -> np.ndarray:
         """(motion_models,) each model's process noise as a multiple of the calmest one's."""
-        return self.maneuver_q_ratio ** np.linspace(0.0, 1.0, self.motion_models)
+        return self.maneuver_q_ratio ** np.linspace(0.0, 1.0, self.effective_motion_models)
 
     def joint_meas_noise(self) -> np.ndarray:
         """(46,) float64 measurement std per DoF at full confidence, radians."""

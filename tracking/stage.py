@@ -213,6 +213,11 @@ class DetectTrackStage(Stage):
         fi = replace(st.last_frame, ring="", slot=-1, last=True)
         return [Packet(frame=fi, events=events, events_only=True)]  # seq is not a new frame
 
+    def take_error_count(self) -> int:
+        """Remote detector calls that did not come back since the last call (status line)."""
+        take = getattr(self.detector, "take_error_count", None)  # optional: remote detectors
+        return take() if take is not None else 0
+
     def close(self) -> None:
         if self._worker is not None:
             self._worker.shutdown(wait=True, cancel_futures=True)

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from stream.config_base import StrictModel
+from stream.config_base import StrictModel, TritonClientConfig
 
 
 class HogConfig(StrictModel):
@@ -72,6 +72,14 @@ class BlazePoseSsdConfig(StrictModel):
     """LiteRT (XNNPACK) threads of the detector."""
 
 
+class TritonDetectorConfig(TritonClientConfig):
+    """A YOLO-family detector on Triton (`backend: triton`, written by
+    `python -m engines.detection.triton_repo`): the letterboxed frame travels as uint8
+    (1, 3, S, S) and is scaled to [0, 1] on the server; the raw output comes back and is decoded
+    here exactly as a local run's."""
+    model_name: str = "yolo_onnx"        # triton_repo names: yolo_trt, yolo_onnx, yolo_py
+
+
 class DetectorConfig(StrictModel):
     kind: Literal["hog", "blazepose", "yolo"] = "hog"
     """configs/default.yaml (what run_stream.py runs) sets 'blazepose'; the bare model keeps 'hog',
@@ -96,8 +104,10 @@ class DetectorConfig(StrictModel):
     # -- YOLO-family ONNX --------------------------------------------------------------------------
     model_path: Path | None = None
     """The user's detector file (.onnx, or .pt/.ts TorchScript); nothing is downloaded."""
-    backend: Literal["auto", "onnxruntime", "torch", "tensorrt"] = "auto"
-    """auto: TensorRT if importable and device is cuda, else onnxruntime (CUDA EP when present)."""
+    backend: Literal["auto", "onnxruntime", "torch", "tensorrt", "triton"] = "auto"
+    """auto: TensorRT if importable and device is cuda, else onnxruntime (CUDA EP when present).
+    triton: the network runs on a Triton server (`triton`); no model file is read here."""
+    triton: TritonDetectorConfig = TritonDetectorConfig()
     device: Literal["cpu", "cuda"] = "cpu"
     fp16: bool = True
     """TensorRT/torch-on-cuda precision; ignored on CPU."""
@@ -111,6 +121,7 @@ class DetectorConfig(StrictModel):
 
     @model_validator(mode="after")
     def _yolo_needs_file(self) -> "DetectorConfig":
-        if self.kind == "yolo" and self.model_path is None:
-            raise ValueError("detector.kind 'yolo' needs detector.model_path (your exported .onnx file)")
+        if self.kind == "yolo" and self.model_path is None and self.backend != "triton":
+            raise ValueError("detector.kind 'yolo' needs detector.model_path (your exported .onnx "
+                             "file) or detector.backend 'triton'")
         return self

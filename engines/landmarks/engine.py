@@ -20,7 +20,8 @@ from engines.landmarks.foreshortening import foreshortened_dofs, image_length_ra
 from engines.landmarks.fit import (
     FIT_KEYPOINTS, FIT_LANDMARK_INDEX, PRIOR_Q, SEGMENT_LANDMARKS, SKEL_MEAN_BETAS, FitResult, SkelFitter)
 from engines.pose_engine import PoseEngine
-from engines.skel.kinematics import WINTER_FRACTIONS, Skeleton, generic_skeleton, load_skel_joints
+from engines.skel.kinematics import (
+    MEASURED_SEGMENTS, WINTER_FRACTIONS, Skeleton, generic_skeleton, load_skel_joints)
 from stream.packet import Intrinsics, Person
 from tracking.bytetrack import iou_matrix
 
@@ -39,6 +40,7 @@ class _PersonState:
     root_m: np.ndarray | None = None
     samples: dict[str, list[float]] = field(default_factory=dict)
     frozen: bool = False   # segment lengths estimated and kept
+    segments_m: np.ndarray | None = None  # (7,) the kept lengths, MEASURED_SEGMENTS order (published)
     next_roi: Roi | None = None   # MediaPipe's tracking ROI from the last landmarks
 
 
@@ -138,6 +140,7 @@ class LandmarkPoseEngine(PoseEngine):
         fitter.inherit_identity(st.fitter)
         st.fitter = fitter
         st.frozen = True
+        st.segments_m = np.array([lengths[n] for n in MEASURED_SEGMENTS], np.float32)
         st.samples.clear()
 
     def forget(self, stream_id: str, track_id: int) -> None:
@@ -235,6 +238,7 @@ class LandmarkPoseEngine(PoseEngine):
         st = self._state(key)
         p.model_id = MODEL_ID
         p.betas = SKEL_MEAN_BETAS.astype(np.float32)
+        p.segments_m = st.segments_m
         if lms is None:  # nobody found in the crop: hold the last pose, flag everything unseen
             q = st.q if st.q is not None else PRIOR_Q
             p.q = q.astype(np.float32)

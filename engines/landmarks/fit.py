@@ -17,7 +17,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from engines.skel.dofs import DOF_JOINT, DOF_LOWER, DOF_UPPER, NUM_DOFS, clip_to_limits, wrap_angle
-from engines.skel.kinematics import Skeleton, descendants_mask, forward_kinematics, keypoint_positions, root_rotation
+from engines.skel.kinematics import (
+    MEASURED_SEGMENTS, Skeleton, descendants_mask, forward_kinematics, keypoint_positions, root_rotation)
 
 # SKEL mean pose and shape (from SKEL_mean.npz, HSMR's training mean), so users need no data files.
 SKEL_MEAN_Q = np.array([
@@ -63,6 +64,8 @@ SEGMENT_LANDMARKS: dict[str, tuple[tuple[str, str], ...]] = {
     "trunk": (("left_hip", "left_shoulder"), ("right_hip", "right_shoulder")),
 }
 """Skeleton segment (a `generic_skeleton` length name) -> landmark pairs (either side) measuring it."""
+if tuple(SEGMENT_LANDMARKS) != MEASURED_SEGMENTS:
+    raise RuntimeError("fit: SEGMENT_LANDMARKS must list kinematics.MEASURED_SEGMENTS in order")
 
 
 def swap_permutation(names: tuple[str, ...]) -> np.ndarray:

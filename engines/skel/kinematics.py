@@ -119,6 +119,10 @@ WINTER_FRACTIONS: dict[str, float] = {
     "head": 0.130,           # head joint -> crown
     "trunk": 0.279,          # hip joint centre -> same side's shoulder joint centre (what the above give)
 }
+MEASURED_SEGMENTS: tuple[str, ...] = (
+    "thigh", "shank", "upper_arm", "forearm", "hip_width", "shoulder_width", "trunk")
+"""The WINTER_FRACTIONS segments the landmark engine measures per person; the order of the
+published `segments_m` (sinks/schema.py)."""
 
 
 @dataclass(frozen=True)

@@ -5,23 +5,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from stream.config_base import StrictModel
+from stream.config_base import StrictModel, TritonClientConfig
 
 
-class TritonConfig(StrictModel):
-    """A SKEL-CF model on an NVIDIA Triton Inference Server (`backend: triton`), see
-    docs/DEPLOYMENT.md. Crops travel as uint8 (normalised on the server), all persons of a frame
-    in one request."""
-    url: str = "127.0.0.1:8001"          # gRPC host:port of tritonserver
+class TritonConfig(TritonClientConfig):
+    """SKEL-CF on Triton (`backend: triton`). Crops travel as uint8 (normalised on the server),
+    all persons of a frame in one request."""
     model_name: str = "skelcf_trt"       # triton_repo names: skelcf_trt, skelcf_onnx, skelcf_py
-    model_version: str = ""              # "" = the server's policy (latest)
-    connect_timeout_s: float = Field(10.0, gt=0.0)   # start-up checks (live, model ready, shapes)
-    request_timeout_s: float = Field(2.0, gt=0.0)    # one inference; beyond it the frame is predicted
-    # 'auto' = system shared memory when `url` is on this machine (loopback), else the wire
-    shared_memory: Literal["auto", "system", "none"] = "auto"
-    retry_backoff_s: float = Field(0.25, gt=0.0)     # first retry after a failure; doubles ...
-    retry_backoff_max_s: float = Field(5.0, gt=0.0)  # ... up to this while the server is gone
     max_batch: int = Field(32, ge=1, le=1024)        # persons per request (the model's max_batch_size)
+    # cut the crops on the GPU and hand them to the server there (CUDA shared memory, client and
+    # server on one GPU); false: crops on the CPU
+    crops_on_gpu: bool = False
 
 
 class SkelCFConfig(StrictModel):

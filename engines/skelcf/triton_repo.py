@@ -49,8 +49,10 @@ REPO = Path(__file__).resolve().parents[2]
 def model_config(name: str, backend: str, max_batch: int = 32,
                  preferred: tuple[int, ...] = (4, 8, 16), queue_delay_us: int = 2000,
                  kind: str = "KIND_GPU", count: int = 1, fp16: bool = True,
-                 parameters: dict[str, str] | None = None):
-    """The `ModelConfig` protobuf of one SKEL-CF model (I/O above, dynamic batching, instances)."""
+                 parameters: dict[str, str] | None = None, inputs=INPUTS, outputs=OUTPUTS):
+    """The `ModelConfig` protobuf of one model (SKEL-CF's I/O unless `inputs` (name, TYPE_*,
+    dims) and `outputs` (name, dim or dims, FP32) are given; dynamic batching, instances).
+    max_batch 0: a model without a batch axis (dims are the whole shape, no dynamic batching)."""
     pb = require("tritonclient.grpc.model_config_pb2", "triton", "writing a Triton repository")
     c = pb.ModelConfig(name=name, max_batch_size=max_batch)
     if backend == "tensorrt":
@@ -61,12 +63,13 @@ def model_config(name: str, backend: str, max_batch: int = 32,
         c.backend = "python"
     else:
         raise EngineError(f"backend {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
-    for n, dt, dims in INPUTS:
+    for n, dt, dims in inputs:
         c.input.add(name=n, data_type=getattr(pb, dt), dims=list(dims))
-    for n, d in OUTPUTS:
-        c.output.add(name=n, data_type=pb.TYPE_FP32, dims=[d])
-    c.dynamic_batching.preferred_batch_size.extend([b for b in preferred if b <= max_batch])
-    c.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+    for n, d in outputs:
+        c.output.add(name=n, data_type=pb.TYPE_FP32, dims=list(d) if isinstance(d, tuple) else [d])
+    if max_batch > 0:
+        c.dynamic_batching.preferred_batch_size.extend([b for b in preferred if b <= max_batch])
+        c.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     c.instance_group.add(kind=getattr(pb.ModelInstanceGroup, kind), count=count)
     if backend == "onnxruntime" and kind == "KIND_GPU" and fp16:
         acc = c.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
@@ -117,9 +120,14 @@ def export_uint8_onnx(net: torch.nn.Module, out_path: Path, opset: int = OPSET,
     return res
 
 
-def build_plan_script(max_batch: int, opt_batch: int) -> str:
-    shapes = {k: f"crops:{b}x3x256x192,bbox_info:{b}x3"
+def build_plan_script(max_batch: int, opt_batch: int, inputs: tuple | None = None) -> str:
+    """trtexec command building the FP16 plan with batch profile 1 / opt / max over `inputs`
+    ((name, dims without batch)); max_batch 0: static shapes, no profile."""
+    inputs = tuple(inputs) if inputs is not None else tuple((n, d) for n, _, d in INPUTS)
+    shapes = {k: ",".join(f"{n}:{'x'.join(map(str, (b, *d)))}" for n, d in inputs)
               for k, b in (("min", 1), ("opt", opt_batch), ("max", max_batch))}
+    profile = "" if max_batch <= 0 else f""" \\
+  --minShapes={shapes['min']} --optShapes={shapes['opt']} --maxShapes={shapes['max']}"""
     return f"""#!/bin/sh
 # Build the TensorRT FP16 plan for THIS GPU with THIS TensorRT (run it inside the tritonserver
 # container that will serve it: a plan only loads with the TensorRT version and compute
@@ -127,8 +135,7 @@ def build_plan_script(max_batch: int, opt_batch: int) -> str:
 set -e
 cd "$(dirname "$0")"
 mkdir -p 1
-${{TRTEXEC:-trtexec}} --onnx=model.onnx --saveEngine=1/model.plan --fp16 \\
-  --minShapes={shapes['min']} --optShapes={shapes['opt']} --maxShapes={shapes['max']}
+${{TRTEXEC:-trtexec}} --onnx=model.onnx --saveEngine=1/model.plan --fp16{profile}
 """
 
 
@@ -166,6 +173,8 @@ def write_repository(out: str | Path, checkpoint: str | None, variant: str = "vi
                       "code_path": python_code_path(), "threads": str(python_threads),
                       "device": "cuda" if kind == "KIND_GPU" else "cpu",
                       "fp16": "1" if kind == "KIND_GPU" else "0"}
+            if kind == "KIND_GPU":  # CUDA shared-memory inputs reach the model on the GPU
+                params["FORCE_CPU_ONLY_INPUT_TENSORS"] = "no"
             (mdir / "1").mkdir(parents=True, exist_ok=True)
             shutil.copy(Path(__file__).with_name("triton_python_model.py"), mdir / "1" / "model.py")
         elif b == "onnxruntime":
@@ -225,12 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print_written(written, a.out, "skelcf_trt")
+    return 0
+
+
+def print_written(written: dict[str, Path], out: str | Path, plan_model: str) -> None:
+    """Each model's config path, and the plan-build step when a TensorRT model was written."""
     for name, path in written.items():
         print(f"{name}: {path}")
-    if "skelcf_trt" in written:
-        print(f"TensorRT: run {Path(a.out) / 'skelcf_trt' / 'build_plan.sh'} inside the serving "
+    if plan_model in written:
+        print(f"TensorRT: run {Path(out) / plan_model / 'build_plan.sh'} inside the serving "
               "container before starting tritonserver")
-    return 0
 
 
 if __name__ == "__main__":
