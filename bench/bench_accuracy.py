@@ -77,7 +77,8 @@ def run_pipeline(videos: list[Path], sets: list[str], out_dir: Path) -> Path:
 
 
 def published(session: Path, n_streams: int, t_n: int) -> list[list[list]]:
-    """[stream][source frame] -> [(bbox_xyxy (4,), q (46,))] of the observed persons published.
+    """[stream][source frame] -> [(bbox_xyxy (4,), q (46,), measured (46,) bool)] of the observed
+    persons published (measured: the DoF is not flagged q_predicted).
 
     An observed person is one with confidence > 0 (a held pose from a frame where nobody was
     found is published with confidence 0).
@@ -88,7 +89,8 @@ def published(session: Path, n_streams: int, t_n: int) -> list[list[list]]:
     for f in load_frames(str(session)):
         v = int(f.stream.removeprefix("cam"))
         if 0 <= f.seq < t_n:
-            out[v][f.seq] = [(np.asarray(p.bbox_xyxy, np.float64), np.asarray(p.q, np.float64))
+            out[v][f.seq] = [(np.asarray(p.bbox_xyxy, np.float64), np.asarray(p.q, np.float64),
+                              np.ones(46, bool) if p.q_predicted is None else ~np.asarray(p.q_predicted, bool))
                              for p in f.persons if p.q is not None and p.confidence > 0]
     return out
 
@@ -100,12 +102,13 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
 
 
-def matched_q(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3) -> np.ndarray:
+def matched_q(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """(T, 46) per source frame: the published person whose box overlaps the reference person's
     reprojected keypoints best (NaN: none does), so with several people each is compared with
-    the right reference."""
+    the right reference; and (T, 46) bool: that DoF was measured (not flagged predicted)."""
     t_n = len(persons)
     q = np.full((t_n, 46), np.nan)
+    measured = np.zeros((t_n, 46), dtype=bool)
     proj = ref.cameras[v].project(np.nan_to_num(ref.points_m))          # (T_ref, 33, 2)
     ok = np.isfinite(ref.points_m).all(-1)
     for s in range(t_n):
@@ -114,11 +117,11 @@ def matched_q(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3)
             continue
         p = proj[t][ok[t]]
         box = np.r_[p.min(0), p.max(0)]
-        scores = [_iou(b, box) for b, _ in persons[s]]
+        scores = [_iou(p[0], box) for p in persons[s]]
         best = int(np.argmax(scores))
         if scores[best] >= min_iou:
-            q[s] = persons[s][best][1]
-    return q
+            q[s], measured[s] = persons[s][best][1], persons[s][best][2]
+    return q, measured
 
 
 def on_reference_timeline(q: np.ndarray, offset: int) -> np.ndarray:
@@ -173,7 +176,10 @@ def swaps_published(q_pub: np.ndarray, ref: Reference, margin_deg: float = 15.0)
     return int(np.nansum(np.degrees(keep - swap) > margin_deg))
 
 
-def evaluate_camera(ref: Reference, v: int, q_src: np.ndarray) -> dict:
+def evaluate_camera(ref: Reference, v: int, q_src: np.ndarray, measured_src: np.ndarray | None = None) -> dict:
+    """Every figure of one camera; with measured_src (T, 46) bool also the same geometric
+    figures on measured DoFs only (flagged-predicted values left out), the share flagged, and
+    the left/right swaps among frames whose knees and hips were measured."""
     cam = ref.cameras[v]
     q_pub = on_reference_timeline(q_src, int(ref.offsets[v]))
     q_ref = ref.q_by_camera[cam.name]
@@ -200,6 +206,17 @@ def evaluate_camera(ref: Reference, v: int, q_src: np.ndarray) -> dict:
              for s in "rl"]))
     out["swapped_frames"] = swaps_published(q_pub, ref)
     out["pelvis_flipped_frames"] = int(np.nansum(pelvis_error_deg(q_pub, q_ref) > 90))
+    if measured_src is not None:
+        seen = on_reference_timeline(measured_src.astype(np.float64), int(ref.offsets[v])) > 0.5
+        q_meas = np.where(seen, q_pub, np.nan)
+        out["measured"], out["flagged_share"] = {}, {}
+        for joint in ("knee", "elbow", "hip_flexion"):
+            dofs = [DOF_INDEX[GEOMETRIC_ANGLES[f"{joint}_{s}"]] for s in "rl"]
+            out["measured"][joint] = stats(np.concatenate(
+                [np.degrees(q_meas[:, d] - ref.geometric[f"{joint}_{s}"]) for d, s in zip(dofs, "rl")]))
+            pub = np.isfinite(q_pub[:, dofs])
+            out["flagged_share"][joint] = float((pub & ~seen[:, dofs]).sum() / max(pub.sum(), 1))
+        out["swapped_measured_frames"] = swaps_published(q_meas, ref)
     return out
 
 
@@ -221,6 +238,12 @@ def report(name: str, variant: str, cams: list[dict]) -> None:
     for j in ("knee", "elbow", "hip_flexion", "knee_r", "knee_l", "elbow_r", "elbow_l", "hip_flexion_r", "hip_flexion_l"):
         print(f"  {j:14s} {mean_over(cams, 'geometric', j, 'mae'):5.1f} / {mean_over(cams, 'geometric', j, 'rmse'):5.1f}"
               f" / {mean_over(cams, 'geometric', j, 'bias'):+5.1f}")
+    if "measured" in cams[0]:
+        print("measured DoFs only (values flagged q_predicted left out), mean of the cameras (MAE / bias, deg; share flagged):")
+        for j in ("knee", "elbow", "hip_flexion"):
+            print(f"  {j:14s} {mean_over(cams, 'measured', j, 'mae'):5.1f} / {mean_over(cams, 'measured', j, 'bias'):+5.1f}"
+                  f"  ({np.mean([c['flagged_share'][j] for c in cams]):.0%} flagged)")
+        print(f"  swaps among measured frames per camera: {[c['swapped_measured_frames'] for c in cams]}")
     print("against the SKEL fit on the 3D keypoints, mean of the cameras (MAE / RMSE / bias, deg):")
     for g in [*GROUPS, "pelvis orientation"]:
         sides = "  (r " + " / l ".join(f"{mean_over(cams, 'fit', f'{g} {s}', 'mae'):.1f}" for s in "rl") + ")" \
@@ -248,17 +271,39 @@ def reference_quality(ref: Reference) -> dict:
                                     - ref.geometric[g])) for g, d in GEOMETRIC_ANGLES.items()}}
 
 
+def cached_landmarks(views, t: int, v: int, width: int = 1088, height: int = 1920):
+    """(LandmarkSet, crop box (4,)) of view v's frame t from the cached BlazePose outputs, as the
+    engine's fill takes them (box following the landmarks); None where nobody was found."""
+    from engines.blazepose.landmarks import LandmarkSet
+    from engines.reference.views import box_following
+
+    px = views.pixels[t, :, v]
+    if not np.isfinite(px).all():
+        return None
+    conf = views.confidence[t, :, v]
+    return (LandmarkSet(px, views.world_m[t, :, v], conf, 1.0, np.zeros((2, 2)), None),
+            box_following(px, conf, width, height))
+
+
+def tracked_person(box: np.ndarray):
+    """A fresh tracked Person on `box` for the engine's fill."""
+    from stream.packet import Person, TrackState
+
+    return Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=1.0, crop_box_xyxy=box)
+
+
 def fit_cost(views, variants: list[tuple[str, list[str]]], rounds: int = 3) -> dict[str, dict[str, float]]:
-    """Warm fit time per person and frame (ms) of each variant's landmark settings, on the cached
-    BlazePose outputs of every view; variants interleaved frame by frame so machine load hits
-    them alike. Also one FK evaluation, the load-independent unit the tests use."""
+    """Warm per-person cost (ms) of each variant's landmark engine after BlazePose: its whole
+    fill (relabelling, optional segment depths, the fit, translation, foreshortening flags), on
+    the cached BlazePose outputs of every view; variants interleaved frame by frame so machine
+    load hits them alike. Wall time and this thread's CPU time (`*_cpu`: what other processes on
+    a shared machine cannot inflate, except through caches). Also one FK evaluation, the
+    load-independent unit the tests use."""
     import yaml
 
     from engines.landmarks.config import LandmarkEngineConfig
-    from engines.landmarks.engine import ray_rotation
-    from engines.landmarks.fit import FIT_LANDMARK_INDEX, SkelFitter
+    from engines.landmarks.engine import LandmarkPoseEngine
     from engines.pose_engine import default_intrinsics
-    from engines.reference.views import box_following
     from engines.skel.kinematics import forward_kinematics, generic_skeleton
 
     cfgs = {}
@@ -266,33 +311,32 @@ def fit_cost(views, variants: list[tuple[str, list[str]]], rounds: int = 3) -> d
         kw = {k.removeprefix("pose.landmarks."): yaml.safe_load(v) for k, v in (s.split("=", 1) for s in sets)
               if k.startswith("pose.landmarks.")}
         cfgs[name] = LandmarkEngineConfig(**kw)
-    times: dict[str, list[float]] = {n: [] for n in [*cfgs, "fk"]}
+    times: dict[str, list[float]] = {n: [] for n in [*cfgs, *(f"{c}_cpu" for c in cfgs), "fk"]}
     sk = generic_skeleton(1.70)
+    q_fk = np.zeros(46)
     t_n, _, v_n, _ = views.pixels.shape
+    k = default_intrinsics(1088, 1920)
     for _ in range(rounds):
         for v in range(v_n):
-            k = default_intrinsics(1088, 1920)
-            state = {n: [SkelFitter(sk, c.prior_weight, c.min_visibility), None, None] for n, c in cfgs.items()}
+            engines = {n: LandmarkPoseEngine(c) for n, c in cfgs.items()}
             for t in range(t_n):
-                px = views.pixels[t, :, v]
-                if not np.isfinite(px).all():
+                found = cached_landmarks(views, t, v)
+                if found is None:
                     continue
-                box = box_following(px, views.confidence[t, :, v], 1088, 1920)
-                ray = ray_rotation(0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3]), k)
-                world = views.world_m[t, :, v][FIT_LANDMARK_INDEX] @ ray.T
-                vis = views.confidence[t, FIT_LANDMARK_INDEX, v]
-                for n, c in cfgs.items():
-                    f, q, root = state[n]
-                    t0 = time.perf_counter()
-                    r = f.fit(world, vis, q, root, max_iterations=c.max_iterations if q is not None else c.first_frame_iterations,
-                              pixels=px[FIT_LANDMARK_INDEX] if c.image_weight > 0 else None, intrinsics=k,
-                              image_weight=c.image_weight, depth_trust=c.depth_trust)
-                    if q is not None:
+                lms, box = found
+                for n, eng in engines.items():
+                    warm = eng._people.get(("bench", 1)) is not None and eng._people[("bench", 1)].q is not None
+                    p = tracked_person(box)
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    eng._fill(p, ("bench", 1), lms, box, k)
+                    if warm:
                         times[n].append(time.perf_counter() - t0)
-                    state[n][1:] = [r.q, r.root_m]
+                        times[f"{n}_cpu"].append(time.thread_time() - c0)
                 t0 = time.perf_counter()
-                forward_kinematics(r.q, sk)
+                forward_kinematics(q_fk, sk)
                 times["fk"].append(time.perf_counter() - t0)
+            for eng in engines.values():
+                eng.close()
     return {n: {"p50_ms": 1e3 * float(np.median(x)), "p99_ms": 1e3 * float(np.percentile(x, 99)),
                 "p99_in_fk": float(np.percentile(x, 99) / np.median(times["fk"]))} for n, x in times.items()}
 
@@ -303,6 +347,9 @@ def main() -> int:
     ap.add_argument("--variant", action="append", help="NAME or NAME:key=value,key=value (run_stream --set)")
     ap.add_argument("--cache", default=str(REPO / ".cache" / "reference"), help="2D landmarks cache folder")
     ap.add_argument("--json", help="write every figure to this file")
+    ap.add_argument("--fit-cost-only", action="store_true",
+                    help="only the fit's cost on the cached landmarks (no pipeline runs), --rounds times")
+    ap.add_argument("--rounds", type=int, default=3, help="passes over the cached views for the fit cost")
     args = ap.parse_args()
     demos = args.demo or ["Demo_SinglePerson"]
     variants = []
@@ -329,10 +376,12 @@ def main() -> int:
                 f"{g} {s['mae']:.1f}/{s['bias']:+.1f}" for g, s in q["fit_vs_geometric_deg"].items()))
         from engines.reference.views import ViewLandmarks
 
-        cost = fit_cost(ViewLandmarks.load(f"{cache}_p0.npz"), variants)
+        cost = fit_cost(ViewLandmarks.load(f"{cache}_p0.npz"), variants, args.rounds)
         results[demo]["fit_cost"] = cost
         print("fit cost per person and frame (warm, cached landmarks of all views): " + "; ".join(
             f"{n} p50 {c['p50_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms ({c['p99_in_fk']:.0f} FK)" for n, c in cost.items()))
+        if args.fit_cost_only:
+            continue
         t_n = refs[0].points_m.shape[0]
         for name, sets in variants:
             with tempfile.TemporaryDirectory(prefix="bench_accuracy_") as tmp:
@@ -342,7 +391,7 @@ def main() -> int:
             out = results[demo]["variants"][name] = {"sets": sets, "pipeline_s": time.perf_counter() - t1,
                                                      "people": []}
             for i, ref in enumerate(refs):
-                cams = [evaluate_camera(ref, v, matched_q(persons[v], ref, v)) for v in range(len(videos))]
+                cams = [evaluate_camera(ref, v, *matched_q(persons[v], ref, v)) for v in range(len(videos))]
                 out["people"].append(cams)
                 report(f"{demo} person {i}" if len(refs) > 1 else demo, name, cams)
     if args.json:

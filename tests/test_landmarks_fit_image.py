@@ -85,3 +85,55 @@ def test_left_right_label_slip_is_undone_frame_to_frame():
         if t == 8:
             assert np.degrees(b.q[knee_l]) > np.degrees(b.q[knee_r]) + 30   # without: the slip is published
     assert img.relabelled == 5
+
+
+def _walk_frames(n: int, slipped, seed: int = 5):
+    """n frames of the facing-camera body (right knee bending), (pixels, landmarks) per frame;
+    frames in `slipped` come with left/right exchanged as BlazePose slips them."""
+    sk = generic_skeleton(1.70)
+    rng = np.random.default_rng(seed)
+    fk = SkelFitter(sk)
+    out = []
+    for t in range(n):
+        kp = fk.keypoints(facing_camera_pose(knee_r_deg=60.0 + 2 * t, hip_r_deg=40.0, knee_l_deg=8.0))
+        px = project(kp + [0.0, 0.0, DEPTH_M]) + rng.normal(0, 1.0, (K, 2))
+        lm = kp + rng.normal(0, 0.01, (K, 3))
+        if t in slipped:
+            px, lm = px[FIT_SWAP], lm[FIT_SWAP] * [1.0, 1.0, -1.0]
+        out.append((px, lm))
+    return sk, out
+
+
+def test_a_slip_the_2d_jump_check_cannot_see_is_undone_by_the_facing():
+    """The labels slip on frames 6-10 but the frame-to-frame 2D comparison is blinded (as when
+    the sides cross gradually in the image): the fit with the slipped labels would turn the
+    body round in one frame, so the fitter refits with the other labelling and keeps the knees
+    on their sides."""
+    sk, frames = _walk_frames(16, range(6, 11))
+    f = SkelFitter(sk)
+    q = root = None
+    knee_r, knee_l = DOF_INDEX["knee_angle_r"], DOF_INDEX["knee_angle_l"]
+    flags = []
+    for t, (px, lm) in enumerate(frames):
+        f._last_px = None                                  # no 2D jump check
+        r = f.fit(lm, np.ones(K), q, root, max_iterations=8 if q is not None else 60, pixels=px, intrinsics=CAM)
+        q, root = r.q, r.root_m
+        flags.append(r.relabelled)
+        assert np.degrees(r.q[knee_r]) > np.degrees(r.q[knee_l]) + 30, t
+    assert flags == [6 <= t <= 10 for t in range(16)]
+
+
+def test_a_wrong_first_frame_does_not_hold_the_person_turned_round():
+    """The track starts on a slipped frame (its cold start takes the labels as they come) and
+    every later frame is right: the fitter relabels them to match the first, but after
+    max_relabel_run frames in a row it takes the labels as they come again."""
+    sk, frames = _walk_frames(30, {0})
+    f = SkelFitter(sk, max_relabel_run=12)
+    q = root = None
+    flags = []
+    for px, lm in frames:
+        r = f.fit(lm, np.ones(K), q, root, max_iterations=8 if q is not None else 60, pixels=px, intrinsics=CAM)
+        q, root = r.q, r.root_m
+        flags.append(r.relabelled)
+    assert sum(flags) <= 12 and not any(flags[-10:])
+    assert np.degrees(q[DOF_INDEX["knee_angle_r"]]) > np.degrees(q[DOF_INDEX["knee_angle_l"]]) + 30

@@ -119,7 +119,7 @@ class DetectTrackStage(Stage):
             return self._process_background(packet, st, t_s, due)
         if (st.frames - 1) % self.det_cfg.every_n_frames == 0:
             t0 = time.perf_counter_ns()
-            boxes, scores = self._detect(packet.image, st.tracker.expected_boxes())
+            boxes, scores = self._detect(packet.image, st.tracker.expected_boxes(), fi.stream_id)
             packet.timings_ns["detect_track.detect"] = time.perf_counter_ns() - t0
             packet.detections_xyxy, packet.detection_scores = boxes, scores
             out = st.tracker.update(boxes, scores, t_s)
@@ -129,12 +129,12 @@ class DetectTrackStage(Stage):
         st.last_frame = fi
         return packet
 
-    def _detect(self, image, expected_xyxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _detect(self, image, expected_xyxy: np.ndarray | None = None, sid: str = "") -> tuple[np.ndarray, np.ndarray]:
         if image is None or image.size == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         if expected_xyxy is None or not len(expected_xyxy):
-            return self.detector.detect(image)
-        return self.detector.detect(image, expected_xyxy)
+            return self.detector.detect(image, stream_id=sid)
+        return self.detector.detect(image, expected_xyxy, stream_id=sid)
 
     def _process_background(self, packet: Packet, st: _Stream, t_s: float, due: bool) -> Packet:
         events = []
@@ -149,7 +149,7 @@ class DetectTrackStage(Stage):
             image = None if image is None else image.copy()  # the ring slot is reused later
             st.snapshot, st.snapshot_t_s = st.tracker.copy(), t_s
             st.replay_t_s, st.removed_while_pending = [], set()
-            st.pending = self._worker.submit(self._timed_detect, image, st.tracker.expected_boxes())
+            st.pending = self._worker.submit(self._timed_detect, image, st.tracker.expected_boxes(), packet.frame.stream_id)
         elif st.pending is not None:
             st.replay_t_s.append(t_s)
         out = st.tracker.predict(t_s)
@@ -161,9 +161,10 @@ class DetectTrackStage(Stage):
         st.last_frame = packet.frame
         return packet
 
-    def _timed_detect(self, image, expected_xyxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    def _timed_detect(self, image, expected_xyxy: np.ndarray | None = None,
+                      sid: str = "") -> tuple[np.ndarray, np.ndarray, int]:
         t0 = time.perf_counter_ns()
-        boxes, scores = self._detect(image, expected_xyxy)
+        boxes, scores = self._detect(image, expected_xyxy, sid)
         return boxes, scores, time.perf_counter_ns() - t0
 
     def _apply_background_result(self, packet: Packet, st: _Stream) -> list:

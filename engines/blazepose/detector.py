@@ -58,7 +58,9 @@ class BlazePoseSsd:
 
     Each call looks at the whole frame, `tiles_per_call` of the tiles (taken in turn, so every tile
     is seen once every ceil(tiles / tiles_per_call) calls) and any extra regions given (where the
-    tracker expects someone), all in one batched call."""
+    tracker expects someone), all in one batched call. The turn is kept per `stream`, so one
+    detector shared by several streams gives each the same tiles whatever order their frames
+    arrive in (runs are repeatable)."""
 
     def __init__(self, grids: tuple[int, ...] = (2, 3), overlap: float = 0.25, tiles_per_call: int = 4,
                  min_score: float = 0.5, nms_iou: float = 0.3, tile_margin: float = 0.15, width_ratio: float = BODY_WIDTH,
@@ -67,23 +69,24 @@ class BlazePoseSsd:
         self.anchors = ssd_anchors()
         self.grids, self.overlap, self.tiles_per_call = tuple(grids), overlap, tiles_per_call
         self.min_score, self.nms_iou, self.tile_margin, self.width_ratio = min_score, nms_iou, tile_margin, width_ratio
-        self._next_tile = 0
+        self._next_tile: dict[str, int] = {}
 
-    def regions(self, width: int, height: int, extra: list[Region] | None = None) -> list[Region]:
-        """What the next call looks at: the whole frame, this call's tiles, then `extra`."""
+    def regions(self, width: int, height: int, extra: list[Region] | None = None, stream: str = "") -> list[Region]:
+        """What the next call for `stream` looks at: the whole frame, this call's tiles, then `extra`."""
         whole, *tiles = tile_regions(width, height, self.grids, self.overlap)
         if tiles and self.tiles_per_call < len(tiles):
-            pick = [(self._next_tile + i) % len(tiles) for i in range(self.tiles_per_call)]
-            self._next_tile = (self._next_tile + self.tiles_per_call) % len(tiles)
+            turn = self._next_tile.get(stream, 0)
+            pick = [(turn + i) % len(tiles) for i in range(self.tiles_per_call)]
+            self._next_tile[stream] = (turn + self.tiles_per_call) % len(tiles)
             tiles = [tiles[i] for i in pick]
         return [whole, *tiles, *(extra or ())]
 
-    def detect(self, image_bgr: np.ndarray, extra: list[Region] | None = None) -> SsdDetections:
+    def detect(self, image_bgr: np.ndarray, extra: list[Region] | None = None, stream: str = "") -> SsdDetections:
         """(H, W, 3) uint8 BGR -> detections in image pixels (face boxes, keypoints, scores), after
         MediaPipe's weighted NMS over all regions."""
         h, w = image_bgr.shape[:2]
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        regions = self.regions(w, h, extra)
+        regions = self.regions(w, h, extra, stream)
         size = INPUT_SIZE_PX
         batch = np.empty((len(regions), size, size, 3), np.float32)
         maps = []

@@ -28,6 +28,7 @@ class Detector(ABC):
 
     def __init__(self, cfg: DetectorConfig):
         self.cfg = cfg
+        self.stream_id = ""   # the stream of the current call (detectors that keep per-stream turns)
 
     def open(self) -> None:
         """Load weights / build sessions (child process)."""
@@ -36,10 +37,12 @@ class Detector(ABC):
     def _raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Backend output as image-pixel boxes and scores, before the sanity pass."""
 
-    def detect(self, image_bgr: np.ndarray, expected_xyxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, image_bgr: np.ndarray, expected_xyxy: np.ndarray | None = None,
+               stream_id: str = "") -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) uint8 BGR -> (N, 4) float32 xyxy px clipped to the frame, (N,) float32 scores.
         `expected_xyxy`: (K, 4) boxes where the tracker expects people; detectors that can look
-        closer there do (BlazePose), the others ignore it."""
+        closer there do (BlazePose), the others ignore it. `stream_id`: whose frame it is."""
+        self.stream_id = stream_id
         if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[0] == 0 or image_bgr.shape[1] == 0:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         if self.looks_at_expected and expected_xyxy is not None:
@@ -117,7 +120,7 @@ class BlazePoseDetector(Detector):
         extra = None
         if c.track_regions and expected_xyxy is not None and len(expected_xyxy):
             extra = regions_around(expected_xyxy, image_bgr.shape[1], image_bgr.shape[0], c.track_region_scale)
-        self.last = det = self.ssd.detect(image_bgr, extra)
+        self.last = det = self.ssd.detect(image_bgr, extra, self.stream_id)
         boxes, scores = person_boxes(det, c.box_width_ratio), det.scores
         # MediaPipe suppresses on face boxes; two readings of one body (a whole-frame and a tile
         # view disagreeing on the face) can survive that, so suppress on body boxes too

@@ -28,5 +28,22 @@ class LandmarkEngineConfig(StrictModel):
     segment_frames: int = Field(15, ge=1, le=1000)     # clear views to estimate segment lengths from (p75)
     image_weight: float = Field(2.0, ge=0.0)           # fit the 2D landmarks too (1 px at the person's depth vs 1 m * this in 3D); 0: world landmarks only
     depth_trust: float = Field(1.0, gt=0.0, le=1.0)    # weight of BlazePose's depth relative to x/y when fitting to pixels
+    keep_facing: bool = True
+    """Left/right identity also by the body's facing: a fit that would turn the person > 90 deg in
+    one frame (or stops fitting) is retried with the other labelling; after 12 relabelled frames
+    in a row labels are taken as they come. False: the frame-to-frame 2D jump check alone."""
+    withhold_relabelled: bool = True
+    """A frame whose left/right labels had to be exchanged back publishes no measured angle (every
+    DoF flagged predicted): the detector's 3D on such frames is the body turned around."""
+    foreshortened_knee_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    foreshortened_elbow_ratio: float = Field(0.7, ge=0.0, le=1.0)
+    """Knee / elbow flexion is flagged unobserved (published as the smoother's prediction) on
+    frames where its thigh or shank (upper arm or forearm) shows less than this share of its
+    length in the image: a limb along the viewing ray leaves the angle to BlazePose's weak depth.
+    0: never (engines/landmarks/foreshortening.py)."""
+    segment_depth: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of each limb end's depth step re-derived from its bone's image length and rigid
+    length (Taylor), the sign from BlazePose's depth, before the fit; the rest is BlazePose's
+    own step. 0: off (engines/landmarks/foreshortening.py)."""
     skel_model_path: str | None = None                 # licensed skel_<gender>.pkl: exact rest joints (optional)
     skel_gender: str = Field("male", pattern="^(male|female)$")

@@ -16,6 +16,7 @@ import numpy as np
 from engines.blazepose.landmarks import BlazePoseLandmarker, LandmarkSet, roi_from_box
 from engines.blazepose.roi import Roi
 from engines.landmarks.config import LandmarkEngineConfig
+from engines.landmarks.foreshortening import foreshortened_dofs, image_length_ratio, segment_length_depth
 from engines.landmarks.fit import (
     FIT_KEYPOINTS, FIT_LANDMARK_INDEX, PRIOR_Q, SEGMENT_LANDMARKS, SKEL_MEAN_BETAS, FitResult, SkelFitter)
 from engines.pose_engine import PoseEngine
@@ -100,6 +101,7 @@ class LandmarkPoseEngine(PoseEngine):
         self.last_fit: dict[tuple[str, int], FitResult] = {}   # for benchmarks and the preview
         self.last_landmarks: dict[tuple[str, int], Landmarks] = {}
         self.last_rois: dict[tuple[str, int], Roi] = {}        # the crop each person was posed on
+        self.last_limb_ratio: dict[tuple[str, int], np.ndarray] = {}  # image share of each limb bone
 
     # --- per-person state ---------------------------------------------------------------------
     def _skeleton(self, lengths: dict[str, float] | None) -> Skeleton:
@@ -111,7 +113,8 @@ class LandmarkPoseEngine(PoseEngine):
     def _state(self, key: tuple[str, int]) -> _PersonState:
         st = self._people.get(key)
         if st is None:
-            st = _PersonState(SkelFitter(self._generic, self.config.prior_weight, self.config.min_visibility))
+            st = _PersonState(SkelFitter(self._generic, self.config.prior_weight, self.config.min_visibility,
+                                       keep_facing=self.config.keep_facing))
             self._people[key] = st
         return st
 
@@ -132,7 +135,10 @@ class LandmarkPoseEngine(PoseEngine):
             generic = WINTER_FRACTIONS[name] * h
             # upper quartile: depth errors foreshorten limbs in single frames, rarely lengthen them
             lengths[name] = float(np.clip(np.percentile(vals, 75), 0.75 * generic, 1.33 * generic))
-        st.fitter = SkelFitter(self._skeleton(lengths), self.config.prior_weight, self.config.min_visibility)
+        fitter = SkelFitter(self._skeleton(lengths), self.config.prior_weight, self.config.min_visibility,
+                            keep_facing=self.config.keep_facing)
+        fitter.inherit_identity(st.fitter)
+        st.fitter = fitter
         st.frozen = True
         st.segments_m = np.array([lengths[n] for n in MEASURED_SEGMENTS], np.float32)
         st.samples.clear()
@@ -143,6 +149,7 @@ class LandmarkPoseEngine(PoseEngine):
         self.last_fit.pop(key, None)
         self.last_landmarks.pop(key, None)
         self.last_rois.pop(key, None)
+        self.last_limb_ratio.pop(key, None)
 
     def reset_track(self, stream_id: str, track_id: int) -> None:
         """Track re-found after being lost: cold-start its fit (keep its segment lengths)."""
@@ -248,6 +255,10 @@ class LandmarkPoseEngine(PoseEngine):
         self._update_segments(st, world, vis)
         c = self.config
         iters = c.max_iterations if st.q is not None else c.first_frame_iterations
+        trans = st.fitter.camera_shift_m
+        if c.segment_depth > 0 and st.q is not None and trans is not None:
+            world = segment_length_depth(world, lms.image_px[FIT_LANDMARK_INDEX], float(trans[2]), 0.5 * (k.fx + k.fy),
+                                         st.fitter.bone_lengths_m, c.segment_depth)
         fit = st.fitter.fit(world, vis, st.q, st.root_m, max_iterations=iters,
                             pixels=lms.image_px[FIT_LANDMARK_INDEX] if c.image_weight > 0 else None, intrinsics=k,
                             image_weight=c.image_weight, depth_trust=c.depth_trust)
@@ -257,7 +268,14 @@ class LandmarkPoseEngine(PoseEngine):
         w = np.where(vis >= c.min_visibility, vis, 0.0)
         t = solve_translation(rel, lms.image_px[FIT_LANDMARK_INDEX], w, k)
         p.q = fit.q.astype(np.float32)
-        p.dof_observed = fit.observed
+        p.dof_observed = fit.observed & ~(fit.relabelled and c.withhold_relabelled)
+        if fit.trans_m is not None:
+            cam_kp = fit.keypoints_m - fit.root_m + fit.trans_m
+            ratio = image_length_ratio(lms.image_px[FIT_LANDMARK_INDEX], cam_kp[:, 2], 0.5 * (k.fx + k.fy),
+                                       st.fitter.bone_lengths_m)
+            self.last_limb_ratio[key] = ratio
+            p.dof_observed &= ~foreshortened_dofs(ratio, {"knee_angle": c.foreshortened_knee_ratio,
+                                                          "elbow_flexion": c.foreshortened_elbow_ratio})
         p.trans_m = (t if t is not None else self._box_translation(box, k)).astype(np.float32)
         p.fit_residual = None if not np.isfinite(fit.residual_m) else float(fit.residual_m)
         resid = fit.residual_m if np.isfinite(fit.residual_m) else 1.0

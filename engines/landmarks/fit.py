@@ -10,6 +10,7 @@ forward), so the fitted pelvis rotation q[0:3] is the body's orientation in the 
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from scipy.spatial.transform import Rotation
 
 from engines.skel.dofs import DOF_JOINT, DOF_LOWER, DOF_UPPER, NUM_DOFS, clip_to_limits, wrap_angle
 from engines.skel.kinematics import (
-    MEASURED_SEGMENTS, Skeleton, descendants_mask, forward_kinematics, keypoint_positions)
+    MEASURED_SEGMENTS, Skeleton, descendants_mask, forward_kinematics, keypoint_positions, root_rotation)
 
 # SKEL mean pose and shape (from SKEL_mean.npz, HSMR's training mean), so users need no data files.
 SKEL_MEAN_Q = np.array([
@@ -77,6 +78,20 @@ def swap_permutation(names: tuple[str, ...]) -> np.ndarray:
 
 FIT_SWAP = swap_permutation(FIT_KEYPOINTS)
 """(K,) FIT_KEYPOINTS index map that exchanges left and right."""
+_MIRROR_Z = np.array([1.0, 1.0, -1.0])   # the detector's 3D belief of a body turned around
+FACING_WINDOW = 4
+"""Frames over which the fitted body may not turn > 90 deg (67 ms at 60 fps, 133 ms at 30)."""
+RESIDUAL_JUMP = 3.0
+"""A fit whose residual exceeds this many times the last frame's (+ 2 cm) is retried with the
+other left/right labelling."""
+LOST_FIT_M = 0.3
+"""A fit to pixels whose keypoint residual exceeds this (m) has lost the person's place (its
+camera shift diverged): the next frame starts the shift afresh from the 2D/3D spreads."""
+
+
+def _anterior(q: np.ndarray) -> np.ndarray:
+    """(3,) the pelvis's forward axis in the camera frame."""
+    return root_rotation(q)[:, 0]
 _FIT_SIDED = np.array([n.startswith(("left_", "right_")) for n in FIT_KEYPOINTS])
 
 _TORSO = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
@@ -155,6 +170,7 @@ class FitResult:
     iterations: int
     keypoints_m: np.ndarray
     trans_m: np.ndarray | None = None
+    relabelled: bool = False   # this frame's left/right labels were exchanged back (keep_identity)
 
 
 def weak_perspective_translation(points_m: np.ndarray, pixels: np.ndarray, weights: np.ndarray,
@@ -179,10 +195,16 @@ class SkelFitter:
     part (a bent knee seen from the front reads straighter in depth than it is). The depth
     component of the 3D terms is then trusted only `depth_trust` as much as x and y, and the
     rigid bone lengths turn foreshortening in the image into depth.
+
+    Given pixels it also keeps the person's left/right identity from frame to frame: labels that
+    jump to the other side (`keep_identity`), or a fit whose body would turn > 90 deg within
+    FACING_WINDOW frames or whose residual jumps (then refitted with the other labelling), are exchanged back (`FitResult.relabelled`). After `max_relabel_run` relabelled
+    frames in a row the labels are taken as they come, so one wrong decision cannot hold the
+    person turned around for good.
     """
 
     def __init__(self, skeleton: Skeleton, prior_weight: float = 0.02, min_visibility: float = 0.5,
-                 direction_weight_m: float = 0.3):
+                 direction_weight_m: float = 0.3, max_relabel_run: int = 12, keep_facing: bool = True):
         self.skeleton = skeleton
         self.prior_weight = prior_weight
         self.min_visibility = min_visibility
@@ -194,10 +216,32 @@ class SkelFitter:
         # (46, K): DoF d moves keypoint k when k hangs below (or on) d's joint
         self._moves = descendants_mask()[DOF_JOINT][:, kp_joint]
         self._trans: np.ndarray | None = None   # camera shift of the landmark frame (fits to pixels)
+        self._lost = False                       # the last fit diverged (residual > LOST_FIT_M)
         self._last_px: np.ndarray | None = None  # last frame's pixels, labels as fitted
+        self._facing: deque = deque(maxlen=FACING_WINDOW)  # (pelvis forward axis, q) of recent fits
+        self._relabel_run = 0                    # consecutive relabelled frames
+        self._last_resid = np.inf                # last fit's keypoint residual (m)
+        self.max_relabel_run = max_relabel_run if keep_facing else 10 ** 9
+        self.keep_facing = keep_facing
         self.relabelled = 0                      # frames whose left/right labels were exchanged
         rest = self.keypoints(PRIOR_Q)
         self._bone_len = np.linalg.norm(rest[BONE_B] - rest[BONE_A], axis=1)  # rigid: pose-free
+
+    @property
+    def bone_lengths_m(self) -> np.ndarray:
+        """(B,) rigid lengths of the limb bones (BONE_A -> BONE_B), metres."""
+        return self._bone_len
+
+    @property
+    def camera_shift_m(self) -> np.ndarray | None:
+        """(3,) the landmark frame's camera shift of the last fit to pixels (None before one)."""
+        return self._trans
+
+    def inherit_identity(self, other: "SkelFitter") -> None:
+        """Carry another fitter's left/right state (labels, facing) over, when a person's skeleton
+        is replaced by one with measured segment lengths (the camera shift starts afresh)."""
+        self._last_px, self._facing, self._last_resid = other._last_px, other._facing, other._last_resid
+        self._relabel_run, self.relabelled = other._relabel_run, other.relabelled
 
     def keypoints(self, q: np.ndarray, root_m: np.ndarray | None = None) -> np.ndarray:
         """(K, 3) fitted keypoints (FIT_KEYPOINTS order), metres, landmark frame."""
@@ -217,9 +261,49 @@ class SkelFitter:
         """
         lm = np.asarray(landmarks_m, dtype=np.float64)
         vis = np.asarray(visibility, dtype=np.float64)
-        if pixels is not None:
-            pixels, lm, vis = self.keep_identity(np.asarray(pixels, dtype=np.float64), lm, vis,
-                                                 cold=q_init is None)
+        args = (q_init, root_init_m, max_iterations, q_prior, intrinsics, image_weight, depth_trust)
+        if pixels is None:
+            return self._fit(lm, vis, None, *args)
+        px = np.asarray(pixels, dtype=np.float64)
+        cold = q_init is None
+        if cold:
+            self._relabel_run, self._last_resid = 0, np.inf
+            self._facing.clear()
+        allowed = self._relabel_run < self.max_relabel_run   # else: accept the labels, start afresh
+        if not allowed:   # a cold start: warm-started, the body could only turn round slowly
+            self._facing.clear()
+            args = (None, None, max(4 * max_iterations, 30), q_prior, intrinsics, image_weight, depth_trust)
+        px_fit, lm_fit, vis_fit = self.keep_identity(px, lm, vis, cold=cold or not allowed)
+        swapped = px_fit is not px
+        trans_before = None if self._trans is None else self._trans.copy()
+        res = self._fit(lm_fit, vis_fit, px_fit, *args)
+        ref = self._facing[0] if self._facing else None      # the facing FACING_WINDOW frames ago
+        turned = ref is not None and res.observed[0] and min(_anterior(res.q) @ a for a, _ in self._facing) < 0
+        jumped = np.isfinite(res.residual_m) and res.residual_m > RESIDUAL_JUMP * self._last_resid + 0.02
+        if self.keep_facing and allowed and not cold and ref is not None and (turned or jumped):
+            # the body turned > 90 deg within a few frames, or stopped fitting: the labels may
+            # have slipped where the sides were too close in the image for keep_identity to see
+            # a jump; the other labelling, fitted from the pose before, must keep facing that way
+            trans_first, self._trans = self._trans, trans_before
+            alt = (px, lm, vis) if swapped else (px[FIT_SWAP], lm[FIT_SWAP] * _MIRROR_Z, vis[FIT_SWAP])
+            res_alt = self._fit(alt[1], alt[2], alt[0], ref[1], *args[1:])
+            if _anterior(res_alt.q) @ ref[0] > 0 and res_alt.residual_m <= res.residual_m:
+                res, swapped, self._last_px = res_alt, not swapped, alt[0]
+            else:
+                self._trans = trans_first
+        if res.observed[0]:
+            self._facing.append((_anterior(res.q), res.q))
+        if np.isfinite(res.residual_m):
+            self._last_resid = res.residual_m
+        self._relabel_run = self._relabel_run + 1 if swapped else 0
+        self.relabelled += int(swapped)
+        res.relabelled = swapped
+        return res
+
+    def _fit(self, lm: np.ndarray, vis: np.ndarray, pixels: np.ndarray | None, q_init: np.ndarray | None,
+             root_init_m: np.ndarray | None, max_iterations: int, q_prior: np.ndarray, intrinsics,
+             image_weight: float, depth_trust: float) -> FitResult:
+        """One projected-LM fit to these (already relabelled) landmarks; see `fit`."""
         seen = vis >= self.min_visibility
         w = np.where(seen, vis, 0.0) * KEYPOINT_WEIGHTS
         observed = observable_dofs(seen)
@@ -251,7 +335,7 @@ class SkelFitter:
         if use_2d:
             k = intrinsics
             px = np.asarray(pixels, dtype=np.float64)
-            if q_init is None or self._trans is None:
+            if q_init is None or self._trans is None or self._lost:
                 self._trans = weak_perspective_translation(lm, px, w, k.fx, k.fy, k.cx, k.cy)
             # pixels -> metres at the person's depth, so image and 3D residuals share units
             s_px = image_weight * float(self._trans[2]) / (0.5 * (k.fx + k.fy))
@@ -319,6 +403,7 @@ class SkelFitter:
         resid = float(np.sqrt((w * err ** 2).sum() / max(w.sum(), 1e-9)))
         if cam is not None:
             self._trans = trans
+            self._lost = resid > LOST_FIT_M   # a diverged camera shift restarts next frame
         return FitResult(q, root, resid, observed, it, kp, trans + root if cam is not None else None)
 
     def keep_identity(self, pixels: np.ndarray, landmarks_m: np.ndarray, visibility: np.ndarray,
@@ -340,9 +425,7 @@ class SkelFitter:
             swap = np.median(np.linalg.norm(pixels[FIT_SWAP][ok] - prev[ok], axis=1))
             size = float(np.ptp(pixels[visibility >= self.min_visibility], axis=0).max())
             if swap < ratio * keep and keep - swap > min_gain * size:
-                out = (pixels[FIT_SWAP], landmarks_m[FIT_SWAP] * np.array([1.0, 1.0, -1.0]),
-                       visibility[FIT_SWAP])
-                self.relabelled += 1
+                out = (pixels[FIT_SWAP], landmarks_m[FIT_SWAP] * _MIRROR_Z, visibility[FIT_SWAP])
         self._last_px = out[0]
         return out
 

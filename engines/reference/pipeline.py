@@ -13,6 +13,7 @@ import numpy as np
 from engines.landmarks.fit import BLAZEPOSE_NAMES, FIT_KEYPOINTS, FIT_LANDMARK_INDEX, SEGMENT_LANDMARKS, SkelFitter
 from engines.reference.angles import geometric_angles
 from engines.reference.calibration import Camera, load_calibration
+from engines.reference.filtering import filter_points
 from engines.reference.lr_repair import apply_swaps, find_swaps
 from engines.reference.sync import align, estimate_offsets
 from engines.reference.triangulation import Triangulated, triangulate
@@ -64,8 +65,10 @@ def segment_lengths(points_m: np.ndarray) -> dict[str, float]:
 
 
 def build_reference(cameras: list[Camera], views: ViewLandmarks, max_lag: int = 15,
-                    repair_swaps: bool = True) -> Reference:
-    """Synchronise, repair left/right slips, triangulate. views: one person in every camera."""
+                    repair_swaps: bool = True, fps: float | None = None) -> Reference:
+    """Synchronise, repair left/right slips, triangulate; with `fps`, filter the trajectories
+    as Pose2Sim does (Hampel, then Butterworth 6 Hz order 4, zero lag). views: one person in
+    every camera."""
     und = np.stack([cameras[v].undistort(views.pixels[:, :, v]) for v in range(len(cameras))], axis=2)
     offsets = estimate_offsets(cameras, und, views.confidence, max_lag)
     px = align(views.pixels, offsets)
@@ -76,8 +79,8 @@ def build_reference(cameras: list[Camera], views: ViewLandmarks, max_lag: int = 
         swapped = find_swaps(cameras, px, conf, und)
         px, conf, und = apply_swaps(px, swapped), apply_swaps(conf, swapped), apply_swaps(und, swapped)
     tri = triangulate(cameras, px, conf, undistorted=und)
-    return Reference(cameras, tri.points_m, offsets, swapped, tri, geometric_angles(tri.points_m),
-                     segment_lengths(tri.points_m))
+    points = tri.points_m if fps is None else filter_points(tri.points_m, fps)
+    return Reference(cameras, points, offsets, swapped, tri, geometric_angles(points), segment_lengths(points))
 
 
 def fit_skel(ref: Reference, camera: Camera, max_iterations: int = 30) -> np.ndarray:
@@ -104,6 +107,14 @@ def fit_skel(ref: Reference, camera: Camera, max_iterations: int = 30) -> np.nda
     return out
 
 
+def video_fps(path: str | Path) -> float:
+    """The video's average frame rate (PyAV)."""
+    import av
+
+    with av.open(str(path)) as c:
+        return float(c.streams.video[0].average_rate)
+
+
 def reference_from_files(videos: list[str | Path], calibration: str | Path, max_frames: int | None = None,
                          cache: str | Path | None = None, fit: bool = True, people: int = 1) -> list[Reference]:
     """The whole chain on video files, one Reference per person seen in every view (up to
@@ -120,9 +131,10 @@ def reference_from_files(videos: list[str | Path], calibration: str | Path, max_
         per_person = found if people == 1 else associate(cams, found, max_people=people)
         for p, views in zip(paths, per_person):
             views.save(p)
+    fps = video_fps(videos[0])
     refs = []
     for views in per_person:
-        ref = build_reference(cams, views)
+        ref = build_reference(cams, views, fps=fps)
         if fit:
             for cam in cams:
                 ref.q_by_camera[cam.name] = fit_skel(ref, cam)
