@@ -99,7 +99,8 @@ def _reference_runner_class(referencerunner):
     class WeightsFromFileRunner(referencerunner.ReferenceRunner):
         """AutoCast's ReferenceRunner (same inputs, same statistics) on a graph whose weights stay in
         the model's data file: the graph with every tensor marked as an output is written beside
-        that file under a temp name, so ONNX Runtime resolves the weights itself."""
+        that file under a temp name, so ONNX Runtime resolves the weights itself. A model without
+        external data goes to ONNX Runtime as bytes (its folder may be read-only), as in AutoCast."""
 
         def __init__(self, model, model_dir: Path, providers: list[str]):
             super().__init__(model, providers)
@@ -110,7 +111,13 @@ def _reference_runner_class(referencerunner):
             import onnxruntime as ort
             from polygraphy.backend.onnxrt import OnnxrtRunner
 
+            from modelopt.onnx.utils import check_model_uses_external_data
+
             graph = model()
+            if not check_model_uses_external_data(graph):
+                sess = ort.InferenceSession(graph.SerializeToString(), _lean_session_options(),
+                                            providers=self.providers)
+                return [OnnxrtRunner(sess)], None
             graph.ir_version = min(graph.ir_version, 10)  # as AutoCast's save_onnx (ORT's limit)
             fd, tmp = tempfile.mkstemp(dir=self.model_dir, prefix=".autocast-reference.", suffix=".onnx")
             os.close(fd)
