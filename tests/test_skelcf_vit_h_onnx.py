@@ -3,8 +3,8 @@ external data file beside the graph, ONNX Runtime loads the model from its path 
 PyTorch, and the TensorRT spec hands the parser that path with a key that hashes the weights.
 
 Slow: export ~75-200 s and ~6 GB RAM on 2 cores. The FP16 AutoCast of ViT-H with its parity check
-(engines/backends/fp16_autocast.py) measured 9.9 GB peak and 26 min (403 s of CPU) on 2 shared
-cores, parity 1.84e-3 rad in 3.5 GB (BENCHMARKS.md, `bench/vit_h_fp16.py`); this process also
+(engines/backends/fp16_autocast.py) measured 9.45 GiB peak and 12-26 min (403 s of CPU) on 2 shared
+cores, parity 1.84e-3 rad in 3.5 GiB (BENCHMARKS.md, `bench/vit_h_fp16.py`); this process also
 holds the torch model (2.7 GB): it runs only with SKELSTREAM_VIT_H_FP16=1."""
 from __future__ import annotations
 

@@ -188,7 +188,7 @@ def autocast_fp16(onnx_path: str | Path, out_path: str | Path | None = None) -> 
     """FP16 mixed-precision copy of an FP32 ONNX model (`<stem>.fp16.onnx` beside it unless
     `out_path`), for a strongly typed TensorRT build: nodes whose reference activations exceed
     `AUTOCAST_DATA_MAX` stay FP32, graph inputs/outputs stay FP32. Reuses an existing output that
-    is newer than the source. Peak memory ~4x the FP32 weights (ViT-H: 9.9 GB, BENCHMARKS.md)."""
+    is newer than the source. Peak memory ~4x the FP32 weights (ViT-H: 9.45 GiB, BENCHMARKS.md)."""
     onnx_path = Path(onnx_path)
     out = Path(out_path) if out_path is not None else fp16_path(onnx_path)
     if out.is_file() and out.stat().st_mtime >= onnx_path.stat().st_mtime:
@@ -210,7 +210,7 @@ def _convert_in_child(onnx_path: Path, out: Path) -> Path:
     the module docstring); EngineError with the child's last error line when it fails."""
     _modelopt()  # a missing extra is reported here, as one line
     log.info("FP16 AutoCast of %s in a child process: minutes, and RAM ~4x the weights (ViT-H: "
-             "26 min, 9.9 GB on 2 shared cores); done once, the result is cached", onnx_path)
+             "12-26 min, 9.45 GiB on 2 shared cores); done once, the result is cached", onnx_path)
     # PYTHONHASHSEED: AutoCast inserts some casts in set order; a fixed seed gives the same file
     # (hence the same engine cache key) on every conversion
     env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python", PYTHONHASHSEED="0",
