@@ -3,7 +3,7 @@ own `convert_to_mixed_precision` returns, on the tiny variant: byte for byte wit
 (in process); with them in an external data file (the child process on protobuf's pure-Python
 implementation, the path ViT-H takes) the same nodes, initializers, value infos and I/O, where the
 order AutoCast inserts its input casts follows Python's string hashing (a set), which differs between
-processes. ~6 min on 2 shared cores."""
+processes. 52 s on 2 quiet cores, ~6 min when they are shared."""
 from __future__ import annotations
 
 import logging
