@@ -44,7 +44,7 @@ def wrap(d: np.ndarray) -> np.ndarray:
 def prepare(folder: Path, variants: list[str]) -> int:
     """Export each variant (seed 0) and its AutoCast FP16 graph into `folder`; print the time of
     each step and the FP16-vs-FP32 parity in ONNX Runtime (CPU)."""
-    from engines.backends.onnx_files import autocast_fp16
+    from engines.backends.fp16_autocast import autocast_fp16
     from engines.skelcf.export import check_fp16_parity, export_skelcf
     folder.mkdir(parents=True, exist_ok=True)
     for variant in variants:

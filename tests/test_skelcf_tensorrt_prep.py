@@ -14,7 +14,8 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("modelopt.onnx.autocast", reason="nvidia-modelopt AutoCast not installed (.[test])")
 
-from engines.backends.onnx_files import (atomic_write, autocast_fp16, data_file_name,  # noqa: E402
+from engines.backends.fp16_autocast import autocast_fp16  # noqa: E402
+from engines.backends.onnx_files import (atomic_write, data_file_name,  # noqa: E402
                                          external_data_files, fp16_path, model_digest, model_files,
                                          save_model)
 from engines.backends.tensorrt_backend import ENGINE_IO, prepare_skelcf_engine, skelcf_profile  # noqa: E402

@@ -8,8 +8,7 @@ two exports in one folder never overwrite each other's tensors (torch writes one
 named after the tensor).
 
 FP16 on TensorRT 11 (where weakly typed precision flags are gone) and on 10.12+ is an FP16 *graph*
-built strongly typed: `autocast_fp16` makes it with NVIDIA ModelOpt AutoCast (pure ONNX work, CPU),
-keeping FP32 inputs and outputs so the callers' buffers do not change.
+built strongly typed: engines/backends/fp16_autocast.py makes it (`fp16_path` says where it lives).
 """
 from __future__ import annotations
 
@@ -20,14 +19,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from stream.errors import DependencyError, EngineError, require
+from stream.errors import EngineError, require
 
 log = logging.getLogger(__name__)
 
 PROTOBUF_LIMIT_BYTES = 2 ** 31 - 1
-# data_max of AutoCast: activations beyond this stay FP32 (FP16 overflows at 65504; 512 leaves room
-# for the products inside a node). ModelOpt's own default, named here because parity depends on it.
-AUTOCAST_DATA_MAX = 512.0
 
 
 def data_file_name(onnx_path: str | Path) -> str:
@@ -143,35 +139,3 @@ def fp16_path(onnx_path: str | Path) -> Path:
     """Where the FP16 AutoCast graph of a model lives: beside it, `<stem>.fp16.onnx`."""
     p = Path(onnx_path)
     return p.with_name(f"{p.stem}.fp16.onnx")
-
-
-def autocast_fp16(onnx_path: str | Path, out_path: str | Path | None = None) -> Path:
-    """FP16 mixed-precision copy of an FP32 ONNX model through ModelOpt AutoCast
-    (`convert_to_mixed_precision(..., low_precision_type="fp16", keep_io_types=True)`), for a
-    strongly typed TensorRT build. Nodes whose reference activations exceed `AUTOCAST_DATA_MAX`
-    stay FP32; graph inputs/outputs stay FP32. Reuses an existing output that is newer than the
-    source. Runs ONNX Runtime on the CPU once (AutoCast's reference run)."""
-    onnx_path = Path(onnx_path)
-    out = Path(out_path) if out_path is not None else fp16_path(onnx_path)
-    if out.is_file() and out.stat().st_mtime >= onnx_path.stat().st_mtime:
-        try:
-            model_files(out)
-            return out
-        except EngineError:
-            pass  # a data file went missing: convert again
-    try:
-        from modelopt.onnx.autocast import convert_to_mixed_precision
-    except ImportError as exc:
-        raise DependencyError(f"the FP16 TensorRT graph needs NVIDIA ModelOpt AutoCast ({exc}); "
-                              f"install it with: pip install -e '.[gpu]'") from None
-    modelopt_log = logging.getLogger("modelopt.onnx")
-    level = modelopt_log.level
-    modelopt_log.setLevel(logging.WARNING)  # AutoCast logs one INFO line per node kept in FP32
-    try:
-        model = convert_to_mixed_precision(onnx_path=str(onnx_path), low_precision_type="fp16",
-                                           keep_io_types=True, data_max=AUTOCAST_DATA_MAX,
-                                           providers=["cpu"])
-    finally:
-        modelopt_log.setLevel(level)
-    external = bool(external_data_files(onnx_path))
-    return save_model(model, out, external=external or None)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from engines.backends.base import InferenceBackend, chunks
-from engines.backends.onnx_files import autocast_fp16
+from engines.backends.fp16_autocast import autocast_fp16
 from engines.backends.trt_engine import (EngineRunner, EngineSpec, Profile, check_io, engine_spec,
                                          gpu_tag, import_tensorrt, load_engine)
 from stream.errors import DependencyError, EngineError

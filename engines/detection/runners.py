@@ -181,7 +181,8 @@ def prepare_detector_engine(path: Path, cache_dir: str | Path, trt_version: str,
                             max_batch: int = 4, default_hw: int = 640, workspace_bytes: int = 1 << 30):
     """The EngineSpec TensorRT gets for a detector file: its FP16 AutoCast copy (in `cache_dir`,
     named after the model's digest, so a read-only model folder works) or the file itself."""
-    from engines.backends.onnx_files import autocast_fp16, model_digest
+    from engines.backends.fp16_autocast import autocast_fp16
+    from engines.backends.onnx_files import model_digest
     from engines.backends.trt_engine import engine_spec
     path = Path(path)
     graph = path

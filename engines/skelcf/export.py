@@ -87,9 +87,13 @@ def check_tensorrt_ops(onnx_path: str | Path) -> set[str]:
 
 
 def _ort_session(onnx_path: str | Path):
+    """CPU session for the checks. No memory arena and no weight prepacking: neither changes a
+    result, and prepacking would double ViT-H's 2.7 GB of weights."""
     ort = require("onnxruntime", "onnx", "checking an ONNX export")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.enable_cpu_mem_arena = False
+    opts.add_session_config_entry("session.disable_prepacking", "1")
     return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -163,15 +167,20 @@ def _plausible_bbox_info(batch: int, g: torch.Generator) -> torch.Tensor:
     return torch.cat([xy, side], dim=1)
 
 
-def _worst_differences(run_ref, run_got, batches: tuple[int, ...], seed: int, mismatch_hint: str) -> dict:
-    """Max abs differences of q, betas, cam between two runners over seeded plausible inputs;
-    EngineError (with `mismatch_hint`) when an output's shape or dtype differs."""
+def _seeded_inputs(batches: tuple[int, ...], seed: int):
+    """(crops, bbox_info) per batch size: N(0, 1) crops and plausible boxes, from one seed."""
     g = torch.Generator().manual_seed(seed)
-    worst = {"max_abs_dq_rad": 0.0, "max_abs_dbetas": 0.0, "max_abs_dcam": 0.0}
     for b in batches:
-        crops = torch.randn(b, 3, 256, 256, generator=g)
-        info = _plausible_bbox_info(b, g)
-        for key, r, o in zip(worst, run_ref(crops, info), run_got(crops, info)):
+        yield torch.randn(b, 3, 256, 256, generator=g), _plausible_bbox_info(b, g)
+
+
+def _worst_differences(ref_outputs, run_got, batches: tuple[int, ...], seed: int, mismatch_hint: str) -> dict:
+    """Max abs differences of q, betas, cam between reference outputs (one list per batch, from
+    `_seeded_inputs(batches, seed)`) and a runner on the same inputs; EngineError (with
+    `mismatch_hint`) when an output's shape or dtype differs."""
+    worst = {"max_abs_dq_rad": 0.0, "max_abs_dbetas": 0.0, "max_abs_dcam": 0.0}
+    for b, ref, (crops, info) in zip(batches, ref_outputs, _seeded_inputs(batches, seed)):
+        for key, r, o in zip(worst, ref, run_got(crops, info)):
             if r.shape != o.shape or o.dtype != np.float32:
                 raise EngineError(f"ONNX output {o.dtype}{o.shape} != reference {r.dtype}{r.shape} at "
                                   f"batch {b}; {mismatch_hint}")
@@ -194,7 +203,8 @@ def check_parity(net: nn.Module, onnx_path: str | Path, batches: tuple[int, ...]
     def run_torch(crops, info):
         with torch.no_grad():
             return [t.numpy() for t in wrapper(crops, info)]
-    worst = _worst_differences(run_torch, _ort_runner(onnx_path), batches, seed,
+    worst = _worst_differences([run_torch(*x) for x in _seeded_inputs(batches, seed)],
+                               _ort_runner(onnx_path), batches, seed,
                                "the batch axis is not dynamic in the export")
     if not worst["max_abs_dq_rad"] <= atol_q_rad:
         raise EngineError(f"ONNX Runtime differs from PyTorch by {worst['max_abs_dq_rad']:.2e} rad "
@@ -206,8 +216,12 @@ def check_fp16_parity(fp32_path: str | Path, fp16_path: str | Path, batches: tup
                       seed: int = 1, atol_q_rad: float = FP16_PARITY_ATOL_Q_RAD) -> dict:
     """Run the FP32 export and its FP16 AutoCast graph in ONNX Runtime (CPU) on the same seeded
     inputs; raise EngineError when max |dq| exceeds `atol_q_rad`. This is the graph TensorRT builds
-    strongly typed, so its error is the engine's precision error (up to kernel choice)."""
-    worst = _worst_differences(_ort_runner(fp32_path), _ort_runner(fp16_path), batches, seed,
+    strongly typed, so its error is the engine's precision error (up to kernel choice). One session
+    at a time (the FP32 one is dropped before the FP16 one loads), so ViT-H fits in ~6 GB."""
+    run_fp32 = _ort_runner(fp32_path)
+    ref = [run_fp32(*x) for x in _seeded_inputs(batches, seed)]
+    del run_fp32
+    worst = _worst_differences(ref, _ort_runner(fp16_path), batches, seed,
                                "the FP16 graph must keep FP32 inputs/outputs (keep_io_types)")
     if not worst["max_abs_dq_rad"] <= atol_q_rad:
         raise EngineError(f"the FP16 graph differs from FP32 by {worst['max_abs_dq_rad']:.2e} rad "
@@ -287,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ORT parity: max|dq|={res['max_abs_dq_rad']:.2e} rad "
                   f"max|dbetas|={res['max_abs_dbetas']:.2e} max|dcam|={res['max_abs_dcam']:.2e}")
         if a.fp16:
-            from engines.backends.onnx_files import autocast_fp16
+            from engines.backends.fp16_autocast import autocast_fp16
             f16 = autocast_fp16(res["path"])
             print(f"wrote {f16} (FP16 AutoCast)")
             if not a.no_check:
