@@ -17,6 +17,12 @@ class LandmarkEngineConfig(StrictModel):
     body) while it stays on the tracker's box; else the tracker's upright crop box."""
     min_roi_overlap: float = Field(0.3, ge=0.0, le=1.0)
     """That landmark ROI is used while its bounds overlap the tracker's crop box by at least this IoU."""
+    crop_scale: float = Field(1.25, ge=1.0, le=3.0)
+    """A crop that found nobody is tried again on a square this many times the person box's
+    longer side, centred on it (tracker.crop.scale's default)."""
+    min_target_overlap: float = Field(0.2, ge=0.0, le=1.0)
+    """Landmarks whose body box overlaps the person's tracker box by less than this IoU are
+    someone else's (a neighbour in the crop): the crop is tried again centred on the person."""
     threads: int = Field(1, ge=1, le=16)               # LiteRT (XNNPACK) threads
     duplicate_dist_rel: float = Field(0.1, ge=0.0, le=1.0)
     """Two people's landmarks closer than this (median, x the body's extent) are one body: only

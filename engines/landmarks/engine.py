@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engines.blazepose.landmarks import BlazePoseLandmarker, LandmarkSet, roi_from_box
+from engines.blazepose.landmarks import BlazePoseLandmarker, LandmarkSet, landmark_box, roi_from_box
 from engines.blazepose.roi import Roi
 from engines.landmarks.config import LandmarkEngineConfig
 from engines.landmarks.fit import (
@@ -79,6 +79,13 @@ def solve_translation(points_m: np.ndarray, pixels: np.ndarray, weights: np.ndar
     ww = np.concatenate([w, w])
     t, *_ = np.linalg.lstsq(a * ww[:, None], b * ww, rcond=None)
     return t if t[2] > 0.1 else None
+
+
+def _same_square(a: Roi, b: Roi, tol: float = 0.1) -> bool:
+    """Two upright ROIs within `tol` of the larger side in centre and side."""
+    side = max(a.side, b.side)
+    return (abs(a.cx - b.cx) <= tol * side and abs(a.cy - b.cy) <= tol * side
+            and abs(a.side - b.side) <= tol * side and a.rotation == b.rotation)
 
 
 class LandmarkPoseEngine(PoseEngine):
@@ -167,26 +174,52 @@ class LandmarkPoseEngine(PoseEngine):
                 return lm_roi, True
         return box_roi, False
 
-    def landmarks(self, image_bgr: np.ndarray, boxes: list[np.ndarray],
-                  keys: list[tuple[str, int]]) -> list[Landmarks | None]:
+    def landmarks(self, image_bgr: np.ndarray, boxes: list[np.ndarray], keys: list[tuple[str, int]],
+                  person_boxes: list[np.ndarray] | None = None) -> list[Landmarks | None]:
         """BlazePose full for every person of a frame: (H, W, 3) uint8 BGR, each person's crop box
-        (4,) xyxy px. One batched call; crops posed on a landmark ROI that found nobody run once
-        more on their tracker box, together, in a second call."""
+        (4,) xyxy px and, optionally, tracker box. One batched call; a crop that found nobody (or
+        only a body another crop found too) runs once more, together with the others, on a square
+        centred on the person's own box: a landmark ROI may have slid off, and a crop box shifted
+        into the frame puts a person at the frame's edge at the crop's edge, next to whoever
+        stands in the middle."""
         states = [self._state(k) for k in keys]
         picks = [self._roi(st, box) for st, box in zip(states, boxes)]
         rois = [r for r, _ in picks]
+        own = person_boxes or boxes
         out = self.model.run(image_bgr, rois)
-        retry = [i for i, (lms, (_, from_lm)) in enumerate(zip(out, picks)) if lms is None and from_lm]
-        if retry:
-            again = self.model.run(image_bgr, [roi_from_box(boxes[i]) for i in retry])
-            for i, lms in zip(retry, again):
-                out[i], rois[i] = lms, roi_from_box(boxes[i])
-            self.retries += len(retry)
         self._drop_duplicates(boxes, out)
+        self._drop_off_target(own, out)
+        centred = [self._centred_roi(pb) for pb in own]
+        retry = [i for i, (lms, (roi, from_lm)) in enumerate(zip(out, picks))
+                 if lms is None and (from_lm or not _same_square(roi, centred[i]))]
+        if retry:
+            again = self.model.run(image_bgr, [centred[i] for i in retry])
+            for i, lms in zip(retry, again):
+                if lms is not None:
+                    out[i], rois[i] = lms, centred[i]
+            self.retries += len(retry)
+            self._drop_duplicates(boxes, out)
+            self._drop_off_target(own, out)
         for key, st, roi, lms in zip(keys, states, rois, out):
             st.next_roi = None if lms is None else lms.next_roi
             self.last_rois[key] = roi
         return out
+
+    def _centred_roi(self, box: np.ndarray) -> Roi:
+        """Upright square ROI centred on a (4,) xyxy person box, `crop_scale` x its longer side
+        (parts outside the frame replicate its edge, as MediaPipe pads)."""
+        x0, y0, x1, y1 = (float(v) for v in box)
+        side = max(self.config.crop_scale * max(x1 - x0, y1 - y0), 16.0)
+        return Roi(0.5 * (x0 + x1), 0.5 * (y0 + y1), side, 0.0)
+
+    def _drop_off_target(self, person_boxes: list[np.ndarray], out: list[Landmarks | None]) -> None:
+        """Landmarks whose body hardly overlaps the person's own box (IoU < `min_target_overlap`)
+        belong to someone else in the crop (a neighbour more prominent there): not this person."""
+        for i, (lms, box) in enumerate(zip(out, person_boxes)):
+            body = None if lms is None else landmark_box(lms, self.config.min_visibility)
+            if body is not None and iou_matrix(body[None].astype(np.float64),
+                                               np.asarray(box, np.float64)[None])[0, 0] < self.config.min_target_overlap:
+                out[i] = None
 
     def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None]) -> None:
         """Two tracks whose crops gave the same body (a stray box between two people, a second box
@@ -217,10 +250,11 @@ class LandmarkPoseEngine(PoseEngine):
         t0 = time.perf_counter_ns()
         keys = [(stream_id, p.track_id) for p in persons]
         boxes = [p.crop_box_xyxy if p.crop_box_xyxy is not None else p.box_xyxy for p in persons]
-        found = self.landmarks(image_bgr, boxes, keys)
+        found = self.landmarks(image_bgr, boxes, keys, [p.box_xyxy for p in persons])
         t1 = time.perf_counter_ns()
         for p, key, lms, box in zip(persons, keys, found, boxes):
             self._fill(p, key, lms, box, intrinsics)
+            self._publish_box(p, lms, image_bgr.shape[1], image_bgr.shape[0])
         return {"landmarks": t1 - t0, "fit": time.perf_counter_ns() - t1}
 
     def _fill(self, p: Person, key: tuple[str, int], lms: Landmarks | None, box: np.ndarray,
@@ -261,6 +295,15 @@ class LandmarkPoseEngine(PoseEngine):
         p.pose_confidence = float(np.clip(lms.presence * vis.mean() * np.exp(-resid / 0.1), 0.0, 1.0))
         self.last_fit[key] = fit
         self.last_landmarks[key] = lms
+
+    def _publish_box(self, p: Person, lms: Landmarks | None, width: int, height: int) -> None:
+        """A person seen this frame is published with the box of its visible landmarks (clipped to
+        the frame), not the tracker's: that box is the detector's guess from two body points, too
+        wide for a body seen obliquely or bent. Unseen: the tracker's box stays (box_predicted
+        says whether it was measured)."""
+        box = None if lms is None else landmark_box(lms, self.config.min_visibility)
+        if box is not None:
+            p.box_xyxy = np.clip(box, 0.0, [width, height, width, height]).astype(np.float32)
 
     def _box_translation(self, box: np.ndarray, k: Intrinsics) -> np.ndarray:
         """Fallback depth from the box height and the body height (pinhole similar triangles)."""
