@@ -39,6 +39,7 @@ class _PersonState:
     samples: dict[str, list[float]] = field(default_factory=dict)
     frozen: bool = False   # segment lengths estimated and kept
     next_roi: Roi | None = None   # MediaPipe's tracking ROI from the last landmarks
+    seen_frames: int = 0          # frames this person's crop gave its landmarks
 
 
 def ray_rotation(u: float, v: float, k: Intrinsics) -> np.ndarray:
@@ -86,6 +87,14 @@ def _same_square(a: Roi, b: Roi, tol: float = 0.1) -> bool:
     side = max(a.side, b.side)
     return (abs(a.cx - b.cx) <= tol * side and abs(a.cy - b.cy) <= tol * side
             and abs(a.side - b.side) <= tol * side and a.rotation == b.rotation)
+
+
+def _share_inside(body: np.ndarray, box: np.ndarray) -> float:
+    """Share of the (4,) xyxy `body`'s area that lies inside the (4,) xyxy `box`."""
+    w = max(0.0, float(min(body[2], box[2]) - max(body[0], box[0])))
+    h = max(0.0, float(min(body[3], box[3]) - max(body[1], box[1])))
+    area = float((body[2] - body[0]) * (body[3] - body[1]))
+    return w * h / area if area > 0 else 0.0
 
 
 class LandmarkPoseEngine(PoseEngine):
@@ -186,8 +195,9 @@ class LandmarkPoseEngine(PoseEngine):
         picks = [self._roi(st, box) for st, box in zip(states, boxes)]
         rois = [r for r, _ in picks]
         own = person_boxes or boxes
+        seen = [st.seen_frames for st in states]
         out = self.model.run(image_bgr, rois)
-        self._drop_duplicates(boxes, out)
+        self._drop_duplicates(own, out, seen)
         self._drop_off_target(own, out)
         centred = [self._centred_roi(pb) for pb in own]
         retry = [i for i, (lms, (roi, from_lm)) in enumerate(zip(out, picks))
@@ -198,10 +208,11 @@ class LandmarkPoseEngine(PoseEngine):
                 if lms is not None:
                     out[i], rois[i] = lms, centred[i]
             self.retries += len(retry)
-            self._drop_duplicates(boxes, out)
+            self._drop_duplicates(own, out, seen)
             self._drop_off_target(own, out)
         for key, st, roi, lms in zip(keys, states, rois, out):
             st.next_roi = None if lms is None else lms.next_roi
+            st.seen_frames += lms is not None
             self.last_rois[key] = roi
         return out
 
@@ -213,37 +224,55 @@ class LandmarkPoseEngine(PoseEngine):
         return Roi(0.5 * (x0 + x1), 0.5 * (y0 + y1), side, 0.0)
 
     def _drop_off_target(self, person_boxes: list[np.ndarray], out: list[Landmarks | None]) -> None:
-        """Landmarks whose body hardly overlaps the person's own box (IoU < `min_target_overlap`)
-        belong to someone else in the crop (a neighbour more prominent there): not this person."""
+        """Landmarks whose body lies mostly outside the person's own box (less than
+        `min_target_overlap` of its area inside) belong to someone else in the crop (a neighbour more prominent there): not this person.
+        Fewer than `min_visible_landmarks` visible: a fragment (a hand, a head at the crop's
+        edge), not a person seen."""
+        c = self.config
         for i, (lms, box) in enumerate(zip(out, person_boxes)):
+            if lms is not None and int((lms.visibility >= c.min_visibility).sum()) < c.min_visible_landmarks:
+                out[i] = None
+                continue
             body = None if lms is None else landmark_box(lms, self.config.min_visibility)
-            if body is not None and iou_matrix(body[None].astype(np.float64),
-                                               np.asarray(box, np.float64)[None])[0, 0] < self.config.min_target_overlap:
+            if body is not None and _share_inside(body, np.asarray(box, np.float32)) < c.min_target_overlap:
                 out[i] = None
 
-    def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None]) -> None:
+    def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None],
+                         seen: list[int]) -> None:
         """Two tracks whose crops gave the same body (a stray box between two people, a second box
-        on one person): the track whose box fits that body better (IoU with the landmarks' extent)
-        keeps it, the other is reported as not seen, so a track born on such a box is never
-        published as a person of its own, and a track whose crop slid onto a neighbour is not
-        posed as that neighbour."""
+        on one person): the same landmarks (median distance under `duplicate_dist_rel` of the
+        body) or bodies overlapping by `duplicate_box_iou`. The track seen on more frames keeps
+        it (an established person, not a stray box born next to them); on a tie the one whose box
+        fits that body better. The other is reported as not seen, so a track born on such a box
+        is never published as a person of its own, and a track whose crop slid onto a neighbour
+        is not posed as that neighbour."""
         thr = self.config.min_visibility
+        bodies = [None if lm is None else landmark_box(lm, thr) for lm in out]
         for a in range(len(out)):
             for b in range(a + 1, len(out)):
                 la, lb = out[a], out[b]
-                if la is None or lb is None:
+                if la is None or lb is None or bodies[a] is None or bodies[b] is None:
                     continue
-                both = (la.visibility >= thr) & (lb.visibility >= thr)
-                if both.sum() < 4:
+                if not (self._same_landmarks(la, lb) or iou_matrix(
+                        bodies[a][None].astype(np.float64), bodies[b][None].astype(np.float64))[0, 0]
+                        >= self.config.duplicate_box_iou):
                     continue
-                scale = float(np.ptp(la.image_px[both], axis=0).max())
-                d = np.median(np.linalg.norm(la.image_px[both] - lb.image_px[both], axis=1))
-                if d >= self.config.duplicate_dist_rel * scale:
+                if seen[a] != seen[b]:
+                    out[b if seen[a] > seen[b] else a] = None
                     continue
-                body = la.image_px[la.visibility >= thr]
-                extent = np.concatenate([body.min(0), body.max(0)])[None]
-                fit = iou_matrix(np.stack([boxes[a], boxes[b]]).astype(np.float64), extent)[:, 0]
+                fit = iou_matrix(np.stack([boxes[a], boxes[b]]).astype(np.float64),
+                                 bodies[a][None].astype(np.float64))[:, 0]
                 out[b if fit[0] >= fit[1] else a] = None
+
+    def _same_landmarks(self, la: Landmarks, lb: Landmarks) -> bool:
+        """The two sets put their common visible landmarks on one body."""
+        thr = self.config.min_visibility
+        both = (la.visibility >= thr) & (lb.visibility >= thr)
+        if both.sum() < 4:
+            return False
+        scale = float(np.ptp(la.image_px[both], axis=0).max())
+        d = np.median(np.linalg.norm(la.image_px[both] - lb.image_px[both], axis=1))
+        return bool(d < self.config.duplicate_dist_rel * scale)
 
     def estimate(self, image_bgr: np.ndarray, persons: list[Person], intrinsics: Intrinsics,
                  stream_id: str) -> dict[str, int]:
