@@ -21,5 +21,8 @@ class PoseConfig(StrictModel):
     """A track is published only once the engine has posed it with at least this confidence and
     some observed DoF (a box on a static object, a poster, a coat on a chair never is); from then
     on every frame of it goes out, unobserved frames flagged by their confidence and dof_observed."""
+    hold_unseen_s: float = Field(0.5, ge=0.0)
+    """A published track whose crop has shown nobody for longer than this (seconds of stream
+    time) stops going out until it is seen again (its id is kept by the tracker)."""
     landmarks: LandmarkEngineConfig = LandmarkEngineConfig()
     skelcf: SkelCFConfig = SkelCFConfig()

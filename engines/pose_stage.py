@@ -20,6 +20,7 @@ from stream.config import PipelineConfig
 from stream.errors import ConfigError
 from stream.packet import Intrinsics, Packet, Person, TrackEventKind
 from stream.stage import Stage
+from tracking.stage import frame_time_s
 
 
 def largest_boxes_first(persons: list[Person]) -> list[Person]:
@@ -54,6 +55,7 @@ class PoseStage(Stage):
         self.engine: PoseEngine | None = None
         self._intrinsics: dict[str, Intrinsics] = {}
         self._confirmed: set[tuple[str, int]] = set()   # tracks posed confidently at least once
+        self._last_seen_s: dict[tuple[str, int], float] = {}  # stream time of each track's last observed pose
 
     def setup(self) -> None:
         self.engine = build_engine(self.config)
@@ -95,29 +97,38 @@ class PoseStage(Stage):
             packet.timings_ns["pose.engine"] = time.perf_counter_ns() - t0
             for step, ns in sub.items():
                 packet.timings_ns[f"pose.{step}"] = int(ns)
-            packet.persons = self._publishable(sid, persons)
+            packet.persons = self._publishable(sid, persons, frame_time_s(packet))
         for ev in packet.events:
             if ev.kind == TrackEventKind.REMOVED:
                 self.engine.forget(sid, ev.track_id)
                 self._confirmed.discard((sid, ev.track_id))
+                self._last_seen_s.pop((sid, ev.track_id), None)
         return packet
 
     def take_error_count(self) -> int:
         take = getattr(self.engine, "take_error_count", None)  # optional: remote engines
         return take() if take is not None else 0
 
-    def _publishable(self, sid: str, persons: list[Person]) -> list[Person]:
-        """The persons whose track has had a confident, observed pose (this frame or before)."""
-        floor = self.config.pose.min_confidence_to_publish
+    def _publishable(self, sid: str, persons: list[Person], t_s: float) -> list[Person]:
+        """The persons whose track has had a confident, observed pose (this frame or before) and
+        was observed within `pose.hold_unseen_s`: a held pose is worth sending through a short
+        gap (a blurred frame, a crossing), not for a track whose crop has shown nobody for long
+        (a box left on an empty place); it goes out again when its crop shows the person."""
+        c = self.config.pose
         for p in persons:
+            key = (sid, p.track_id)
             observed = p.dof_observed is not None and bool(p.dof_observed.any())
-            if p.q is not None and observed and p.pose_confidence >= floor:
-                self._confirmed.add((sid, p.track_id))
-        return [p for p in persons if (sid, p.track_id) in self._confirmed]
+            if p.q is not None and observed:
+                if p.pose_confidence >= c.min_confidence_to_publish:
+                    self._confirmed.add(key)
+                self._last_seen_s[key] = t_s
+        return [p for p in persons if (sid, p.track_id) in self._confirmed
+                and t_s - self._last_seen_s.get((sid, p.track_id), t_s) <= c.hold_unseen_s]
 
     def flush(self, stream_id: str) -> list[Packet]:
         self._intrinsics.pop(stream_id, None)
         self._confirmed = {k for k in self._confirmed if k[0] != stream_id}
+        self._last_seen_s = {k: v for k, v in self._last_seen_s.items() if k[0] != stream_id}
         forget_stream = getattr(self.engine, "forget_stream", None)  # optional engine method
         if forget_stream is not None:
             forget_stream(stream_id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from engines.detection.config import DetectorConfig
 from engines.pose_config import PoseConfig
@@ -29,6 +29,18 @@ class RuntimeConfig(StrictModel):
     setup_timeout_s: float = Field(120.0, gt=0.0)  # stages must finish setup() (model loading)
     drain_timeout_s: float = Field(10.0, gt=0.0)   # after Ctrl-C/SIGTERM, then abort
     abort_grace_s: float = Field(3.0, gt=0.0)      # after abort, then stuck stages are killed
+    stage_queue_sizes: dict[str, int] = Field(default_factory=dict)
+    """Per-stage exceptions to queue_size by stage name, e.g. {pose: 1}: in front of the slowest
+    stage a second waiting frame only adds a frame time of latency (latency first), while the fast
+    stages after it keep a cushion against a momentary stall."""
+
+    @field_validator("stage_queue_sizes")
+    @classmethod
+    def _positive_sizes(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: n for k, n in v.items() if not 1 <= n <= 1024}
+        if bad:
+            raise ValueError(f"runtime.stage_queue_sizes {bad}: each size must be 1..1024")
+        return v
 
 
 class PipelineConfig(StrictModel):

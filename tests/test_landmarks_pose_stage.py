@@ -149,3 +149,30 @@ def test_two_boxes_on_one_body_publish_one_person():
             assert [p.track_id for p in out.persons] == [3]
     finally:
         stage.close()
+
+
+@needs_clip
+def test_a_track_unseen_for_long_stops_going_out_until_seen_again():
+    """The subject, confirmed, then hidden (a blank frame region) for longer than
+    pose.hold_unseen_s: held and flagged for the first 0.5 s, then not published; back as soon as
+    the crop shows the person again, under the same id."""
+    from engines.pose_stage import PoseStage
+
+    img = read_frames(CLIP, 1)[0][::2, ::2].copy()
+    blank = np.full_like(img, 128)
+    subject = np.array([50, 160, 500, 670], np.float32)
+    stage = PoseStage(PipelineConfig())
+    stage.setup()
+    try:
+        def run(seq, image):
+            p = Person(track_id=4, track_state=TrackState.TRACKED, box_xyxy=subject.copy(), score=0.9,
+                       crop_box_xyxy=subject.copy())
+            return [q.track_id for q in stage.process(_packet(image, seq, [p])).persons]
+
+        assert run(0, img) == [4]
+        published = [run(seq, blank) for seq in range(1, 31)]        # 33 ms apart: 1 s unseen
+        assert all(ids == [4] for ids in published[:15])              # <= 0.5 s: held, flagged
+        assert all(ids == [] for ids in published[16:])               # then out
+        assert run(31, img) == [4]                                    # seen again: back at once
+    finally:
+        stage.close()

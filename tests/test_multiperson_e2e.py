@@ -40,15 +40,15 @@ def test_default_command_publishes_every_labelled_person_under_one_id(clip, tmp_
     labels = bench.load_labels()[clip]
     r = bench.score(frames, labels, 1920, 0.15, 0.3, identities=True)
     assert r["video_frames"] == 100 and r["violations"] == 0
-    # the two subjects under one id each, the man in every labelled frame, the woman from frame
-    # ~15 (before, her box also holds the man, whose landmarks her crop gives: not published as
-    # her); the bystander is found after a while
-    assert r["stable"]["A"] == 1.0 and r["stable"]["B"] >= 0.8, r
+    # the two subjects under one id each in every labelled frame (the woman at the frame's edge
+    # too: her crop is retried centred on her); the masked bystander (scoring under 0.2 on her
+    # tile: the detector keys on faces) after a while
+    assert r["stable"]["A"] == 1.0 and r["stable"]["B"] == 1.0 and r["stable"]["C"] >= 0.5, r
     ids = {p.track_id for f in frames.values() for p in f.persons}
-    assert r["published"] >= 22 and r["all_in"] >= 4, r
-    # at most one published box (of ~26 on labelled frames) off every label: a loose box (the
-    # tracker's, from the detector's body keypoints) of a person with arms stretched out
-    assert r["fp"] <= 1 and r["num_switches"] == 0 and len(ids) <= 4, r
+    assert r["published"] >= 25 and r["all_in"] >= 5, r
+    # every published box on a labelled person: the box of the visible landmarks, not the
+    # detector's loose guess
+    assert r["fp"] == 0 and r["num_switches"] == 0 and len(ids) <= 3, r
     # no native library chatter (LiteRT/XNNPACK, glog) on the terminal
     for noise in ("XNNPACK", "W0000", "I0000", "inference_feedback_manager"):
         assert noise not in stderr, stderr[-2000:]

@@ -64,12 +64,17 @@ class BlazePoseSsd:
 
     def __init__(self, grids: tuple[int, ...] = (2, 3), overlap: float = 0.25, tiles_per_call: int = 4,
                  min_score: float = 0.5, nms_iou: float = 0.3, tile_margin: float = 0.15, width_ratio: float = BODY_WIDTH,
-                 threads: int = 1):
+                 threads: int = 1, candidate_score: float | None = None):
         self.model = TfliteModel(bundled_model(DETECTOR_FILE), threads)
         self.anchors = ssd_anchors()
         self.grids, self.overlap, self.tiles_per_call = tuple(grids), overlap, tiles_per_call
         self.min_score, self.nms_iou, self.tile_margin, self.width_ratio = min_score, nms_iou, tile_margin, width_ratio
         self._next_tile: dict[str, int] = {}
+        self.candidate_score = min_score if candidate_score is None else min(candidate_score, min_score)
+        self.last_candidates = SsdDetections(np.zeros((0, 4), np.float32), np.zeros((0, 4, 2), np.float32),
+                                             np.zeros(0, np.float32))
+        """The last call's detections scoring in [candidate_score, min_score), after NMS: people the
+        model is unsure of (a masked face, a face turned away) for a second opinion."""
 
     def regions(self, width: int, height: int, extra: list[Region] | None = None, stream: str = "") -> list[Region]:
         """What the next call for `stream` looks at: the whole frame, this call's tiles, then `extra`."""
@@ -99,7 +104,7 @@ class BlazePoseSsd:
         raw_boxes, raw_scores = self._split(self.model.run(batch), len(batch))
         boxes, kps, scores = [], [], []
         for i, (s, px, py, r) in enumerate(maps):
-            d = decode(raw_boxes[i], raw_scores[i], self.anchors, self.min_score)
+            d = decode(raw_boxes[i], raw_scores[i], self.anchors, self.candidate_score)
             if not len(d):
                 continue
             # normalised input -> image px
@@ -113,12 +118,15 @@ class BlazePoseSsd:
             boxes.append(b)
             kps.append(k)
             scores.append(d)
+        empty = SsdDetections(np.zeros((0, 4), np.float32), np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32))
+        self.last_candidates = empty
         if not scores or not sum(len(x) for x in scores):
-            return SsdDetections(np.zeros((0, 4), np.float32), np.zeros((0, 4, 2), np.float32),
-                                 np.zeros(0, np.float32))
-        merged = SsdDetections(np.concatenate(boxes).astype(np.float32), np.concatenate(kps).astype(np.float32),
-                               np.concatenate(scores).astype(np.float32))
-        return weighted_nms(merged, self.nms_iou)
+            return empty
+        b, k, sc = (np.concatenate(x).astype(np.float32) for x in (boxes, kps, scores))
+        sure = sc >= self.min_score
+        if not sure.all():
+            self.last_candidates = weighted_nms(SsdDetections(b[~sure], k[~sure], sc[~sure]), self.nms_iou)
+        return weighted_nms(SsdDetections(b[sure], k[sure], sc[sure]), self.nms_iou)
 
     def _whole_body_inside(self, keypoints: np.ndarray, r: Region) -> np.ndarray:
         """(N,) bool: the body box lies inside the region (give or take `tile_margin`). A tile that

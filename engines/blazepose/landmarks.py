@@ -91,3 +91,29 @@ def roi_from_box(box_xyxy: np.ndarray) -> Roi:
     """Upright square ROI on a (4,) xyxy box (a tracker crop box): its centre, its longer side."""
     x0, y0, x1, y1 = (float(v) for v in box_xyxy)
     return Roi(0.5 * (x0 + x1), 0.5 * (y0 + y1), max(x1 - x0, y1 - y0, 2.0), 0.0)
+
+
+EYES, SHOULDERS = (2, 5), (11, 12)   # BlazePose body landmark indices (left/right)
+HEAD_TOP_REL = 0.6
+"""Head top = mid-eyes + this x (mid-eyes - mid-shoulders): the eyes sit about half a head below
+the crown and the shoulders about a head and a half below the eyes (adult proportions)."""
+BOX_MARGIN_REL = 0.03
+"""Margin around the visible landmarks, per side, x the body's longer extent (landmarks lie on
+joint centres and the skin reaches a little beyond them)."""
+
+
+def landmark_box(lms: LandmarkSet, min_visibility: float = 0.5) -> np.ndarray | None:
+    """(4,) float32 xyxy px: the body the landmarks saw, visible landmarks (visibility >=
+    `min_visibility`) plus the head top above the eyes and a small margin. What a person box
+    should show: the tracker's box is the detector's loose guess from two body points. None when
+    fewer than 4 landmarks are visible."""
+    seen = lms.visibility >= min_visibility
+    if int(seen.sum()) < 4:
+        return None
+    pts = lms.image_px[seen]
+    if seen[list(EYES)].all() and seen[list(SHOULDERS)].all():
+        eyes = lms.image_px[list(EYES)].mean(0)
+        pts = np.vstack([pts, eyes + HEAD_TOP_REL * (eyes - lms.image_px[list(SHOULDERS)].mean(0))])
+    lo, hi = pts.min(0), pts.max(0)
+    pad = BOX_MARGIN_REL * float((hi - lo).max())
+    return np.concatenate([lo - pad, hi + pad]).astype(np.float32)

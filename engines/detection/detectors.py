@@ -103,15 +103,18 @@ class BlazePoseDetector(Detector):
         from engines.blazepose.detector import BlazePoseSsd
 
         c = self.cfg.blazepose
+        check = c.max_candidates_checked > 0
         self.ssd = BlazePoseSsd(c.tile_grids, c.tile_overlap, c.tiles_per_call, c.min_score, c.nms_iou,
-                                c.tile_margin, c.box_width_ratio, c.threads)
+                                c.tile_margin, c.box_width_ratio, c.threads,
+                                c.candidate_score if check else None)
         self.landmarker = None
-        if c.verify_missed:
+        if c.verify_missed or check:
             from engines.blazepose.landmarks import BlazePoseLandmarker
 
             self.landmarker = BlazePoseLandmarker(c.threads)
         self.last = None   # the last call's SsdDetections (face boxes, keypoints) for tests/benches
         self.verified = 0  # detections that came from the landmark check
+        self.checked = 0   # unsure detections the landmark model confirmed
 
     def _raw(self, image_bgr: np.ndarray, expected_xyxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         from engines.blazepose.detector import person_boxes, regions_around
@@ -126,9 +129,53 @@ class BlazePoseDetector(Detector):
         # view disagreeing on the face) can survive that, so suppress on body boxes too
         keep = nms(boxes, scores, c.body_nms_iou)
         boxes, scores = boxes[keep], scores[keep]
-        if self.landmarker is not None and expected_xyxy is not None and len(expected_xyxy):
+        if c.verify_missed and expected_xyxy is not None and len(expected_xyxy):
             boxes, scores = self._verify_missed(image_bgr, np.asarray(expected_xyxy, np.float32), boxes, scores)
+        if c.max_candidates_checked > 0 and len(self.ssd.last_candidates):
+            boxes, scores = self._check_candidates(image_bgr, boxes, scores)
         return boxes, scores
+
+    def _check_candidates(self, image_bgr: np.ndarray, boxes: np.ndarray,
+                          scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The detector's unsure detections (below min_score: a masked face, a face turned away)
+        that lie on nobody found already: the best `max_candidates_checked` go to the landmark
+        model (one batched call); where it sees a whole person (presence, enough visible
+        landmarks, a body where the detector put one), a detection with `candidate_checked_score`
+        (enough to start a track) and the landmarks' body box."""
+        from engines.blazepose.detector import person_boxes
+        from engines.blazepose.landmarks import landmark_box, roi_from_box
+        from engines.blazepose.roi import body_box
+        from tracking.bytetrack import iou_matrix
+        from tracking.crop_boxes import square_around
+
+        c = self.cfg.blazepose
+        cand = person_boxes(self.ssd.last_candidates, c.box_width_ratio)
+        order = np.argsort(-self.ssd.last_candidates.scores)
+        if len(boxes):
+            order = [i for i in order if iou_matrix(cand[i][None], boxes).max() < 0.3]
+        order = list(order)[:c.max_candidates_checked]
+        if not order:
+            return boxes, scores
+        rois = []
+        for i in order:
+            cx, cy, side = square_around(cand[i], 1.25, 16.0)
+            rois.append(roi_from_box(np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])))
+        extra = []
+        for i, lm in zip(order, self.landmarker.run(image_bgr, rois)):
+            if lm is None or int((lm.visibility >= 0.5).sum()) < c.candidate_min_landmarks:
+                continue
+            body = landmark_box(lm)
+            if body is None or iou_matrix(body[None], cand[i][None])[0, 0] < 0.3:
+                continue
+            b = body_box(lm.aux_px[0], lm.aux_px[1], c.box_width_ratio)
+            others = np.concatenate([boxes, np.array(extra, np.float32).reshape(-1, 4)])
+            if not len(others) or iou_matrix(b[None], others).max() < 0.3:
+                extra.append(b)
+        if not extra:
+            return boxes, scores
+        self.checked += len(extra)
+        return (np.concatenate([boxes, np.array(extra, np.float32)]).astype(np.float32),
+                np.concatenate([scores, np.full(len(extra), c.candidate_checked_score, np.float32)]))
 
     def _verify_missed(self, image_bgr: np.ndarray, expected: np.ndarray, boxes: np.ndarray,
                        scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

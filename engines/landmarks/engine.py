@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engines.blazepose.landmarks import BlazePoseLandmarker, LandmarkSet, roi_from_box
+from engines.blazepose.landmarks import BlazePoseLandmarker, LandmarkSet, landmark_box, roi_from_box
 from engines.blazepose.roi import Roi
 from engines.landmarks.config import LandmarkEngineConfig
 from engines.landmarks.foreshortening import foreshortened_dofs, image_length_ratio, segment_length_depth
@@ -42,6 +42,7 @@ class _PersonState:
     frozen: bool = False   # segment lengths estimated and kept
     segments_m: np.ndarray | None = None  # (7,) the kept lengths, MEASURED_SEGMENTS order (published)
     next_roi: Roi | None = None   # MediaPipe's tracking ROI from the last landmarks
+    seen_frames: int = 0          # frames this person's crop gave its landmarks
 
 
 def ray_rotation(u: float, v: float, k: Intrinsics) -> np.ndarray:
@@ -82,6 +83,21 @@ def solve_translation(points_m: np.ndarray, pixels: np.ndarray, weights: np.ndar
     ww = np.concatenate([w, w])
     t, *_ = np.linalg.lstsq(a * ww[:, None], b * ww, rcond=None)
     return t if t[2] > 0.1 else None
+
+
+def _same_square(a: Roi, b: Roi, tol: float = 0.1) -> bool:
+    """Two upright ROIs within `tol` of the larger side in centre and side."""
+    side = max(a.side, b.side)
+    return (abs(a.cx - b.cx) <= tol * side and abs(a.cy - b.cy) <= tol * side
+            and abs(a.side - b.side) <= tol * side and a.rotation == b.rotation)
+
+
+def _share_inside(body: np.ndarray, box: np.ndarray) -> float:
+    """Share of the (4,) xyxy `body`'s area that lies inside the (4,) xyxy `box`."""
+    w = max(0.0, float(min(body[2], box[2]) - max(body[0], box[0])))
+    h = max(0.0, float(min(body[3], box[3]) - max(body[1], box[1])))
+    area = float((body[2] - body[0]) * (body[3] - body[1]))
+    return w * h / area if area > 0 else 0.0
 
 
 class LandmarkPoseEngine(PoseEngine):
@@ -177,60 +193,107 @@ class LandmarkPoseEngine(PoseEngine):
                 return lm_roi, True
         return box_roi, False
 
-    def landmarks(self, image_bgr: np.ndarray, boxes: list[np.ndarray],
-                  keys: list[tuple[str, int]]) -> list[Landmarks | None]:
+    def landmarks(self, image_bgr: np.ndarray, boxes: list[np.ndarray], keys: list[tuple[str, int]],
+                  person_boxes: list[np.ndarray] | None = None) -> list[Landmarks | None]:
         """BlazePose full for every person of a frame: (H, W, 3) uint8 BGR, each person's crop box
-        (4,) xyxy px. One batched call; crops posed on a landmark ROI that found nobody run once
-        more on their tracker box, together, in a second call."""
+        (4,) xyxy px and, optionally, tracker box. One batched call; a crop that found nobody (or
+        only a body another crop found too) runs once more, together with the others, on a square
+        centred on the person's own box: a landmark ROI may have slid off, and a crop box shifted
+        into the frame puts a person at the frame's edge at the crop's edge, next to whoever
+        stands in the middle."""
         states = [self._state(k) for k in keys]
         picks = [self._roi(st, box) for st, box in zip(states, boxes)]
         rois = [r for r, _ in picks]
+        own = person_boxes or boxes
+        seen = [st.seen_frames for st in states]
         out = self.model.run(image_bgr, rois)
-        retry = [i for i, (lms, (_, from_lm)) in enumerate(zip(out, picks)) if lms is None and from_lm]
+        self._drop_duplicates(own, out, seen)
+        self._drop_off_target(own, out)
+        centred = [self._centred_roi(pb) for pb in own]
+        retry = [i for i, (lms, (roi, from_lm)) in enumerate(zip(out, picks))
+                 if lms is None and (from_lm or not _same_square(roi, centred[i]))]
         if retry:
-            again = self.model.run(image_bgr, [roi_from_box(boxes[i]) for i in retry])
+            again = self.model.run(image_bgr, [centred[i] for i in retry])
             for i, lms in zip(retry, again):
-                out[i], rois[i] = lms, roi_from_box(boxes[i])
+                if lms is not None:
+                    out[i], rois[i] = lms, centred[i]
             self.retries += len(retry)
-        self._drop_duplicates(boxes, out)
+            self._drop_duplicates(own, out, seen)
+            self._drop_off_target(own, out)
         for key, st, roi, lms in zip(keys, states, rois, out):
             st.next_roi = None if lms is None else lms.next_roi
+            st.seen_frames += lms is not None
             self.last_rois[key] = roi
         return out
 
-    def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None]) -> None:
+    def _centred_roi(self, box: np.ndarray) -> Roi:
+        """Upright square ROI centred on a (4,) xyxy person box, `crop_scale` x its longer side
+        (parts outside the frame replicate its edge, as MediaPipe pads)."""
+        x0, y0, x1, y1 = (float(v) for v in box)
+        side = max(self.config.crop_scale * max(x1 - x0, y1 - y0), 16.0)
+        return Roi(0.5 * (x0 + x1), 0.5 * (y0 + y1), side, 0.0)
+
+    def _drop_off_target(self, person_boxes: list[np.ndarray], out: list[Landmarks | None]) -> None:
+        """Landmarks whose body lies mostly outside the person's own box (less than
+        `min_target_overlap` of its area inside) belong to someone else in the crop (a neighbour more prominent there): not this person.
+        Fewer than `min_visible_landmarks` visible: a fragment (a hand, a head at the crop's
+        edge), not a person seen."""
+        c = self.config
+        for i, (lms, box) in enumerate(zip(out, person_boxes)):
+            if lms is not None and int((lms.visibility >= c.min_visibility).sum()) < c.min_visible_landmarks:
+                out[i] = None
+                continue
+            body = None if lms is None else landmark_box(lms, self.config.min_visibility)
+            if body is not None and _share_inside(body, np.asarray(box, np.float32)) < c.min_target_overlap:
+                out[i] = None
+
+    def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None],
+                         seen: list[int]) -> None:
         """Two tracks whose crops gave the same body (a stray box between two people, a second box
-        on one person): the track whose box fits that body better (IoU with the landmarks' extent)
-        keeps it, the other is reported as not seen, so a track born on such a box is never
-        published as a person of its own, and a track whose crop slid onto a neighbour is not
-        posed as that neighbour."""
+        on one person): the same landmarks (median distance under `duplicate_dist_rel` of the
+        body) or bodies overlapping by `duplicate_box_iou`. The track seen on more frames keeps
+        it (an established person, not a stray box born next to them); on a tie the one whose box
+        fits that body better. The other is reported as not seen, so a track born on such a box
+        is never published as a person of its own, and a track whose crop slid onto a neighbour
+        is not posed as that neighbour."""
         thr = self.config.min_visibility
+        bodies = [None if lm is None else landmark_box(lm, thr) for lm in out]
         for a in range(len(out)):
             for b in range(a + 1, len(out)):
                 la, lb = out[a], out[b]
-                if la is None or lb is None:
+                if la is None or lb is None or bodies[a] is None or bodies[b] is None:
                     continue
-                both = (la.visibility >= thr) & (lb.visibility >= thr)
-                if both.sum() < 4:
+                if not (self._same_landmarks(la, lb) or iou_matrix(
+                        bodies[a][None].astype(np.float64), bodies[b][None].astype(np.float64))[0, 0]
+                        >= self.config.duplicate_box_iou):
                     continue
-                scale = float(np.ptp(la.image_px[both], axis=0).max())
-                d = np.median(np.linalg.norm(la.image_px[both] - lb.image_px[both], axis=1))
-                if d >= self.config.duplicate_dist_rel * scale:
+                if seen[a] != seen[b]:
+                    out[b if seen[a] > seen[b] else a] = None
                     continue
-                body = la.image_px[la.visibility >= thr]
-                extent = np.concatenate([body.min(0), body.max(0)])[None]
-                fit = iou_matrix(np.stack([boxes[a], boxes[b]]).astype(np.float64), extent)[:, 0]
+                fit = iou_matrix(np.stack([boxes[a], boxes[b]]).astype(np.float64),
+                                 bodies[a][None].astype(np.float64))[:, 0]
                 out[b if fit[0] >= fit[1] else a] = None
+
+    def _same_landmarks(self, la: Landmarks, lb: Landmarks) -> bool:
+        """The two sets put their common visible landmarks on one body."""
+        thr = self.config.min_visibility
+        both = (la.visibility >= thr) & (lb.visibility >= thr)
+        if both.sum() < 4:
+            return False
+        scale = float(np.ptp(la.image_px[both], axis=0).max())
+        d = np.median(np.linalg.norm(la.image_px[both] - lb.image_px[both], axis=1))
+        return bool(d < self.config.duplicate_dist_rel * scale)
 
     def estimate(self, image_bgr: np.ndarray, persons: list[Person], intrinsics: Intrinsics,
                  stream_id: str) -> dict[str, int]:
         t0 = time.perf_counter_ns()
         keys = [(stream_id, p.track_id) for p in persons]
         boxes = [p.crop_box_xyxy if p.crop_box_xyxy is not None else p.box_xyxy for p in persons]
-        found = self.landmarks(image_bgr, boxes, keys)
+        found = self.landmarks(image_bgr, boxes, keys, [p.box_xyxy for p in persons])
         t1 = time.perf_counter_ns()
         for p, key, lms, box in zip(persons, keys, found, boxes):
             self._fill(p, key, lms, box, intrinsics)
+            self._publish_box(p, lms, image_bgr.shape[1], image_bgr.shape[0])
         return {"landmarks": t1 - t0, "fit": time.perf_counter_ns() - t1}
 
     def _fill(self, p: Person, key: tuple[str, int], lms: Landmarks | None, box: np.ndarray,
@@ -283,6 +346,15 @@ class LandmarkPoseEngine(PoseEngine):
         p.pose_confidence = float(np.clip(lms.presence * vis.mean() * np.exp(-resid / 0.1), 0.0, 1.0))
         self.last_fit[key] = fit
         self.last_landmarks[key] = lms
+
+    def _publish_box(self, p: Person, lms: Landmarks | None, width: int, height: int) -> None:
+        """A person seen this frame is published with the box of its visible landmarks (clipped to
+        the frame), not the tracker's: that box is the detector's guess from two body points, too
+        wide for a body seen obliquely or bent. Unseen: the tracker's box stays (box_predicted
+        says whether it was measured)."""
+        box = None if lms is None else landmark_box(lms, self.config.min_visibility)
+        if box is not None:
+            p.box_xyxy = np.clip(box, 0.0, [width, height, width, height]).astype(np.float32)
 
     def _box_translation(self, box: np.ndarray, k: Intrinsics) -> np.ndarray:
         """Fallback depth from the box height and the body height (pinhole similar triangles)."""
