@@ -108,6 +108,18 @@ def collect(endpoint: str, out: list, stop: threading.Event) -> PoseSubscriber:
     return sub
 
 
+def start_collector() -> tuple[str, list, threading.Event, threading.Thread]:
+    """A subscriber thread on a fresh loopback endpoint, started before the pipeline so the first
+    frames are not lost: (endpoint, rows it fills, stop event, thread)."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    rows: list = []
+    stop = threading.Event()
+    t = threading.Thread(target=collect, args=(endpoint, rows, stop), daemon=True)
+    t.start()
+    time.sleep(0.3)
+    return endpoint, rows, stop, t
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and all its descendants (from /proc/*/stat)."""
     children: dict[int, list[int]] = {}
@@ -158,12 +170,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / f"people{args.people}_640x480.mp4"
         n = write_640x480_clip(clip, args.loops * (4 if args.people > 1 else 1), args.fps, args.people)
-        endpoint = f"tcp://127.0.0.1:{free_port()}"
-        rows: list = []
-        stop = threading.Event()
-        t = threading.Thread(target=collect, args=(endpoint, rows, stop), daemon=True)
-        t.start()
-        time.sleep(0.3)
+        endpoint, rows, stop, t = start_collector()
         cmd = [sys.executable, str(REPO / "run_stream.py"), "--source", str(clip),
                "--set", "sources.0.mode=live", "--set", "sources.0.pace=native",
                "--set", "sources.0.loop=false", "--set", "sources.0.max_frames=0",

@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_e2e import collect, free_port, pct  # noqa: E402
+from bench.bench_e2e import pct, start_collector  # noqa: E402
 
 CLIP_NAME = "six_people_1080p30.mp4"
 P99_TARGET_MS = 40.0
@@ -84,12 +83,7 @@ def write_six_people_clip(out: Path, seconds: float = 10.0, fps: int = 30) -> in
 
 def run_streams(clip: Path, streams: int, ckpt: Path, variant: str, device: str, warmup_s: float,
                 overrides: list[str], workdir: Path) -> dict:
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    rows: list = []
-    stop = threading.Event()
-    t = threading.Thread(target=collect, args=(endpoint, rows, stop), daemon=True)
-    t.start()
-    time.sleep(0.3)
+    endpoint, rows, stop, t = start_collector()
     cmd = [sys.executable, str(REPO / "run_stream.py")]
     for _ in range(streams):
         cmd += ["--source", str(clip)]

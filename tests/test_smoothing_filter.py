@@ -164,6 +164,24 @@ def _run(bank, zs, ts, conf=1.0, observed=None):
     return np.array(out), np.array(vel), np.array(act)
 
 
+def _taken_and_estimates(bank, ts, z, d: int, hidden=()) -> tuple[list[bool], np.ndarray]:
+    """Feed (T, 49) measurements to slot 0 a frame at a time; per frame, whether DoF `d` was taken
+    as a measurement (not rejected as junk) and its estimate. `hidden`: frames where `d` is unobserved."""
+    slot = np.array([0])
+    accepted, est = [], []
+    for k in range(len(ts)):
+        obs = np.isfinite(z[k])[None].copy()
+        if k in hidden:
+            obs[0, d] = False
+        if k == 0:
+            bank.initialize(slot, ts[:1], z[:1], np.ones(1), obs)
+            accepted.append(True)
+        else:
+            accepted.append(bool(bank.step(slot, ts[k:k + 1], z[k:k + 1], np.ones(1), obs)[0, d]))
+        est.append(bank.state(slot)[0][0, d])
+    return accepted, np.array(est)
+
+
 def _z(T, value):
     z = np.full((T, NUM_DOFS + 3), np.nan)
     z[:, :NUM_DOFS] = value
@@ -335,18 +353,8 @@ def test_2hz_reversal_with_an_outlier_next_to_it(preset):
     top = int(round(0.75 * 30))                              # frame 22-23: the third reversal
     k_out = top + 1
     z[k_out, d] -= np.deg2rad(30.0)                          # the outlier points the way it goes
-    bank = _bank(preset=preset)
-    slot = np.array([0])
-    accepted, est = [], []
-    for k in range(T):
-        obs = np.isfinite(z[k])[None]
-        if k == 0:
-            bank.initialize(slot, ts[:1], z[:1], np.ones(1), obs)
-            accepted.append(True)
-        else:
-            accepted.append(bool(bank.step(slot, ts[k:k + 1], z[k:k + 1], np.ones(1), obs)[0, d]))
-        est.append(bank.state(slot)[0][0, d])
-    err = np.rad2deg(np.abs(np.array(est) - truth))
+    accepted, est = _taken_and_estimates(_bank(preset=preset), ts, z, d)
+    err = np.rad2deg(np.abs(est - truth))
     assert not accepted[k_out]                               # the outlier: junk
     assert err[k_out] < 10.0    # predicted through it, not dragged 30 deg (the knee moves ~8 deg a frame)
     # every genuine value around both reversals is taken, and the swing is followed
@@ -409,19 +417,8 @@ def test_first_value_after_a_gap_is_taken(preset):
     z[:, :NUM_DOFS] = np.clip(z[:, :NUM_DOFS], DOF_LOWER, DOF_UPPER)
     z[:, d] = truth + rng.normal(0, np.deg2rad(1.0), T)
     gap = range(16, 21)
-    bank, slot = _bank(preset=preset), np.array([0])
-    accepted, est = [], []
-    for k in range(T):
-        obs = np.isfinite(z[k])[None].copy()
-        if k in gap:
-            obs[0, d] = False
-        if k == 0:
-            bank.initialize(slot, ts[:1], z[:1], np.ones(1), obs)
-            accepted.append(True)
-        else:
-            accepted.append(bool(bank.step(slot, ts[k:k + 1], z[k:k + 1], np.ones(1), obs)[0, d]))
-        est.append(bank.state(slot)[0][0, d])
-    err = np.rad2deg(np.abs(np.array(est) - truth))
+    accepted, est = _taken_and_estimates(_bank(preset=preset), ts, z, d, hidden=gap)
+    err = np.rad2deg(np.abs(est - truth))
     assert abs(truth[21] - truth[15]) > np.deg2rad(30)     # the joint did move on in the gap
     assert accepted[21]
     assert err[21:26].max() < 6.0

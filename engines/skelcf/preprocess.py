@@ -12,6 +12,8 @@ levels (0.07 after normalization); the geometry (which source pixel lands where)
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -115,7 +117,11 @@ class CropPreprocessor:
             if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
                 raise EngineError(f"frame must be (H, W, 3) uint8 BGR, got {image_bgr.shape} "
                                   f"{image_bgr.dtype}; convert it before the pose stage")
-            t = torch.from_numpy(np.ascontiguousarray(image_bgr))
+            with warnings.catch_warnings():
+                # frames arrive as read-only views of the stage ring; this tensor is only read
+                # (the permute/flip/float below make the copy), so torch's not-writable warning is noise
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                t = torch.from_numpy(np.ascontiguousarray(image_bgr))
             if self.device.type == "cuda":
                 t = t.pin_memory().to(self.device, non_blocking=True)
         else:
