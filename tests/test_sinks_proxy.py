@@ -110,7 +110,17 @@ def test_duplicate_stream_id_from_two_hosts_is_dropped_and_named(capsys):
             Publisher(PublisherConfig(endpoint=b_ep)) as pb, \
             FanInProxy([Upstream(a_ep), Upstream(b_ep)], out_ep) as proxy, \
             PoseSubscriber(out_ep) as sub:
-        for i in range(60):
+        # host a is first: it publishes alone until the proxy has forwarded one of its frames
+        # (on a loaded machine b's connection could otherwise be up first and keep the id)
+        deadline = time.monotonic() + 10
+        i = 0
+        while proxy.stats.forwarded == 0 and time.monotonic() < deadline:
+            pa.publish(synthetic_packet("cam0", i, 1))
+            pa.poll_subscriptions()
+            proxy.serve(duration_s=0.03)
+            i += 1
+        assert proxy.stats.forwarded > 0, "host a's frames never reached the proxy"
+        for i in range(i, i + 60):
             pa.publish(synthetic_packet("cam0", i, 1))
             pa.poll_subscriptions()
             pb.publish(synthetic_packet("cam0", i, 3))
