@@ -1,4 +1,5 @@
-"""A new track is first seen on a body of its own, not on its neighbours' bodies.
+"""A new track is first seen on a body of its own, not on its neighbours' bodies; a body too small to
+measure is not seen.
 
 Real footage: Demo_MultiPerson cam04 (pose2sim wheel), frames 80-81. The man (A) steps off the box
 towards the woman (B); the detector put a third box between them (tracker boxes and crop boxes as
@@ -13,6 +14,7 @@ import pytest
 from engines.landmarks.config import LandmarkEngineConfig
 from engines.pose_engine import default_intrinsics
 from stream.packet import Person, TrackState
+from conftest import VTEST, needs_shared
 from test_multiperson_e2e import demo_clip
 
 #                 tracker box (xyxy px)    crop box (xyxy px), frame 80 then 81
@@ -83,3 +85,24 @@ def test_newcomer_on_its_own_body_is_seen_beside_a_known_person(frames):
     """The man as a new track next to the woman already seen: his body is his own."""
     woman, man = run(frames, LandmarkEngineConfig(), [(1, WOMAN)], [(1, WOMAN[1]), (2, MAN[1])])
     assert seen(woman) and seen(man)
+
+
+# vtest.avi frame 192: a 26 px crop the tracker kept above a distant walker's head (tracker and
+# crop boxes as the default run had them). BlazePose put all 33 landmarks in a 7 x 20 px body
+# there (pose confidence 0.21): the track was confirmed on it and published for 0.5 s.
+TINY_CROP = [681, 79, 707, 105]
+
+
+@needs_shared(VTEST)
+def test_body_too_small_to_measure_is_not_seen():
+    from engines.landmarks.engine import LandmarkPoseEngine
+
+    img = read_frame_indices(VTEST, {192})[192]
+    k = default_intrinsics(img.shape[1], img.shape[0])
+    found = {}
+    for min_px in (LandmarkEngineConfig().min_body_px, 0.0):
+        p = person(12, ([684, 82, 704, 102], TINY_CROP))
+        LandmarkPoseEngine(LandmarkEngineConfig(min_body_px=min_px)).estimate(img, [p], k, "v")
+        found[min_px] = p
+    assert not seen(found[40.0]) and found[40.0].pose_confidence == 0.0
+    assert seen(found[0.0])   # without the floor the 20 px "body" is posed (what the rule stops)

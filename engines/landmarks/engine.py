@@ -251,13 +251,18 @@ class LandmarkPoseEngine(PoseEngine):
         """Landmarks whose body lies mostly outside the person's own box (less than
         `min_target_overlap` of its area inside) belong to someone else in the crop (a neighbour more prominent there): not this person.
         Fewer than `min_visible_landmarks` visible: a fragment (a hand, a head at the crop's
-        edge), not a person seen."""
+        edge), not a person seen. A body whose longer side is under `min_body_px` pixels is
+        below what the 256 px landmark model can measure (a whole skeleton squeezed into a
+        walker's head, a crop upsampled many times): not a person seen either."""
         c = self.config
         for i, (lms, box) in enumerate(zip(out, person_boxes)):
             if lms is not None and int((lms.visibility >= c.min_visibility).sum()) < c.min_visible_landmarks:
                 out[i] = None
                 continue
             body = None if lms is None else landmark_box(lms, self.config.min_visibility)
+            if body is not None and float(max(body[2] - body[0], body[3] - body[1])) < c.min_body_px:
+                out[i] = None
+                continue
             if body is not None and _share_inside(body, np.asarray(box, np.float32)) < c.min_target_overlap:
                 out[i] = None
 
