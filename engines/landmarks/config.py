@@ -25,6 +25,12 @@ class LandmarkEngineConfig(StrictModel):
     box are someone else's (a neighbour in the crop): the crop is tried again centred on the person."""
     min_visible_landmarks: int = Field(8, ge=0, le=33)
     """A crop with fewer visible landmarks (of 33) saw a fragment, not a person: not seen."""
+    min_body_px: float = Field(40.0, ge=0.0)
+    """A landmark body (visible landmarks' box) whose longer side is under this many pixels is too
+    small for the 256 px landmark model to measure (a fragment, a crop upsampled > 6x): not seen."""
+    max_newcomer_covered: float = Field(0.75, ge=0.0, le=1.0)
+    """A track never seen before whose landmark body lies for this share or more inside the bodies
+    of people already seen is posed on its neighbours, not seen (1: off)."""
     threads: int = Field(1, ge=1, le=16)               # LiteRT (XNNPACK) threads
     duplicate_dist_rel: float = Field(0.1, ge=0.0, le=1.0)
     """Two people's landmarks closer than this (median, x the body's extent) are one body: only

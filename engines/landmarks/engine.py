@@ -100,6 +100,19 @@ def _share_inside(body: np.ndarray, box: np.ndarray) -> float:
     return w * h / area if area > 0 else 0.0
 
 
+def covered_share(body: np.ndarray, others: list[np.ndarray], grid: int = 32) -> float:
+    """Share of the (4,) xyxy `body`'s area inside the union of the `others` boxes (sampled on a
+    `grid` x `grid` lattice of the body box)."""
+    x0, y0, x1, y1 = (float(v) for v in body)
+    xs = x0 + (np.arange(grid) + 0.5) * (x1 - x0) / grid
+    ys = y0 + (np.arange(grid) + 0.5) * (y1 - y0) / grid
+    gx, gy = np.meshgrid(xs, ys)
+    inside = np.zeros(gx.shape, bool)
+    for o in others:
+        inside |= (gx >= o[0]) & (gx <= o[2]) & (gy >= o[1]) & (gy <= o[3])
+    return float(inside.mean())
+
+
 class LandmarkPoseEngine(PoseEngine):
     """`PoseEngine` on CPU: BlazePose full per crop + projected-LM SKEL fit per person."""
     model_id = MODEL_ID
@@ -220,6 +233,7 @@ class LandmarkPoseEngine(PoseEngine):
             self.retries += len(retry)
             self._drop_duplicates(own, out, seen)
             self._drop_off_target(own, out)
+        self._drop_newcomers_on_neighbours(out, seen)
         for key, st, roi, lms in zip(keys, states, rois, out):
             st.next_roi = None if lms is None else lms.next_roi
             st.seen_frames += lms is not None
@@ -237,14 +251,35 @@ class LandmarkPoseEngine(PoseEngine):
         """Landmarks whose body lies mostly outside the person's own box (less than
         `min_target_overlap` of its area inside) belong to someone else in the crop (a neighbour more prominent there): not this person.
         Fewer than `min_visible_landmarks` visible: a fragment (a hand, a head at the crop's
-        edge), not a person seen."""
+        edge), not a person seen. A body whose longer side is under `min_body_px` pixels is
+        below what the 256 px landmark model can measure (a whole skeleton squeezed into a
+        walker's head, a crop upsampled many times): not a person seen either."""
         c = self.config
         for i, (lms, box) in enumerate(zip(out, person_boxes)):
             if lms is not None and int((lms.visibility >= c.min_visibility).sum()) < c.min_visible_landmarks:
                 out[i] = None
                 continue
             body = None if lms is None else landmark_box(lms, self.config.min_visibility)
+            if body is not None and float(max(body[2] - body[0], body[3] - body[1])) < c.min_body_px:
+                out[i] = None
+                continue
             if body is not None and _share_inside(body, np.asarray(box, np.float32)) < c.min_target_overlap:
+                out[i] = None
+
+    def _drop_newcomers_on_neighbours(self, out: list[Landmarks | None], seen: list[int]) -> None:
+        """A track never seen before is first seen on a body of its own: landmarks whose body box
+        lies for `max_newcomer_covered` or more inside the bodies of people already seen this frame
+        (one or several) were read off those neighbours (a stray box between two people gives a
+        body made of one's shoulders and the other's legs), so that track is not seen yet. People
+        already seen keep their landmarks however much a neighbour hides them."""
+        limit = self.config.max_newcomer_covered
+        if limit >= 1.0:
+            return
+        thr = self.config.min_visibility
+        bodies = [None if lm is None else landmark_box(lm, thr) for lm in out]
+        known = [b for b, n in zip(bodies, seen) if b is not None and n > 0]
+        for i, (body, n) in enumerate(zip(bodies, seen)):
+            if n == 0 and body is not None and known and covered_share(body, known) >= limit:
                 out[i] = None
 
     def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None],
