@@ -246,7 +246,12 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                 s[N_REJ, k, j] = 0.0 if ok else s[N_REJ, k, j] + 1.0
             else:
                 for t in range(M):                      # unseen: x = D x, P = D P D',
-                    mu[t] = cbar[t]                     #   D = diag(1, decay): joints stop
+                    mu[t] = cbar[t]                     #   D = diag(1, decay): joints stop;
+                    # the angle moves by the decaying rate's integral, v tau (1 - decay), not a
+                    # full v dt before it decays: a coasted fast swing overshot its reversal
+                    mixed[t, 0] -= (dt + coast_tau_s * math.expm1(-dt / coast_tau_s)) * mixed[t, 1]
+                    if wrap[j]:
+                        mixed[t, 0] = _wrap(mixed[t, 0])
                     mixed[t, 1] *= decay
                     mixed[t, 3] *= decay
                     mixed[t, 4] *= decay * decay

@@ -72,7 +72,7 @@ class SmoothingConfig(StrictModel):
     """Persons without a fresh measurement (no pose, or a pose with nothing observed) are
     predicted for at most this long after their last accepted one, then output without pose; a
     track whose last accepted measurement is older than this restarts from its next one."""
-    coast_velocity_time_constant_s: float = Field(0.05, gt=0.0)
+    coast_velocity_time_constant_s: float = Field(0.07, gt=0.0)
     """Unmeasured DoFs (coasting, unseen, gated) lose velocity with this time constant: joints stop."""
     betas_time_constant_s: float = Field(1.0, gt=0.0)
     """Memory of the betas running mean: a plain mean at first, never slower than an EMA of this
