@@ -34,7 +34,9 @@ def screenshot(url: str, out_png: str, wait_s: float, width: int = 1280, height:
              "--no-first-run", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
              f"--user-data-dir={profile}", f"--window-size={width},{height}",
-             f"--remote-debugging-port={port}", "about:blank"],
+             # Chromium >= 111 rejects DevTools websockets from an unlisted origin (403)
+             f"--remote-debugging-port={port}", f"--remote-allow-origins=http://127.0.0.1:{port}",
+             "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30
@@ -47,7 +49,7 @@ def screenshot(url: str, out_png: str, wait_s: float, width: int = 1280, height:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.3)
-            ws = websocket.create_connection(ws_url, timeout=60)
+            ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
             ids = iter(range(1, 10_000))
 
             def call(method: str, **params):
