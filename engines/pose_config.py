@@ -17,10 +17,13 @@ class PoseConfig(StrictModel):
     """Pose only the N largest people in view (by box area) each frame; the rest stay tracked but
     are neither posed nor published. 1 = single-user setups (a webcam in front of one person, VR):
     a CPU engine's cost grows with every person, bystanders included. None = everyone."""
-    min_confidence_to_publish: float = Field(0.2, ge=0.0, le=1.0)
+    min_confidence_to_publish: float = Field(0.4, ge=0.0, le=1.0)
     """A track is published only once the engine has posed it with at least this confidence and
     some observed DoF (a box on a static object, a poster, a coat on a chair never is); from then
-    on every frame of it goes out, unobserved frames flagged by their confidence and dof_observed."""
+    on every frame of it goes out, unobserved frames flagged by their confidence and dof_observed.
+    0.4 (was 0.2): objects BlazePose poses as a body reach 0.24-0.38 on some frame (a black
+    cylinder on Demo_SinglePerson cam02: 43-75 frames published; desk clutter on cam01), people
+    in view 0.5-0.75 (BENCHMARKS.md, issue 14 fourth pass)."""
     hold_unseen_s: float = Field(0.5, ge=0.0)
     """A published track whose crop has shown nobody for longer than this (seconds of stream
     time) stops going out until it is seen again (its id is kept by the tracker)."""

@@ -170,6 +170,22 @@ def test_tile_turns_are_kept_per_stream():
     assert expected[0] != expected[1]               # the tiles do take turns
 
 
+def test_first_run_of_a_stream_looks_at_every_tile_then_takes_turns():
+    """`first_run_all_tiles`: a stream's first call covers the whole frame and all 29 tiles of
+    the 2/3/4 grids (everyone in view found on the first frame); later calls the whole frame and
+    4 tiles in turn, starting from the first tile; another stream gets its own first look."""
+    from engines.blazepose.detector import BlazePoseSsd, tile_regions
+
+    every = tile_regions(1088, 1920, (2, 3, 4), 0.25)
+    ssd = BlazePoseSsd(grids=(2, 3, 4), tiles_per_call=4, first_run_all_tiles=True)
+    assert ssd.regions(1088, 1920, stream="a") == every
+    assert ssd.regions(1088, 1920, stream="a") == every[:5]
+    assert ssd.regions(1088, 1920, stream="a") == [every[0], *every[5:9]]
+    assert ssd.regions(1088, 1920, stream="b") == every
+    off = BlazePoseSsd(grids=(2, 3, 4), tiles_per_call=4)
+    assert off.regions(1088, 1920, stream="a") == every[:5]
+
+
 def test_unsure_detection_of_a_masked_bystander_is_confirmed_by_the_landmark_model():
     """cam01's bystander (top left, face mask) scores 0.33 on a region around her: below
     MediaPipe's 0.5, so a candidate; the landmark model sees a whole person there and the

@@ -40,12 +40,13 @@ def test_default_command_publishes_every_labelled_person_under_one_id(clip, tmp_
     labels = bench.load_labels()[clip]
     r = bench.score(frames, labels, 1920, 0.15, 0.3, identities=True)
     assert r["video_frames"] == 100 and r["violations"] == 0
-    # the two subjects under one id each in every labelled frame (the woman at the frame's edge
-    # too: her crop is retried centred on her); the masked bystander (scoring under 0.2 on her
-    # tile: the detector keys on faces) after a while
-    assert r["stable"]["A"] == 1.0 and r["stable"]["B"] == 1.0 and r["stable"]["C"] >= 0.5, r
+    # the target: every visible person under one id in >= 90% of their labelled frames:
+    # the two subjects in all of them (the woman at the frame's edge too: her crop is retried
+    # centred on her), the masked bystander too (the detector keys on faces: she scores under
+    # 0.5 on her 3 x 3 tile, 0.75-0.88 on her 4 x 4 one, seen on the first all-tiles look; was 50-60%)
+    assert r["stable"]["A"] == 1.0 and r["stable"]["B"] == 1.0 and r["stable"]["C"] >= 0.9, r
     ids = {p.track_id for f in frames.values() for p in f.persons}
-    assert r["published"] >= 25 and r["all_in"] >= 5, r
+    assert r["published"] >= 28 and r["all_in"] >= 9, r
     # every published box on a labelled person: the box of the visible landmarks, not the
     # detector's loose guess
     assert r["fp"] == 0 and r["num_switches"] == 0 and len(ids) <= 3, r

@@ -151,6 +151,33 @@ def test_lost_track_is_removed_after_max_lost_s():
     assert len(tr) == 0
 
 
+def test_a_second_track_on_one_person_is_removed_as_a_duplicate():
+    """ByteTrack's remove_duplicate_stracks: for two frames the detector boxes one body twice (a
+    loose second reading, IoU 0.8 with the first), which starts and confirms a second track;
+    when only one box is left, the unmatched track lying on the matched one (IoU > duplicate_iou)
+    is the same person twice and the one with fewer hits goes (REMOVED), the first keeps its id.
+    Off (1.0), the pair lives on."""
+    person = np.array([100, 100, 200, 400], np.float32)
+    twin = np.array([90, 110, 205, 420], np.float32)
+    assert 0.7 < iou_matrix(person[None], twin[None])[0, 0] < 0.9
+
+    def run(duplicate_iou: float):
+        tr = ByteTracker(TrackerConfig(duplicate_iou=duplicate_iou, carry_misses=5))
+        events = []
+        for i in range(4):
+            events += tr.update(person[None], np.array([0.9]), i / 10).events
+        for i in (4, 5):
+            events += tr.update(np.stack([person, twin]), np.array([0.9, 0.8]), i / 10).events
+        assert sorted(tr.live_ids) == [1, 2]
+        events += tr.update(person[None], np.array([0.9]), 0.6).events
+        return tr, [e.track_id for e in events if e.kind == TrackEventKind.REMOVED]
+
+    tr, removed = run(0.7)
+    assert removed == [2] and tr.live_ids == [1]
+    tr, removed = run(1.0)
+    assert removed == [] and sorted(tr.live_ids) == [1, 2]
+
+
 def test_uses_real_timestamps():
     """A walker moving 100 px/s sampled at irregular times: the prediction over a 0.5 s gap lands
     where the walker is, which needs dt in seconds, not frames."""

@@ -216,8 +216,9 @@ def test_brief_miss_is_carried_with_a_predicted_box_and_crop(clip):
 
 def test_blazepose_detector_finds_the_subject_that_hog_misses():
     """Real footage (Pose2Sim demo, a subject on a force plate seen from above): BlazePose boxes the
-    subject in every sampled frame (and at most the bystander in the back besides); a blank frame
-    gives nothing."""
+    subject in every sampled frame (and at most the bystander in the back besides, or a speck of
+    desk clutter under 5% of the frame that the first all-tiles look boxes and the landmark checks
+    never publish: tests/test_multiperson_e2e.py); a blank frame gives nothing."""
     from test_landmarks_engine import CLIP, read_frames
 
     if CLIP is None:
@@ -228,9 +229,11 @@ def test_blazepose_detector_finds_the_subject_that_hog_misses():
     try:
         for img in frames:
             boxes, scores = det.detect(img)
-            assert 1 <= len(boxes) <= 2 and np.all((0.5 <= scores) & (scores <= 1.0))
-            x0, y0, x1, y1 = boxes[np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]
             h, w = img.shape[:2]
+            people = boxes[(boxes[:, 3] - boxes[:, 1]) >= 0.05 * h]
+            assert 1 <= len(people) <= 2 and np.all((0.5 <= scores) & (scores <= 1.0))
+            assert len(boxes) - len(people) <= 1
+            x0, y0, x1, y1 = boxes[np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))]
             assert 0.3 * h < y1 - y0 < h and 0.15 * w < x1 - x0 < w   # the whole subject
         assert len(det.detect(np.full_like(frames[0], 255))[0]) == 0
     finally:

@@ -343,6 +343,8 @@ class ByteTracker:
         events += [TrackEvent(t, TrackEventKind.LOST) for t in self.ids[to_lost].tolist()]
         if drop_tentative.any():
             self._keep(~drop_tentative)
+            matched_track = matched_track[~drop_tentative]
+        self._remove_duplicates(matched_track >= 0, events)
         self._expire(events)
 
         # 6. new tracks from confident unmatched detections
@@ -388,6 +390,28 @@ class ByteTracker:
             self._keep(~gone)
 
     # -- helpers ----------------------------------------------------------------------------------
+    def _remove_duplicates(self, matched: np.ndarray, events: list[TrackEvent]) -> None:
+        """ByteTrack's remove_duplicate_stracks: an unmatched confirmed track lying on a matched
+        one (IoU > duplicate_iou) is the same person twice; keep the one with more hits."""
+        if self.cfg.duplicate_iou >= 1.0:
+            return
+        conf = self.state != _TENTATIVE
+        a = np.flatnonzero(conf & matched)
+        b = np.flatnonzero(conf & ~matched)
+        if not len(a) or not len(b):
+            return
+        boxes = xyah_to_xyxy(self.x)
+        iou = iou_matrix(boxes[a], boxes[b])
+        drop = np.zeros(len(self.ids), bool)
+        for i, j in zip(*np.nonzero(iou > self.cfg.duplicate_iou)):
+            ta, tb = a[i], b[j]
+            if drop[ta] or drop[tb]:
+                continue
+            drop[tb if self.hits[ta] >= self.hits[tb] else ta] = True
+        if drop.any():
+            events += [TrackEvent(int(t), TrackEventKind.REMOVED) for t in self.ids[drop].tolist()]
+            self._keep(~drop)
+
     def _confirm(self, ti: int, events: list[TrackEvent]) -> None:
         self.state[ti] = _TRACKED
         self.ids[ti] = self._next_id

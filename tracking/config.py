@@ -53,6 +53,12 @@ class TrackerConfig(StrictModel):
     coasting or lost track whose predicted centre is within this many box heights, with a height
     ratio within refind_max_height_ratio (0 = IoU only, as ByteTrack)."""
     refind_max_height_ratio: float = Field(1.6, ge=1.0)
+    duplicate_iou: float = Field(0.7, gt=0.0, le=1.0)
+    """ByteTrack's remove_duplicate_stracks: a track matched this run and an unmatched one whose
+    boxes overlap by more than this IoU are one person; the one with fewer hits is removed
+    (1 = off). Without it a box the detector sometimes puts over two people (Demo_MultiPerson
+    cam02) becomes a second track of the man beside him and the two trade his detections: his
+    id broke once a run (70% of his frames under one id)."""
     score_decay_per_miss: float = Field(0.8, gt=0.0, le=1.0)
     """Output score multiplier per missed detector run while coasting."""
     accel_std_rel_per_s2: float = Field(1.0, gt=0.0)

@@ -64,12 +64,13 @@ class BlazePoseSsd:
 
     def __init__(self, grids: tuple[int, ...] = (2, 3), overlap: float = 0.25, tiles_per_call: int = 4,
                  min_score: float = 0.5, nms_iou: float = 0.3, tile_margin: float = 0.15, width_ratio: float = BODY_WIDTH,
-                 threads: int = 1, candidate_score: float | None = None):
+                 threads: int = 1, candidate_score: float | None = None, first_run_all_tiles: bool = False):
         self.model = TfliteModel(bundled_model(DETECTOR_FILE), threads)
         self.anchors = ssd_anchors()
         self.grids, self.overlap, self.tiles_per_call = tuple(grids), overlap, tiles_per_call
         self.min_score, self.nms_iou, self.tile_margin, self.width_ratio = min_score, nms_iou, tile_margin, width_ratio
         self._next_tile: dict[str, int] = {}
+        self.first_run_all_tiles = first_run_all_tiles
         self.candidate_score = min_score if candidate_score is None else min(candidate_score, min_score)
         self.last_candidates = SsdDetections(np.zeros((0, 4), np.float32), np.zeros((0, 4, 2), np.float32),
                                              np.zeros(0, np.float32))
@@ -79,7 +80,9 @@ class BlazePoseSsd:
     def regions(self, width: int, height: int, extra: list[Region] | None = None, stream: str = "") -> list[Region]:
         """What the next call for `stream` looks at: the whole frame, this call's tiles, then `extra`."""
         whole, *tiles = tile_regions(width, height, self.grids, self.overlap)
-        if tiles and self.tiles_per_call < len(tiles):
+        if tiles and self.first_run_all_tiles and stream not in self._next_tile:
+            self._next_tile[stream] = 0     # a stream's first look covers every tile at once
+        elif tiles and self.tiles_per_call < len(tiles):
             turn = self._next_tile.get(stream, 0)
             pick = [(turn + i) % len(tiles) for i in range(self.tiles_per_call)]
             self._next_tile[stream] = (turn + self.tiles_per_call) % len(tiles)

