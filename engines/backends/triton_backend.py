@@ -24,6 +24,7 @@ from concurrent.futures import Future
 import torch
 
 from engines.backends.base import InferenceBackend
+from engines.backends.malloc_tuning import keep_large_allocations_on_heap
 from engines.backends.triton_client import (RemoteInferenceError, TensorSpec,  # noqa: F401 - re-exported
                                             TritonModelClient, is_loopback)
 from engines.skelcf.config import TritonConfig
@@ -49,6 +50,8 @@ class TritonBackend(InferenceBackend):
     def __init__(self, cfg: TritonConfig):
         self.cfg = cfg
         self.max_batch = cfg.max_batch
+        if cfg.tune_malloc:
+            keep_large_allocations_on_heap()
         on_gpu = cfg.crops_on_gpu and torch.cuda.is_available()
         self.remote = TritonModelClient(cfg, INPUTS, OUTPUTS, cfg.max_batch, EXPECTED, REPO_HINT,
                                         data_on_gpu=on_gpu)

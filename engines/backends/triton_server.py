@@ -64,6 +64,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+SERVER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+                     "MALLOC_TOP_PAD_": str(64 << 20)}
+"""glibc malloc settings for the server and its Python-backend stubs: a model's activations
+(MBs per op) come from the heap instead of a fresh mmap that is faulted in and unmapped on every
+forward pass. Without them the same 4-person request added +4.9 to +5.5 ms in 4 of 8 runs on an
+idle machine (the forward slower in the stub), with them +2.2 to +2.9 ms in 8 of 8
+(BENCHMARKS.md, issue 16). DEPLOYMENT.md sets the same for a container's tritonserver."""
+
+
 def server_env() -> dict[str, str]:
     """Environment for the server: its bundled libs and this interpreter's libpython."""
     dist = pytriton_dist()
@@ -72,6 +81,8 @@ def server_env() -> dict[str, str]:
     env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] +
                                              [p for p in [env.get("LD_LIBRARY_PATH")] if p])
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    for key, value in SERVER_MALLOC_ENV.items():   # a user's own setting wins
+        env.setdefault(key, value)
     return env
 
 

@@ -16,6 +16,9 @@ class TritonConfig(TritonClientConfig):
     # cut the crops on the GPU and hand them to the server there (CUDA shared memory, client and
     # server on one GPU); false: crops on the CPU
     crops_on_gpu: bool = False
+    # keep this process's per-frame crop buffers on glibc's heap instead of fresh mmaps (page
+    # faults every frame: +2-3 ms per request in half the runs; engines/backends/malloc_tuning.py)
+    tune_malloc: bool = True
 
 
 class SkelCFConfig(StrictModel):
