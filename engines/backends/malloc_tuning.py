@@ -19,6 +19,10 @@ M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3   # glibc's malloc.h
 MMAP_THRESHOLD_BYTES = 64 << 20
 TRIM_THRESHOLD_BYTES = 256 << 20
 TOP_PAD_BYTES = 64 << 20
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD_BYTES),
+              "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD_BYTES), "MALLOC_TOP_PAD_": str(TOP_PAD_BYTES)}
+"""The same settings as glibc environment variables, for a process started from here (the Triton
+server and its Python-backend stubs: `engines.backends.triton_server.server_env`)."""
 
 log = logging.getLogger(__name__)
 _done = False

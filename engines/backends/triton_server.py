@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engines.backends.malloc_tuning import MALLOC_ENV
 from stream.errors import DependencyError, EngineError
 
 MIN_GLIBC = (2, 35)
@@ -64,13 +65,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-SERVER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
-                     "MALLOC_TOP_PAD_": str(64 << 20)}
-"""glibc malloc settings for the server and its Python-backend stubs: a model's activations
-(MBs per op) come from the heap instead of a fresh mmap that is faulted in and unmapped on every
-forward pass. Without them the same 4-person request added +4.9 to +5.5 ms in 4 of 8 runs on an
-idle machine (the forward slower in the stub), with them +2.2 to +2.9 ms in 8 of 8
-(BENCHMARKS.md, issue 16). DEPLOYMENT.md sets the same for a container's tritonserver."""
+SERVER_MALLOC_ENV = MALLOC_ENV
+"""glibc malloc settings for the server and its Python-backend stubs (the ones
+`engines.backends.malloc_tuning` sets in a client): a model's activations come from the heap
+instead of a fresh mmap faulted in on every forward pass (BENCHMARKS.md, issue 16)."""
 
 
 def server_env() -> dict[str, str]:
