@@ -92,6 +92,15 @@ class HogDetector(Detector):
         return boxes, scores.astype(np.float32)
 
 
+def _landmark_roi(box_xyxy: np.ndarray):
+    """The landmark model's square region around a person box (the crop stage's 1.25 scale)."""
+    from engines.blazepose.landmarks import roi_from_box
+    from tracking.crop_boxes import square_around
+
+    cx, cy, side = square_around(box_xyxy, 1.25, 16.0)
+    return roi_from_box(np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]))
+
+
 class BlazePoseDetector(Detector):
     """Every person in view from BlazePose's SSD detector (engines/blazepose): any posture and view,
     the box spans the body the detector's keypoints describe. `expected_xyxy` (the tracker's
@@ -143,10 +152,9 @@ class BlazePoseDetector(Detector):
         landmarks, a body where the detector put one), a detection with `candidate_checked_score`
         (enough to start a track) and the landmarks' body box."""
         from engines.blazepose.detector import person_boxes
-        from engines.blazepose.landmarks import landmark_box, roi_from_box
+        from engines.blazepose.landmarks import landmark_box
         from engines.blazepose.roi import body_box
         from tracking.bytetrack import iou_matrix
-        from tracking.crop_boxes import square_around
 
         c = self.cfg.blazepose
         cand = person_boxes(self.ssd.last_candidates, c.box_width_ratio)
@@ -156,10 +164,7 @@ class BlazePoseDetector(Detector):
         order = list(order)[:c.max_candidates_checked]
         if not order:
             return boxes, scores
-        rois = []
-        for i in order:
-            cx, cy, side = square_around(cand[i], 1.25, 16.0)
-            rois.append(roi_from_box(np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])))
+        rois = [_landmark_roi(cand[i]) for i in order]
         extra = []
         for i, lm in zip(order, self.landmarker.run(image_bgr, rois)):
             if lm is None or int((lm.visibility >= 0.5).sum()) < c.candidate_min_landmarks:
@@ -181,10 +186,8 @@ class BlazePoseDetector(Detector):
                        scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add a body box for each expected place the detector left empty but the landmark model
         (one batched call) finds a person in."""
-        from engines.blazepose.landmarks import roi_from_box
         from engines.blazepose.roi import body_box
         from tracking.bytetrack import iou_matrix, linear_assignment
-        from tracking.crop_boxes import square_around
 
         c = self.cfg.blazepose
         covered = np.zeros(len(expected), bool)
@@ -193,10 +196,7 @@ class BlazePoseDetector(Detector):
         missed = expected[~covered]
         if not len(missed):
             return boxes, scores
-        rois = []
-        for b in missed:
-            cx, cy, side = square_around(b, 1.25, 16.0)
-            rois.append(roi_from_box(np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])))
+        rois = [_landmark_roi(b) for b in missed]
         found = [lm for lm in self.landmarker.run(image_bgr, rois) if lm is not None]
         if not found:
             return boxes, scores
