@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engines.skel.dofs import DOF_BOUNDED, DOF_LOWER, DOF_UPPER, NUM_DOFS, wrap_angle  # noqa: E402
-from motion_synth import SHAPES, Trajectory, recorded_person, swing_person, synth_stream  # noqa: E402
+from motion_synth import RECORDED_CLIPS, SHAPES, Trajectory, recorded_person, swing_person, synth_stream  # noqa: E402
 from stream.config import PipelineConfig  # noqa: E402
 from stream.packet import FrameInfo, Packet, Person, TrackEvent, TrackEventKind, TrackState  # noqa: E402
 from tracking.one_euro import OneEuroFilter  # noqa: E402
@@ -241,7 +241,8 @@ def evaluate_grid(fps_list=(30.0, 60.0), speeds=SPEEDS_HZ, shapes=SHAPES, outlie
         groups = [(f, [(shape, o, *swing_set(fps, f, shape, o, seeds, duration_s))
                        for shape in shapes for o in outliers]) for f in speeds]
         if recorded:
-            groups.append((None, [("recorded", o, *recorded_set(fps, o)) for o in outliers]))
+            groups += [(None, [(clip, o, *recorded_set(fps, o, clip=clip)) for o in outliers])
+                       for clip in RECORDED_CLIPS]
         for f, scenarios in groups:
             cases = []
             for shape, o, trajs, sel in scenarios:
@@ -261,10 +262,11 @@ def evaluate_grid(fps_list=(30.0, 60.0), speeds=SPEEDS_HZ, shapes=SHAPES, outlie
     return rows
 
 
-def recorded_set(fps: float, outlier: tuple[float, float], seeds: tuple[int, ...] = tuple(range(1, 9))
-                 ) -> tuple[list[Trajectory], np.ndarray]:
-    """The recorded Pose2Sim clip (motion_synth.recorded_person) under one noise draw per seed."""
-    out = [recorded_person(s, fps, outlier_rate=outlier[0], outlier_deg=outlier[1]) for s in seeds]
+def recorded_set(fps: float, outlier: tuple[float, float], seeds: tuple[int, ...] = tuple(range(1, 9)),
+                 clip: str = RECORDED_CLIPS[0]) -> tuple[list[Trajectory], np.ndarray]:
+    """A recorded Pose2Sim trajectory (motion_synth.recorded_person) under one noise draw per seed."""
+    out = [recorded_person(s, fps, outlier_rate=outlier[0], outlier_deg=outlier[1], clip=clip)
+           for s in seeds]
     return [tr for tr, _ in out], out[0][1]
 
 

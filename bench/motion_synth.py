@@ -271,14 +271,40 @@ engine, `analysis` preset, fixed-lag RTS over 5 frames):
 then the track's q read back from the MCAP session (sinks.replay.load_frames)."""
 
 
+REFERENCE = Path(__file__).resolve().parent / "data" / "pose2sim_reference_q.npz"
+"""46 joint angles per frame of the three people of Pose2Sim's Demo_SinglePerson and
+Demo_MultiPerson from the four-camera reference (engines/reference: triangulated BlazePose,
+Pose2Sim's filter, the SKEL fit on the 3D keypoints), 100 frames at 60 fps each: real motion
+without any one view's depth errors. Made by bench/make_reference_trajectories.py."""
+
+RECORDED_CLIPS = ("cam02 pipeline", "reference single_p0", "reference multi_p0")
+"""The real trajectories the benchmark uses: one camera's pipeline output (RECORDED) and two
+people of the four-camera reference (REFERENCE). Its third, `multi_p1` (the man lifting a leg in
+Demo_MultiPerson), is left out: the reference loses him (hip flexion steps of up to 55 deg in one
+60 Hz frame, 15 left/right slips per view repaired, reprojection 15 px), which is no motion a
+filter should follow."""
+
+
+def load_recorded(clip: str = RECORDED_CLIPS[0]) -> tuple[np.ndarray, np.ndarray]:
+    """(q (T, 46) radians, t_s (T,)) of one of RECORDED_CLIPS (or 'reference multi_p1')."""
+    if clip == RECORDED_CLIPS[0]:
+        rec = np.load(RECORDED)
+        return rec["q"].astype(np.float64), rec["t_s"]
+    name = clip.removeprefix("reference ")
+    rec = np.load(REFERENCE)
+    if f"q/{name}" not in rec:
+        raise ValueError(f"unknown recorded clip {clip!r}; one of {RECORDED_CLIPS} or 'reference multi_p1'")
+    return rec[f"q/{name}"].astype(np.float64), rec[f"t_s/{name}"]
+
+
 def recorded_person(seed: int, fps: float = 60.0, noise_deg: float = 3.0, outlier_rate: float = 0.02,
                     outlier_deg: float = 30.0, drop_rate: float = 0.0, blank_rate: float = 0.0,
-                    jitter_frac: float = 0.15) -> tuple[Trajectory, np.ndarray]:
-    """The recorded trajectory as truth (linearly interpolated at jittered frame times at `fps`),
-    measured as `corrupt` says. Returns it and the (46,) mask of the DoFs that move in it
-    (bounded DoFs whose std over the clip is over 2 deg)."""
-    rec = np.load(RECORDED)
-    q, t_rec = rec["q"].astype(np.float64), rec["t_s"]
+                    jitter_frac: float = 0.15, clip: str = RECORDED_CLIPS[0]
+                    ) -> tuple[Trajectory, np.ndarray]:
+    """A recorded trajectory (RECORDED_CLIPS) as truth (linearly interpolated at jittered frame
+    times at `fps`), measured as `corrupt` says. Returns it and the (46,) mask of the DoFs that
+    move in it (bounded DoFs whose std over the clip is over 2 deg)."""
+    q, t_rec = load_recorded(clip)
     rng = np.random.default_rng(seed)
     t = frame_times(rng, fps, t_rec[-1] - t_rec[0], jitter_frac) - 1.0 + t_rec[0]
     t = np.clip(t, t_rec[0], t_rec[-1])

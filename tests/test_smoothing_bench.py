@@ -61,8 +61,15 @@ def test_cost_per_frame_ten_people():
 
 @pytest.fixture(scope="module")
 def grid():
-    """30 Hz, seed 1: 0.5 and 1 Hz, every shape and outlier rate, both dropouts (~20 s)."""
-    return B.evaluate_grid(fps_list=(30.0,), speeds=(0.5, 1.0), seeds=(1,), recorded=False)
+    """30 Hz, seed 1: 0.5, 1, 2 and 3 Hz, every shape and outlier rate, both dropouts (~40 s)."""
+    return B.evaluate_grid(fps_list=(30.0,), speeds=(0.5, 1.0, 2.0, 3.0), seeds=(1,), recorded=False)
+
+
+@pytest.fixture(scope="module")
+def real():
+    """The real trajectories (two people of the four-camera reference, one camera's pipeline
+    output) under the same noise, at 30 and 60 Hz, seed 1."""
+    return B.evaluate_grid(fps_list=(30.0, 60.0), speeds=(), seeds=(1,), one_euro=False)
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +78,34 @@ def walk():
 
 
 def test_grid_never_worse_than_raw_and_no_violations(grid):
-    """RMSE <= 0.9x raw for every causal preset wherever there are outliers, and at 0.5 Hz
-    without; <= 1.0x (not worse than raw) at 1 Hz without outliers, where up to 0.94x is measured
-    (BENCHMARKS.md: at 2-3 Hz and 30 Hz frames the target is not met)."""
+    """RMSE <= 0.9x raw for every causal preset at every speed, shape and outlier rate, dropouts
+    included (issue 15's target; before the periodic model 13-16 of these 36 rows were over it,
+    up to 1.6x: BENCHMARKS.md)."""
     for r in grid:
         for m in B.CAUSAL:
             assert r[m]["violations"] == 0, (r["shape"], m)
-            limit = 1.0 if (r["outlier_rate"] == 0 and r["speed_hz"] >= 1.0) else 0.9
-            assert r[m]["rmse"] <= limit, (r["speed_hz"], r["shape"], r["outlier_rate"], m, r[m]["rmse"])
+            assert r[m]["rmse"] <= 0.9, (r["speed_hz"], r["shape"], r["outlier_rate"], m, r[m]["rmse"])
+
+
+def test_real_trajectories_never_worse_than_raw_where_measured_so(real):
+    """On real motion: <= 0.9x raw at 60 Hz frames, and at 30 Hz wherever there are outliers;
+    at 30 Hz without outliers the fast real turns are not met (next test)."""
+    for r in real:
+        if r["fps"] == 30.0 and r["outlier_rate"] == 0:
+            continue
+        for m in B.CAUSAL:
+            assert r[m]["violations"] == 0
+            assert r[m]["rmse"] <= 0.9, (r["fps"], r["shape"], r["outlier_rate"], m, r[m]["rmse"])
+
+
+@pytest.mark.xfail(strict=True, reason="not met: at 30 Hz without outliers the real trajectories "
+                   "read 0.97-1.24x raw (a turn of 24 deg within one frame is lagged; "
+                   "BENCHMARKS.md, issue 15)")
+def test_real_trajectories_at_30hz_without_outliers(real):
+    for r in real:
+        if r["fps"] == 30.0 and r["outlier_rate"] == 0:
+            for m in B.CAUSAL:
+                assert r[m]["rmse"] <= 0.9, (r["shape"], m, r[m]["rmse"])
 
 
 def test_grid_better_than_one_euro_at_the_same_lag_at_every_speed(grid):
@@ -106,8 +133,8 @@ def test_walking_vr_jitter_target(walk):
     assert walk["vr"]["rmse"] <= 0.6 and walk["vr"]["lag_frames"] <= 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="not met: balanced jitter 0.40x of raw; with the look-back "
-                   "no setting reached <= 0.25x at RMSE <= 0.55x (the true signal alone is 0.16x; "
-                   "BENCHMARKS.md, issue 15)")
 def test_walking_balanced_jitter_target(walk):
+    """balanced (no look-back): jitter <= 0.25x raw with RMSE <= 0.55x, since the periodic prior
+    (the filtered estimate alone, before it: 0.40x)."""
     assert walk["balanced"]["jitter"] <= 0.25
+    assert walk["balanced"]["rmse"] <= 0.55

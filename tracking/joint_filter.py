@@ -42,7 +42,18 @@ while a reversal at 3 Hz is followed. (The hard Mahalanobis gate plus Huber weig
 rejected real reversals at 2 Hz: 1.11x raw RMSE in `balanced`.) After `gate_max_frames` junk
 values in a row, or after a frame with no value, the next is taken as it is. Also: R = sigma^2 / confidence^2, no update where a
 DoF is unobserved, and velocity decay where nothing was measured (joints stop; a coasting CV
-model would fly off).
+model would fly off), faster for the agile models (time constant times (q_calm / q_m)^(1/8)).
+
+Motion that repeats itself (`periodic`: gait, jumping jacks, running arms;
+the periodic section below): each DoF's recent angles are kept, and its period is looked for
+every PERIOD_REFRESH_S. Where one is found, the DoF's angle one (and two) periods back is a
+second opinion: fused into every model's prior as a pseudo-measurement of variance
+miss_var - R (miss_var: the running spread of measurements about it), divided by its belief =
+evidence share x P(the swing still repeats) (`_periodic_prior`, a two-state Markov chain updated
+by how the periodic guess and the motion models each predicted the value, so a swing that stops
+is let go within frames); and a DoF without a value coasts to it (`_periodic_coast`) instead of
+on its decaying rate. At 2-3 Hz a constant-velocity model can neither filter a swing below raw
+nor guess it through a dropout; the periodic guess can (BENCHMARKS.md, issue 15).
 
 A constant-acceleration model (state [angle, rate, acceleration], tried as the most agile
 model) predicts a clean fast swing more closely, but at 30 Hz with 3 deg noise its acceleration
@@ -71,6 +82,13 @@ X0, X1, P00, P01, P11, N_REJ = range(6)
 _HEAD, _N_STATE, MU = 6, 5, 5   # per model: x (2), P (3), then its probability at plane MU
 _PER_MODEL = _N_STATE + 1
 _MU0_AGILE = 0.1  # prior probability of the agile models together, for a freshly started track
+PERIOD_REFRESH_S = 0.5  # a measured DoF looks for its period again this often
+MISS_TIME_S = 0.5       # memory of the spread of measurements about the periodic guess,
+MISS_RISE_S = 0.5       #   and the quicker one when it grows
+AGILE_COAST_EXP = 0.25
+REPEAT_MAX_ODDS = 10.0
+REPEAT_SWITCH_HZ = 1.0  # expected starts and stops of a repeating swing per second
+PRIOR_FLOOR = 0.1      # the periodic prior is never trusted more than 4x a measurement
 
 
 def model_base(m: int) -> int:
@@ -79,12 +97,215 @@ def model_base(m: int) -> int:
     return _HEAD + _PER_MODEL * m
 
 
-# --- one filter step, compiled -----------------------------------------------------------------
-
 @njit(cache=True, inline="always")
 def _wrap(a: float) -> float:
     return (a + math.pi) % (2.0 * math.pi) - math.pi
 
+
+# --- periodic motion: each slot's recent angles and the period of a DoF -----------------------
+#
+# (In this file, not a module of its own: numba's on-disk cache of `_step_kernel` does not notice
+# a change in another file it calls into.)
+#
+# A knee in a gait cycle, arms in jumping jacks, a running arm: much of human motion repeats. At
+# 2-3 Hz a constant-velocity model can neither filter such a swing below raw nor guess it through
+# a 1-6 frame dropout (up to 60 % of a period; no decaying-rate coast, even from the true state,
+# beats holding the last value by more than 8 %: `bench/smoothing_gap_oracle.py`). The DoF's own
+# recent past knows better: if its filtered angle repeats with period T, the angle at t is close
+# to the angle at t - T.
+#
+# Per bank slot a ring of the filter's combined angle and its times (`history_push`,
+# `history_at`). `estimate_period` resamples a DoF's last WINDOW_S seconds on a 30 Hz grid; the
+# period is the first local maximum of the normalised autocorrelation, inside the lags searched
+# (MIN_PERIOD_S to 2/3 of the window), that reaches MIN_EVIDENCE after the autocorrelation fell
+# to DECORRELATED (a ramp or a slow drift correlates at every short lag). Its height is the
+# evidence. The step kernel uses it as a prior and to coast (`_periodic_prior`, `_periodic_coast`).
+
+WINDOW_S = 2.4          # history looked at for the period (periods up to 2/3 of it: >= 0.63 Hz)
+MIN_PERIOD_S = 0.2      # faster than 5 Hz is not human motion, it is noise
+GRID_DT_S = 1.0 / 30.0  # the period is found on a 30 Hz grid (cost independent of the frame rate)
+MIN_EVIDENCE = 0.6      # autocorrelation below this: no period; from it to FULL_EVIDENCE the
+FULL_EVIDENCE = 0.9     #   periodic guess's share grows from 0 to 1
+DECORRELATED = 0.0      # ... but only after the autocorrelation fell to this (half a period away)
+HISTORY_LEN = 160       # entries per slot: WINDOW_S at up to ~65 fps
+_MAX_GRID = int(WINDOW_S / GRID_DT_S) + 2
+GRID_SCRATCH = 2 * _MAX_GRID + 1
+
+
+@njit(cache=True)
+def history_push(hist_t, hist_x, hist_n, hist_head, s_x0, slots, t_state):
+    """Append each slot's combined angle s_x0 (capacity, c) at its time t_state (capacity,) to
+    the ring (hist_t (H, capacity), hist_x (H, capacity, c), hist_n / hist_head (capacity,):
+    valid entries and the next write position). A stamp not newer than the newest entry replaces
+    it (a repeated or out-of-order frame)."""
+    H = hist_t.shape[0]
+    for i in range(slots.shape[0]):
+        k = slots[i]
+        n, head = hist_n[k], hist_head[k]
+        if n > 0 and t_state[k] <= hist_t[(head - 1) % H, k]:
+            e = (head - 1) % H
+        else:
+            e = head
+            hist_head[k] = (head + 1) % H
+            hist_n[k] = min(n + 1, H)
+        hist_t[e, k] = t_state[k]
+        for j in range(hist_x.shape[2]):
+            hist_x[e, k, j] = s_x0[k, j]
+
+
+@njit(cache=True)
+def history_at(hist_t, hist_x, n, head, k, j, tau, wrap):
+    """(angle, rate) of slot k's channel j at time tau, linear between ring entries; (nan, nan)
+    outside the ring."""
+    H = hist_t.shape[0]
+    for e in range(n - 1, 0, -1):
+        i1 = (head - n + e) % H
+        i0 = (head - n + e - 1) % H
+        t0, t1 = hist_t[i0, k], hist_t[i1, k]
+        if tau > t1:
+            return math.nan, math.nan
+        if tau >= t0:
+            x0, d = hist_x[i0, k, j], hist_x[i1, k, j] - hist_x[i0, k, j]
+            if wrap:
+                d = _wrap(d)
+            if t1 <= t0:
+                return hist_x[i1, k, j], 0.0
+            a = x0 + d * (tau - t0) / (t1 - t0)
+            return (_wrap(a) if wrap else a), d / (t1 - t0)
+    return math.nan, math.nan
+
+
+@njit(cache=True)
+def estimate_period(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint, grid):
+    """(period s, evidence in [0, 1], mean squared difference between the history and itself a
+    period later) of slot k's channel j from its history up to t_end: the first peak of the
+    normalised autocorrelation at or above MIN_EVIDENCE (refined by a parabola); zeros when the
+    DoF moved less than min_std or repeats nothing. hint: the period found last time (0: none),
+    searched around first. grid: scratch array of at least GRID_SCRATCH floats."""
+    H = hist_t.shape[0]
+    if n < 8:
+        return 0.0, 0.0, 0.0
+    t_old = hist_t[(head - n) % H, k]
+    N = min(int((min(t_end - t_old, WINDOW_S)) / GRID_DT_S) + 1, _MAX_GRID)
+    if N < 2 * int(MIN_PERIOD_S / GRID_DT_S) + 2:
+        return 0.0, 0.0, 0.0
+    # resample backwards from t_end (unwrapping a circular channel as it goes)
+    e = n - 1
+    while e > 0 and hist_t[(head - n + e) % H, k] > t_end:
+        e -= 1
+    prev = math.nan
+    for g in range(N - 1, -1, -1):
+        tau = t_end - (N - 1 - g) * GRID_DT_S
+        while e > 1 and hist_t[(head - n + e - 1) % H, k] > tau:
+            e -= 1
+        i1, i0 = (head - n + e) % H, (head - n + e - 1) % H
+        t0, t1 = hist_t[i0, k], hist_t[i1, k]
+        d = hist_x[i1, k, j] - hist_x[i0, k, j]
+        if wrap:
+            d = _wrap(d)
+        a = 0.0 if t1 <= t0 else min(max((tau - t0) / (t1 - t0), 0.0), 1.0)
+        x = hist_x[i0, k, j] + a * d
+        if wrap and prev == prev:
+            x = prev + _wrap(x - prev)
+        grid[g] = x
+        prev = x
+    mean = 0.0
+    for g in range(N):
+        mean += grid[g]
+    mean /= N
+    var = 0.0
+    for g in range(N):
+        grid[g] -= mean
+        var += grid[g] * grid[g]
+    if var / N < min_std * min_std:
+        return 0.0, 0.0, 0.0
+    sq = grid[N:]                       # sq[g] = sum of grid[:g] ** 2: each lag's energies in O(1)
+    sq[0] = 0.0
+    for g in range(N):
+        sq[g + 1] = sq[g] + grid[g] * grid[g]
+    lo, hi = int(math.ceil(MIN_PERIOD_S / GRID_DT_S)), N - N // 3   # overlap >= half a period
+    if hint > 0.0:                      # near the period found last time, if it is still there
+        L0, L1 = max(lo, int(0.75 * hint / GRID_DT_S)), min(hi, int(1.33 * hint / GRID_DT_S) + 1)
+        if L1 > L0 + 1:
+            lowest = _autocorr(grid, sq, N, int(round(0.5 * hint / GRID_DT_S)))
+            T, r, msd = _first_peak(grid, sq, N, L0, L1, lowest)
+            if r > 0.0:
+                return T, r, msd
+    return _first_peak(grid, sq, N, lo, hi, 2.0)
+
+
+@njit(cache=True, inline="always")
+def _autocorr(grid, sq, N, L):
+    """Normalised autocorrelation of grid[:N] (mean removed) at lag L."""
+    sxy = 0.0
+    for g in range(N - L):
+        sxy += grid[g] * grid[g + L]
+    sxx, syy = sq[N - L], sq[N] - sq[L]
+    return sxy / math.sqrt(sxx * syy) if sxx > 0.0 and syy > 0.0 else 0.0
+
+
+@njit(cache=True)
+def _first_peak(grid, sq, N, lo, hi, lowest):
+    """(period s, autocorrelation, mean squared difference at that lag) of the first local
+    maximum of the autocorrelation over lags lo..hi that reaches MIN_EVIDENCE after it fell to
+    DECORRELATED (`lowest`: the least value seen before lo); zeros if none."""
+    r_prev2 = r_prev = -2.0
+    for L in range(lo, hi + 1):     # a maximum must be inside the range, not on its ends
+        r = _autocorr(grid, sq, N, L)
+        # a local maximum at L - 1 that is strong enough: the first repeat (a ramp or a slow
+        # drift correlates at every short lag, so only after the signal decorrelated)
+        if lo < L - 1 < hi and lowest <= DECORRELATED and r_prev >= MIN_EVIDENCE and r_prev >= r_prev2 \
+                and r_prev >= r:
+            den = r_prev2 - 2.0 * r_prev + r
+            shift = 0.5 * (r_prev2 - r) / den if den < 0.0 else 0.0
+            msd = 0.0                                   # how far a period back misses
+            for g in range(N - L + 1):
+                msd += (grid[g + L - 1] - grid[g]) ** 2
+            return (L - 1 + shift) * GRID_DT_S, min(r_prev, 1.0), msd / (N - L + 1)
+        if r > -2.0:
+            lowest = min(lowest, r)
+        r_prev2, r_prev = r_prev, r
+    return 0.0, 0.0, 0.0
+
+
+@njit(cache=True, inline="always")
+def evidence_share(evidence: float) -> float:
+    """How much of the coasted angle comes from one period back (0..1)."""
+    return min(max((evidence - MIN_EVIDENCE) / (FULL_EVIDENCE - MIN_EVIDENCE), 0.0), 1.0)
+
+
+def new_history(capacity: int, channels: int) -> dict[str, np.ndarray]:
+    """Empty rings and per-channel gap state for `capacity` slots."""
+    return {"t": np.zeros((HISTORY_LEN, capacity)), "x": np.zeros((HISTORY_LEN, capacity, channels)),
+            "n": np.zeros(capacity, dtype=np.int64), "head": np.zeros(capacity, dtype=np.int64),
+            # per (slot, channel): the period found at the gap's start, its evidence, and the
+            # time of the last history entry before the gap (NaN while measured)
+            "period": np.zeros((capacity, channels)), "evidence": np.zeros((capacity, channels)),
+            "gap_from": np.full((capacity, channels), np.nan),
+            # when the period was last looked for, and the variance of a measurement about the
+            # periodic guess (how much to trust that guess as a prior)
+            "found_at": np.full((capacity, channels), np.nan), "miss_var": np.zeros((capacity, channels)),
+            "repeats": np.zeros((capacity, channels))}
+
+
+def grow_history(h: dict[str, np.ndarray], extra: int) -> None:
+    """Add `extra` empty slots in place."""
+    fresh = new_history(extra, h["x"].shape[2])
+    for key in h:
+        axis = 1 if key in ("t", "x") else 0
+        h[key] = np.concatenate([h[key], fresh[key]], axis=axis)
+
+
+def reset_history(h: dict[str, np.ndarray], slots: np.ndarray) -> None:
+    """Forget the past of `slots` (a new track in a reused slot)."""
+    h["n"][slots] = 0
+    h["head"][slots] = 0
+    h["evidence"][slots] = 0.0
+    h["gap_from"][slots] = np.nan
+    h["found_at"][slots] = np.nan
+
+
+# --- one filter step, compiled -----------------------------------------------------------------
 
 @njit(cache=True, inline="always")
 def _meas_var(base_var: float, confidence: float, z: float, lower: float, upper: float,
@@ -140,9 +361,122 @@ def _project(x0, x1, lower, upper):
 
 
 @njit(cache=True)
+def _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, period, evidence,
+                    found_at, miss_var, repeats, grid):
+    """Look for (slot k, channel j)'s period in its history up to its newest entry
+    (the periodic section above). A period found where there was none starts its miss variance
+    (a measurement's spread about the periodic guess) from the history's own repeat error."""
+    n, head = hist_n[k], hist_head[k]
+    t_end = hist_t[(head - 1) % hist_t.shape[0], k]
+    had = evidence_share(evidence[k, j]) > 0.0
+    period[k, j], evidence[k, j], msd = estimate_period(hist_t, hist_x, n, head, k, j, t_end, wrap,
+                                                        min_std, period[k, j] if had else 0.0, grid)
+    # the next look in PERIOD_REFRESH_S, staggered over channels and slots (one slot's DoFs all
+    # looking in the same frame would make that frame slow)
+    # looking again after twice as long where nothing repeats
+    found_at[k, j] = t_end - PERIOD_REFRESH_S * ((j + 3 * k) % 8) / 8.0
+    if evidence[k, j] < MIN_EVIDENCE:
+        found_at[k, j] += PERIOD_REFRESH_S
+    if not had:
+        miss_var[k, j] = msd + R
+        repeats[k, j] = 0.5
+    return t_end
+
+
+@njit(cache=True)
+def _periodic_guess(k, j, t, t_last, wrap, hist_t, hist_x, hist_n, hist_head, period, evidence):
+    """(angle, rate, share): the DoF one period before t, read from history no newer than
+    t_last, and how much to believe it (0: no period, or t - period is after t_last)."""
+    w = evidence_share(evidence[k, j])
+    tau = t - period[k, j]
+    if w <= 0.0 or tau > t_last:
+        return math.nan, math.nan, 0.0
+    xp, vp = history_at(hist_t, hist_x, hist_n[k], hist_head[k], k, j, tau, wrap)
+    if xp != xp:
+        return math.nan, math.nan, 0.0
+    x2, v2 = history_at(hist_t, hist_x, hist_n[k], hist_head[k], k, j, tau - period[k, j], wrap)
+    if x2 == x2:                                        # two periods back too: half the noise
+        d = x2 - xp
+        if wrap:
+            d = _wrap(d)
+        xp += 0.5 * d
+        if wrap:
+            xp = _wrap(xp)
+        vp = 0.5 * (vp + v2)
+    return xp, vp, w
+
+
+@njit(cache=True)
+def _periodic_prior(mixed, cbar, M, k, j, t, dt, z, R, wrap, min_std, clutter, hist_t, hist_x,
+                    hist_n, hist_head, period, evidence, found_at, miss_var, repeats, grid):
+    """Fuse the DoF's angle one period back into every model's prior (a pseudo-measurement of
+    variance miss_var - R, divided by how much it is believed), before the real measurement z.
+    Believed by the period's evidence times `repeats`, the probability that the swing still
+    repeats: a two-state Markov chain updated by how well the periodic guess predicted z against
+    how well the motion models did (each plus the junk density), so a swing that stops is let go
+    within a few frames. Returns the guess (NaN: none)."""
+    xp, vp, w = _periodic_guess(k, j, t, t, wrap, hist_t, hist_x, hist_n, hist_head, period, evidence)
+    if w <= 0.0:
+        return math.nan
+    y = z - xp
+    if wrap:
+        y = _wrap(y)
+    V = max(miss_var[k, j], R)
+    l_rep = math.exp(-0.5 * y * y / V) / math.sqrt(2.0 * math.pi * V) + clutter + 1e-300
+    l_cv = clutter + 1e-300
+    for m in range(M):
+        ym = z - mixed[m, 0]
+        if wrap:
+            ym = _wrap(ym)
+        S = mixed[m, 2] + R
+        l_cv += cbar[m] * math.exp(-0.5 * ym * ym / S) / math.sqrt(2.0 * math.pi * S)
+    h = -math.expm1(-dt * REPEAT_SWITCH_HZ)
+    p = repeats[k, j] * (1.0 - h) + (1.0 - repeats[k, j]) * h
+    # one frame moves the odds by at most REPEAT_MAX_ODDS: a single junk value the agile model
+    # half-explains must not end a swing, a few frames of a real stop do
+    ratio = min(max(l_rep / l_cv, 1.0 / REPEAT_MAX_ODDS), REPEAT_MAX_ODDS)
+    p = p * ratio / (p * ratio + 1.0 - p)
+    repeats[k, j] = p
+    wp = w * p
+    if wp > 1e-3:
+        Rp = max(miss_var[k, j] - R, PRIOR_FLOOR * R) / wp
+        for m in range(M):
+            d = xp - mixed[m, 0]
+            if wrap:
+                d = _wrap(d)
+            _update(mixed[m], d, mixed[m, 2] + Rp, 1.0, wrap)
+    return xp
+
+
+@njit(cache=True)
+def _periodic_coast(mixed, M, k, j, t, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, period,
+                    evidence, gap_from, found_at, miss_var, repeats, grid):
+    """Move every model's coasted state of (slot k, channel j) toward the DoF's own angle and
+    rate one period back, by the evidence that it repeats (the periodic section above). The
+    period is looked for again at the gap's first frame; a gap longer than a period keeps
+    coasting from where the periodic guess left it."""
+    if gap_from[k, j] != gap_from[k, j]:                # first frame of this gap
+        gap_from[k, j] = _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head,
+                                         period, evidence, found_at, miss_var, repeats, grid)
+    xp, vp, w = _periodic_guess(k, j, t, gap_from[k, j], wrap, hist_t, hist_x, hist_n, hist_head,
+                                period, evidence)
+    if w <= 0.0 or repeats[k, j] < 0.5:                # no period, or the swing stopped
+        return
+    for m in range(M):
+        d = xp - mixed[m, 0]
+        if wrap:
+            d = _wrap(d)
+        mixed[m, 0] += w * d
+        if wrap:
+            mixed[m, 0] = _wrap(mixed[m, 0])
+        mixed[m, 1] += w * (vp - mixed[m, 1])
+
+
+@njit(cache=True)
 def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence, observed,
                  q_models, switch_rate_hz, meas_var, lower, upper, wrap, inlier_scale, clutter,
-                 gate_max_frames, inv_margin, coast_tau_s):
+                 gate_max_frames, inv_margin, coast_tau_s, periodic, hist_t, hist_x, hist_n,
+                 hist_head, period, evidence, gap_from, found_at, miss_var, repeats, grid):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
@@ -150,7 +484,10 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     accepted (n, c) bool out; t_state, t_meas (capacity,) s; slots (n,); t_s, confidence (n,);
     z, observed (n, c); q_models (M, c) each model's process noise; per-channel meas_var, lower,
     upper, wrap,
-    inlier_scale = (1 - eps) / sqrt(2 pi), clutter = eps / outlier range (c,) (0: no outliers)."""
+    inlier_scale = (1 - eps) / sqrt(2 pi), clutter = eps / outlier range (c,) (0: no outliers).
+    periodic: coast a DoF that repeats itself by its history one period back
+    (the periodic section above: hist_* its ring; period, evidence, gap_from, found_at, miss_var
+    (capacity, c) what it found; grid scratch), and take that guess as a prior where measured."""
     n, c = z.shape
     M = q_models.shape[0]
     xm = np.empty((M, _N_STATE))   # each model's posterior x, P
@@ -208,6 +545,19 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                 # after gate_max_frames rejections in a row the value is taken as it is: a real
                 # jump persists, an outlier does not
                 trust = s[N_REJ, k, j] >= gate_max_frames or clutter[j] <= 0.0
+                xp = math.nan
+                if periodic and hist_n[k] > 0 and not trust:
+                    # a DoF that repeats itself: its angle a period ago is a prior as well (not
+                    # for a value taken as it is: the joint went somewhere else)
+                    if not (t_s[i] - found_at[k, j] < PERIOD_REFRESH_S):
+                        _refresh_period(k, j, wrap[j], math.sqrt(meas_var[j]), R, hist_t, hist_x,
+                                        hist_n, hist_head, period, evidence, found_at, miss_var,
+                                        repeats, grid)
+                if periodic and hist_n[k] > 0 and not trust and evidence[k, j] > MIN_EVIDENCE:
+                    xp = _periodic_prior(mixed, cbar, M, k, j, t_s[i], dt, zj, R, wrap[j],
+                                         math.sqrt(meas_var[j]), clutter[j], hist_t, hist_x,
+                                         hist_n, hist_head, period, evidence, found_at,
+                                         miss_var, repeats, grid)
                 total = 0.0
                 if trust:                               # Kalman: the value is genuine, L = N(y; 0, S)
                     top = -1e300                        #   (log space: a far value cannot make
@@ -244,17 +594,31 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     inlier += mu[t] * rs[t]
                 ok = inlier >= 0.5                      # taken as a measurement, not as junk
                 s[N_REJ, k, j] = 0.0 if ok else s[N_REJ, k, j] + 1.0
+                gap_from[k, j] = math.nan
+                if ok and xp == xp:                     # the measurement's miss, a running mean
+                    y = zj - xp
+                    if wrap[j]:
+                        y = _wrap(y)
+                    y2 = y * y                          # quick to distrust (a swing that stops),
+                    tau = MISS_RISE_S if y2 > miss_var[k, j] else MISS_TIME_S  # slow to trust
+                    miss_var[k, j] += -math.expm1(-dt / tau) * (y2 - miss_var[k, j])
             else:
                 for t in range(M):                      # unseen: x = D x, P = D P D',
                     mu[t] = cbar[t]                     #   D = diag(1, decay): joints stop;
                     # the angle moves by the decaying rate's integral, v tau (1 - decay), not a
                     # full v dt before it decays: a coasted fast swing overshot its reversal
-                    mixed[t, 0] -= (dt + coast_tau_s * math.expm1(-dt / coast_tau_s)) * mixed[t, 1]
+                    tau = coast_tau_s * (q_models[0, j] / q_models[t, j]) ** AGILE_COAST_EXP
+                    dec = math.exp(-dt / tau)
+                    mixed[t, 0] -= (dt + tau * math.expm1(-dt / tau)) * mixed[t, 1]
                     if wrap[j]:
                         mixed[t, 0] = _wrap(mixed[t, 0])
-                    mixed[t, 1] *= decay
-                    mixed[t, 3] *= decay
-                    mixed[t, 4] *= decay * decay
+                    mixed[t, 1] *= dec
+                    mixed[t, 3] *= dec
+                    mixed[t, 4] *= dec * dec
+                if periodic and hist_n[k] > 0:
+                    _periodic_coast(mixed, M, k, j, t_s[i], wrap[j], math.sqrt(meas_var[j]),
+                                    meas_var[j], hist_t, hist_x, hist_n, hist_head, period, evidence,
+                                    gap_from, found_at, miss_var, repeats, grid)
                 # its next value is taken as it is: after a gap the joint is wherever it went
                 # (at 2-3 Hz weighing it as junk cost 6-8 deg over the 3 frames after a gap)
                 s[N_REJ, k, j] = max(s[N_REJ, k, j], gate_max_frames)
@@ -439,7 +803,8 @@ class JointFilterBank:
                  gate_max_frames: int, limit_margin: float, unseen_std: np.ndarray | float = 0.5,
                  coast_tau_s: float = 0.15,
                  q_mult: np.ndarray | tuple[float, ...] = (1.0,), switch_rate_hz: float = 0.1,
-                 lookback_frames: int = 0, lookback_gate_sigma: float = 2.0, capacity: int = 16):
+                 lookback_frames: int = 0, lookback_gate_sigma: float = 2.0,
+                 coast_periodic: bool = False, capacity: int = 16):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -473,6 +838,10 @@ class JointFilterBank:
         self.lb_t = np.zeros((self.lookback_frames + 1, capacity))
         self.lb_n = np.zeros(capacity, dtype=np.int64)
         self.pub = np.zeros((3, capacity, c))
+        # each slot's recent angles, for coasting a DoF that repeats itself (the periodic section)
+        self.coast_periodic = bool(coast_periodic)
+        self.hist = new_history(capacity, c)
+        self._grid = np.empty(GRID_SCRATCH)
 
     @property
     def channels(self) -> int:
@@ -491,6 +860,7 @@ class JointFilterBank:
         self.lb_t = np.concatenate([self.lb_t, np.zeros((self.lb_t.shape[0], extra))], axis=1)
         self.lb_n = np.concatenate([self.lb_n, np.zeros(extra, dtype=np.int64)])
         self.pub = np.concatenate([self.pub, np.zeros((3, extra, self.channels))], axis=1)
+        grow_history(self.hist, extra)
 
     def meas_var_for(self, z: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """R (n, c) of finite measurements z (n, c) at confidence (n,), as `step` uses it."""
@@ -525,11 +895,17 @@ class JointFilterBank:
         self.t_s[slots] = t_s
         self.t_meas_s[slots] = t_s
         self.lb_n[slots] = 0
+        reset_history(self.hist, slots)
         self._publish(slots, observed)
 
     def _publish(self, slots: np.ndarray, measured: np.ndarray) -> None:
         """The look-back estimate of `slots` from their newest posterior (lookback_frames > 0);
-        measured (n, c) bool: the channels that took a measurement this step."""
+        measured (n, c) bool: the channels that took a measurement this step. Also appends the
+        posterior angle to the slots' history (periodic coasting)."""
+        if self.coast_periodic:
+            h = self.hist
+            history_push(h["t"], h["x"], h["n"], h["head"], self.s[X0],
+                                np.ascontiguousarray(slots, dtype=np.int64), self.t_s)
         if self.lookback_frames:
             _lookback_kernel(self.s, self.lb, self.lb_t, self.lb_n, self.pub, self.t_s,
                              np.ascontiguousarray(slots, dtype=np.int64),
@@ -542,6 +918,7 @@ class JointFilterBank:
         """Predict to t_s (n,) s, then update with z (n, c) where `observed` (n, c) bool.
         confidence (n,) in (0, 1] scales R. Returns accepted (n, c) bool (False = gated/unseen)."""
         accepted = np.empty((len(slots), self.channels), dtype=bool)
+        h = self.hist
         _step_kernel(self.s, self.active, accepted, self.t_s, self.t_meas_s,
                      np.ascontiguousarray(slots, dtype=np.int64),
                      np.ascontiguousarray(t_s, dtype=np.float64),
@@ -550,7 +927,10 @@ class JointFilterBank:
                      np.ascontiguousarray(observed, dtype=np.bool_),
                      self.q_models, self.switch_rate_hz, self.meas_var, self.lower,
                      self.upper, self.wrap, self.inlier_scale, self.clutter,
-                     float(self.gate_max_frames), 1.0 / self.limit_margin, self.coast_tau_s)
+                     float(self.gate_max_frames), 1.0 / self.limit_margin, self.coast_tau_s,
+                     self.coast_periodic, h["t"], h["x"], h["n"], h["head"], h["period"],
+                     h["evidence"], h["gap_from"], h["found_at"], h["miss_var"], h["repeats"],
+                     self._grid)
         self._publish(slots, accepted)
         return accepted
 

@@ -17,6 +17,9 @@ from stream.config_base import StrictModel
 
 PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.35, "balanced": 0.25, "analysis": 0.15}
 """responsiveness of each preset; 0 = smoothest, 1 = follows the measurements almost raw."""
+PRESET_Q_RATIO: dict[str, float] = {"vr": 1.0e4, "balanced": 1.0e4, "analysis": 2.5e4}
+"""maneuver_q_ratio of each preset: analysis's calm model is calmer, so its most agile one needs a
+larger multiple to follow a 3 Hz swing (about the agile model of vr; issue 15, BENCHMARKS.md)."""
 PRESET_MODELS_LOOKBACK: dict[str, tuple[int, int]] = {"vr": (5, 2), "balanced": (4, 0), "analysis": (4, 0)}
 """(motion_models, lookback_frames) of each preset: vr publishes the look-back estimate, with a
 fifth model so that a walking swing is followed by the calm half (issue 15, BENCHMARKS.md)."""
@@ -52,8 +55,8 @@ class SmoothingConfig(StrictModel):
     """None = the preset's. Constant-velocity models the IMM filter runs side by side, from calm to agile (1 = a
     single Kalman filter): more models follow a wider range of speeds, each costs one more
     filter per DoF."""
-    maneuver_q_ratio: float = Field(1.0e4, ge=1.0)
-    """Process noise of the most agile constant-velocity model / that of the calmest one; the
+    maneuver_q_ratio: float | None = Field(None, ge=1.0)
+    """None = the preset's. Process noise of the most agile constant-velocity model / that of the calmest one; the
     models between are spaced geometrically. The filter holds still with the calm one and
     follows a reach with the agile one."""
     maneuver_switch_rate_hz: float = Field(0.3, gt=0.0)
@@ -74,6 +77,10 @@ class SmoothingConfig(StrictModel):
     track whose last accepted measurement is older than this restarts from its next one."""
     coast_velocity_time_constant_s: float = Field(0.07, gt=0.0)
     """Unmeasured DoFs (coasting, unseen, gated) lose velocity with this time constant: joints stop."""
+    periodic_coast: bool = True
+    """A DoF that repeats itself (a gait cycle, jumping jacks) coasts through a gap as it moved one
+    period before, found from its own last 2.4 s (tracking/joint_filter.py); off, or where
+    nothing repeats, it coasts on its decaying rate."""
     betas_time_constant_s: float = Field(1.0, gt=0.0)
     """Memory of the betas running mean: a plain mean at first, never slower than an EMA of this
     time constant, so a bad first estimate is forgotten within about this long."""
@@ -132,7 +139,8 @@ class SmoothingConfig(StrictModel):
 
     def model_q_multipliers(self) -> np.ndarray:
         """(motion_models,) each model's process noise as a multiple of the calmest one's."""
-        return self.maneuver_q_ratio ** np.linspace(0.0, 1.0, self.effective_motion_models)
+        ratio = PRESET_Q_RATIO[self.preset] if self.maneuver_q_ratio is None else self.maneuver_q_ratio
+        return ratio ** np.linspace(0.0, 1.0, self.effective_motion_models)
 
     def joint_meas_noise(self) -> np.ndarray:
         """(46,) float64 measurement std per DoF at full confidence, radians."""
