@@ -158,21 +158,24 @@ def history_at(hist_t, hist_x, n, head, k, j, tau, wrap):
     """(angle, rate) of slot k's channel j at time tau, linear between ring entries; (nan, nan)
     outside the ring."""
     H = hist_t.shape[0]
-    for e in range(n - 1, 0, -1):
-        i1 = (head - n + e) % H
-        i0 = (head - n + e - 1) % H
-        t0, t1 = hist_t[i0, k], hist_t[i1, k]
-        if tau > t1:
-            return math.nan, math.nan
-        if tau >= t0:
-            x0, d = hist_x[i0, k, j], hist_x[i1, k, j] - hist_x[i0, k, j]
-            if wrap:
-                d = _wrap(d)
-            if t1 <= t0:
-                return hist_x[i1, k, j], 0.0
-            a = x0 + d * (tau - t0) / (t1 - t0)
-            return (_wrap(a) if wrap else a), d / (t1 - t0)
-    return math.nan, math.nan
+    if n < 2 or tau < hist_t[(head - n) % H, k] or tau > hist_t[(head - 1) % H, k]:
+        return math.nan, math.nan
+    lo, hi = 0, n - 1                       # entries oldest (0) to newest (n - 1): bisect for
+    while hi - lo > 1:                      #   t[lo] <= tau <= t[hi], hi = lo + 1
+        mid = (lo + hi) // 2
+        if hist_t[(head - n + mid) % H, k] <= tau:
+            lo = mid
+        else:
+            hi = mid
+    i0, i1 = (head - n + lo) % H, (head - n + hi) % H
+    t0, t1 = hist_t[i0, k], hist_t[i1, k]
+    x0, d = hist_x[i0, k, j], hist_x[i1, k, j] - hist_x[i0, k, j]
+    if wrap:
+        d = _wrap(d)
+    if t1 <= t0:
+        return hist_x[i1, k, j], 0.0
+    a = x0 + d * (tau - t0) / (t1 - t0)
+    return (_wrap(a) if wrap else a), d / (t1 - t0)
 
 
 @njit(cache=True)
@@ -270,7 +273,7 @@ def _first_peak(grid, sq, N, lo, hi, lowest):
 
 @njit(cache=True, inline="always")
 def evidence_share(evidence: float) -> float:
-    """How much of the coasted angle comes from one period back (0..1)."""
+    """How much the periodic guess is believed for a period's evidence (0..1)."""
     return min(max((evidence - MIN_EVIDENCE) / (FULL_EVIDENCE - MIN_EVIDENCE), 0.0), 1.0)
 
 
@@ -278,12 +281,12 @@ def new_history(capacity: int, channels: int) -> dict[str, np.ndarray]:
     """Empty rings and per-channel gap state for `capacity` slots."""
     return {"t": np.zeros((HISTORY_LEN, capacity)), "x": np.zeros((HISTORY_LEN, capacity, channels)),
             "n": np.zeros(capacity, dtype=np.int64), "head": np.zeros(capacity, dtype=np.int64),
-            # per (slot, channel): the period found at the gap's start, its evidence, and the
-            # time of the last history entry before the gap (NaN while measured)
+            # per (slot, channel): the period last found and its evidence; the time of the last
+            # history entry before the current gap (NaN while measured); when to look again
+            # (`_refresh_period`); the variance of a measurement about the periodic guess; and
+            # P(the swing still repeats) (`_periodic_prior`)
             "period": np.zeros((capacity, channels)), "evidence": np.zeros((capacity, channels)),
             "gap_from": np.full((capacity, channels), np.nan),
-            # when the period was last looked for, and the variance of a measurement about the
-            # periodic guess (how much to trust that guess as a prior)
             "found_at": np.full((capacity, channels), np.nan), "miss_var": np.zeros((capacity, channels)),
             "repeats": np.zeros((capacity, channels))}
 
@@ -385,8 +388,9 @@ def _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, p
 
 @njit(cache=True)
 def _periodic_guess(k, j, t, t_last, wrap, hist_t, hist_x, hist_n, hist_head, period, evidence):
-    """(angle, rate, share): the DoF one period before t, read from history no newer than
-    t_last, and how much to believe it (0: no period, or t - period is after t_last)."""
+    """(angle, rate, share): the DoF one period before t (the mean with two periods before where
+    the history reaches back that far: half the noise), read from history no newer than t_last,
+    and how much to believe it (0: no period, or t - period is after t_last)."""
     w = evidence_share(evidence[k, j])
     tau = t - period[k, j]
     if w <= 0.0 or tau > t_last:
