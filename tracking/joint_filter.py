@@ -42,7 +42,7 @@ while a reversal at 3 Hz is followed. (The hard Mahalanobis gate plus Huber weig
 rejected real reversals at 2 Hz: 1.11x raw RMSE in `balanced`.) After `gate_max_frames` junk
 values in a row, or after a frame with no value, the next is taken as it is. Also: R = sigma^2 / confidence^2, no update where a
 DoF is unobserved, and velocity decay where nothing was measured (joints stop; a coasting CV
-model would fly off), faster for the agile models (time constant times (q_calm / q_m)^(1/8)).
+model would fly off), faster for the agile models (time constant times (q_calm / q_m)^(1/4)).
 
 Motion that repeats itself (`periodic`: gait, jumping jacks, running arms;
 the periodic section below): each DoF's recent angles are kept, and its period is looked for
@@ -82,13 +82,12 @@ X0, X1, P00, P01, P11, N_REJ = range(6)
 _HEAD, _N_STATE, MU = 6, 5, 5   # per model: x (2), P (3), then its probability at plane MU
 _PER_MODEL = _N_STATE + 1
 _MU0_AGILE = 0.1  # prior probability of the agile models together, for a freshly started track
+AGILE_COAST_EXP = 0.25  # model m's coast time constant: coast_tau_s * (q_calm / q_m) ** this
 PERIOD_REFRESH_S = 0.5  # a measured DoF looks for its period again this often
-MISS_TIME_S = 0.5       # memory of the spread of measurements about the periodic guess,
-MISS_RISE_S = 0.5       #   and the quicker one when it grows
-AGILE_COAST_EXP = 0.25
-REPEAT_MAX_ODDS = 10.0
+MISS_TIME_S = 0.5       # memory of the spread of measurements about the periodic guess
+REPEAT_MAX_ODDS = 10.0  # one value changes the odds that a swing still repeats by at most this
 REPEAT_SWITCH_HZ = 1.0  # expected starts and stops of a repeating swing per second
-PRIOR_FLOOR = 0.1      # the periodic prior is never trusted more than 4x a measurement
+PRIOR_FLOOR = 0.1       # the periodic prior is never trusted more than 10x a measurement
 
 
 def model_base(m: int) -> int:
@@ -603,9 +602,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     y = zj - xp
                     if wrap[j]:
                         y = _wrap(y)
-                    y2 = y * y                          # quick to distrust (a swing that stops),
-                    tau = MISS_RISE_S if y2 > miss_var[k, j] else MISS_TIME_S  # slow to trust
-                    miss_var[k, j] += -math.expm1(-dt / tau) * (y2 - miss_var[k, j])
+                    miss_var[k, j] += -math.expm1(-dt / MISS_TIME_S) * (y * y - miss_var[k, j])
             else:
                 for t in range(M):                      # unseen: x = D x, P = D P D',
                     mu[t] = cbar[t]                     #   D = diag(1, decay): joints stop;
