@@ -172,6 +172,18 @@ def test_crashed_stage_is_restarted_when_configured(tmp_path: Path):
     assert leftovers(g) == []
 
 
+def test_sources_wait_for_every_setup_and_a_failed_one_is_not_finished():
+    """The rule `_wait_ready` applies to the stages' board states: READY or DONE everywhere
+    starts the sources; STARTING or FAILED anywhere does not (FAILED shows on the board before
+    the stage's error report is read: the race that started sources next to a failed setup)."""
+    from stream.graph import setup_finished
+    from stream.metrics import DONE, FAILED, READY, STARTING
+
+    assert setup_finished([READY, READY, DONE]) and setup_finished([])
+    assert not setup_finished([READY, STARTING])
+    assert not setup_finished([READY, FAILED])
+
+
 def test_user_error_in_setup_exits_2_before_sources_start(tmp_path: Path):
     g = Graph(RuntimeConfig(**RT), lossless=True)
     g.add(source("test:n=50", "a"), to=["pose"])
