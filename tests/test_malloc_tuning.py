@@ -49,10 +49,23 @@ def test_large_buffers_stay_on_the_heap():
     assert tuned < 0.05 * pages, (tuned, pages)        # reused heap: almost none
 
 
-def test_server_environment_carries_the_same_settings():
+def test_server_environment_carries_the_same_settings(monkeypatch):
+    """The server's environment gets the client's allocator settings; a user's own value wins."""
     from engines.backends import malloc_tuning
-    from engines.backends.triton_server import SERVER_MALLOC_ENV
+    from engines.backends.triton_server import pytriton_dist, server_env
+    from stream.errors import DependencyError
 
-    assert SERVER_MALLOC_ENV == {"MALLOC_MMAP_THRESHOLD_": str(malloc_tuning.MMAP_THRESHOLD_BYTES),
-                                 "MALLOC_TRIM_THRESHOLD_": str(malloc_tuning.TRIM_THRESHOLD_BYTES),
-                                 "MALLOC_TOP_PAD_": str(malloc_tuning.TOP_PAD_BYTES)}
+    try:
+        pytriton_dist()
+    except DependencyError as exc:
+        pytest.skip(str(exc))
+
+    for key in malloc_tuning.MALLOC_ENV:
+        monkeypatch.delenv(key, raising=False)
+    env = server_env()
+    assert {k: env[k] for k in malloc_tuning.MALLOC_ENV} == {
+        "MALLOC_MMAP_THRESHOLD_": str(malloc_tuning.MMAP_THRESHOLD_BYTES),
+        "MALLOC_TRIM_THRESHOLD_": str(malloc_tuning.TRIM_THRESHOLD_BYTES),
+        "MALLOC_TOP_PAD_": str(malloc_tuning.TOP_PAD_BYTES)}
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "12345")
+    assert server_env()["MALLOC_TOP_PAD_"] == "12345"

@@ -410,8 +410,8 @@ def _periodic_guess(k, j, t, t_last, wrap, hist_t, hist_x, hist_n, hist_head, pe
 
 
 @njit(cache=True)
-def _periodic_prior(mixed, cbar, M, k, j, t, dt, z, R, wrap, min_std, clutter, hist_t, hist_x,
-                    hist_n, hist_head, period, evidence, found_at, miss_var, repeats, grid):
+def _periodic_prior(mixed, cbar, M, k, j, t, dt, z, R, wrap, clutter, hist_t, hist_x, hist_n,
+                    hist_head, period, evidence, miss_var, repeats):
     """Fuse the DoF's angle one period back into every model's prior (a pseudo-measurement of
     variance miss_var - R, divided by how much it is believed), before the real measurement z.
     Believed by the period's evidence times `repeats`, the probability that the swing still
@@ -503,7 +503,6 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     for i in range(n):
         k = slots[i]
         dt = max(t_s[i] - t_state[k], 0.0)             # out-of-order or equal stamps: no motion
-        decay = math.exp(-dt / coast_tau_s)
         p_stay = math.exp(-dt * switch_rate_hz) if M > 1 else 1.0  # Markov chain: stay, or
         p_move = (1.0 - p_stay) / max(M - 1, 1)                    #   go to any other
         any_accepted = False
@@ -556,11 +555,10 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                         _refresh_period(k, j, wrap[j], math.sqrt(meas_var[j]), R, hist_t, hist_x,
                                         hist_n, hist_head, period, evidence, found_at, miss_var,
                                         repeats, grid)
-                if periodic and hist_n[k] > 0 and not trust and evidence[k, j] > MIN_EVIDENCE:
-                    xp = _periodic_prior(mixed, cbar, M, k, j, t_s[i], dt, zj, R, wrap[j],
-                                         math.sqrt(meas_var[j]), clutter[j], hist_t, hist_x,
-                                         hist_n, hist_head, period, evidence, found_at,
-                                         miss_var, repeats, grid)
+                    if evidence[k, j] > MIN_EVIDENCE:
+                        xp = _periodic_prior(mixed, cbar, M, k, j, t_s[i], dt, zj, R, wrap[j],
+                                             clutter[j], hist_t, hist_x, hist_n, hist_head, period,
+                                             evidence, miss_var, repeats)
                 total = 0.0
                 if trust:                               # Kalman: the value is genuine, L = N(y; 0, S)
                     top = -1e300                        #   (log space: a far value cannot make
@@ -605,8 +603,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     miss_var[k, j] += -math.expm1(-dt / MISS_TIME_S) * (y * y - miss_var[k, j])
             else:
                 for t in range(M):                      # unseen: x = D x, P = D P D',
-                    mu[t] = cbar[t]                     #   D = diag(1, decay): joints stop;
-                    # the angle moves by the decaying rate's integral, v tau (1 - decay), not a
+                    mu[t] = cbar[t]                     #   D = diag(1, dec): joints stop;
+                    # the angle moves by the decaying rate's integral, v tau (1 - dec), not a
                     # full v dt before it decays: a coasted fast swing overshot its reversal
                     tau = coast_tau_s * (q_models[0, j] / q_models[t, j]) ** AGILE_COAST_EXP
                     dec = math.exp(-dt / tau)
@@ -906,7 +904,7 @@ class JointFilterBank:
         if self.coast_periodic:
             h = self.hist
             history_push(h["t"], h["x"], h["n"], h["head"], self.s[X0],
-                                np.ascontiguousarray(slots, dtype=np.int64), self.t_s)
+                         np.ascontiguousarray(slots, dtype=np.int64), self.t_s)
         if self.lookback_frames:
             _lookback_kernel(self.s, self.lb, self.lb_t, self.lb_n, self.pub, self.t_s,
                              np.ascontiguousarray(slots, dtype=np.int64),

@@ -78,9 +78,9 @@ class SmoothingConfig(StrictModel):
     coast_velocity_time_constant_s: float = Field(0.07, gt=0.0)
     """Unmeasured DoFs (coasting, unseen, gated) lose velocity with this time constant: joints stop."""
     periodic_coast: bool = True
-    """A DoF that repeats itself (a gait cycle, jumping jacks) coasts through a gap as it moved one
-    period before, found from its own last 2.4 s (tracking/joint_filter.py); off, or where
-    nothing repeats, it coasts on its decaying rate."""
+    """A DoF that repeats itself (a gait cycle, jumping jacks; its period found from its own last
+    2.4 s, tracking/joint_filter.py) takes its angle one and two periods back as a prior, and
+    coasts through a gap along it. Off, or where nothing repeats, it coasts on its decaying rate."""
     betas_time_constant_s: float = Field(1.0, gt=0.0)
     """Memory of the betas running mean: a plain mean at first, never slower than an EMA of this
     time constant, so a bad first estimate is forgotten within about this long."""

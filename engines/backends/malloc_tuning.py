@@ -7,7 +7,7 @@ and not others, depending on how the adaptive threshold settled: the same 4-pers
 added +4.9 to +5.5 ms in half the runs on an idle machine and +2.2 to +2.9 ms in the others.
 With the threshold fixed at 64 MB (and freed memory kept up to 256 MB) every run took the fast
 path (BENCHMARKS.md, issue 16). The Triton server and its stubs get the same settings through
-their environment (`engines.backends.triton_server.SERVER_MALLOC_ENV`).
+their environment (`engines.backends.triton_server.server_env`).
 """
 from __future__ import annotations
 

@@ -65,21 +65,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-SERVER_MALLOC_ENV = MALLOC_ENV
-"""glibc malloc settings for the server and its Python-backend stubs (the ones
-`engines.backends.malloc_tuning` sets in a client): a model's activations come from the heap
-instead of a fresh mmap faulted in on every forward pass (BENCHMARKS.md, issue 16)."""
-
-
 def server_env() -> dict[str, str]:
-    """Environment for the server: its bundled libs and this interpreter's libpython."""
+    """Environment for the server: its bundled libs, this interpreter's libpython, glibc's
+    allocator settings."""
     dist = pytriton_dist()
     libs = [str(dist.parent.parent / "nvidia_pytriton.libs"), sysconfig.get_config_var("LIBDIR")]
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = os.pathsep.join([p for p in libs if p] +
                                              [p for p in [env.get("LD_LIBRARY_PATH")] if p])
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    for key, value in SERVER_MALLOC_ENV.items():   # a user's own setting wins
+    # glibc malloc settings for the server and its Python-backend stubs (those the client sets
+    # with mallopt): a model's activations come from the heap instead of a fresh mmap faulted in
+    # on every forward pass (BENCHMARKS.md, issue 16). A user's own setting wins.
+    for key, value in MALLOC_ENV.items():
         env.setdefault(key, value)
     return env
 
