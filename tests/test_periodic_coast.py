@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engines.skel.dofs import DOF_INDEX, DOF_LOWER, DOF_UPPER, NUM_DOFS
+from test_smoothing_filter import _taken_and_estimates, _z
 from tracking import joint_filter as pc
 from tracking.smoothing_config import SmoothingConfig
 from tracking.smoothing_stage import make_pose_bank
@@ -83,22 +84,12 @@ def test_history_reads_between_entries_and_not_outside():
     assert np.isnan(at(0.9)[0]) and np.isnan(at(1.31)[0])
 
 
-def _feed(bank, ts, z, d, hidden=()):
-    slot = np.array([0])
-    est = []
-    for k, t in enumerate(ts):
-        zk = np.full((1, NUM_DOFS + 3), np.nan)
-        zk[0, :NUM_DOFS] = np.clip(0.3, DOF_LOWER, DOF_UPPER)
-        zk[0, d] = z[k]
-        obs = np.isfinite(zk)
-        if k in hidden:
-            obs[0, d] = False
-        if k == 0:
-            bank.initialize(slot, ts[:1], zk, np.ones(1), obs)
-        else:
-            bank.step(slot, ts[k:k + 1], zk, np.ones(1), obs)
-        est.append(bank.state(slot)[0][0, d])
-    return np.array(est)
+def _feed(bank, ts, z_d, d, hidden=()):
+    """Estimates of DoF d fed z_d (T,) a frame at a time, every other DoF still at 0.3."""
+    z = _z(len(ts), 0.3)
+    z[:, :NUM_DOFS] = np.clip(z[:, :NUM_DOFS], DOF_LOWER, DOF_UPPER)
+    z[:, d] = z_d
+    return _taken_and_estimates(bank, ts, z, d, hidden=hidden)[1]
 
 
 @pytest.mark.parametrize("preset", ["vr", "balanced", "analysis"])
