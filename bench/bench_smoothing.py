@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engines.skel.dofs import DOF_BOUNDED, DOF_LOWER, DOF_UPPER, NUM_DOFS, wrap_angle  # noqa: E402
-from motion_synth import RECORDED_CLIPS, SHAPES, Trajectory, recorded_person, swing_person, synth_stream  # noqa: E402
+from motion_synth import MOCAP_HELD_OUT, MOCAP_TUNING, RECORDED_CLIPS, SHAPES, Trajectory, recorded_person, swing_person, synth_stream  # noqa: E402
 from stream.config import PipelineConfig  # noqa: E402
 from stream.packet import FrameInfo, Packet, Person, TrackEvent, TrackEventKind, TrackState  # noqa: E402
 from tracking.one_euro import OneEuroFilter  # noqa: E402
@@ -227,22 +227,28 @@ def swing_set(fps: float, freq_hz: float, shape: str, outlier: tuple[float, floa
     return [tr for tr, _ in out], out[0][1]
 
 
+REAL_CLIPS = RECORDED_CLIPS + MOCAP_TUNING + MOCAP_HELD_OUT
+"""Every real trajectory of the grid: video (Pose2Sim) and motion capture (DeepMimic)."""
+
+
 def evaluate_grid(fps_list=(30.0, 60.0), speeds=SPEEDS_HZ, shapes=SHAPES, outliers=OUTLIERS,
                   seeds: tuple[int, ...] = (1, 2), methods=CAUSAL, duration_s: float = 8.0,
-                  one_euro: bool = True, recorded: bool = True, **overrides) -> list[dict]:
+                  one_euro: bool = True, recorded: bool = True, clips: tuple[str, ...] = REAL_CLIPS,
+                  **overrides) -> list[dict]:
     """One row per (fps, speed, shape, outlier): each causal preset's RMSE and jitter as a
     ratio to raw, its lag (frames) and limit violations. With `one_euro`, per (fps, speed) One
     Euro is tuned on ONE_EURO_GRID over all shapes and outlier rates of that speed to the best
     RMSE whose lag is no more than vr's, and its ratios are added to every row of that speed
-    ('one_euro', with 'one_euro_params'). With `recorded`, rows for the recorded Pose2Sim clip
-    (speed_hz None) follow each rate's speeds. `overrides`: SmoothingConfig fields for every preset."""
+    ('one_euro', with 'one_euro_params'). With `recorded`, rows for the real `clips` (speed_hz
+    None, shape the clip's name) follow each rate's speeds, those without outliers with
+    'oracle_linear' (below). `overrides`: SmoothingConfig fields for every preset."""
     rows = []
     for fps in fps_list:
         groups = [(f, [(shape, o, *swing_set(fps, f, shape, o, seeds, duration_s))
                        for shape in shapes for o in outliers]) for f in speeds]
         if recorded:
             groups += [(None, [(clip, o, *recorded_set(fps, o, clip=clip)) for o in outliers])
-                       for clip in RECORDED_CLIPS]
+                       for clip in clips]
         for f, scenarios in groups:
             cases = []
             for shape, o, trajs, sel in scenarios:
@@ -250,6 +256,8 @@ def evaluate_grid(fps_list=(30.0, 60.0), speeds=SPEEDS_HZ, shapes=SHAPES, outlie
                 row = {"fps": fps, "speed_hz": f, "shape": shape, "outlier_rate": o[0],
                        "outlier_deg": o[1], "raw_rmse_deg": raw["rmse_deg"],
                        "raw_violations": raw["violations"]}
+                if f is None and o[0] == 0:
+                    row["oracle_linear"] = oracle_linear(trajs, sel)
                 for m in methods:
                     r = metrics(run_ours(trajs, SmoothingConfig(preset=m, **overrides)), trajs, dofs=sel)
                     row[m] = {"rmse": r["rmse_deg"] / raw["rmse_deg"],
@@ -268,6 +276,26 @@ def recorded_set(fps: float, outlier: tuple[float, float], seeds: tuple[int, ...
     out = [recorded_person(s, fps, outlier_rate=outlier[0], outlier_deg=outlier[1], clip=clip)
            for s in seeds]
     return [tr for tr, _ in out], out[0][1]
+
+
+def oracle_linear(trajs: list[Trajectory], sel: np.ndarray, taps: int = 8, skip: int = 5) -> float:
+    """RMSE x raw of the best causal linear filter: `taps` weights on the newest measurements
+    (plus a constant) fitted by least squares to the truth itself, one filter for all the
+    trajectories and moving DoFs `sel`. No real filter knows the answer, so this is what a fixed
+    linear causal smoother (Kalman of any fixed tuning, One Euro without its speed term) cannot
+    beat on this motion at this noise; it needs no outliers (it is made for the clean rows, and
+    the least-squares fit is hurt by junk)."""
+    X, y, raw = [], [], []
+    for tr in trajs:
+        for j in np.flatnonzero(sel):
+            z = run_raw([tr])[0, :, j]
+            k = np.arange(max(taps, skip), z.size)
+            X.append(np.stack([z[k - i] for i in range(taps)] + [np.ones(k.size)], axis=1))
+            y.append(tr.truth[k, j])
+            raw.append(z[k] - tr.truth[k, j])
+    X, y, raw = np.concatenate(X), np.concatenate(y), np.concatenate(raw)
+    w, *_ = np.linalg.lstsq(X, y, rcond=None)
+    return float(np.sqrt(np.mean((X @ w - y) ** 2) / np.mean(raw ** 2)))
 
 
 def _tune_one_euro(cases: list, ref_method: str) -> None:
@@ -297,8 +325,8 @@ def grid_markdown(rows: list[dict], methods=CAUSAL) -> str:
     for fps in sorted({r["fps"] for r in rows}):
         lines += [f"**{fps:g} Hz frames**, RMSE x raw (jitter x raw), lag frames of vr:", "",
                   "| speed | shape | outliers | raw RMSE deg | " + " | ".join(methods)
-                  + " | One Euro @ vr lag | vr lag |",
-                  "|---|---|---|---|" + "---|" * len(methods) + "---|---|"]
+                  + " | One Euro @ vr lag | vr lag | best linear (oracle) |",
+                  "|---|---|---|---|" + "---|" * len(methods) + "---|---|---|"]
         for r in rows:
             if r["fps"] != fps:
                 continue
@@ -308,7 +336,8 @@ def grid_markdown(rows: list[dict], methods=CAUSAL) -> str:
             speed = "clip" if r["speed_hz"] is None else f"{r['speed_hz']:g} Hz"
             lines.append(f"| {speed} | {r['shape']} | {r['outlier_rate'] * 100:g} % x "
                          f"{r['outlier_deg']:g} deg | {r['raw_rmse_deg']:.2f} | " + " | ".join(cells)
-                         + f" | {r[methods[0]]['lag_frames']:+.2f} |")
+                         + f" | {r[methods[0]]['lag_frames']:+.2f} | "
+                         + (f"{r['oracle_linear']:.2f} |" if "oracle_linear" in r else "- |"))
         lines.append("")
     return "\n".join(lines)
 
@@ -442,7 +471,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=None, help="with --groups: smoothing.motion_models")
     ap.add_argument("--grid", action="store_true",
                     help="only the widened benchmark (issue 15): walking, then every speed, shape, "
-                         "outlier rate and the recorded clip at 30 and 60 Hz, with One Euro at "
+                         "outlier rate and the real clips at 30 and 60 Hz, with One Euro at "
                          "vr's lag per speed (--quick: one seed, 30 Hz)")
     ap.add_argument("--json", type=str, default=None, help="with --grid: also write the rows here")
     args = ap.parse_args()

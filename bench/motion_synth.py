@@ -277,6 +277,18 @@ Demo_MultiPerson from the four-camera reference (engines/reference: triangulated
 Pose2Sim's filter, the SKEL fit on the 3D keypoints), 100 frames at 60 fps each: real motion
 without any one view's depth errors. Made by bench/make_reference_trajectories.py."""
 
+MOCAP = Path(__file__).resolve().parent / "data" / "deepmimic_mocap_q.npz"
+"""Marker-based motion capture: hip, knee and elbow flexion of the DeepMimic clips the pybullet
+wheel ships (walking, running, jumps, kicks, a punch, dances, crawling, getting up), at 120 Hz.
+Made by bench/make_mocap_trajectories.py."""
+
+MOCAP_TUNING = ("mocap walk", "mocap kick")
+"""The motion-capture clips smoothing settings may be chosen on (one slow, one fast); the others
+are held out and only reported."""
+MOCAP_HELD_OUT = tuple(f"mocap {n}" for n in (
+    "run", "jump", "punch", "spinkick", "cartwheel", "dance_a", "dance_b", "crawl", "getup_faceup",
+    "getup_facedown"))
+
 RECORDED_CLIPS = ("cam02 pipeline", "reference single_p0", "reference multi_p0")
 """The real trajectories the benchmark uses: one camera's pipeline output (RECORDED) and two
 people of the four-camera reference (REFERENCE). Its third, `multi_p1` (the man lifting a leg in
@@ -286,14 +298,18 @@ filter should follow."""
 
 
 def load_recorded(clip: str = RECORDED_CLIPS[0]) -> tuple[np.ndarray, np.ndarray]:
-    """(q (T, 46) radians, t_s (T,)) of one of RECORDED_CLIPS (or 'reference multi_p1')."""
+    """(q (T, 46) radians, t_s (T,)) of one of RECORDED_CLIPS, MOCAP_TUNING or MOCAP_HELD_OUT
+    (or 'reference multi_p1')."""
     if clip == RECORDED_CLIPS[0]:
         rec = np.load(RECORDED)
         return rec["q"].astype(np.float64), rec["t_s"]
-    name = clip.removeprefix("reference ")
-    rec = np.load(REFERENCE)
+    if clip.startswith("mocap "):
+        name, rec = clip.removeprefix("mocap "), np.load(MOCAP)
+    else:
+        name, rec = clip.removeprefix("reference "), np.load(REFERENCE)
     if f"q/{name}" not in rec:
-        raise ValueError(f"unknown recorded clip {clip!r}; one of {RECORDED_CLIPS} or 'reference multi_p1'")
+        raise ValueError(f"unknown recorded clip {clip!r}; one of {RECORDED_CLIPS + MOCAP_TUNING + MOCAP_HELD_OUT}"
+                         " or 'reference multi_p1'")
     return rec[f"q/{name}"].astype(np.float64), rec[f"t_s/{name}"]
 
 

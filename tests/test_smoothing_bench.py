@@ -67,8 +67,9 @@ def grid():
 
 @pytest.fixture(scope="module")
 def real():
-    """The real trajectories (two people of the four-camera reference, one camera's pipeline
-    output) under the same noise, at 30 and 60 Hz, seed 1."""
+    """The real trajectories (video: two people of the four-camera reference and one camera's
+    pipeline output; motion capture: twelve DeepMimic clips) under the same noise, at 30 and 60
+    Hz, seed 1 (~10 s)."""
     return B.evaluate_grid(fps_list=(30.0, 60.0), speeds=(), seeds=(1,), one_euro=False)
 
 
@@ -87,25 +88,65 @@ def test_grid_never_worse_than_raw_and_no_violations(grid):
             assert r[m]["rmse"] <= 0.9, (r["speed_hz"], r["shape"], r["outlier_rate"], m, r[m]["rmse"])
 
 
+SHORTFALLS = {(30.0, 0.0): None, (30.0, 0.02): ("mocap kick", "mocap spinkick"),
+              (60.0, 0.0): ("mocap spinkick",)}
+"""(fps, outlier rate) -> the real clips (None: all) where <= 0.9x raw is not met (BENCHMARKS.md,
+issue 15): a turn of 40-60 deg within one 30 Hz frame, as a kick, a punch or a landing make, is
+weighed as possible junk, and at 30 Hz without outliers no fixed linear causal filter reaches
+0.9x raw on the fastest clips even when fitted to the answer (test_the_fastest_real_clips_...)."""
+
+
+def _short(r) -> bool:
+    clips = SHORTFALLS.get((r["fps"], r["outlier_rate"]), ())
+    return clips is None or r["shape"] in clips
+
+
 def test_real_trajectories_never_worse_than_raw_where_measured_so(real):
-    """On real motion: <= 0.9x raw at 60 Hz frames, and at 30 Hz wherever there are outliers;
-    at 30 Hz without outliers the fast real turns are not met (next test)."""
+    """On real motion, <= 0.9x raw for every causal preset, except the SHORTFALLS (next test):
+    all 60 Hz rows but one, and every 30 Hz row with outliers but two."""
+    assert sum(not _short(r) for r in real) >= 60
     for r in real:
-        if r["fps"] == 30.0 and r["outlier_rate"] == 0:
-            continue
         for m in B.CAUSAL:
             assert r[m]["violations"] == 0
-            assert r[m]["rmse"] <= 0.9, (r["fps"], r["shape"], r["outlier_rate"], m, r[m]["rmse"])
+            if not _short(r):
+                assert r[m]["rmse"] <= 0.9, (r["fps"], r["shape"], r["outlier_rate"], m, r[m]["rmse"])
 
 
 @pytest.mark.xfail(strict=True, reason="not met: at 30 Hz without outliers the real trajectories "
-                   "read 0.97-1.24x raw (a turn of 24 deg within one frame is lagged; "
-                   "BENCHMARKS.md, issue 15)")
-def test_real_trajectories_at_30hz_without_outliers(real):
+                   "read up to 1.27x raw, kick and spinkick with 2 % outliers up to 1.0x, spinkick at "
+                   "60 Hz 0.95x (BENCHMARKS.md, issue 15)")
+def test_real_trajectories_shortfalls(real):
     for r in real:
-        if r["fps"] == 30.0 and r["outlier_rate"] == 0:
+        if _short(r):
             for m in B.CAUSAL:
-                assert r[m]["rmse"] <= 0.9, (r["shape"], m, r[m]["rmse"])
+                assert r[m]["rmse"] <= 0.9, (r["fps"], r["shape"], r["outlier_rate"], m, r[m]["rmse"])
+
+
+def test_the_fastest_real_clips_are_beyond_any_fixed_linear_filter_at_30hz(real):
+    """Why the clean 30 Hz rows are a shortfall and not a tuning miss: the best causal linear
+    filter (8 taps and a constant, least squares fitted to the truth itself, bench_smoothing.
+    oracle_linear) stays above 0.9x raw on kick, run and spinkick (and the reference multi_p0),
+    while it is well under on slow motion (walk, crawl), so the bound can tell them apart."""
+    bound = {r["shape"]: r["oracle_linear"] for r in real if r["fps"] == 30.0 and r["outlier_rate"] == 0}
+    for clip in ("mocap kick", "mocap run", "mocap spinkick", "reference multi_p0"):
+        assert bound[clip] > 0.9, (clip, bound[clip])
+    for clip in ("mocap walk", "mocap crawl"):
+        assert bound[clip] < 0.8, (clip, bound[clip])
+
+
+def test_real_trajectories_better_than_one_euro_at_the_same_lag():
+    """Pooled over a clip's three outlier rates at 30 Hz, vr beats One Euro tuned to the best
+    RMSE at no more lag than vr's, on every real clip but one camera's pipeline output (cam02:
+    0.82 vs 0.80, BENCHMARKS.md issue 15) (~17 s)."""
+    rows = B.evaluate_grid(fps_list=(30.0,), speeds=(), seeds=(1,), methods=("vr",))
+    for clip in B.REAL_CLIPS:
+        mine = [r for r in rows if r["shape"] == clip]
+        ours = sum(r["vr"]["rmse"] for r in mine) / len(mine)
+        oe = sum(r["one_euro"]["rmse"] for r in mine) / len(mine)
+        if clip == "cam02 pipeline":
+            assert ours < oe + 0.05, (clip, ours, oe)
+        else:
+            assert ours < oe, (clip, ours, oe)
 
 
 def test_grid_better_than_one_euro_at_the_same_lag_at_every_speed(grid):
@@ -138,3 +179,54 @@ def test_walking_balanced_jitter_target(walk):
     (the filtered estimate alone, before it: 0.40x)."""
     assert walk["balanced"]["jitter"] <= 0.25
     assert walk["balanced"]["rmse"] <= 0.55
+
+
+# --- the motion-capture trajectories (bench/make_mocap_trajectories.py) ----------------------
+
+def test_mocap_clips_are_human_motion_in_skel_dofs():
+    """bench/data/deepmimic_mocap_q.npz: walking is a gait (knee bent 55-80 deg once per
+    ~1.3 s stride, hip flexion -15..40 deg), a kick's knee turns by >= 35 deg in one 30 Hz
+    frame; only hip, knee and elbow flexion move, all inside the joint limits."""
+    import numpy as np
+    from motion_synth import MOCAP_HELD_OUT, MOCAP_TUNING, load_recorded
+
+    from engines.skel.dofs import DOF_INDEX, DOF_LOWER, DOF_UPPER, DOF_NAMES
+    moving = {f"{j}_{s}" for j in ("hip_flexion", "knee_angle") for s in "rl"} | {"elbow_flexion_r", "elbow_flexion_l"}
+    for clip in MOCAP_TUNING + MOCAP_HELD_OUT:
+        q, t = load_recorded(clip)
+        assert np.all(q >= DOF_LOWER - 1e-6) and np.all(q <= DOF_UPPER + 1e-6), clip
+        still = [n for i, n in enumerate(DOF_NAMES) if np.ptp(q[:, i]) > 1e-6]
+        assert set(still) <= moving, (clip, still)
+        assert np.allclose(np.diff(t), 1 / 120.0)
+    q, t = load_recorded("mocap walk")
+    knee, hip = np.rad2deg(q[:, DOF_INDEX["knee_angle_r"]]), np.rad2deg(q[:, DOF_INDEX["hip_flexion_r"]])
+    assert 55 < knee.max() < 80 and knee.min() < 10
+    assert -15 < hip.min() < 0 < 25 < hip.max() < 40
+    x = knee - knee.mean()
+    ac = np.correlate(x, x, "full")[x.size - 1:]
+    lag = np.argmax(ac[60:240]) + 60                     # 0.5-2 s
+    assert 1.1 < lag / 120.0 < 1.4
+    q, t = load_recorded("mocap kick")
+    step = np.abs(np.diff(q[::4, DOF_INDEX["knee_angle_r"]]))   # 120 Hz -> 30 Hz frames
+    assert np.rad2deg(step.max()) >= 35
+
+
+def test_mocap_hip_flexion_sign():
+    """A thigh swung forward (about the humanoid's z axis, x forward, y up) is hip flexion > 0,
+    and a bent knee (negative on the humanoid) is SKEL's positive knee angle."""
+    import numpy as np
+    from make_mocap_trajectories import clip_q
+    from scipy.spatial.transform import Rotation
+
+    from engines.skel.dofs import DOF_INDEX
+    frames = np.zeros((3, 44))
+    frames[:, 0] = 1 / 30.0
+    frames[:, 4] = frames[:, 12] = frames[:, 8] = 1.0      # identity root, chest, neck
+    for c in (21, 25, 35, 39, 30):                          # ankles, shoulders, left hip
+        frames[:, c] = 1.0
+    xyzw = Rotation.from_euler("z", [[10.0], [20.0], [30.0]], degrees=True).as_quat()
+    frames[:, 16:20] = xyzw[:, [3, 0, 1, 2]]                # right hip, w first
+    frames[:, 20] = -np.deg2rad([5.0, 15.0, 25.0])          # right knee bent
+    q, t = clip_q(frames, cycle=False)
+    np.testing.assert_allclose(np.rad2deg(q[[0, 4, 8], DOF_INDEX["hip_flexion_r"]]), [10, 20, 30], atol=1e-6)
+    np.testing.assert_allclose(np.rad2deg(q[[0, 4, 8], DOF_INDEX["knee_angle_r"]]), [5, 15, 25], atol=1e-6)
