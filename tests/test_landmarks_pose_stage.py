@@ -178,3 +178,76 @@ def test_a_track_unseen_for_long_stops_going_out_until_seen_again():
         assert run(31, img) == [4]                                    # seen again: back at once
     finally:
         stage.close()
+
+
+def test_a_track_the_detector_is_sure_of_is_published_when_posed_unsurely():
+    """pose.min_detection_score_to_publish: a pose under the confidence gate is published when
+    the detector found the track this frame with at least that score (a body cut by the frame
+    edge); not for a coasting box (its score is the decayed last one), not for a weaker
+    detection, not without an observed DoF."""
+    from engines.pose_stage import PoseStage
+
+    class UnsureEngine:
+        observed = True
+
+        def estimate(self, image, persons, k, sid):
+            for p in persons:
+                p.q, p.pose_confidence = np.zeros(46, np.float32), 0.2
+                p.dof_observed = np.full(46, self.observed)
+            return {}
+
+        def forget(self, sid, tid):
+            pass
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    box = np.array([100, 0, 300, 400], np.float32)
+    for score, predicted, observed, published in ((0.9, False, True, True), (0.9, True, True, False),
+                                                  (0.7, False, True, False), (0.9, False, False, False)):
+        stage = PoseStage(PipelineConfig())
+        stage.engine = UnsureEngine()
+        stage.engine.observed = observed
+        p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=score, box_predicted=predicted)
+        out = stage.process(_packet(img, 0, [p]))
+        assert bool(out.persons) == published, (score, predicted, observed)
+    stage = PoseStage(PipelineConfig.model_validate({"pose": {"min_detection_score_to_publish": 1.0}}))
+    stage.engine = UnsureEngine()
+    p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.99)
+    assert not stage.process(_packet(img, 0, [p])).persons              # 1.0: the pose gate alone
+
+
+def test_after_a_long_unseen_spell_going_out_again_is_earned_anew():
+    """A confirmed track unseen for longer than pose.hold_unseen_s (its box left on a bicycle
+    after the rider went) is not published again on a weak pose (0.2, detector 0.5), only on a
+    confident one (or one the detector is sure of); inside the hold a weak pose keeps it going."""
+    from engines.pose_stage import PoseStage
+
+    class ScriptedEngine:
+        conf = 0.9
+
+        def estimate(self, image, persons, k, sid):
+            for p in persons:
+                if self.conf is None:                       # nobody in the crop
+                    p.q, p.pose_confidence, p.dof_observed = np.zeros(46, np.float32), 0.0, np.zeros(46, bool)
+                else:
+                    p.q, p.pose_confidence, p.dof_observed = np.zeros(46, np.float32), self.conf, np.ones(46, bool)
+            return {}
+
+        def forget(self, sid, tid):
+            pass
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    box = np.array([100, 0, 300, 400], np.float32)
+    stage = PoseStage(PipelineConfig())
+    stage.engine = eng = ScriptedEngine()
+
+    def run(seq, conf):
+        eng.conf = conf
+        p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.5)
+        return bool(stage.process(_packet(img, seq, [p])).persons)
+
+    assert run(0, 0.9)                                      # confident: published
+    assert all(run(s, None) for s in range(1, 10))          # unseen 0.3 s: held
+    assert run(10, 0.2)                                     # a weak pose inside the hold: on
+    assert not any([run(s, None) for s in range(26, 60)][-10:])  # unseen > 0.5 s: out
+    assert not run(60, 0.2)                                 # weak: stays out
+    assert run(61, 0.9)                                     # confident again: back
