@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from stream.config import PipelineConfig
 from stream.packet import FrameInfo, Packet, Person, TrackEvent, TrackEventKind, TrackState
