@@ -12,7 +12,9 @@ the presets (BENCHMARKS.md): `vr` the lowest RMSE with lag well under a frame at
 scores whole SmoothingConfig overrides (JSON) on the widened benchmark instead (issue 15; how
 the outlier model, model count, q ratio and switch rate were chosen): the worst and the count
 over 0.9x of RMSE x raw on the swing grid (30 Hz, 0.25-3 Hz, seed 1), walking RMSE / jitter /
-lag for vr and balanced, and the issue-4 benchmark's RMSE / jitter for vr and analysis.
+lag for vr and balanced, RMSE x raw of vr / balanced / analysis on the motion-capture tuning
+clips (walk, kick) at each outlier rate, and the issue-4 benchmark's RMSE / jitter for vr and
+analysis. The held-out clips are for reporting: `bench_smoothing.py --grid`.
 """
 from __future__ import annotations
 
@@ -68,7 +70,8 @@ def main() -> None:
 
 def score_on_grid(overrides: dict) -> dict:
     """One configuration on the widened benchmark (see the module docstring)."""
-    from bench_smoothing import CAUSAL, evaluate_grid, swing_set
+    from bench_smoothing import CAUSAL, OUTLIERS, evaluate_grid, recorded_set, swing_set
+    from motion_synth import MOCAP_TUNING
     rows = evaluate_grid(fps_list=(30.0,), speeds=(0.25, 1.0, 2.0, 3.0), seeds=(1,), one_euro=False,
                          recorded=False, **overrides)
     out = {"overrides": overrides,
@@ -81,6 +84,13 @@ def score_on_grid(overrides: dict) -> dict:
         r = metrics(run_ours(trajs, SmoothingConfig(preset=m, **overrides)), trajs, dofs=sel)
         out[f"walking_{m}"] = (round(r["rmse_deg"] / raw["rmse_deg"], 3),
                                round(r["acc_deg_s2"] / raw["acc_deg_s2"], 3), round(r["lag_frames"], 2))
+    for clip in MOCAP_TUNING:                   # real motion capture: the tuning clips only
+        for o in OUTLIERS:
+            trajs, sel = recorded_set(30.0, o, clip=clip)
+            raw = metrics(run_raw(trajs), trajs, dofs=sel)
+            out[f"{clip} {o[0]:g}"] = [round(metrics(run_ours(trajs, SmoothingConfig(preset=m, **overrides)),
+                                                     trajs, dofs=sel)["rmse_deg"] / raw["rmse_deg"], 3)
+                                       for m in CAUSAL]
     full = synth_stream(11, 3, fps=30.0, duration_s=10.0)
     raw = metrics(run_raw(full), full)
     for m in ("vr", "analysis"):
