@@ -272,7 +272,8 @@ def evaluate_grid(fps_list=(30.0, 60.0), speeds=SPEEDS_HZ, shapes=SHAPES, outlie
 
 def recorded_set(fps: float, outlier: tuple[float, float], seeds: tuple[int, ...] = tuple(range(1, 9)),
                  clip: str = RECORDED_CLIPS[0]) -> tuple[list[Trajectory], np.ndarray]:
-    """A recorded Pose2Sim trajectory (motion_synth.recorded_person) under one noise draw per seed."""
+    """A real trajectory (motion_synth.recorded_person: video or motion capture) under one noise
+    draw per seed."""
     out = [recorded_person(s, fps, outlier_rate=outlier[0], outlier_deg=outlier[1], clip=clip)
            for s in seeds]
     return [tr for tr, _ in out], out[0][1]
@@ -287,8 +288,9 @@ def oracle_linear(trajs: list[Trajectory], sel: np.ndarray, taps: int = 8, skip:
     the least-squares fit is hurt by junk)."""
     X, y, raw = [], [], []
     for tr in trajs:
+        held = run_raw([tr])[0]
         for j in np.flatnonzero(sel):
-            z = run_raw([tr])[0, :, j]
+            z = held[:, j]
             k = np.arange(max(taps, skip), z.size)
             X.append(np.stack([z[k - i] for i in range(taps)] + [np.ones(k.size)], axis=1))
             y.append(tr.truth[k, j])

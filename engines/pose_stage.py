@@ -128,8 +128,7 @@ class PoseStage(Stage):
                 if p.pose_confidence >= c.min_confidence_to_publish or detected:
                     self._confirmed.add(key)
                 self._last_seen_s[key] = t_s
-        return [p for p in persons if (sid, p.track_id) in self._confirmed
-                and t_s - self._last_seen_s.get((sid, p.track_id), t_s) <= c.hold_unseen_s]
+        return [p for p in persons if (sid, p.track_id) in self._confirmed]   # (all seen within the hold)
 
     def flush(self, stream_id: str) -> list[Packet]:
         self._intrinsics.pop(stream_id, None)

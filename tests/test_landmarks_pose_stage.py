@@ -179,6 +179,22 @@ def test_a_track_unseen_for_long_stops_going_out_until_seen_again():
         stage.close()
 
 
+class _ScriptedEngine:
+    """Poses every person with confidence `conf` and every DoF observed; `conf` None: nobody in
+    the crop (confidence 0, nothing observed)."""
+    conf: float | None = 0.9
+
+    def estimate(self, image, persons, k, sid):
+        for p in persons:
+            p.q = np.zeros(46, np.float32)
+            p.pose_confidence = 0.0 if self.conf is None else self.conf
+            p.dof_observed = np.full(46, self.conf is not None)
+        return {}
+
+    def forget(self, sid, tid):
+        pass
+
+
 def test_a_track_the_detector_is_sure_of_is_published_when_posed_unsurely():
     """pose.min_detection_score_to_publish: a pose under the confidence gate is published when
     the detector found the track this frame with at least that score (a body cut by the frame
@@ -186,30 +202,19 @@ def test_a_track_the_detector_is_sure_of_is_published_when_posed_unsurely():
     detection, not without an observed DoF."""
     from engines.pose_stage import PoseStage
 
-    class UnsureEngine:
-        observed = True
-
-        def estimate(self, image, persons, k, sid):
-            for p in persons:
-                p.q, p.pose_confidence = np.zeros(46, np.float32), 0.2
-                p.dof_observed = np.full(46, self.observed)
-            return {}
-
-        def forget(self, sid, tid):
-            pass
-
     img = np.zeros((480, 640, 3), np.uint8)
     box = np.array([100, 0, 300, 400], np.float32)
-    for score, predicted, observed, published in ((0.9, False, True, True), (0.9, True, True, False),
-                                                  (0.7, False, True, False), (0.9, False, False, False)):
+    for score, predicted, conf, published in ((0.9, False, 0.2, True), (0.9, True, 0.2, False),
+                                              (0.7, False, 0.2, False), (0.9, False, None, False)):
         stage = PoseStage(PipelineConfig())
-        stage.engine = UnsureEngine()
-        stage.engine.observed = observed
+        stage.engine = _ScriptedEngine()
+        stage.engine.conf = conf
         p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=score, box_predicted=predicted)
         out = stage.process(_packet(img, 0, [p]))
-        assert bool(out.persons) == published, (score, predicted, observed)
+        assert bool(out.persons) == published, (score, predicted, conf)
     stage = PoseStage(PipelineConfig.model_validate({"pose": {"min_detection_score_to_publish": 1.0}}))
-    stage.engine = UnsureEngine()
+    stage.engine = _ScriptedEngine()
+    stage.engine.conf = 0.2
     p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.99)
     assert not stage.process(_packet(img, 0, [p])).persons              # 1.0: the pose gate alone
 
@@ -220,24 +225,10 @@ def test_after_a_long_unseen_spell_going_out_again_is_earned_anew():
     confident one (or one the detector is sure of); inside the hold a weak pose keeps it going."""
     from engines.pose_stage import PoseStage
 
-    class ScriptedEngine:
-        conf = 0.9
-
-        def estimate(self, image, persons, k, sid):
-            for p in persons:
-                if self.conf is None:                       # nobody in the crop
-                    p.q, p.pose_confidence, p.dof_observed = np.zeros(46, np.float32), 0.0, np.zeros(46, bool)
-                else:
-                    p.q, p.pose_confidence, p.dof_observed = np.zeros(46, np.float32), self.conf, np.ones(46, bool)
-            return {}
-
-        def forget(self, sid, tid):
-            pass
-
     img = np.zeros((480, 640, 3), np.uint8)
     box = np.array([100, 0, 300, 400], np.float32)
     stage = PoseStage(PipelineConfig())
-    stage.engine = eng = ScriptedEngine()
+    stage.engine = eng = _ScriptedEngine()
 
     def run(seq, conf):
         eng.conf = conf
