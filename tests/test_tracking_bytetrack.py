@@ -313,3 +313,29 @@ def test_person_leaving_and_reentering_elsewhere_is_a_new_person():
     # back where they left (re-entering at the same edge) within max_lost_s: the same id
     before, after = _walk_gap_return(TrackerConfig(), gap_s=2.0, jump_px=0.0, back_x=180.0)
     assert before == after == {1}
+
+
+def test_a_tentative_track_is_confirmed_by_a_detection_nearby_not_only_by_overlap():
+    """A walker 90 px tall, 40 wide, 22 px further on at each detector run (vtest.avi: 10 fps,
+    every third frame): two boxes with IoU 0.29, under match_iou_tentative. Confirmed on the
+    second run by centre distance; ByteTrack's overlap alone confirms nothing for as long as he
+    walks. A detection a body height away, or twice as tall, confirms nothing."""
+    def boxes(k: int, dx: float = -22.0, h: float = 90.0) -> np.ndarray:
+        x = 600.0 + dx * k
+        return np.array([[x, 300.0, x + 40.0, 300.0 + h]])
+
+    def confirmed_after(cfg: TrackerConfig, second: np.ndarray) -> list[int]:
+        tr = ByteTracker(cfg)
+        tr.update(np.zeros((0, 4)), np.zeros(0), 0.0)          # not the stream's first frame
+        tr.update(boxes(0), np.array([0.93]), 0.3)
+        return [int(i) for i in tr.update(second, np.array([0.93]), 0.6).track_ids]
+
+    assert iou_matrix(boxes(0), boxes(1))[0, 0] < 0.3
+    assert confirmed_after(TrackerConfig(), boxes(1)) == [1]
+    iou_only = TrackerConfig(confirm_max_dist_rel=0.0)
+    assert confirmed_after(iou_only, boxes(1)) == []
+    tr = ByteTracker(iou_only)
+    tr.update(np.zeros((0, 4)), np.zeros(0), 0.0)
+    assert all(len(tr.update(boxes(k), np.array([0.93]), 0.3 * (k + 1)).track_ids) == 0 for k in range(6))
+    assert confirmed_after(TrackerConfig(), boxes(1, dx=-90.0)) == []          # a body height away
+    assert confirmed_after(TrackerConfig(), boxes(1, h=180.0)) == []           # not the same size

@@ -311,6 +311,17 @@ class ByteTracker:
         used[high_left[c]] = True
         high_left = high_left[~used[high_left]]
 
+        # 4b. ... and by centre distance: a tentative track has no velocity yet, so a small person
+        #     walking across moves off their first box too far for the IoU between two runs
+        tent_r = tent[matched_track[tent] < 0]
+        if cfg.confirm_max_dist_rel > 0 and len(tent_r) and len(high_left):
+            sim = proximity_matrix(track_boxes[tent_r], boxes[high_left], cfg.confirm_max_dist_rel,
+                                   cfg.refind_max_height_ratio)
+            r, c = linear_assignment(sim, 1e-6)
+            matched_track[tent_r[r]] = high_left[c]
+            used[high_left[c]] = True
+            high_left = high_left[~used[high_left]]
+
         # 5. Kalman update of matched tracks, lifecycle of everyone
         m = np.flatnonzero(matched_track >= 0)
         det = matched_track[m]

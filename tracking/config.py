@@ -39,6 +39,11 @@ class TrackerConfig(StrictModel):
     """Minimum IoU (times the score when fuse_score) for a detection to confirm a tentative track."""
     fuse_score: bool = True
     """Association similarity = IoU * detection score (ByteTrack's fuse_score)."""
+    confirm_max_dist_rel: float = Field(0.5, ge=0.0)
+    """A tentative track left unmatched by IoU is confirmed by a high detection whose centre is
+    within this many box heights of it (height ratio within refind_max_height_ratio): a walker a
+    sixth of vtest.avi's frame tall moves ~0.25 heights between two detector runs (every third
+    frame at 10 fps), an IoU of 0.28 with his first box, and was confirmed 7 runs late (0 = IoU only)."""
     confirm_hits: int = Field(2, ge=1)
     """Detector hits before a track is confirmed and goes downstream (the first frame confirms at once)."""
     tentative_max_misses: int = Field(0, ge=0)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from engines.blazepose.models import DETECTOR_FILE, TfliteModel, bundled_model
+from engines.blazepose.motion_tiles import MotionMap, tiles_by_motion
 from engines.blazepose.roi import BODY_WIDTH, body_box
 from engines.blazepose.ssd import INPUT_SIZE_PX, SsdDetections, decode, ssd_anchors, unbatch, weighted_nms
 
@@ -58,34 +59,46 @@ class BlazePoseSsd:
 
     Each call looks at the whole frame, `tiles_per_call` of the tiles (taken in turn, so every tile
     is seen once every ceil(tiles / tiles_per_call) calls) and any extra regions given (where the
-    tracker expects someone), all in one batched call. The turn is kept per `stream`, so one
+    tracker expects someone), all in one batched call. Up to `motion_tiles` of a call's tiles go
+    where the frame moved since the last call outside those regions (engines/blazepose/
+    motion_tiles.py: someone walking in), the rest in turn. The turn is kept per `stream`, so one
     detector shared by several streams gives each the same tiles whatever order their frames
     arrive in (runs are repeatable)."""
 
     def __init__(self, grids: tuple[int, ...] = (2, 3), overlap: float = 0.25, tiles_per_call: int = 4,
                  min_score: float = 0.5, nms_iou: float = 0.3, tile_margin: float = 0.15, width_ratio: float = BODY_WIDTH,
-                 threads: int = 1, candidate_score: float | None = None, first_run_all_tiles: bool = False):
+                 threads: int = 1, candidate_score: float | None = None, first_run_all_tiles: bool = False,
+                 motion_tiles: int = 0, motion_min_share: float = 0.01):
         self.model = TfliteModel(bundled_model(DETECTOR_FILE), threads)
         self.anchors = ssd_anchors()
         self.grids, self.overlap, self.tiles_per_call = tuple(grids), overlap, tiles_per_call
         self.min_score, self.nms_iou, self.tile_margin, self.width_ratio = min_score, nms_iou, tile_margin, width_ratio
         self._next_tile: dict[str, int] = {}
         self.first_run_all_tiles = first_run_all_tiles
+        self.motion_tiles, self.motion_min_share = motion_tiles, motion_min_share
+        self._motion = MotionMap()
         self.candidate_score = min_score if candidate_score is None else min(candidate_score, min_score)
         self.last_candidates = SsdDetections(np.zeros((0, 4), np.float32), np.zeros((0, 4, 2), np.float32),
                                              np.zeros(0, np.float32))
         """The last call's detections scoring in [candidate_score, min_score), after NMS: people the
         model is unsure of (a masked face, a face turned away) for a second opinion."""
 
-    def regions(self, width: int, height: int, extra: list[Region] | None = None, stream: str = "") -> list[Region]:
-        """What the next call for `stream` looks at: the whole frame, this call's tiles, then `extra`."""
+    def regions(self, width: int, height: int, extra: list[Region] | None = None, stream: str = "",
+                moving: np.ndarray | None = None) -> list[Region]:
+        """What the next call for `stream` looks at: the whole frame, this call's tiles, then `extra`.
+        moving: where the frame changed since the last call (`MotionMap`), for the motion tiles."""
         whole, *tiles = tile_regions(width, height, self.grids, self.overlap)
         if tiles and self.first_run_all_tiles and stream not in self._next_tile:
             self._next_tile[stream] = 0     # a stream's first look covers every tile at once
         elif tiles and self.tiles_per_call < len(tiles):
+            pick = []
+            if moving is not None:
+                pick = tiles_by_motion(moving, width, height, tiles, list(extra or ()),
+                                       min(self.motion_tiles, self.tiles_per_call), self.motion_min_share)
             turn = self._next_tile.get(stream, 0)
-            pick = [(turn + i) % len(tiles) for i in range(self.tiles_per_call)]
-            self._next_tile[stream] = (turn + self.tiles_per_call) % len(tiles)
+            n_turn = self.tiles_per_call - len(pick)
+            pick += [i for i in ((turn + j) % len(tiles) for j in range(n_turn)) if i not in pick]
+            self._next_tile[stream] = (turn + n_turn) % len(tiles)
             tiles = [tiles[i] for i in pick]
         return [whole, *tiles, *(extra or ())]
 
@@ -94,7 +107,8 @@ class BlazePoseSsd:
         MediaPipe's weighted NMS over all regions."""
         h, w = image_bgr.shape[:2]
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        regions = self.regions(w, h, extra, stream)
+        moving = self._motion.update(image_bgr, stream) if self.motion_tiles > 0 else None
+        regions = self.regions(w, h, extra, stream, moving)
         size = INPUT_SIZE_PX
         batch = np.empty((len(regions), size, size, 3), np.float32)
         maps = []

@@ -47,6 +47,12 @@ class BlazePoseSsdConfig(StrictModel):
     tiles_per_call: int = Field(4, ge=0)
     """Tiles looked at per detector run after the first, taken in turn (29 tiles / 4: each seen
     every 8th run; the tracker's regions keep a found person found in between)."""
+    motion_tiles: int = Field(2, ge=0)
+    """Of those, up to this many go where the frame moved since the detector's last run, outside
+    the places the tracker watches (someone walking in is found on the next run instead of when
+    the turn reaches their tile; engines/blazepose/motion_tiles.py); 0 = all in turn."""
+    motion_min_share: float = Field(0.01, ge=0.0, le=1.0)
+    """Share of a tile's pixels that must have moved for it to be picked for motion."""
     first_run_all_tiles: bool = True
     """A stream's first detector run looks at every tile at once (one slower call, ~30 tiles),
     so everyone in view is found on the first frame instead of over the next ~8 runs; the

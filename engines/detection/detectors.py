@@ -115,7 +115,8 @@ class BlazePoseDetector(Detector):
         check = c.max_candidates_checked > 0
         self.ssd = BlazePoseSsd(c.tile_grids, c.tile_overlap, c.tiles_per_call, c.min_score, c.nms_iou,
                                 c.tile_margin, c.box_width_ratio, c.threads,
-                                c.candidate_score if check else None, c.first_run_all_tiles)
+                                c.candidate_score if check else None, c.first_run_all_tiles,
+                                c.motion_tiles, c.motion_min_share)
         self.landmarker = None
         if c.verify_missed or check:
             from engines.blazepose.landmarks import BlazePoseLandmarker
