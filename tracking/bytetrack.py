@@ -286,14 +286,8 @@ class ByteTracker:
 
         # 2b. re-find: high detections left with unmatched confirmed tracks, by centre distance
         #     (a jump, glare or blur can move a box off its prediction too far for any IoU)
-        pool_r = pool[matched_track[pool] < 0]
-        if cfg.refind_max_dist_rel > 0 and len(pool_r) and len(high_left):
-            sim = proximity_matrix(track_boxes[pool_r], boxes[high_left], cfg.refind_max_dist_rel,
-                                   cfg.refind_max_height_ratio)
-            r, c = linear_assignment(sim, 1e-6)
-            matched_track[pool_r[r]] = high_left[c]
-            used[high_left[c]] = True
-            high_left = high_left[~used[high_left]]
+        high_left = self._match_by_distance(pool, high_left, track_boxes, boxes, matched_track, used,
+                                            cfg.refind_max_dist_rel)
 
         # 3. second association: low detections with still-unmatched TRACKED tracks
         pool2 = pool[(matched_track[pool] < 0) & (self.state[pool] == _TRACKED)]
@@ -313,14 +307,8 @@ class ByteTracker:
 
         # 4b. ... and by centre distance: a tentative track has no velocity yet, so a small person
         #     walking across moves off their first box too far for the IoU between two runs
-        tent_r = tent[matched_track[tent] < 0]
-        if cfg.confirm_max_dist_rel > 0 and len(tent_r) and len(high_left):
-            sim = proximity_matrix(track_boxes[tent_r], boxes[high_left], cfg.confirm_max_dist_rel,
-                                   cfg.refind_max_height_ratio)
-            r, c = linear_assignment(sim, 1e-6)
-            matched_track[tent_r[r]] = high_left[c]
-            used[high_left[c]] = True
-            high_left = high_left[~used[high_left]]
+        high_left = self._match_by_distance(tent, high_left, track_boxes, boxes, matched_track, used,
+                                            cfg.confirm_max_dist_rel)
 
         # 5. Kalman update of matched tracks, lifecycle of everyone
         m = np.flatnonzero(matched_track >= 0)
@@ -401,6 +389,21 @@ class ByteTracker:
             self._keep(~gone)
 
     # -- helpers ----------------------------------------------------------------------------------
+    def _match_by_distance(self, pool: np.ndarray, dets: np.ndarray, track_boxes: np.ndarray,
+                           boxes: np.ndarray, matched_track: np.ndarray, used: np.ndarray,
+                           max_dist_rel: float) -> np.ndarray:
+        """Match the still-unmatched tracks of `pool` with detections `dets` by centre distance
+        (within max_dist_rel box heights, similar heights; 0 = off), writing matched_track and
+        used in place. Returns the detections left."""
+        left = pool[matched_track[pool] < 0]
+        if max_dist_rel <= 0 or not len(left) or not len(dets):
+            return dets
+        sim = proximity_matrix(track_boxes[left], boxes[dets], max_dist_rel, self.cfg.refind_max_height_ratio)
+        r, c = linear_assignment(sim, 1e-6)
+        matched_track[left[r]] = dets[c]
+        used[dets[c]] = True
+        return dets[~used[dets]]
+
     def _remove_duplicates(self, matched: np.ndarray, events: list[TrackEvent]) -> None:
         """ByteTrack's remove_duplicate_stracks: an unmatched confirmed track lying on a matched
         one (IoU > duplicate_iou) is the same person twice; keep the one with more hits."""
