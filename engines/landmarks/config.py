@@ -29,8 +29,9 @@ class LandmarkEngineConfig(StrictModel):
     """A landmark body (visible landmarks' box) whose longer side is under this many pixels is too
     small for the 256 px landmark model to measure (a fragment, a crop upsampled > 6x): not seen."""
     max_newcomer_covered: float = Field(0.75, ge=0.0, le=1.0)
-    """A track never seen before whose landmark body lies for this share or more inside the bodies
-    of people already seen is posed on its neighbours, not seen (1: off)."""
+    """A track not seen on its last frame (never seen, or back after a gap) whose landmark body lies
+    for this share or more inside the bodies of people seen on their last frame is posed on its
+    neighbours, not seen (1: off)."""
     threads: int = Field(1, ge=1, le=16)               # LiteRT (XNNPACK) threads
     duplicate_dist_rel: float = Field(0.1, ge=0.0, le=1.0)
     """Two people's landmarks closer than this (median, x the body's extent) are one body: only

@@ -43,6 +43,8 @@ class _PersonState:
     segments_m: np.ndarray | None = None  # (7,) the kept lengths, MEASURED_SEGMENTS order (published)
     next_roi: Roi | None = None   # MediaPipe's tracking ROI from the last landmarks
     seen_frames: int = 0          # frames this person's crop gave its landmarks
+    missed_frames: int = 0        # frames in a row (up to the last one) whose crop gave none
+    last_body: np.ndarray | None = None   # (4,) xyxy px body box of the last landmarks seen
 
 
 def ray_rotation(u: float, v: float, k: Intrinsics) -> np.ndarray:
@@ -219,9 +221,11 @@ class LandmarkPoseEngine(PoseEngine):
         rois = [r for r, _ in picks]
         own = person_boxes or boxes
         seen = [st.seen_frames for st in states]
+        recent = [n > 0 and st.missed_frames == 0 for n, st in zip(seen, states)]   # seen on their last frame
         out = self.model.run(image_bgr, rois)
-        self._drop_duplicates(own, out, seen)
-        self._drop_off_target(own, out)
+        self._drop_duplicates(own, out, seen, recent)
+        last = [st.last_body if st.missed_frames == 0 else None for st in states]
+        self._drop_off_target(own, out, last)
         centred = [self._centred_roi(pb) for pb in own]
         retry = [i for i, (lms, (roi, from_lm)) in enumerate(zip(out, picks))
                  if lms is None and (from_lm or not _same_square(roi, centred[i]))]
@@ -231,12 +235,14 @@ class LandmarkPoseEngine(PoseEngine):
                 if lms is not None:
                     out[i], rois[i] = lms, centred[i]
             self.retries += len(retry)
-            self._drop_duplicates(own, out, seen)
-            self._drop_off_target(own, out)
-        self._drop_newcomers_on_neighbours(out, seen)
+            self._drop_duplicates(own, out, seen, recent)
+            self._drop_off_target(own, out, last)
+        self._drop_newcomers_on_neighbours(out, recent)
         for key, st, roi, lms in zip(keys, states, rois, out):
             st.next_roi = None if lms is None else lms.next_roi
             st.seen_frames += lms is not None
+            st.missed_frames = 0 if lms is not None else st.missed_frames + 1
+            st.last_body = None if lms is None else landmark_box(lms, self.config.min_visibility)
             self.last_rois[key] = roi
         return out
 
@@ -247,15 +253,21 @@ class LandmarkPoseEngine(PoseEngine):
         side = max(self.config.crop_scale * max(x1 - x0, y1 - y0), 16.0)
         return Roi(0.5 * (x0 + x1), 0.5 * (y0 + y1), side, 0.0)
 
-    def _drop_off_target(self, person_boxes: list[np.ndarray], out: list[Landmarks | None]) -> None:
+    def _drop_off_target(self, person_boxes: list[np.ndarray], out: list[Landmarks | None],
+                         last_bodies: list[np.ndarray | None] | None = None) -> None:
         """Landmarks whose body lies mostly outside the person's own box (less than
-        `min_target_overlap` of its area inside) belong to someone else in the crop (a neighbour more prominent there): not this person.
+        `min_target_overlap` of its area inside) belong to someone else in the crop (a neighbour
+        more prominent there): not this person; unless that body overlaps (IoU >= 0.5) the body
+        this person's landmarks gave on their last frame (`last_bodies`): then the tracker box is
+        what is off (an unsure detection with half the scale shrank it onto a walker's upper body,
+        vtest.avi frame 597, and he was dropped as not seen and re-found under a new id).
         Fewer than `min_visible_landmarks` visible: a fragment (a hand, a head at the crop's
         edge), not a person seen. A body whose longer side is under `min_body_px` pixels is
         below what the 256 px landmark model can measure (a whole skeleton squeezed into a
         walker's head, a crop upsampled many times): not a person seen either."""
         c = self.config
-        for i, (lms, box) in enumerate(zip(out, person_boxes)):
+        last_bodies = last_bodies or [None] * len(out)
+        for i, (lms, box, last) in enumerate(zip(out, person_boxes, last_bodies)):
             if lms is not None and int((lms.visibility >= c.min_visibility).sum()) < c.min_visible_landmarks:
                 out[i] = None
                 continue
@@ -264,34 +276,42 @@ class LandmarkPoseEngine(PoseEngine):
                 out[i] = None
                 continue
             if body is not None and _share_inside(body, np.asarray(box, np.float32)) < c.min_target_overlap:
-                out[i] = None
+                same_body = last is not None and iou_matrix(body[None].astype(np.float64),
+                                                            last[None].astype(np.float64))[0, 0] >= 0.5
+                if not same_body:
+                    out[i] = None
 
-    def _drop_newcomers_on_neighbours(self, out: list[Landmarks | None], seen: list[int]) -> None:
-        """A track never seen before is first seen on a body of its own: landmarks whose body box
-        lies for `max_newcomer_covered` or more inside the bodies of people already seen this frame
-        (one or several) were read off those neighbours (a stray box between two people gives a
-        body made of one's shoulders and the other's legs), so that track is not seen yet. People
-        already seen keep their landmarks however much a neighbour hides them."""
+    def _drop_newcomers_on_neighbours(self, out: list[Landmarks | None], seen_last_frame: list[bool]) -> None:
+        """A track not seen on its last frame (new, or back after a gap) is first seen again on a
+        body of its own: landmarks whose body box lies for `max_newcomer_covered` or more inside
+        the bodies of people seen on their last frame and on this one (one or several) were read
+        off those neighbours: a stray box between two people gives a body made of one's shoulders
+        and the other's legs; a held box that drifted off its walker onto a man crossing gives
+        that man's upper body (vtest.avi frame 700). That track is not seen this frame. People
+        seen on their last frame keep their landmarks however much a neighbour hides them."""
         limit = self.config.max_newcomer_covered
         if limit >= 1.0:
             return
         thr = self.config.min_visibility
         bodies = [None if lm is None else landmark_box(lm, thr) for lm in out]
-        known = [b for b, n in zip(bodies, seen) if b is not None and n > 0]
-        for i, (body, n) in enumerate(zip(bodies, seen)):
-            if n == 0 and body is not None and known and covered_share(body, known) >= limit:
+        known = [b for b, ok in zip(bodies, seen_last_frame) if b is not None and ok]
+        for i, (body, ok) in enumerate(zip(bodies, seen_last_frame)):
+            if not ok and body is not None and known and covered_share(body, known) >= limit:
                 out[i] = None
 
     def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None],
-                         seen: list[int]) -> None:
+                         seen: list[int], recent: list[bool] | None = None) -> None:
         """Two tracks whose crops gave the same body (a stray box between two people, a second box
         on one person): the same landmarks (median distance under `duplicate_dist_rel` of the
         body) or bodies overlapping by `duplicate_box_iou`. The track seen on more frames keeps
-        it (an established person, not a stray box born next to them); on a tie the one whose box
-        fits that body better. The other is reported as not seen, so a track born on such a box
+        it (an established person, not a stray box born next to them), but first the one seen on
+        its last frame (`recent`): a held box that drifted off its walker onto a man crossing
+        must not take his body because its track is older (vtest.avi frame 700); on a tie the one
+        whose box fits that body better. The other is reported as not seen, so a track born on such a box
         is never published as a person of its own, and a track whose crop slid onto a neighbour
         is not posed as that neighbour."""
         thr = self.config.min_visibility
+        recent = recent or [True] * len(out)
         bodies = [None if lm is None else landmark_box(lm, thr) for lm in out]
         for a in range(len(out)):
             for b in range(a + 1, len(out)):
@@ -302,8 +322,9 @@ class LandmarkPoseEngine(PoseEngine):
                         bodies[a][None].astype(np.float64), bodies[b][None].astype(np.float64))[0, 0]
                         >= self.config.duplicate_box_iou):
                     continue
-                if seen[a] != seen[b]:
-                    out[b if seen[a] > seen[b] else a] = None
+                rank_a, rank_b = (recent[a], seen[a]), (recent[b], seen[b])
+                if rank_a != rank_b:
+                    out[b if rank_a > rank_b else a] = None
                     continue
                 fit = iou_matrix(np.stack([boxes[a], boxes[b]]).astype(np.float64),
                                  bodies[a][None].astype(np.float64))[:, 0]
