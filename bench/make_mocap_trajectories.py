@@ -36,10 +36,11 @@ from scipy.interpolate import PchipInterpolator
 from scipy.spatial.transform import Rotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engines.skel.dofs import DOF_INDEX, DOF_LOWER, DOF_UPPER  # noqa: E402
+from motion_synth import MOCAP, save_clips  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "data" / "deepmimic_mocap_q.npz"
 CLIPS = ("walk", "run", "jump", "kick", "punch", "spinkick", "cartwheel", "dance_a", "dance_b",
          "crawl", "getup_faceup", "getup_facedown")
 CYCLES = ("walk", "run")
@@ -88,18 +89,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", help="a pybullet wheel already on disk (default: pip download it)")
     args = ap.parse_args()
-    arrays: dict[str, np.ndarray] = {}
+    clips: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(_wheel(args.wheel, Path(tmp))) as whl:
             for name in CLIPS:
                 data = json.loads(whl.read(f"pybullet_data/data/motions/humanoid3d_{name}.txt"))
                 q, t = clip_q(np.asarray(data["Frames"], dtype=np.float64), name in CYCLES)
-                arrays[f"q/{name}"], arrays[f"t_s/{name}"] = q.astype(np.float32), t
+                clips[name] = q, t
                 step = np.rad2deg(np.abs(np.diff(q, axis=0))).max() * RESAMPLE_HZ / 30.0
                 print(f"{name}: {t[-1]:.2f} s, fastest {step:.0f} deg per 30 Hz frame")
-    OUT.parent.mkdir(exist_ok=True)
-    np.savez_compressed(OUT, **arrays)
-    print(f"wrote {OUT}")
+    save_clips(MOCAP, clips)
 
 
 if __name__ == "__main__":

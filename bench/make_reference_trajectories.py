@@ -32,12 +32,12 @@ from bench_accuracy import demo_dir  # noqa: E402
 from engines.reference.angles import GEOMETRIC_ANGLES  # noqa: E402
 from engines.reference.pipeline import reference_from_files, video_fps  # noqa: E402
 from engines.skel.dofs import DOF_INDEX, DOF_LOWER, DOF_UPPER  # noqa: E402
+from motion_synth import REFERENCE, save_clips  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "data" / "pose2sim_reference_q.npz"
 
 
 def main() -> None:
-    arrays: dict[str, np.ndarray] = {}
+    clips: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for demo, tag, people in (("Demo_SinglePerson", "single", 1), ("Demo_MultiPerson", "multi", 2)):
             d = demo_dir(demo)
@@ -57,13 +57,10 @@ def main() -> None:
                     good = np.isfinite(q[:, j])
                     q[:, j] = np.interp(t, t[good], q[good, j])
                 name = f"{tag}_p{i}"
-                arrays[f"q/{name}"] = np.clip(q, DOF_LOWER, DOF_UPPER).astype(np.float32)
-                arrays[f"t_s/{name}"] = t / fps
+                clips[name] = np.clip(q, DOF_LOWER, DOF_UPPER), t / fps
                 step = np.rad2deg(np.abs(np.diff(q, axis=0))).max()
                 print(f"{name}: {len(q)} frames at {fps:.0f} fps, largest step {step:.1f} deg/frame")
-    OUT.parent.mkdir(exist_ok=True)
-    np.savez_compressed(OUT, **arrays)
-    print(f"wrote {OUT}")
+    save_clips(REFERENCE, clips)
 
 
 if __name__ == "__main__":

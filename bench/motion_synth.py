@@ -297,6 +297,18 @@ Demo_MultiPerson), is left out: the reference loses him (hip flexion steps of up
 filter should follow."""
 
 
+def save_clips(path: Path, clips: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write named (q (T, 46) radians, t_s (T,)) trajectories in the layout `load_recorded` reads
+    ('q/<name>' as float32, 't_s/<name>'): what bench/make_reference_trajectories.py and
+    bench/make_mocap_trajectories.py make."""
+    arrays = {}
+    for name, (q, t_s) in clips.items():
+        arrays[f"q/{name}"], arrays[f"t_s/{name}"] = np.asarray(q, np.float32), t_s
+    path.parent.mkdir(exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {path}")
+
+
 def load_recorded(clip: str = RECORDED_CLIPS[0]) -> tuple[np.ndarray, np.ndarray]:
     """(q (T, 46) radians, t_s (T,)) of one of RECORDED_CLIPS, MOCAP_TUNING or MOCAP_HELD_OUT
     (or 'reference multi_p1')."""
