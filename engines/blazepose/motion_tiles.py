@@ -40,9 +40,6 @@ class MotionMap:
             return None
         return cv2.absdiff(small, last) > DIFF_LEVEL
 
-    def forget(self, stream: str) -> None:
-        self._last.pop(stream, None)
-
 
 def tiles_by_motion(moving: np.ndarray, width: int, height: int, tiles: list, watched: list, k: int,
                     min_share: float) -> list[int]:

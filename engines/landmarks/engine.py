@@ -43,8 +43,8 @@ class _PersonState:
     segments_m: np.ndarray | None = None  # (7,) the kept lengths, MEASURED_SEGMENTS order (published)
     next_roi: Roi | None = None   # MediaPipe's tracking ROI from the last landmarks
     seen_frames: int = 0          # frames this person's crop gave its landmarks
-    missed_frames: int = 0        # frames in a row (up to the last one) whose crop gave none
-    last_body: np.ndarray | None = None   # (4,) xyxy px body box of the last landmarks seen
+    last_body: np.ndarray | None = None   # (4,) xyxy px body box of its landmarks on its last
+                                          # frame; None where that frame's crop gave none
 
 
 def ray_rotation(u: float, v: float, k: Intrinsics) -> np.ndarray:
@@ -221,10 +221,10 @@ class LandmarkPoseEngine(PoseEngine):
         rois = [r for r, _ in picks]
         own = person_boxes or boxes
         seen = [st.seen_frames for st in states]
-        recent = [n > 0 and st.missed_frames == 0 for n, st in zip(seen, states)]   # seen on their last frame
+        last = [st.last_body for st in states]
+        recent = [b is not None for b in last]      # seen on their last frame
         out = self.model.run(image_bgr, rois)
         self._drop_duplicates(own, out, seen, recent)
-        last = [st.last_body if st.missed_frames == 0 else None for st in states]
         self._drop_off_target(own, out, last)
         centred = [self._centred_roi(pb) for pb in own]
         retry = [i for i, (lms, (roi, from_lm)) in enumerate(zip(out, picks))
@@ -241,7 +241,6 @@ class LandmarkPoseEngine(PoseEngine):
         for key, st, roi, lms in zip(keys, states, rois, out):
             st.next_roi = None if lms is None else lms.next_roi
             st.seen_frames += lms is not None
-            st.missed_frames = 0 if lms is not None else st.missed_frames + 1
             st.last_body = None if lms is None else landmark_box(lms, self.config.min_visibility)
             self.last_rois[key] = roi
         return out
@@ -254,7 +253,7 @@ class LandmarkPoseEngine(PoseEngine):
         return Roi(0.5 * (x0 + x1), 0.5 * (y0 + y1), side, 0.0)
 
     def _drop_off_target(self, person_boxes: list[np.ndarray], out: list[Landmarks | None],
-                         last_bodies: list[np.ndarray | None] | None = None) -> None:
+                         last_bodies: list[np.ndarray | None]) -> None:
         """Landmarks whose body lies mostly outside the person's own box (less than
         `min_target_overlap` of its area inside) belong to someone else in the crop (a neighbour
         more prominent there): not this person; unless that body overlaps (IoU >= 0.5) the body
@@ -266,7 +265,6 @@ class LandmarkPoseEngine(PoseEngine):
         below what the 256 px landmark model can measure (a whole skeleton squeezed into a
         walker's head, a crop upsampled many times): not a person seen either."""
         c = self.config
-        last_bodies = last_bodies or [None] * len(out)
         for i, (lms, box, last) in enumerate(zip(out, person_boxes, last_bodies)):
             if lms is not None and int((lms.visibility >= c.min_visibility).sum()) < c.min_visible_landmarks:
                 out[i] = None
@@ -300,7 +298,7 @@ class LandmarkPoseEngine(PoseEngine):
                 out[i] = None
 
     def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None],
-                         seen: list[int], recent: list[bool] | None = None) -> None:
+                         seen: list[int], recent: list[bool]) -> None:
         """Two tracks whose crops gave the same body (a stray box between two people, a second box
         on one person): the same landmarks (median distance under `duplicate_dist_rel` of the
         body) or bodies overlapping by `duplicate_box_iou`. The track seen on more frames keeps
@@ -311,7 +309,6 @@ class LandmarkPoseEngine(PoseEngine):
         is never published as a person of its own, and a track whose crop slid onto a neighbour
         is not posed as that neighbour."""
         thr = self.config.min_visibility
-        recent = recent or [True] * len(out)
         bodies = [None if lm is None else landmark_box(lm, thr) for lm in out]
         for a in range(len(out)):
             for b in range(a + 1, len(out)):
