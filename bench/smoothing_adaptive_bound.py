@@ -45,18 +45,21 @@ def causal_fits(z: np.ndarray, family: list[tuple[int, int]]) -> np.ndarray:
     return est
 
 
-def ici(z: np.ndarray, gamma: float) -> np.ndarray:
-    """(S, T, D) the ICI rule over local-linear windows 2-12."""
+def ici(z: np.ndarray, gammas: tuple[float, ...]) -> list[np.ndarray]:
+    """(S, T, D) per gamma: the ICI rule over local-linear windows 2-12."""
     windows = list(range(2, 13))
     est = causal_fits(z, [(n, 1) for n in windows])
     sd = [NOISE_RAD * np.linalg.norm(endpoint_weights(n, 1)) for n in windows]
-    lo, hi = np.full(z.shape, -np.inf), np.full(z.shape, np.inf)
-    alive, out = np.ones(z.shape, bool), est[0].copy()
-    for f in range(len(windows)):
-        lo, hi = np.maximum(lo, est[f] - gamma * sd[f]), np.minimum(hi, est[f] + gamma * sd[f])
-        alive &= lo <= hi
-        out = np.where(alive, est[f], out)
-    return out
+    outs = []
+    for gamma in gammas:
+        lo, hi = np.full(z.shape, -np.inf), np.full(z.shape, np.inf)
+        alive, out = np.ones(z.shape, bool), est[0].copy()
+        for f in range(len(windows)):
+            lo, hi = np.maximum(lo, est[f] - gamma * sd[f]), np.minimum(hi, est[f] + gamma * sd[f])
+            alive &= lo <= hi
+            out = np.where(alive, est[f], out)
+        outs.append(out)
+    return outs
 
 
 def main() -> None:
@@ -72,7 +75,7 @@ def main() -> None:
         mse = ((causal_fits(z, family) - truth[None]) ** 2)[:, :, START:].mean(axis=1)   # (F, T, D)
         fixed = min(float(m.mean()) for m in mse)
         oracle = float(mse.min(axis=0).mean())
-        ici_r = [float(np.mean((ici(z, g)[:, START:] - truth[:, START:]) ** 2)) for g in gammas]
+        ici_r = [float(np.mean((e[:, START:] - truth[:, START:]) ** 2)) for e in ici(z, gammas)]
         print(f"| {clip} | {np.sqrt(fixed / raw):.2f} | {np.sqrt(oracle / raw):.2f} | "
               + " / ".join(f"{np.sqrt(v / raw):.2f}" for v in ici_r) + " |")
 
