@@ -157,19 +157,26 @@ def test_a_walker_stays_seen_when_his_tracker_box_shrinks(vtest_frames, monkeypa
     assert not seen(run_vtest(vtest_frames, (597, 598, 599))[599][31])    # the test can fail
 
 
+def landmarks_across(x0: float, y0: float, x1: float, y1: float):
+    """A landmark set whose 33 visible landmarks span the box x0, y0, x1, y1 (px): a body there,
+    for the rules that look only at where bodies lie."""
+    from engines.blazepose.landmarks import LandmarkSet
+    from engines.blazepose.roi import Roi
+
+    g = np.linspace(0.0, 1.0, 33)
+    px = np.column_stack([x0 + (x1 - x0) * g, y0 + (y1 - y0) * g[::-1]])
+    return LandmarkSet(image_px=px, world_m=np.zeros((33, 3)), visibility=np.ones(33), presence=0.99,
+                       aux_px=px[:2], next_roi=Roi(0.5 * (x0 + x1), 0.5 * (y0 + y1), 100.0, 0.0))
+
+
 def test_of_two_tracks_given_one_body_the_one_seen_on_its_last_frame_keeps_it():
     """vtest.avi frame 700 (the default run): track 27's held box (unseen for 7 frames, but born
     before 37) drifted onto 37, a man crossing, and its crop gave his body. The older track used
     to win that tie: 37 went out held, unseen, and 27 was posed on him. Now the track seen on its
     last frame keeps the body; between two such tracks, still the one seen on more frames."""
-    from engines.blazepose.landmarks import LandmarkSet
-    from engines.blazepose.roi import Roi
     from engines.landmarks.engine import LandmarkPoseEngine
 
-    rng = np.random.default_rng(0)
-    px = np.column_stack([rng.uniform(364, 398, 33), rng.uniform(171, 254, 33)])
-    body = LandmarkSet(image_px=px, world_m=np.zeros((33, 3)), visibility=np.ones(33), presence=0.99,
-                       aux_px=px[:2], next_roi=Roi(381.0, 212.0, 120.0, 0.0))
+    body = landmarks_across(364, 171, 398, 254)
     boxes = [np.array([360.3, 156.5, 386.0, 213.1]), np.array([363.1, 174.6, 399.5, 252.7])]   # 27, 37
     eng = LandmarkPoseEngine(LandmarkEngineConfig())
     out = [body, body]
@@ -185,17 +192,9 @@ def test_a_track_back_after_a_gap_is_not_seen_on_a_neighbours_body():
     own, not one lying inside a body seen on its last frame (vtest.avi frame 700: a held box that
     drifted onto a man crossing was posed on his upper body and published, a false positive).
     A track seen on its last frame keeps its landmarks however much a neighbour covers them."""
-    from engines.blazepose.landmarks import LandmarkSet
-    from engines.blazepose.roi import Roi
     from engines.landmarks.engine import LandmarkPoseEngine
 
-    def lms(x0, y0, x1, y1):
-        g = np.linspace(0.0, 1.0, 33)
-        px = np.column_stack([x0 + (x1 - x0) * g, y0 + (y1 - y0) * g[::-1]])
-        return LandmarkSet(image_px=px, world_m=np.zeros((33, 3)), visibility=np.ones(33), presence=0.99,
-                           aux_px=px[:2], next_roi=Roi(0.5 * (x0 + x1), 0.5 * (y0 + y1), 100.0, 0.0))
-
-    man, upper = lms(363, 170, 397, 255), lms(368, 176, 390, 216)
+    man, upper = landmarks_across(363, 170, 397, 255), landmarks_across(368, 176, 390, 216)
     eng = LandmarkPoseEngine(LandmarkEngineConfig())
     out = [man, upper]
     eng._drop_newcomers_on_neighbours(out, [True, False])       # the held track, unseen last frame
