@@ -241,3 +241,26 @@ def test_after_a_long_unseen_spell_going_out_again_is_earned_anew():
     assert not any([run(s, None) for s in range(26, 60)][-10:])  # unseen > 0.5 s: out
     assert not run(60, 0.2)                                 # weak: stays out
     assert run(61, 0.9)                                     # confident again: back
+
+
+def test_a_held_box_mostly_outside_the_frame_is_not_published():
+    """A confirmed person unseen this frame is held through a short gap, but not where the
+    tracker's box has moved mostly out of the image (the person walked out: vtest.avi held 23
+    such boxes, some wholly outside it); a person seen this frame at the edge still goes out."""
+    from engines.pose_stage import PoseStage
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    stage = PoseStage(PipelineConfig())
+    stage.engine = eng = _ScriptedEngine()
+
+    def run(seq, conf, x0):
+        eng.conf = conf
+        box = np.array([x0, 100, x0 + 100, 400], np.float32)
+        p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.9, box_predicted=conf is None)
+        return bool(stage.process(_packet(img, seq, [p])).persons)
+
+    assert run(0, 0.9, 500)                    # seen, inside
+    assert run(1, None, 560)                   # held, 80% inside: out it goes, flagged
+    assert not run(2, None, 600)               # held, 40% inside: left the view
+    assert not run(3, None, 700)               # wholly outside
+    assert run(4, 0.9, 600)                    # seen at the edge: published
