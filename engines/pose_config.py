@@ -31,8 +31,11 @@ class PoseConfig(StrictModel):
     was never published; the detector keys on faces: such a person scores 0.83-0.95 (p10-max),
     people in view 0.76-0.97, objects posed as bodies 0.28-0.65 (BENCHMARKS.md, issue 14 fifth
     pass). 1.0 (or more than any score) = off."""
-    hold_unseen_s: float = Field(0.5, ge=0.0)
+    hold_unseen_s: float = Field(0.3, ge=0.0)
     """A published track whose crop has shown nobody for longer than this (seconds of stream
-    time) stops going out until it is seen again (its id is kept by the tracker)."""
+    time) stops going out until it is seen again (its id is kept by the tracker). Held, its box
+    is the tracker's prediction and drifts: on vtest.avi (hand-labelled every 20th frame, tuned
+    there) 0.5 s published 11 held boxes on nobody in 200, 0.3 s 5 in 192 with every visible
+    person-frame kept, 0.2 s 2 in 185 with one lost (BENCHMARKS.md, issue 14 seventh pass)."""
     landmarks: LandmarkEngineConfig = LandmarkEngineConfig()
     skelcf: SkelCFConfig = SkelCFConfig()

@@ -155,7 +155,7 @@ def test_two_boxes_on_one_body_publish_one_person():
 @needs_clip
 def test_a_track_unseen_for_long_stops_going_out_until_seen_again():
     """The subject, confirmed, then hidden (a blank frame region) for longer than
-    pose.hold_unseen_s: held and flagged for the first 0.5 s, then not published; back as soon as
+    pose.hold_unseen_s: held and flagged for the first 0.3 s, then not published; back as soon as
     the crop shows the person again, under the same id."""
     from engines.pose_stage import PoseStage
 
@@ -171,9 +171,10 @@ def test_a_track_unseen_for_long_stops_going_out_until_seen_again():
             return [q.track_id for q in stage.process(_packet(image, seq, [p])).persons]
 
         assert run(0, img) == [4]
+        assert stage.config.pose.hold_unseen_s == 0.3
         published = [run(seq, blank) for seq in range(1, 31)]        # 33 ms apart: 1 s unseen
-        assert all(ids == [4] for ids in published[:15])              # <= 0.5 s: held, flagged
-        assert all(ids == [] for ids in published[16:])               # then out
+        assert all(ids == [4] for ids in published[:9])               # <= 0.3 s: held, flagged
+        assert all(ids == [] for ids in published[10:])               # then out
         assert run(31, img) == [4]                                    # seen again: back at once
     finally:
         stage.close()
@@ -227,7 +228,7 @@ def test_after_a_long_unseen_spell_going_out_again_is_earned_anew():
 
     img = np.zeros((480, 640, 3), np.uint8)
     box = np.array([100, 0, 300, 400], np.float32)
-    stage = PoseStage(PipelineConfig())
+    stage = PoseStage(PipelineConfig.model_validate({"pose": {"hold_unseen_s": 0.5}}))
     stage.engine = eng = _ScriptedEngine()
 
     def run(seq, conf):
