@@ -132,13 +132,13 @@ def score(frames: dict[int, FrameMsg], labels: dict[int, list], height: int, min
             gt_ids = [names.setdefault(people[i][0], len(names) + 1) for i in keep]   # motmetrics wants numbers
             acc.update(gt_ids, [tids[j] for j in hyp], dist, frameid=f)
     stable = {p: (ids_of[p].most_common(1)[0][1] if ids_of[p] else 0) / seen_of[p] for p in seen_of}
-    whole: dict[str, Counter] = defaultdict(Counter)
-    for p in seen_of:
-        whole[p.split("/")[0]].update(ids_of[p])
-    seen_whole = Counter()
+    ids_of_person: dict[str, Counter] = defaultdict(Counter)    # a person's passages together
+    seen_of_person: Counter = Counter()
     for p, n in seen_of.items():
-        seen_whole[p.split("/")[0]] += n
-    stable_person = {p: (whole[p].most_common(1)[0][1] if whole[p] else 0) / seen_whole[p] for p in seen_whole}
+        ids_of_person[p.split("/")[0]].update(ids_of[p])
+        seen_of_person[p.split("/")[0]] += n
+    stable_person = {p: (ids_of_person[p].most_common(1)[0][1] if ids_of_person[p] else 0) / n
+                     for p, n in seen_of_person.items()}
     q = [p.q for m in frames.values() for p in m.persons if p.q is not None]
     q = np.stack(q) if q else np.zeros((0, len(DOF_LOWER)))
     viol = int(np.sum((q < DOF_LOWER - 1e-4) | (q > DOF_UPPER + 1e-4)))

@@ -129,7 +129,7 @@ class PoseStage(Stage):
         held box mostly outside the frame: that person has left (vtest.avi: 23 held boxes, some
         wholly outside the image, went out as people)."""
         c = self.config.pose
-        seen = set()
+        seen_now = set()
         for p in persons:
             key = (sid, p.track_id)
             observed = p.dof_observed is not None and bool(p.dof_observed.any())
@@ -140,9 +140,9 @@ class PoseStage(Stage):
                 if p.pose_confidence >= c.min_confidence_to_publish or detected:
                     self._confirmed.add(key)
                 self._last_seen_s[key] = t_s
-                seen.add(p.track_id)
+                seen_now.add(p.track_id)
         return [p for p in persons if (sid, p.track_id) in self._confirmed    # (all seen within the hold)
-                and (p.track_id in seen or share_in_frame(p.box_xyxy, width, height) >= 0.5)]
+                and (p.track_id in seen_now or share_in_frame(p.box_xyxy, width, height) >= 0.5)]
 
     def flush(self, stream_id: str) -> list[Packet]:
         self._intrinsics.pop(stream_id, None)
