@@ -261,6 +261,10 @@ def test_motion_tiles_go_where_someone_walks_in_and_not_where_the_tracker_looks(
     assert len({(round(tiles[i].w), round(tiles[i].h)) for i in picks}) == 2   # two grids
     watched = [Region(540.0, 250.0, 100.0, 180.0)]          # the tracker already looks there
     assert tiles_by_motion(moving, 640, 480, tiles, watched, 2, 0.01) == []
+    # a track walking out at the left keeps being expected beyond the edge: its region, wholly
+    # outside the frame, hides nothing (a negative end used to wrap round and mask most of it)
+    gone = [Region(-120.0, 250.0, 100.0, 180.0), Region(500.0, -190.0, 160.0, 180.0)]
+    assert tiles_by_motion(moving, 640, 480, tiles, gone, 2, 0.01) == picks
 
     ssd = BlazePoseSsd(grids=(2, 3, 4), tiles_per_call=4, motion_tiles=2)
     got = ssd.regions(640, 480, stream="s", moving=moving)

@@ -51,15 +51,17 @@ def tiles_by_motion(moving: np.ndarray, width: int, height: int, tiles: list, wa
         return []
     mh, mw = moving.shape
     sx, sy = mw / width, mh / height
-    free = moving.copy()
-    for r in watched:
-        free[max(0, int(r.y0 * sy)):int(np.ceil((r.y0 + r.h) * sy)),
-             max(0, int(r.x0 * sx)):int(np.ceil((r.x0 + r.w) * sx))] = False
-    counts = cv2.integral(free.astype(np.uint8))    # (mh + 1, mw + 1) sums: each tile in O(1)
 
     def cells(r) -> tuple[int, int, int, int]:
+        """A Region's cells of the motion map, clipped to it (at least one cell where inside)."""
         x0, y0 = min(max(int(r.x0 * sx), 0), mw), min(max(int(r.y0 * sy), 0), mh)
         return x0, y0, min(max(int(np.ceil((r.x0 + r.w) * sx)), x0 + 1), mw), min(max(int(np.ceil((r.y0 + r.h) * sy)), y0 + 1), mh)
+
+    free = moving.copy()
+    for r in watched:
+        x0, y0, x1, y1 = cells(r)
+        free[y0:y1, x0:x1] = False
+    counts = cv2.integral(free.astype(np.uint8))    # (mh + 1, mw + 1) sums: each tile in O(1)
 
     share = []
     for r in tiles:
