@@ -21,6 +21,7 @@ from stream.config import PipelineConfig
 from stream.errors import ConfigError
 from stream.packet import Intrinsics, Packet, Person, TrackEventKind
 from stream.stage import Stage
+from tracking.bytetrack import share_inside
 from tracking.stage import frame_time_s
 
 
@@ -30,14 +31,6 @@ def largest_boxes_first(persons: list[Person]) -> list[Person]:
         b = p.box_xyxy
         return float((b[2] - b[0]) * (b[3] - b[1]))
     return sorted(persons, key=area, reverse=True)
-
-
-def share_in_frame(box_xyxy, width: int, height: int) -> float:
-    """The share of a box's area inside the image (0 for an empty box)."""
-    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
-    area = (x1 - x0) * (y1 - y0)
-    inside = max(min(x1, width) - max(x0, 0.0), 0.0) * max(min(y1, height) - max(y0, 0.0), 0.0)
-    return inside / area if area > 0 else 0.0
 
 
 def build_engine(config: PipelineConfig) -> PoseEngine:
@@ -142,7 +135,7 @@ class PoseStage(Stage):
                 self._last_seen_s[key] = t_s
                 seen_now.add(p.track_id)
         return [p for p in persons if (sid, p.track_id) in self._confirmed    # (all seen within the hold)
-                and (p.track_id in seen_now or share_in_frame(p.box_xyxy, width, height) >= 0.5)]
+                and (p.track_id in seen_now or share_inside(p.box_xyxy, (0.0, 0.0, width, height)) >= 0.5)]
 
     def flush(self, stream_id: str) -> list[Packet]:
         self._intrinsics.pop(stream_id, None)

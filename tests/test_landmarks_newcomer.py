@@ -143,13 +143,14 @@ def test_a_walker_stays_seen_when_his_tracker_box_shrinks(vtest_frames, monkeypa
     min_target_overlap: 'someone else in the crop'), but it is the body his landmarks gave on the
     frame before: still him. Without that, he was reported unseen and re-found under a new id."""
     from engines.blazepose.landmarks import landmark_box
-    from engines.landmarks.engine import LandmarkPoseEngine, _share_inside
+    from engines.landmarks.engine import LandmarkPoseEngine
+    from tracking.bytetrack import share_inside
 
     eng = LandmarkPoseEngine(LandmarkEngineConfig())
     got = run_vtest(vtest_frames, (597, 598, 599), eng)
     assert all(seen(got[f][31]) for f in (597, 598, 599))
     body = landmark_box(eng.last_landmarks[("v", 31)], 0.5)
-    assert _share_inside(body, np.array(VTEST_BOXES[599][31][0], np.float32)) < 0.5
+    assert share_inside(body, np.array(VTEST_BOXES[599][31][0], np.float32)) < 0.5
 
     original = LandmarkPoseEngine._drop_off_target
     monkeypatch.setattr(LandmarkPoseEngine, "_drop_off_target",

@@ -60,6 +60,15 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
+def share_inside(box: np.ndarray, container: np.ndarray) -> float:
+    """Share of the (4,) xyxy `box`'s area that lies inside the (4,) xyxy `container` (0 for an
+    empty box)."""
+    w = max(0.0, float(min(box[2], container[2]) - max(box[0], container[0])))
+    h = max(0.0, float(min(box[3], container[3]) - max(box[1], container[1])))
+    area = float((box[2] - box[0]) * (box[3] - box[1]))
+    return w * h / area if area > 0 else 0.0
+
+
 def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_height_ratio: float) -> np.ndarray:
     """(N, 4), (M, 4) xyxy -> (N, M) similarity in [0, 1): 1 - centre distance / (max_dist_rel x
     the larger height), 0 beyond that distance or where the heights differ by more than the ratio."""

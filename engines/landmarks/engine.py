@@ -23,7 +23,7 @@ from engines.pose_engine import PoseEngine
 from engines.skel.kinematics import (
     MEASURED_SEGMENTS, WINTER_FRACTIONS, Skeleton, generic_skeleton, load_skel_joints)
 from stream.packet import Intrinsics, Person
-from tracking.bytetrack import iou_matrix
+from tracking.bytetrack import iou_matrix, share_inside
 
 MODEL_ID = "blazepose-full+skelfit"
 _I = {n: i for i, n in enumerate(FIT_KEYPOINTS)}
@@ -92,14 +92,6 @@ def _same_square(a: Roi, b: Roi, tol: float = 0.1) -> bool:
     side = max(a.side, b.side)
     return (abs(a.cx - b.cx) <= tol * side and abs(a.cy - b.cy) <= tol * side
             and abs(a.side - b.side) <= tol * side and a.rotation == b.rotation)
-
-
-def _share_inside(body: np.ndarray, box: np.ndarray) -> float:
-    """Share of the (4,) xyxy `body`'s area that lies inside the (4,) xyxy `box`."""
-    w = max(0.0, float(min(body[2], box[2]) - max(body[0], box[0])))
-    h = max(0.0, float(min(body[3], box[3]) - max(body[1], box[1])))
-    area = float((body[2] - body[0]) * (body[3] - body[1]))
-    return w * h / area if area > 0 else 0.0
 
 
 def covered_share(body: np.ndarray, others: list[np.ndarray], grid: int = 32) -> float:
@@ -273,7 +265,7 @@ class LandmarkPoseEngine(PoseEngine):
             if body is not None and float(max(body[2] - body[0], body[3] - body[1])) < c.min_body_px:
                 out[i] = None
                 continue
-            if body is not None and _share_inside(body, np.asarray(box, np.float32)) < c.min_target_overlap:
+            if body is not None and share_inside(body, np.asarray(box, np.float32)) < c.min_target_overlap:
                 same_body = last is not None and iou_matrix(body[None].astype(np.float64),
                                                             last[None].astype(np.float64))[0, 0] >= 0.5
                 if not same_body:
