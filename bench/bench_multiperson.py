@@ -125,7 +125,8 @@ def score(frames: dict[int, FrameMsg], labels: dict[int, list], height: int, min
         if identities:
             keep = np.flatnonzero(big)
             # a box on someone under the height floor is neither a hit nor a false positive
-            hyp = [j for j in range(len(persons)) if not any(c == j and not big[r] for r, c in match.items())]
+            on_small = {c for r, c in match.items() if not big[r]}
+            hyp = [j for j in range(len(persons)) if j not in on_small]
             # motmetrics' own iou_matrix calls np.asfarray (gone in NumPy 2): the same distance here
             d = 1.0 - iou_matrix(gt[keep], boxes[hyp])
             dist = np.where(d <= 1.0 - iou, d, np.nan)

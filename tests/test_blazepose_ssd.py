@@ -284,7 +284,7 @@ def test_a_small_walker_entering_at_the_edge_is_tracked_on_arrival():
     from tracking.stage import DetectTrackStage
     from stream.packet import FrameInfo, Packet
 
-    label = np.array([[682.0, 218.0, 727.0, 305.0]])         # bench/labels: v700g
+    label = np.array([[682.0, 218.0, 727.0, 305.0]])         # bench/labels: vtest, 700, p01/4
 
     def boxes_at_700(**detector_and_tracker) -> np.ndarray:
         cfg = PipelineConfig.model_validate({"detector": {"kind": "blazepose", "schedule": "inline",
