@@ -82,6 +82,13 @@ class BlazePoseSsdConfig(StrictModel):
     candidate_checked_score: float = Field(0.65, ge=0.0, le=1.0)
     """Score of a confirmed one: keep it >= tracker.new_track_score, so it starts a track (which
     is published only once posed confidently)."""
+    foreground_proposals: int = Field(2, ge=0)
+    """Moving foreground blobs (a background model; engines/blazepose/foreground.py) that no
+    detection and no tracked person explains, largest first, checked by the landmark model per
+    detector run (one batched call) like the unsure detections: a walker seen from behind or too
+    small for the face-keyed detector. 0 = never."""
+    foreground_score: float = Field(0.65, ge=0.0, le=1.0)
+    """Score of a person found there."""
     nms_iou: float = Field(0.3, gt=0.0, le=1.0)
     """MediaPipe's weighted-NMS min_suppression_threshold (IoU of face boxes)."""
     body_nms_iou: float = Field(0.5, gt=0.0, le=1.0)

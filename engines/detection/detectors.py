@@ -118,13 +118,19 @@ class BlazePoseDetector(Detector):
                                 c.candidate_score if check else None, c.first_run_all_tiles,
                                 c.motion_tiles, c.motion_min_share)
         self.landmarker = None
-        if c.verify_missed or check:
+        self.foreground = None
+        if c.foreground_proposals > 0:
+            from engines.blazepose.foreground import ForegroundBlobs
+
+            self.foreground = ForegroundBlobs()
+        if c.verify_missed or check or c.foreground_proposals > 0:
             from engines.blazepose.landmarks import BlazePoseLandmarker
 
             self.landmarker = BlazePoseLandmarker(c.threads)
         self.last = None   # the last call's SsdDetections (face boxes, keypoints) for tests/benches
         self.verified = 0  # detections that came from the landmark check
         self.checked = 0   # unsure detections the landmark model confirmed
+        self.proposed = 0  # foreground blobs the landmark model found a person in
 
     def _raw(self, image_bgr: np.ndarray, expected_xyxy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         from engines.blazepose.detector import person_boxes, regions_around
@@ -143,6 +149,8 @@ class BlazePoseDetector(Detector):
             boxes, scores = self._verify_missed(image_bgr, np.asarray(expected_xyxy, np.float32), boxes, scores)
         if c.max_candidates_checked > 0 and len(self.ssd.last_candidates):
             boxes, scores = self._check_candidates(image_bgr, boxes, scores)
+        if c.foreground_proposals > 0:
+            boxes, scores = self._check_foreground(image_bgr, expected_xyxy, boxes, scores)
         return boxes, scores
 
     def _check_candidates(self, image_bgr: np.ndarray, boxes: np.ndarray,
@@ -153,8 +161,6 @@ class BlazePoseDetector(Detector):
         landmarks, a body where the detector put one), a detection with `candidate_checked_score`
         (enough to start a track) and the landmarks' body box."""
         from engines.blazepose.detector import person_boxes
-        from engines.blazepose.landmarks import landmark_box
-        from engines.blazepose.roi import body_box
         from tracking.bytetrack import iou_matrix
 
         c = self.cfg.blazepose
@@ -162,26 +168,63 @@ class BlazePoseDetector(Detector):
         order = np.argsort(-self.ssd.last_candidates.scores)
         if len(boxes):
             order = [i for i in order if iou_matrix(cand[i][None], boxes).max() < 0.3]
-        order = list(order)[:c.max_candidates_checked]
-        if not order:
-            return boxes, scores
-        rois = [_landmark_roi(cand[i]) for i in order]
-        extra = []
-        for i, lm in zip(order, self.landmarker.run(image_bgr, rois)):
+        found = self._whole_people_at(image_bgr, cand[list(order)[:c.max_candidates_checked]], boxes)
+        self.checked += len(found)
+        return self._with(boxes, scores, found, c.candidate_checked_score)
+
+    def _check_foreground(self, image_bgr: np.ndarray, expected: np.ndarray | None, boxes: np.ndarray,
+                          scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Moving foreground blobs (engines/blazepose/foreground.py) that no detection and no
+        tracked person explains: the largest `foreground_proposals` go to the landmark model; a
+        whole person there is a detection with `candidate_checked_score` (a walker seen from
+        behind, or too small for the face-keyed detector)."""
+        from tracking.bytetrack import iou_matrix
+
+        c = self.cfg.blazepose
+        blobs = self.foreground.update(image_bgr, self.stream_id)
+        watched = boxes if expected is None or not len(expected) else np.concatenate([boxes, expected])
+        if len(blobs) and len(watched):
+            cx, cy = 0.5 * (blobs[:, 0] + blobs[:, 2]), 0.5 * (blobs[:, 1] + blobs[:, 3])
+            centre_in = ((cx[:, None] >= watched[None, :, 0]) & (cx[:, None] <= watched[None, :, 2])
+                         & (cy[:, None] >= watched[None, :, 1]) & (cy[:, None] <= watched[None, :, 3]))
+            explained = centre_in.any(1) | (iou_matrix(blobs, watched).max(1) >= 0.2)
+            blobs = blobs[~explained]
+        found = self._whole_people_at(image_bgr, blobs[:c.foreground_proposals], boxes)
+        self.proposed += len(found)
+        return self._with(boxes, scores, found, c.foreground_score)
+
+    def _whole_people_at(self, image_bgr: np.ndarray, places: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+        """Body boxes of the whole people the landmark model sees (one batched call) at each of
+        the (K, 4) `places`: presence, `candidate_min_landmarks` visible, their body overlapping
+        the place, and nobody in `boxes` (or found before it) there already."""
+        from engines.blazepose.landmarks import landmark_box
+        from engines.blazepose.roi import body_box
+        from tracking.bytetrack import iou_matrix
+
+        c = self.cfg.blazepose
+        if not len(places):
+            return []
+        found: list[np.ndarray] = []
+        for place, lm in zip(places, self.landmarker.run(image_bgr, [_landmark_roi(b) for b in places])):
             if lm is None or int((lm.visibility >= 0.5).sum()) < c.candidate_min_landmarks:
                 continue
-            body = landmark_box(lm)
-            if body is None or iou_matrix(body[None], cand[i][None])[0, 0] < 0.3:
+            seen = landmark_box(lm)
+            if seen is None or iou_matrix(seen[None], place[None])[0, 0] < 0.3:
                 continue
             b = body_box(lm.aux_px[0], lm.aux_px[1], c.box_width_ratio)
-            others = np.concatenate([boxes, np.array(extra, np.float32).reshape(-1, 4)])
+            others = np.concatenate([boxes, np.array(found, np.float32).reshape(-1, 4)])
             if not len(others) or iou_matrix(b[None], others).max() < 0.3:
-                extra.append(b)
+                found.append(b)
+        return found
+
+    @staticmethod
+    def _with(boxes: np.ndarray, scores: np.ndarray, extra: list[np.ndarray],
+              score: float) -> tuple[np.ndarray, np.ndarray]:
+        """boxes and scores with the `extra` boxes appended at `score`."""
         if not extra:
             return boxes, scores
-        self.checked += len(extra)
         return (np.concatenate([boxes, np.array(extra, np.float32)]).astype(np.float32),
-                np.concatenate([scores, np.full(len(extra), c.candidate_checked_score, np.float32)]))
+                np.concatenate([scores, np.full(len(extra), score, np.float32)]))
 
     def _verify_missed(self, image_bgr: np.ndarray, expected: np.ndarray, boxes: np.ndarray,
                        scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +258,7 @@ class BlazePoseDetector(Detector):
                 np.concatenate([scores, np.full(len(keep), c.verified_score, np.float32)]))
 
     def close(self) -> None:
-        self.ssd = self.landmarker = None
+        self.ssd = self.landmarker = self.foreground = None
 
 
 class YoloDetector(Detector):
