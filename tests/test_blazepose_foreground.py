@@ -7,7 +7,7 @@ import numpy as np
 
 from conftest import VTEST, needs_shared
 from engines.blazepose.foreground import ForegroundBlobs
-from tracking.bytetrack import iou_matrix
+from tracking.bytetrack import iou_matrix, share_inside
 
 # bench/labels/multiperson_boxes.csv: vtest, 220, p03/2 -- a man in a black coat walking in at the
 # right edge, seen from the side (~218); at 219 he stands as here, 90 px of 576 tall
@@ -75,7 +75,11 @@ def test_a_walker_seen_from_the_side_is_found_by_foreground_and_landmarks():
         det.close()
         return boxes
 
+    def on_him(boxes: np.ndarray) -> bool:
+        """A box mostly on him and at least a third of his height (his visible landmarks' box:
+        his legs, in a dark coat at the frame edge, are seen only in part)."""
+        return any(share_inside(b, WALKER_IN[0]) >= 0.8 and (b[3] - b[1]) >= (y1 - y0) / 3 for b in boxes)
+
     found = boxes_at_219(2)
-    assert len(found) and iou_matrix(WALKER_IN, found).max() >= 0.3, found
-    without = boxes_at_219(0)
-    assert not len(without) or iou_matrix(WALKER_IN, without).max() < 0.3    # the test can fail
+    assert on_him(found), found
+    assert not on_him(boxes_at_219(0))     # the test can fail

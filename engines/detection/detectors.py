@@ -92,6 +92,20 @@ class HogDetector(Detector):
         return boxes, scores.astype(np.float32)
 
 
+def _seen_body_box(lm, width_ratio: float) -> np.ndarray:
+    """The box of a person the landmark model found: its visible landmarks' box (with the head
+    top), else the body box of its two auxiliary points. The auxiliary points follow the crop they
+    were given (round a box 0.8 x too short they give 0.8 x, on vtest's labelled walkers), so a
+    track re-found through them kept shrinking run after run and was then too short to be
+    re-found by the detector's next box; the visible landmarks do not (0.96 x). Joining the two
+    boxes was measured too: fewer ids kept (BENCHMARKS.md, issue 14 eighth pass)."""
+    from engines.blazepose.landmarks import landmark_box
+    from engines.blazepose.roi import body_box
+
+    seen = landmark_box(lm)
+    return seen if seen is not None else body_box(lm.aux_px[0], lm.aux_px[1], width_ratio)
+
+
 def _landmark_roi(box_xyxy: np.ndarray):
     """The landmark model's square region around a person box (the crop stage's 1.25 scale)."""
     from engines.blazepose.landmarks import roi_from_box
@@ -198,7 +212,6 @@ class BlazePoseDetector(Detector):
         the (K, 4) `places`: presence, `candidate_min_landmarks` visible, their body overlapping
         the place, and nobody in `boxes` (or found before it) there already."""
         from engines.blazepose.landmarks import landmark_box
-        from engines.blazepose.roi import body_box
         from tracking.bytetrack import iou_matrix
 
         c = self.cfg.blazepose
@@ -211,7 +224,7 @@ class BlazePoseDetector(Detector):
             seen = landmark_box(lm)
             if seen is None or iou_matrix(seen[None], place[None])[0, 0] < 0.3:
                 continue
-            b = body_box(lm.aux_px[0], lm.aux_px[1], c.box_width_ratio)
+            b = _seen_body_box(lm, c.box_width_ratio)
             others = np.concatenate([boxes, np.array(found, np.float32).reshape(-1, 4)])
             if not len(others) or iou_matrix(b[None], others).max() < 0.3:
                 found.append(b)
@@ -230,7 +243,6 @@ class BlazePoseDetector(Detector):
                        scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add a body box for each expected place the detector left empty but the landmark model
         (one batched call) finds a person in."""
-        from engines.blazepose.roi import body_box
         from tracking.bytetrack import iou_matrix, linear_assignment
 
         c = self.cfg.blazepose
@@ -245,7 +257,7 @@ class BlazePoseDetector(Detector):
         if not found:
             return boxes, scores
         found.sort(key=lambda lm: -lm.presence)
-        extra = np.stack([body_box(lm.aux_px[0], lm.aux_px[1], c.box_width_ratio) for lm in found])
+        extra = np.stack([_seen_body_box(lm, c.box_width_ratio) for lm in found])
         # a person the detector did find, seen again from a neighbouring track's place, is not a
         # second person: keeping it would keep a duplicate track alive for good
         keep = []
