@@ -29,7 +29,7 @@ def run_scene(scene: ts.Scene, cfg: TrackerConfig | None = None, every_n: int = 
 # -- Kalman ---------------------------------------------------------------------------------------
 def test_vectorized_kalman_matches_filterpy():
     rng = np.random.default_rng(1)
-    cfg = TrackerConfig()
+    cfg = TrackerConfig(max_height_rate_per_s=1e9)     # the plain filter (the rate bound is ours)
     kf = BoxKalman(cfg)
     z0 = np.array([[100.0, 200.0, 0.4, 150.0], [400.0, 300.0, 0.5, 90.0]])
     x, P = kf.initiate(z0)
@@ -339,3 +339,38 @@ def test_a_tentative_track_is_confirmed_by_a_detection_nearby_not_only_by_overla
     assert all(len(tr.update(boxes(k), np.array([0.93]), 0.3 * (k + 1)).track_ids) == 0 for k in range(6))
     assert confirmed_after(TrackerConfig(), boxes(1, dx=-90.0)) == []          # a body height away
     assert confirmed_after(TrackerConfig(), boxes(1, h=180.0)) == []           # not the same size
+
+
+def test_one_short_box_does_not_shrink_the_prediction_until_the_person_is_lost():
+    """vtest.avi, frame 189: one detection of a walker half hidden (35 px of his 72) took his box
+    to 40 px and gave the motion model a height rate that shrank it to 15 px in the two frames
+    before the next detector run; seen again at 63 px, he was 4 x its height, too tall to be
+    re-found, and got a new id. The height rate is now bounded (tracker.max_height_rate_per_s):
+    the box stays as the last detection left it until the next one."""
+    def run(**cfg):
+        trk = ByteTracker(TrackerConfig(**cfg))
+        t = 0.0
+        for k in range(8):                                   # a walker, 72 px, 10 fps, every 3rd frame
+            x = 100 + 6 * k
+            out = trk.update(np.array([[x, 100, x + 25, 172]], np.float32), np.array([0.9]), t)
+            for _ in range(3):
+                t += 0.1
+                out = trk.predict(t) if _ < 2 else out
+        first = int(out.track_ids[0])
+        x = 100 + 6 * 8
+        out = trk.update(np.array([[x, 100, x + 25, 135]], np.float32), np.array([0.6]), t)   # half hidden
+        h_seen = float(out.boxes_xyxy[0, 3] - out.boxes_xyxy[0, 1])
+        for _ in range(2):
+            t += 0.1
+            out = trk.predict(t)
+        h_before_next = float(out.boxes_xyxy[0, 3] - out.boxes_xyxy[0, 1])
+        t += 0.1
+        x = 100 + 6 * 9
+        out = trk.update(np.array([[x, 100, x + 25, 163]], np.float32), np.array([0.9]), t)   # 63 px
+        matched = [int(i) for i, p in zip(out.track_ids, out.predicted) if not p]
+        return first, h_seen, h_before_next, matched
+
+    first, h_seen, h_next, matched = run()
+    assert h_next > 0.95 * h_seen and matched == [first]     # re-found
+    first, h_seen, h_next, matched = run(max_height_rate_per_s=1e6)   # unbounded, as before: can fail
+    assert h_next < 0.7 * h_seen and matched == []           # coasting on: a new track starts

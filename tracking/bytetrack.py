@@ -144,10 +144,17 @@ class BoxKalman:
         Qm[:, i + 4, i + 4] = q * dt
         return Qm
 
+    def _bound_height_rate(self, x: np.ndarray) -> np.ndarray:
+        """Clip each track's height rate to max_height_rate_per_s x its height."""
+        limit = self.cfg.max_height_rate_per_s * np.maximum(x[:, 3], 1.0)
+        x[:, 7] = np.clip(x[:, 7], -limit, limit)
+        return x
+
     def predict(self, x: np.ndarray, P: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
         """Advance every track by `dt` seconds."""
         if len(x) == 0 or dt <= 0.0:
             return x, P
+        x = self._bound_height_rate(x.copy())
         F = self.F(dt)
         h = np.maximum(x[:, 3], 1.0)
         x = x @ F.T                                                 # x = F x

@@ -70,6 +70,11 @@ class TrackerConfig(StrictModel):
     """Kalman white-noise acceleration of centre and height, in box heights per s^2."""
     aspect_accel_std_per_s2: float = Field(0.5, gt=0.0)
     """The same for the aspect ratio w/h (unitless per s^2)."""
+    max_height_rate_per_s: float = Field(0.1, gt=0.0)
+    """The box height changes by at most this share of itself per second in the motion model (a
+    walker 3 m away nearing at 1.5 m/s: 0.5). One short box (a body half hidden) used to give a
+    rate that shrank the prediction to a fifth in the two frames before the next detector run,
+    and the person, seen whole again, was too tall to be re-found (vtest.avi, frame 189)."""
     meas_std_rel: float = Field(0.1, gt=0.0)
     """Detector box noise of centre and height, in box heights."""
     aspect_meas_std: float = Field(0.05, gt=0.0)
@@ -77,6 +82,10 @@ class TrackerConfig(StrictModel):
     """Initial velocity uncertainty of a new track, in box heights per second."""
     max_dt_s: float = Field(2.0, gt=0.0)
     """Longer frame gaps are treated as this long (a stalled camera should not explode covariances)."""
+    shot_cut_distance: float = Field(0.3, gt=0.0, le=2.0)
+    """A frame whose colour histogram lies this far (Bhattacharyya) from the last frame's starts a
+    new shot: every track ends (REMOVED) and the detector looks at once (tracking/shot_cut.py;
+    <= 0.09 between frames of uncut clips, 0.43-0.79 at cuts). More than 1 = never."""
     max_tracks: int = Field(256, ge=1)
     """Cap on live tracks per stream; extra unmatched detections start no track (a warning says so)."""
     crop: CropConfig = CropConfig()

@@ -35,6 +35,7 @@ from stream.packet import FrameInfo, Packet, Person, TrackEventKind, TrackState
 from stream.stage import Stage
 from tracking.bytetrack import ByteTracker, TrackFrame
 from tracking.crop_boxes import CropBoxes
+from tracking.shot_cut import ShotCuts
 
 
 def frame_time_s(packet: Packet) -> float:
@@ -59,6 +60,7 @@ def _lower_thread_priority() -> None:
 class _Stream:
     tracker: ByteTracker
     crops: CropBoxes
+    cuts: ShotCuts
     frames: int = 0
     last_frame: FrameInfo | None = None
     background: bool = False
@@ -83,6 +85,7 @@ class DetectTrackStage(Stage):
         self._next_ids: dict[str, int] = {}   # a stream that ends and starts again keeps counting
         self._background_ids = self._background_streams(config)
         self._worker: ThreadPoolExecutor | None = None
+        self.shot_cuts = 0   # cuts between shots seen (all streams)
 
     def _background_streams(self, config: PipelineConfig) -> set[str] | None:
         """Stream ids whose detector runs in the background (None: every stream)."""
@@ -104,7 +107,8 @@ class DetectTrackStage(Stage):
         st = self.streams.get(sid)
         if st is None:
             tracker = ByteTracker(self.trk_cfg, first_id=self._next_ids.get(sid, 1))
-            st = self.streams[sid] = _Stream(tracker, CropBoxes(self.trk_cfg.crop))
+            st = self.streams[sid] = _Stream(tracker, CropBoxes(self.trk_cfg.crop),
+                                             ShotCuts(self.trk_cfg.shot_cut_distance))
             st.background = self._background_ids is None or sid in self._background_ids
         return st
 
@@ -113,11 +117,14 @@ class DetectTrackStage(Stage):
         st = self._stream(fi.stream_id)
         t_s = frame_time_s(packet)
         st.frames += 1
+        cut = st.cuts.is_cut(packet.image)
+        if cut:
+            packet.events.extend(self._end_shot(st))
         if st.background:
             # as soon as the worker is free and n frames have passed since its last frame
-            due = st.frames - st.last_submit >= self.det_cfg.every_n_frames
+            due = cut or st.frames - st.last_submit >= self.det_cfg.every_n_frames
             return self._process_background(packet, st, t_s, due)
-        if (st.frames - 1) % self.det_cfg.every_n_frames == 0:
+        if cut or (st.frames - 1) % self.det_cfg.every_n_frames == 0:
             t0 = time.perf_counter_ns()
             boxes, scores = self._detect(packet.image, st.tracker.expected_boxes(), fi.stream_id)
             packet.timings_ns["detect_track.detect"] = time.perf_counter_ns() - t0
@@ -128,6 +135,19 @@ class DetectTrackStage(Stage):
         self._fill(packet, st, out, t_s)
         st.last_frame = fi
         return packet
+
+    def _end_shot(self, st: _Stream) -> list:
+        """A cut: every track of the last shot ends (REMOVED) and the tracker starts anew (ids go
+        on counting; the new shot's first detections are confirmed at once, as a stream's first).
+        A detection still running on the last shot's frame is never applied."""
+        events = st.tracker.finish()
+        for ev in events:
+            st.crops.forget(ev.track_id)
+        if st.pending is not None:
+            st.pending.cancel()
+            st.pending, st.snapshot = None, None
+        self.shot_cuts += 1
+        return events
 
     def _detect(self, image, expected_xyxy: np.ndarray | None = None, sid: str = "") -> tuple[np.ndarray, np.ndarray]:
         if image is None or image.size == 0:
