@@ -15,13 +15,17 @@ import cv2
 import numpy as np
 
 THUMB_PX = (64, 48)
-"""Histograms are taken on the frame scaled to this (~0.1 ms): colours, not detail."""
+"""Histograms are taken on the frame scaled to this (0.2 ms at 640x480 and at 1080p): colours,
+not detail."""
 BINS = [8, 4, 4]
 """Hue x saturation x value bins."""
 
 
 def colour_histogram(image_bgr: np.ndarray) -> np.ndarray:
     """Normalised hue-saturation-value histogram of a frame, flattened."""
+    step = image_bgr.shape[1] // (4 * THUMB_PX[0])
+    if step >= 3:                       # a large frame: every n-th pixel first (1080p in 0.2 ms, not 4)
+        image_bgr = np.ascontiguousarray(image_bgr[::step, ::step])
     small = cv2.resize(image_bgr, THUMB_PX, interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
     hist = cv2.calcHist([hsv], [0, 1, 2], None, BINS, [0, 180, 0, 256, 0, 256])
