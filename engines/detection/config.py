@@ -66,7 +66,7 @@ class BlazePoseSsdConfig(StrictModel):
     verify_missed: bool = True
     """Where the tracker expects someone and the detector found nobody (a bent-over body, a face
     turned away: the detector keys on faces), ask the landmark model, as MediaPipe's own tracking
-    does: a person present there gives a detection with the landmarks' body box."""
+    does: a person present there gives a detection with the box of its visible landmarks."""
     verified_score: float = Field(0.55, ge=0.0, le=1.0)
     """Score of such a detection: keep it >= tracker.high_score (it re-finds its track) and below
     tracker.new_track_score (it never starts one)."""

@@ -173,7 +173,7 @@ class BlazePoseDetector(Detector):
         that lie on nobody found already: the best `max_candidates_checked` go to the landmark
         model (one batched call); where it sees a whole person (presence, enough visible
         landmarks, a body where the detector put one), a detection with `candidate_checked_score`
-        (enough to start a track) and the landmarks' body box."""
+        (enough to start a track) and the box of its visible landmarks."""
         from engines.blazepose.detector import person_boxes
         from tracking.bytetrack import iou_matrix
 
