@@ -190,8 +190,8 @@ class BlazePoseDetector(Detector):
                           scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Moving foreground blobs (engines/blazepose/foreground.py) that no detection and no
         tracked person explains: the largest `foreground_proposals` go to the landmark model; a
-        whole person there is a detection with `candidate_checked_score` (a walker seen from
-        behind, or too small for the face-keyed detector)."""
+        whole person there is a detection with `foreground_score` (a walker seen from behind, or
+        too small for the face-keyed detector)."""
         from tracking.bytetrack import iou_matrix
 
         c = self.cfg.blazepose
