@@ -102,7 +102,10 @@ def test_spinning_subscriber_gets_every_frame_and_keeps_its_timeout(conflate):
             r = sub.recv(1.0)  # one at a time, so the conflated socket has nothing to drop
             while r is not None and not isinstance(r.msg, FrameMsg) and time.monotonic() < deadline:
                 r = sub.recv(1.0)
-            if r is None and conflate and not got:  # PUB: the subscription may not be there yet
+            if r is None and conflate:
+                # PUB: the subscription may not be there yet; and a conflated socket keeps the
+                # newest message only, so it promises no single one (a frame went missing
+                # mid-stream in one clean-clone CI run of about twenty, machine idle)
                 continue
             assert r is not None
             got.append(r)
@@ -111,7 +114,11 @@ def test_spinning_subscriber_gets_every_frame_and_keeps_its_timeout(conflate):
         waited = time.monotonic() - t0
     assert 0.25 < waited < 1.5
     seqs = [r.msg.seq for r in got]
-    assert seqs == list(range(seqs[0], 30)) and len(seqs) >= 25
+    assert len(seqs) >= 25 and seqs[-1] == 29
+    if conflate:
+        assert seqs == sorted(set(seqs))                   # in order, none twice
+    else:
+        assert seqs == list(range(seqs[0], 30))            # every frame
     assert all(r.msg.publish_utc_ns <= r.recv_utc_ns for r in got)  # stamped before sending
 
 
