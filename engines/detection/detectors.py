@@ -224,10 +224,9 @@ class BlazePoseDetector(Detector):
             seen = landmark_box(lm)
             if seen is None or iou_matrix(seen[None], place[None])[0, 0] < 0.3:
                 continue
-            b = _seen_body_box(lm, c.box_width_ratio)
             others = np.concatenate([boxes, np.array(found, np.float32).reshape(-1, 4)])
-            if not len(others) or iou_matrix(b[None], others).max() < 0.3:
-                found.append(b)
+            if not len(others) or iou_matrix(seen[None], others).max() < 0.3:
+                found.append(seen)        # what _seen_body_box gives where landmarks are seen
         return found
 
     @staticmethod
