@@ -289,7 +289,9 @@ def test_a_cut_between_shots_ends_every_track(schedule):
     if schedule == "inline":
         assert ids[FPS]                                       # found on the cut frame itself
 
-    ids, _, cuts = run(shot_cut_distance=2.0)                 # off: the test can fail
+    # off: the test can fail (the clothing-colour veto off too: it alone keeps the red walker's
+    # id off the blue one, which a parked bicycle after a cut does not show)
+    ids, _, cuts = run(shot_cut_distance=2.0, appearance_min_similarity=0.0)
     assert cuts == 0
     assert red in ids[2 * FPS - 1]                            # the old id went on to the new shot
 

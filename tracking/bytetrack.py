@@ -11,7 +11,10 @@ tentative --confirm_hits--> TRACKED (BORN) --matched--> UPDATED; unmatched: coas
 box_predicted) for `carry_misses` detector runs, then LOST (event LOST); re-matched while lost:
 REFOUND; lost longer than `max_lost_s` since the last match: REMOVED. Re-matching a coasting or lost
 track takes IoU first (ByteTrack), then the centre distance (step 2b), so a person back after a
-jump, glare or a short exit gets the old id. Ids are assigned on
+jump, glare or a short exit gets the old id. Where the caller passes the detections' clothing
+colours (`tracking.appearance`), a confirmed track is not matched with a detection that clearly
+looks like someone else (the one crossing in front, or walking out beside a person hidden behind
+a post). Ids are assigned on
 confirmation and are per tracker instance (1, 2, 3, ...). A tentative track that dies was never seen
 downstream and emits nothing.
 """
@@ -24,6 +27,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from stream.packet import TrackEvent, TrackEventKind, TrackState
+from tracking.appearance import DIM as LOOK_DIM
+from tracking.appearance import appearance_similarity
 from tracking.config import TrackerConfig
 
 _TENTATIVE, _TRACKED, _LOST = 0, 1, 2
@@ -197,7 +202,7 @@ class TrackFrame:
 class ByteTracker:
     """One stream's tracker. `update` on frames with detector output, `predict` on frames without."""
 
-    PER_TRACK = ("x", "P", "ids", "state", "hits", "misses", "score", "last_match_s")
+    PER_TRACK = ("x", "P", "ids", "state", "hits", "misses", "score", "last_match_s", "look")
     """The arrays with one row per track (kept, dropped and copied together)."""
 
     def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1):
@@ -214,6 +219,7 @@ class ByteTracker:
         self.misses = np.zeros(0, np.int32)       # detector runs since the last match
         self.score = np.zeros(0, np.float32)
         self.last_match_s = np.zeros(0)
+        self.look = np.zeros((0, LOOK_DIM), np.float32)   # clothing colours; a zero row: unknown
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -264,18 +270,22 @@ class ByteTracker:
         # no detection was compared with these boxes: they come from the motion model
         return self._output(events, np.ones(len(self.ids), bool))
 
-    def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray, t_s: float) -> TrackFrame:
-        """Associate one frame's detections (N, 4) xyxy px with scores (N,) at time `t_s` seconds.
+    def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray, t_s: float,
+               looks: np.ndarray | None = None) -> TrackFrame:
+        """Associate one frame's detections (N, 4) xyxy px with scores (N,) at time `t_s` seconds;
+        `looks` (N, appearance.DIM), their clothing colours (`appearance_features`), optional.
 
         Non-finite or empty boxes are dropped here so a bad detector cannot corrupt the filter."""
         boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(boxes) != len(scores):
             raise ValueError(f"tracker got {len(boxes)} boxes but {len(scores)} scores; pass one score per box")
+        looks = (np.zeros((len(boxes), LOOK_DIM), np.float32) if looks is None
+                 else np.asarray(looks, np.float32).reshape(len(boxes), LOOK_DIM))
         ok = np.isfinite(boxes).all(1) & np.isfinite(scores)
-        boxes, scores = boxes[ok], scores[ok]
+        boxes, scores, looks = boxes[ok], scores[ok], looks[ok]
         ok = (boxes[:, 2] - boxes[:, 0] >= 1.0) & (boxes[:, 3] - boxes[:, 1] >= 1.0)
-        boxes, scores = boxes[ok], scores[ok]
+        boxes, scores, looks = boxes[ok], scores[ok], looks[ok]
         scores = np.clip(scores, 0.0, 1.0)
         cfg = self.cfg
         events: list[TrackEvent] = []
@@ -288,10 +298,11 @@ class ByteTracker:
         low = np.flatnonzero((scores >= cfg.low_score) & (scores < cfg.high_score))
         track_boxes = xyah_to_xyxy(self.x) if len(self.x) else np.zeros((0, 4), np.float32)
         matched_track = np.full(len(self.ids), -1, np.intp)     # track -> detection index
+        allowed = self._looks_allowed(looks)                    # (T, N) False: clearly someone else
 
         # 2. first association: high detections with confirmed tracks (tracked, coasting and lost)
         pool = np.flatnonzero(self.state != _TENTATIVE)
-        sim = iou_matrix(track_boxes[pool], boxes[high])
+        sim = iou_matrix(track_boxes[pool], boxes[high]) * allowed[np.ix_(pool, high)]
         if cfg.fuse_score:
             sim = sim * scores[high][None, :]
         r, c = linear_assignment(sim, cfg.match_iou_high)
@@ -303,11 +314,11 @@ class ByteTracker:
         # 2b. re-find: high detections left with unmatched confirmed tracks, by centre distance
         #     (a jump, glare or blur can move a box off its prediction too far for any IoU)
         high_left = self._match_by_distance(pool, high_left, track_boxes, boxes, matched_track, used,
-                                            cfg.refind_max_dist_rel)
+                                            cfg.refind_max_dist_rel, allowed)
 
         # 3. second association: low detections with still-unmatched TRACKED tracks
         pool2 = pool[(matched_track[pool] < 0) & (self.state[pool] == _TRACKED)]
-        sim = iou_matrix(track_boxes[pool2], boxes[low])
+        sim = iou_matrix(track_boxes[pool2], boxes[low]) * allowed[np.ix_(pool2, low)]
         r, c = linear_assignment(sim, cfg.match_iou_low)
         matched_track[pool2[r]] = low[c]
 
@@ -324,7 +335,7 @@ class ByteTracker:
         # 4b. ... and by centre distance: a tentative track has no velocity yet, so a small person
         #     walking across moves off their first box too far for the IoU between two runs
         high_left = self._match_by_distance(tent, high_left, track_boxes, boxes, matched_track, used,
-                                            cfg.confirm_max_dist_rel)
+                                            cfg.confirm_max_dist_rel, allowed)
 
         # 5. Kalman update of matched tracks, lifecycle of everyone
         m = np.flatnonzero(matched_track >= 0)
@@ -335,6 +346,7 @@ class ByteTracker:
         self.misses[m] = 0
         self.score[m] = scores[det]
         self.last_match_s[m] = self._t_s
+        self._learn_looks(m, det, boxes, scores, looks)
         refound = m[was == _LOST]
         self.state[refound] = _TRACKED
         confirm = m[(was == _TENTATIVE) & (self.hits[m] >= cfg.confirm_hits)]
@@ -371,7 +383,7 @@ class ByteTracker:
                           RuntimeWarning, stacklevel=2)
             new = new[np.argsort(-scores[new])][:max(room, 0)]
         if len(new):
-            self._birth(boxes[new], scores[new], first_frame, events)
+            self._birth(boxes[new], scores[new], looks[new], first_frame, events)
         predicted = self.misses > 0
         return self._output(events, predicted)
 
@@ -407,22 +419,57 @@ class ByteTracker:
     # -- helpers ----------------------------------------------------------------------------------
     def _match_by_distance(self, pool: np.ndarray, dets: np.ndarray, track_boxes: np.ndarray,
                            boxes: np.ndarray, matched_track: np.ndarray, used: np.ndarray,
-                           max_dist_rel: float) -> np.ndarray:
+                           max_dist_rel: float, allowed: np.ndarray) -> np.ndarray:
         """Match the still-unmatched tracks of `pool` with detections `dets` by centre distance
-        (within max_dist_rel box heights, similar heights; 0 = off), writing matched_track and
-        used in place. Returns the detections left."""
+        (within max_dist_rel box heights, similar heights; 0 = off; pairs not `allowed` never),
+        writing matched_track and used in place. Returns the detections left."""
         left = pool[matched_track[pool] < 0]
         if max_dist_rel <= 0 or not len(left) or not len(dets):
             return dets
         sim = proximity_matrix(track_boxes[left], boxes[dets], max_dist_rel, self.cfg.refind_max_height_ratio)
+        sim = sim * allowed[np.ix_(left, dets)]
         r, c = linear_assignment(sim, 1e-6)
         matched_track[left[r]] = dets[c]
         used[dets[c]] = True
         return dets[~used[dets]]
 
+    def _looks_allowed(self, looks: np.ndarray) -> np.ndarray:
+        """(T, N) bool: may track t be matched with detection n, by clothing colour? A confirmed
+        track may not where the colours clearly differ (similarity under
+        appearance_min_similarity; an unknown look never vetoes, and a tentative track has seen
+        one detection only)."""
+        allowed = np.ones((len(self.ids), len(looks)), bool)
+        thr = self.cfg.appearance_min_similarity
+        held = np.flatnonzero(self.state != _TENTATIVE)
+        if thr <= 0 or not len(held) or not len(looks):
+            return allowed
+        allowed[held] = appearance_similarity(self.look[held], looks) >= thr
+        return allowed
+
+    def _learn_looks(self, m: np.ndarray, det: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
+                     looks: np.ndarray) -> None:
+        """Blend the looks of matched high detections into their tracks' (a running mean, rate
+        appearance_learning_rate); not where the box overlaps another detection (it shows two
+        people then), nor an unknown look. A track's first known look is taken whole."""
+        if self.cfg.appearance_min_similarity <= 0 or not len(m):
+            return
+        overlap = iou_matrix(boxes[det], boxes)
+        overlap[np.arange(len(det)), det] = 0.0
+        ok = (scores[det] >= self.cfg.high_score) & (overlap.max(1, initial=0.0) < self.cfg.appearance_max_overlap_iou)
+        ok &= looks[det].sum(1) > 0
+        t, d = m[ok], det[ok]
+        rate = np.where(self.look[t].sum(1) > 0, self.cfg.appearance_learning_rate, 1.0)[:, None]
+        self.look[t] = (1.0 - rate) * self.look[t] + rate * looks[d]
+
     def _remove_duplicates(self, matched: np.ndarray, events: list[TrackEvent]) -> None:
         """ByteTrack's remove_duplicate_stracks: an unmatched confirmed track lying on a matched
-        one (IoU > duplicate_iou) is the same person twice; keep the one with more hits."""
+        one (IoU > duplicate_iou) is the same person twice; keep the one with more hits. Where that
+        is the unmatched one and the other a newcomer confirmed in this run, the old track takes
+        over its match (box, state and clothing colours) and the old id lives on: it went unmatched
+        because its prediction or its learnt colours were stale (a person who took off a jacket is
+        vetoed by colour), and would otherwise stay so while a new track on the person was
+        dropped run after run. Two tracks both long followed keep ByteTrack's rule (one person
+        in front of another)."""
         if self.cfg.duplicate_iou >= 1.0:
             return
         conf = self.state != _TENTATIVE
@@ -437,7 +484,18 @@ class ByteTracker:
             ta, tb = a[i], b[j]
             if drop[ta] or drop[tb]:
                 continue
-            drop[tb if self.hits[ta] >= self.hits[tb] else ta] = True
+            if self.hits[ta] >= self.hits[tb]:
+                drop[tb] = True
+                continue
+            drop[ta] = True
+            if self.hits[ta] > self.cfg.confirm_hits:
+                continue      # two people long followed, one in front of the other: as ByteTrack
+            if self.state[tb] == _LOST:
+                events.append(TrackEvent(int(self.ids[tb]), TrackEventKind.REFOUND))
+            for name in ("x", "P", "misses", "score", "last_match_s", "look"):
+                getattr(self, name)[tb] = getattr(self, name)[ta]
+            self.state[tb] = _TRACKED
+            self.hits[tb] += 1
         if drop.any():
             events += [TrackEvent(int(t), TrackEventKind.REMOVED) for t in self.ids[drop].tolist()]
             self._keep(~drop)
@@ -448,7 +506,8 @@ class ByteTracker:
         self._next_id += 1
         events.append(TrackEvent(int(self.ids[ti]), TrackEventKind.BORN))
 
-    def _birth(self, boxes: np.ndarray, scores: np.ndarray, confirm: bool, events: list[TrackEvent]) -> None:
+    def _birth(self, boxes: np.ndarray, scores: np.ndarray, looks: np.ndarray, confirm: bool,
+               events: list[TrackEvent]) -> None:
         x, P = self.kf.initiate(xyxy_to_xyah(boxes))
         n = len(boxes)
         start = len(self.ids)
@@ -460,6 +519,7 @@ class ByteTracker:
         self.misses = np.concatenate([self.misses, np.zeros(n, np.int32)])
         self.score = np.concatenate([self.score, scores.astype(np.float32)])
         self.last_match_s = np.concatenate([self.last_match_s, np.full(n, self._t_s)])
+        self.look = np.concatenate([self.look, looks.astype(np.float32)])
         if confirm or self.cfg.confirm_hits <= 1:
             # ByteTrack activates the first frame's detections at once (nothing to confirm against)
             for ti in range(start, start + n):

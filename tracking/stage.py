@@ -33,6 +33,7 @@ from engines.detection.detectors import Detector, build_detector
 from stream.config import PipelineConfig
 from stream.packet import FrameInfo, Packet, Person, TrackEventKind, TrackState
 from stream.stage import Stage
+from tracking.appearance import appearance_features
 from tracking.bytetrack import ByteTracker, TrackFrame
 from tracking.crop_boxes import CropBoxes
 from tracking.shot_cut import ShotCuts
@@ -129,7 +130,7 @@ class DetectTrackStage(Stage):
             boxes, scores = self._detect(packet.image, st.tracker.expected_boxes(), fi.stream_id)
             packet.timings_ns["detect_track.detect"] = time.perf_counter_ns() - t0
             packet.detections_xyxy, packet.detection_scores = boxes, scores
-            out = st.tracker.update(boxes, scores, t_s)
+            out = st.tracker.update(boxes, scores, t_s, self._looks(packet.image, boxes))
         else:
             out = st.tracker.predict(t_s)
         self._fill(packet, st, out, t_s)
@@ -181,22 +182,29 @@ class DetectTrackStage(Stage):
         st.last_frame = packet.frame
         return packet
 
+    def _looks(self, image, boxes: np.ndarray) -> np.ndarray | None:
+        """The detections' clothing colours for the tracker's appearance check (None when off)."""
+        if self.trk_cfg.appearance_min_similarity <= 0 or image is None or image.size == 0:
+            return None
+        return appearance_features(image, boxes)
+
     def _timed_detect(self, image, expected_xyxy: np.ndarray | None = None,
-                      sid: str = "") -> tuple[np.ndarray, np.ndarray, int]:
+                      sid: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
         t0 = time.perf_counter_ns()
         boxes, scores = self._detect(image, expected_xyxy, sid)
-        return boxes, scores, time.perf_counter_ns() - t0
+        looks = self._looks(image, boxes)
+        return boxes, scores, looks, time.perf_counter_ns() - t0
 
     def _apply_background_result(self, packet: Packet, st: _Stream) -> list:
         """Update the snapshot with the finished detections, replay the frames since as
         predictions, and make it the tracker. Returns the events that produced."""
-        boxes, scores, ns = st.pending.result()  # a detector exception surfaces here
+        boxes, scores, looks, ns = st.pending.result()  # a detector exception surfaces here
         st.pending = None
         packet.timings_ns["detect_track.detect"] = ns
         packet.detections_xyxy, packet.detection_scores = boxes, scores
         tracker = st.snapshot
         gone = st.removed_while_pending
-        events = tracker.update(boxes, scores, st.snapshot_t_s).events
+        events = tracker.update(boxes, scores, st.snapshot_t_s, looks).events
         for t in st.replay_t_s:
             events += tracker.predict(t).events
         tracker.drop_ids(gone)
