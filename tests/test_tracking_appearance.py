@@ -142,3 +142,52 @@ def test_no_look_given_changes_nothing():
     fb = _walk(b, [None] * 8)
     assert [f.track_ids.tolist() for f in fa] == [f.track_ids.tolist() for f in fb]
     assert a.look.shape == (1, DIM) and not a.look.any()
+
+
+def _behind_a_post(tr: ByteTracker, back_look: np.ndarray, others: list[np.ndarray] = ()) -> list:
+    """A person walking right (4 px a run) in red, then unseen for 1 s (behind a post), then
+    seen again 60 px further on than the track expects: too far off for the re-find by distance
+    (refind_max_dist_rel 0.2 here), so a new track starts there. `others`: looks of people
+    standing still nearby (unseen at the same time)."""
+    red = look(figure(RED))
+    frames = []
+    still = [BOX + np.array([300.0 * (k + 1), 0, 300.0 * (k + 1), 0]) for k in range(len(others))]
+    for k in range(5):
+        box = BOX + np.array([4.0 * k, 0, 4.0 * k, 0])
+        boxes = np.array([box, *still])
+        frames.append(tr.update(boxes, np.full(len(boxes), 0.9), 0.1 * k, np.concatenate([red, *others])))
+    for k in range(5, 15):
+        frames.append(tr.update(np.zeros((0, 4)), np.zeros(0), 0.1 * k))
+    for k in range(15, 19):
+        box = BOX + np.array([4.0 * k + 60, 0, 4.0 * k + 60, 0])
+        frames.append(tr.update(box[None], np.array([0.9]), 0.1 * k, back_look))
+    return frames
+
+
+def _reid_tracker(reid: bool) -> ByteTracker:
+    return ByteTracker(TrackerConfig(refind_max_dist_rel=0.2, reid_max_dist_rel=2.0 if reid else 0.0))
+
+
+def test_a_person_back_from_behind_a_post_under_a_new_track_gets_the_old_id():
+    """Same colours, near where the old track was expected: the new track takes the old id (a
+    REFOUND, no BORN); with re-identification off it is someone new."""
+    red = look(figure(RED))
+    for reid in (True, False):
+        frames = _behind_a_post(_reid_tracker(reid), red)
+        old = int(frames[0].track_ids[0])
+        assert frames[-1].track_ids.tolist() == ([old] if reid else [old + 1]), reid
+        if reid:
+            assert not any(e.kind == TrackEventKind.BORN for f in frames[1:] for e in f.events)
+            assert any(e.kind == TrackEventKind.REFOUND and e.track_id == old for f in frames for e in f.events)
+
+
+def test_someone_else_or_an_ambiguous_return_gets_a_new_id():
+    """In black where the red one was expected: someone new. In red, but with another red
+    person unseen as well nearby: either could be back, so neither id is given."""
+    frames = _behind_a_post(_reid_tracker(True), look(figure(BLACK)))
+    old = int(frames[0].track_ids[0])
+    assert frames[-1].track_ids.tolist() == [old + 1]
+    red = look(figure(RED))
+    frames = _behind_a_post(_reid_tracker(True), red, others=[red])
+    assert len(frames[0].track_ids) == 2
+    assert frames[-1].track_ids.tolist() == [max(frames[0].track_ids) + 1]

@@ -14,7 +14,9 @@ track takes IoU first (ByteTrack), then the centre distance (step 2b), so a pers
 jump, glare or a short exit gets the old id. Where the caller passes the detections' clothing
 colours (`tracking.appearance`), a confirmed track is not matched with a detection that clearly
 looks like someone else (the one crossing in front, or walking out beside a person hidden behind
-a post). Ids are assigned on
+a post), and a new track about to be confirmed near where an unmatched track was expected,
+looking alike, and the only such one, takes its id (the person came back under a new track).
+Ids are assigned on
 confirmation and are per tracker instance (1, 2, 3, ...). A tentative track that dies was never seen
 downstream and emits nothing.
 """
@@ -353,8 +355,13 @@ class ByteTracker:
         ids = self.ids
         events += [TrackEvent(t, TrackEventKind.UPDATED) for t in ids[m[was == _TRACKED]].tolist()]
         events += [TrackEvent(t, TrackEventKind.REFOUND) for t in ids[refound].tolist()]
+        absorbed = np.zeros(len(self.ids), bool)
         for ti in confirm.tolist():
-            self._confirm(ti, events)
+            if not self._reidentify(ti, matched_track, absorbed, events):
+                self._confirm(ti, events)
+        if absorbed.any():
+            self._keep(~absorbed)
+            matched_track = matched_track[~absorbed]
 
         unmatched = matched_track < 0
         self.misses[unmatched & (self.state == _TENTATIVE)] += 1
@@ -499,6 +506,36 @@ class ByteTracker:
         if drop.any():
             events += [TrackEvent(int(t), TrackEventKind.REMOVED) for t in self.ids[drop].tolist()]
             self._keep(~drop)
+
+    def _reidentify(self, ti: int, matched_track: np.ndarray, absorbed: np.ndarray,
+                    events: list[TrackEvent]) -> bool:
+        """A track about to be confirmed takes the id of an unmatched confirmed track (lost, or
+        coasting since its last detector run) that looks alike (reid_min_similarity), is within
+        reid_max_dist_rel body heights of where it was expected, of a similar height, and is the
+        only such track: the person came back under a new track (a detector gap too long, or a
+        box too far off, for re-finding). The old row is absorbed (no REMOVED: the id lives on).
+        Returns whether it did."""
+        cfg = self.cfg
+        if cfg.reid_max_dist_rel <= 0 or not self.look[ti].any():
+            return False
+        cand = np.flatnonzero((self.state != _TENTATIVE) & (matched_track < 0) & (self.misses > 0) & ~absorbed
+                              & (self.look.sum(1) > 0))
+        if not len(cand):
+            return False
+        boxes = xyah_to_xyxy(self.x)
+        near = proximity_matrix(boxes[ti:ti + 1], boxes[cand], cfg.reid_max_dist_rel, cfg.refind_max_height_ratio)[0] > 0
+        alike = appearance_similarity(self.look[ti:ti + 1], self.look[cand])[0] >= cfg.reid_min_similarity
+        hit = cand[near & alike]
+        if len(hit) != 1:
+            return False
+        old = int(hit[0])
+        self.state[ti] = _TRACKED
+        self.ids[ti] = self.ids[old]
+        self.hits[ti] += self.hits[old]
+        self.look[ti] = 0.5 * (self.look[ti] + self.look[old])
+        absorbed[old] = True
+        events.append(TrackEvent(int(self.ids[ti]), TrackEventKind.REFOUND))
+        return True
 
     def _confirm(self, ti: int, events: list[TrackEvent]) -> None:
         self.state[ti] = _TRACKED

@@ -64,6 +64,14 @@ class TrackerConfig(StrictModel):
     colour histograms) are less similar to the track's running mean than this (0 = off). On
     vtest.avi's hand-labelled people the same person 2 s later falls under 0.5 in 2.3 % of pairs,
     someone else within two body heights in 49 % (dark jackets and jeans are not told apart)."""
+    reid_min_similarity: float = Field(0.8, ge=0.0, le=1.0)
+    reid_max_dist_rel: float = Field(2.0, ge=0.0)
+    """A new track about to be confirmed takes the id of the one unmatched (lost or coasting)
+    confirmed track that looks alike (clothing colours >= reid_min_similarity) within this many
+    body heights of where that track was expected (0 = off): a person back from behind a post or
+    from a long detector gap under a new track. A positive cue, so stricter than the veto: on
+    vtest's labels the same person 2 s later reaches 0.8 in 84 % of pairs, someone else within two
+    body heights in 14 %, hence also 'the only such track'."""
     appearance_learning_rate: float = Field(0.2, gt=0.0, le=1.0)
     """Weight of a new detection's colours in the track's running mean."""
     appearance_max_overlap_iou: float = Field(0.2, ge=0.0, le=1.0)
