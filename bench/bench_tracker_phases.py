@@ -10,7 +10,7 @@ default config and any `--set`; its tracker boxes are scored against all of vtes
 people (taller than 15 % of the frame).
 
     .venv/bin/python bench/bench_tracker_phases.py                         # ~2.5 min, idle
-    .venv/bin/python bench/bench_tracker_phases.py --set tracker.appearance_min_similarity=0
+    .venv/bin/python bench/bench_tracker_phases.py --set tracker.reid_max_dist_rel=0
 """
 from __future__ import annotations
 

@@ -191,3 +191,18 @@ def test_someone_else_or_an_ambiguous_return_gets_a_new_id():
     frames = _behind_a_post(_reid_tracker(True), red, others=[red])
     assert len(frames[0].track_ids) == 2
     assert frames[-1].track_ids.tolist() == [max(frames[0].track_ids) + 1]
+
+
+def test_colours_are_taken_while_either_the_veto_or_re_identification_is_on():
+    """Re-identification needs the colours as much as the veto: turning the veto off alone must
+    not silently turn re-identification off with it."""
+    from stream.config import PipelineConfig
+    from tracking.stage import DetectTrackStage
+
+    img = figure(RED)
+    for tracker, taken in (({}, True), ({"appearance_min_similarity": 0.0}, True),
+                           ({"reid_max_dist_rel": 0.0}, True),
+                           ({"appearance_min_similarity": 0.0, "reid_max_dist_rel": 0.0}, False)):
+        stage = DetectTrackStage(PipelineConfig(tracker=tracker))
+        looks = stage._looks(img, BOX[None])
+        assert (looks is not None and looks.any()) == taken, tracker

@@ -458,7 +458,7 @@ class ByteTracker:
         """Blend the looks of matched high detections into their tracks' (a running mean, rate
         appearance_learning_rate); not where the box overlaps another detection (it shows two
         people then), nor an unknown look. A track's first known look is taken whole."""
-        if self.cfg.appearance_min_similarity <= 0 or not len(m):
+        if not self.cfg.uses_appearance or not len(m):
             return
         overlap = iou_matrix(boxes[det], boxes)
         overlap[np.arange(len(det)), det] = 0.0

@@ -109,6 +109,12 @@ class TrackerConfig(StrictModel):
     """Cap on live tracks per stream; extra unmatched detections start no track (a warning says so)."""
     crop: CropConfig = CropConfig()
 
+    @property
+    def uses_appearance(self) -> bool:
+        """Whether the tracker needs the detections' clothing colours: for the veto, or for
+        re-identification (either alone needs them; the tracks learn them for both)."""
+        return self.appearance_min_similarity > 0 or self.reid_max_dist_rel > 0
+
     @model_validator(mode="after")
     def _ordered(self) -> "TrackerConfig":
         if self.low_score > self.high_score:

@@ -183,8 +183,9 @@ class DetectTrackStage(Stage):
         return packet
 
     def _looks(self, image, boxes: np.ndarray) -> np.ndarray | None:
-        """The detections' clothing colours for the tracker's appearance check (None when off)."""
-        if self.trk_cfg.appearance_min_similarity <= 0 or image is None or image.size == 0:
+        """The detections' clothing colours for the tracker's veto and re-identification (None
+        when both are off)."""
+        if not self.trk_cfg.uses_appearance or image is None or image.size == 0:
             return None
         return appearance_features(image, boxes)
 
