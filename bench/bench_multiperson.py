@@ -90,6 +90,21 @@ def run_clip(clip: Path, overrides: list[str], tmp: Path, name: str) -> tuple[di
     return frames, wall, res.stderr
 
 
+class Published:
+    """A published person as `score` reads it (track id, box, no angles): to score a tracker's
+    boxes without the pipeline (bench_tracker_phases.py, tests)."""
+
+    def __init__(self, track_id: int, box):
+        self.track_id, self.bbox_xyxy, self.q = track_id, np.asarray(box, np.float32), None
+
+
+class PublishedFrame:
+    """A frame's `Published` persons, as `score` reads a FrameMsg."""
+
+    def __init__(self, persons: list[Published]):
+        self.persons = persons
+
+
 def score(frames: dict[int, FrameMsg], labels: dict[int, list], height: int, min_height: float,
           iou: float, identities: bool) -> dict:
     import motmetrics as mm

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_multiperson import load_labels, score  # noqa: E402
+from bench_multiperson import Published, PublishedFrame, load_labels, score  # noqa: E402
 from stream.config_loader import load_config  # noqa: E402
 from stream.packet import FrameInfo, Packet  # noqa: E402
 from tracking.stage import DetectTrackStage  # noqa: E402
@@ -34,26 +34,14 @@ from tracking.stage import DetectTrackStage  # noqa: E402
 VTEST = Path(os.environ.get("SKELSTREAM_SHARED", REPO.parent / "shared")) / "data" / "vtest.avi"
 
 
-class _Person:
-    """What `score` reads of a published person."""
-
-    def __init__(self, track_id: int, box: np.ndarray):
-        self.track_id, self.bbox_xyxy, self.q = track_id, box, None
-
-
-class _Frame:
-    def __init__(self, persons: list[_Person]):
-        self.persons = persons
-
-
-def track_from(start: int, overrides: list[str]) -> dict[int, _Frame]:
+def track_from(start: int, overrides: list[str]) -> dict[int, PublishedFrame]:
     """The detect_track stage's boxes on vtest.avi from frame `start` on (10 fps media time)."""
     cfg = load_config(None, [*overrides, "detector.schedule=inline"])
     stage = DetectTrackStage(cfg)
     stage.setup()
     cap = cv2.VideoCapture(str(VTEST))
     cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-    frames: dict[int, _Frame] = {}
+    frames: dict[int, PublishedFrame] = {}
     seq = start
     try:
         while True:
@@ -63,7 +51,7 @@ def track_from(start: int, overrides: list[str]) -> dict[int, _Frame]:
             pk = Packet(FrameInfo("vtest", seq, 0, 0, img.shape[1], img.shape[0], media_pts_s=seq / 10.0))
             pk.image = img
             out = stage.process(pk)
-            frames[seq] = _Frame([_Person(p.track_id, p.box_xyxy) for p in out.persons])
+            frames[seq] = PublishedFrame([Published(p.track_id, p.box_xyxy) for p in out.persons])
             seq += 1
     finally:
         cap.release()

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import REPO
@@ -56,29 +55,18 @@ def test_default_command_publishes_every_labelled_person_under_one_id(clip, tmp_
         assert noise not in stderr, stderr[-2000:]
 
 
-class _Published:
-    """A published person as the scorer reads it (track id, box, no angles)."""
-
-    def __init__(self, track_id: int, box):
-        self.track_id, self.bbox_xyxy, self.q = track_id, np.asarray(box, np.float32), None
-
-
-class _Frame:
-    def __init__(self, persons):
-        self.persons = persons
-
-
 def test_vtest_identity_labels_score_a_perfect_and_a_switching_tracker():
     """bench/labels: vtest.avi every 20th frame with identities, `p01/2` = p01's second passage.
     A tracker that gives every passage its own id scores IDF1 1 and 100% per passage, and per
     whole person only where the person never left; one that swaps two people's ids halfway is
     caught; a box on someone under the height floor is neither a hit nor a false positive."""
     labels = bench.load_labels()["vtest"]
+    Frame, Person = bench.PublishedFrame, bench.Published
     assert sorted(labels) == list(range(0, 800, 20))
     names = sorted({p for people in labels.values() for p, _ in people})
     assert len({n.split("/")[0] for n in names}) == 12 and "p01/4" in names
     ids = {n: k + 1 for k, n in enumerate(names)}
-    perfect = {f: _Frame([_Published(ids[p], b) for p, b in people]) for f, people in labels.items()}
+    perfect = {f: Frame([Person(ids[p], b) for p, b in people]) for f, people in labels.items()}
     r = bench.score(perfect, labels, 576, 0.15, 0.3, identities=True)
     assert r["idf1"] == 1.0 and r["num_switches"] == 0 and r["fp"] == 0
     assert r["published"] == r["visible"] and all(v == 1.0 for v in r["stable"].values())
@@ -87,13 +75,13 @@ def test_vtest_identity_labels_score_a_perfect_and_a_switching_tracker():
 
     # p02/1 and p03/2 trade ids from frame 360 on: both fall under 90%, two switches (or more)
     swap = {"p02/1": ids["p03/2"], "p03/2": ids["p02/1"]}
-    swapped = {f: _Frame([_Published(swap.get(p, ids[p]) if f >= 360 else ids[p], b) for p, b in people])
+    swapped = {f: Frame([Person(swap.get(p, ids[p]) if f >= 360 else ids[p], b) for p, b in people])
                for f, people in labels.items()}
     r = bench.score(swapped, labels, 576, 0.15, 0.3, identities=True)
     assert r["num_switches"] >= 2 and r["stable"]["p02/1"] < 0.9 and r["idf1"] < 1.0
 
     # only the small people published: no hit, no false positive, MOTA counts nothing against it
-    small = {f: _Frame([_Published(ids[p], b) for p, b in people if b[3] - b[1] < 0.15 * 576])
+    small = {f: Frame([Person(ids[p], b) for p, b in people if b[3] - b[1] < 0.15 * 576])
              for f, people in labels.items()}
     r = bench.score(small, labels, 576, 0.15, 0.3, identities=True)
     assert r["published"] == 0 and r["fp"] == 0 and r["pub_on_labelled"] > 0
