@@ -83,3 +83,52 @@ def test_a_walker_seen_from_the_side_is_found_by_foreground_and_landmarks():
     found = boxes_at_219(2)
     assert on_him(found), found
     assert not on_him(boxes_at_219(0))     # the test can fail
+
+
+def test_beside_regions_the_free_side_of_a_blob_wider_than_its_people():
+    from engines.blazepose.foreground import beside_regions
+
+    blob = np.array([[100.0, 50.0, 170.0, 150.0]])                 # 100 px tall, 70 wide: a pair
+    man = np.array([[100.0, 52.0, 135.0, 150.0]])
+    regions, masks = beside_regions(blob, man, min_share=0.15, width_share=0.35)
+    assert regions.shape == (1, 4)
+    np.testing.assert_allclose(regions[0], [135.0, 50.0, 170.0, 150.0])   # flush with the free right edge
+    np.testing.assert_allclose(masks[0], man)
+    both = np.concatenate([man, [[136.0, 50.0, 170.0, 148.0]]])        # both found: nothing left
+    assert not len(beside_regions(blob, both, 0.15, 0.35)[0])
+    alone = np.array([[100.0, 50.0, 140.0, 150.0]])                   # one walker's blob, legs in stride
+    assert not len(beside_regions(np.array([[98.0, 50.0, 146.0, 150.0]]), alone, 0.15, 0.35)[0])
+    elsewhere = np.array([[300.0, 50.0, 335.0, 150.0]])               # nobody found on the blob: not beside
+    assert not len(beside_regions(blob, elsewhere, 0.15, 0.35)[0])
+
+
+# bench/labels/multiperson_boxes.csv: vtest, 360, p05/1 -- a woman in a black coat walking
+# shoulder to shoulder with the man in the red jacket (p04/1, [698, 244, 734, 342])
+WOMAN_BESIDE = np.array([[735.0, 245.0, 760.0, 336.0]])
+
+
+@needs_shared(VTEST)
+def test_the_woman_walking_beside_the_man_is_found_with_beside_proposals():
+    """vtest.avi 300-360, the detector every third frame: BlazePose's detector reads the pair as
+    one body (the man); the background model's blob round both reaches past him, and the landmark
+    model, the man masked out, finds her there. Off (the default), she is not found."""
+    from engines.detection.config import DetectorConfig
+    from engines.detection.detectors import BlazePoseDetector
+
+    frames = vtest_frames(300, 360)
+
+    def boxes_at_360(beside: int) -> np.ndarray:
+        det = BlazePoseDetector(DetectorConfig(kind="blazepose", blazepose={"beside_proposals": beside}))
+        det.open()
+        boxes = np.zeros((0, 4), np.float32)
+        for _, img in frames:
+            boxes, _ = det.detect(img, boxes, "v")
+        det.close()
+        return boxes
+
+    def on_her(boxes: np.ndarray) -> bool:
+        return bool(len(boxes)) and iou_matrix(WOMAN_BESIDE, boxes).max() >= 0.5
+
+    found = boxes_at_360(2)
+    assert on_her(found), found
+    assert not on_her(boxes_at_360(0))     # the test can fail

@@ -60,3 +60,36 @@ class ForegroundBlobs:
                if bh >= min_h and area >= MIN_FILL * bw * bh and bh >= MIN_HEIGHT_OVER_WIDTH * bw]
         out.sort(key=lambda a: -a[0])
         return np.array([b for _, b in out], np.float32).reshape(-1, 4)
+
+
+def beside_regions(blobs: np.ndarray, boxes: np.ndarray, min_share: float,
+                   width_share: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Where a blob reaches well past the people found on it: two people walking side by side.
+
+    BlazePose's detector often gives one body for a pair walking shoulder to shoulder (on vtest.avi
+    the woman beside the man in the red jacket is missed at frames 20, 360 and 540), while the
+    background model sees one blob round both. For each blob with found people on it (centre inside
+    one of `boxes`, or IoU >= 0.2), the sides of the blob past their joint width, where at least
+    `min_share` x the blob's height is left, give a person-sized region flush with the blob's outer
+    edge (`width_share` x its height wide). Returns (K, 4) float32 xyxy regions, widest side left
+    first, and for each the boxes found on its blob (to mask while the landmark model looks).
+    """
+    regions: list[tuple[float, list[float], np.ndarray]] = []
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if len(blobs) and len(boxes):
+        from tracking.bytetrack import iou_matrix
+
+        cx, cy = 0.5 * (boxes[:, 0] + boxes[:, 2]), 0.5 * (boxes[:, 1] + boxes[:, 3])
+        overlap = iou_matrix(blobs, boxes)
+        for bi, (x0, y0, x1, y1) in enumerate(blobs.tolist()):
+            on = (((cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)) | (overlap[bi] >= 0.2))
+            if not on.any():
+                continue
+            h = y1 - y0
+            left, right = float(boxes[on, 0].min()), float(boxes[on, 2].max())
+            width = width_share * h
+            for spare, region in ((left - x0, [x0, y0, x0 + width, y1]), (x1 - right, [x1 - width, y0, x1, y1])):
+                if spare >= min_share * h:
+                    regions.append((spare, region, boxes[on]))
+    regions.sort(key=lambda r: -r[0])
+    return (np.array([r for _, r, _ in regions], np.float32).reshape(-1, 4), [m for _, _, m in regions])

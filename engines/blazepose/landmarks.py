@@ -64,7 +64,13 @@ class BlazePoseLandmarker:
         """One call for every ROI; None where the model says no person is in it."""
         if not rois:
             return []
-        outs = self.model.run(self.crops(image_bgr, rois))
+        return self.run_crops(self.crops(image_bgr, rois), rois)
+
+    def run_crops(self, batch: np.ndarray, rois: list[Roi]) -> list[LandmarkSet | None]:
+        """`run` on crops made already (`crops`), e.g. each from its own copy of the frame."""
+        if not rois:
+            return []
+        outs = self.model.run(batch)
         lm = next(o for o in outs if o.ndim == 2 and o.shape[1] == NUM_LANDMARKS * 5)
         flag = next(o for o in outs if o.ndim == 2 and o.shape[1] == 1)
         world = next(o for o in outs if o.ndim == 2 and o.shape[1] == NUM_LANDMARKS * 3)

@@ -89,6 +89,19 @@ class BlazePoseSsdConfig(StrictModel):
     small for the face-keyed detector. 0 = never."""
     foreground_score: float = Field(0.65, ge=0.0, le=1.0)
     """Score of a person found there."""
+    beside_proposals: int = Field(0, ge=0)
+    """Blobs reaching well past the people found on them (two walking side by side, which the
+    detector reads as one: engines/blazepose/foreground.py beside_regions): up to this many
+    person-sized regions at their free side per detector run go to the landmark model, the
+    people found beside masked out; a whole person there is a detection with foreground_score.
+    0 = never (the default: on vtest.avi it finds ~3 % more of the labelled people and keeps
+    the pair walking side by side apart, but the extra tracks among crowds trade ids more, IDF1
+    0.677 -> 0.646 over ten detector phases; BENCHMARKS.md issue 14, tenth pass). 2 for footage
+    of pairs walking together."""
+    beside_min_share: float = Field(0.15, ge=0.0)
+    """A blob's side counts when it reaches this share of the blob's height past the people on it."""
+    beside_width_share: float = Field(0.35, gt=0.0)
+    """Width of the region looked at there / the blob's height (a walker is ~0.3 of it)."""
     nms_iou: float = Field(0.3, gt=0.0, le=1.0)
     """MediaPipe's weighted-NMS min_suppression_threshold (IoU of face boxes)."""
     body_nms_iou: float = Field(0.5, gt=0.0, le=1.0)

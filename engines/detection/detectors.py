@@ -106,6 +106,19 @@ def _seen_body_box(lm, width_ratio: float) -> np.ndarray:
     return seen if seen is not None else body_box(lm.aux_px[0], lm.aux_px[1], width_ratio)
 
 
+def _masked_outside(image_bgr: np.ndarray, boxes: np.ndarray, x0: float, x1: float) -> np.ndarray:
+    """A copy of the frame with `boxes` painted grey except over the columns x0..x1: the people
+    already found beside a place hidden, so the landmark model does not take one of them again."""
+    out = image_bgr.copy()
+    h, w = out.shape[:2]
+    for bx0, by0, bx1, by1 in np.asarray(boxes, np.float64).reshape(-1, 4):
+        ys = slice(max(0, int(by0)), min(h, int(np.ceil(by1))))
+        for a, b in ((bx0, min(bx1, x0)), (max(bx0, x1), bx1)):
+            if b > a:
+                out[ys, max(0, int(a)):min(w, int(np.ceil(b)))] = 127
+    return out
+
+
 def _landmark_roi(box_xyxy: np.ndarray):
     """The landmark model's square region around a person box (the crop stage's 1.25 scale)."""
     from engines.blazepose.landmarks import roi_from_box
@@ -133,11 +146,11 @@ class BlazePoseDetector(Detector):
                                 c.motion_tiles, c.motion_min_share)
         self.landmarker = None
         self.foreground = None
-        if c.foreground_proposals > 0:
+        if c.foreground_proposals > 0 or c.beside_proposals > 0:
             from engines.blazepose.foreground import ForegroundBlobs
 
             self.foreground = ForegroundBlobs()
-        if c.verify_missed or check or c.foreground_proposals > 0:
+        if c.verify_missed or check or c.foreground_proposals > 0 or c.beside_proposals > 0:
             from engines.blazepose.landmarks import BlazePoseLandmarker
 
             self.landmarker = BlazePoseLandmarker(c.threads)
@@ -163,7 +176,7 @@ class BlazePoseDetector(Detector):
             boxes, scores = self._verify_missed(image_bgr, np.asarray(expected_xyxy, np.float32), boxes, scores)
         if c.max_candidates_checked > 0 and len(self.ssd.last_candidates):
             boxes, scores = self._check_candidates(image_bgr, boxes, scores)
-        if c.foreground_proposals > 0:
+        if self.foreground is not None:
             boxes, scores = self._check_foreground(image_bgr, expected_xyxy, boxes, scores)
         return boxes, scores
 
@@ -191,34 +204,53 @@ class BlazePoseDetector(Detector):
         """Moving foreground blobs (engines/blazepose/foreground.py) that no detection and no
         tracked person explains: the largest `foreground_proposals` go to the landmark model; a
         whole person there is a detection with `foreground_score` (a walker seen from behind, or
-        too small for the face-keyed detector)."""
+        too small for the face-keyed detector). With `beside_proposals`, also the free side of a
+        blob that reaches well past the people found on it, those people masked out."""
         from tracking.bytetrack import iou_matrix
+
+        from engines.blazepose.foreground import beside_regions
 
         c = self.cfg.blazepose
         blobs = self.foreground.update(image_bgr, self.stream_id)
         watched = boxes if expected is None or not len(expected) else np.concatenate([boxes, expected])
+        beside, masks = np.zeros((0, 4), np.float32), []
         if len(blobs) and len(watched):
             cx, cy = 0.5 * (blobs[:, 0] + blobs[:, 2]), 0.5 * (blobs[:, 1] + blobs[:, 3])
             centre_in = ((cx[:, None] >= watched[None, :, 0]) & (cx[:, None] <= watched[None, :, 2])
                          & (cy[:, None] >= watched[None, :, 1]) & (cy[:, None] <= watched[None, :, 3]))
             explained = centre_in.any(1) | (iou_matrix(blobs, watched).max(1) >= 0.2)
+            if c.beside_proposals > 0:
+                beside, masks = beside_regions(blobs[explained], watched, c.beside_min_share, c.beside_width_share)
+                beside, masks = beside[:c.beside_proposals], masks[:c.beside_proposals]
             blobs = blobs[~explained]
         found = self._whole_people_at(image_bgr, blobs[:c.foreground_proposals], boxes)
+        if len(beside):
+            images = [_masked_outside(image_bgr, m, r[0], r[2]) for r, m in zip(beside, masks)]
+            others = np.concatenate([watched, np.array(found, np.float32).reshape(-1, 4)])
+            found += self._whole_people_at(image_bgr, beside, others, images)
         self.proposed += len(found)
         return self._with(boxes, scores, found, c.foreground_score)
 
-    def _whole_people_at(self, image_bgr: np.ndarray, places: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+    def _whole_people_at(self, image_bgr: np.ndarray, places: np.ndarray, boxes: np.ndarray,
+                         images: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """Body boxes of the whole people the landmark model sees (one batched call) at each of
         the (K, 4) `places`: presence, `candidate_min_landmarks` visible, their body overlapping
-        the place, and nobody in `boxes` (or found before it) there already."""
+        the place, and nobody in `boxes` (or found before it) there already. `images`: a copy of
+        the frame per place to look at instead (someone beside masked out)."""
         from engines.blazepose.landmarks import landmark_box
         from tracking.bytetrack import iou_matrix
 
         c = self.cfg.blazepose
         if not len(places):
             return []
+        rois = [_landmark_roi(b) for b in places]
+        if images is None:
+            seen_at = self.landmarker.run(image_bgr, rois)
+        else:
+            batch = np.concatenate([self.landmarker.crops(im, [roi]) for im, roi in zip(images, rois)])
+            seen_at = self.landmarker.run_crops(batch, rois)
         found: list[np.ndarray] = []
-        for place, lm in zip(places, self.landmarker.run(image_bgr, [_landmark_roi(b) for b in places])):
+        for place, lm in zip(places, seen_at):
             if lm is None or int((lm.visibility >= 0.5).sum()) < c.candidate_min_landmarks:
                 continue
             seen = landmark_box(lm)
