@@ -119,6 +119,13 @@ def _masked_outside(image_bgr: np.ndarray, boxes: np.ndarray, x0: float, x1: flo
     return out
 
 
+def _most_inside(box_xyxy: np.ndarray, boxes: np.ndarray) -> float:
+    """The largest share of the box's area inside any one of the (K, 4) boxes (0 for none)."""
+    from tracking.bytetrack import share_inside
+
+    return max((share_inside(box_xyxy, b) for b in np.asarray(boxes, np.float32).reshape(-1, 4)), default=0.0)
+
+
 def _landmark_roi(box_xyxy: np.ndarray):
     """The landmark model's square region around a person box (the crop stage's 1.25 scale)."""
     from engines.blazepose.landmarks import roi_from_box
@@ -220,14 +227,17 @@ class BlazePoseDetector(Detector):
                          & (cy[:, None] >= watched[None, :, 1]) & (cy[:, None] <= watched[None, :, 3]))
             explained = centre_in.any(1) | (iou_matrix(blobs, watched).max(1) >= 0.2)
             if c.beside_proposals > 0:
-                beside, masks = beside_regions(blobs[explained], watched, c.beside_min_share, c.beside_width_share)
+                # this run's detections only: a tracker's expected box lags a walker, and the
+                # walker's own front then looks like someone beside
+                beside, masks = beside_regions(blobs[explained], boxes, c.beside_min_share, c.beside_width_share)
                 beside, masks = beside[:c.beside_proposals], masks[:c.beside_proposals]
             blobs = blobs[~explained]
         found = self._whole_people_at(image_bgr, blobs[:c.foreground_proposals], boxes)
         if len(beside):
             images = [_masked_outside(image_bgr, m, r[0], r[2]) for r, m in zip(beside, masks)]
             others = np.concatenate([watched, np.array(found, np.float32).reshape(-1, 4)])
-            found += self._whole_people_at(image_bgr, beside, others, images)
+            found += [b for b in self._whole_people_at(image_bgr, beside, others, images)
+                      if _most_inside(b, boxes) < c.beside_max_shared]
         self.proposed += len(found)
         return self._with(boxes, scores, found, c.foreground_score)
 
