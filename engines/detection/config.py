@@ -96,12 +96,14 @@ class BlazePoseSsdConfig(StrictModel):
     people found beside masked out; a whole person there is a detection with foreground_score.
     0 = never (the default: on vtest.avi it finds ~3 % more of the labelled people and keeps
     the pair walking side by side apart, but the extra tracks among crowds trade ids more, IDF1
-    0.677 -> 0.641 over ten detector phases; BENCHMARKS.md issue 14, tenth pass). 2 for footage
+    0.677 -> 0.661 over ten detector phases; BENCHMARKS.md issue 14, tenth pass). 2 for footage
     of pairs walking together."""
     beside_min_share: float = Field(0.15, ge=0.0)
     """A blob's side counts when it reaches this share of the blob's height past the people on it."""
     beside_width_share: float = Field(0.35, gt=0.0)
     """Width of the region looked at there / the blob's height (a walker is ~0.3 of it)."""
+    beside_score: float = Field(0.65, ge=0.0, le=1.0)
+    """Score of a person found beside (>= tracker.new_track_score: it may start a track)."""
     beside_max_shared: float = Field(0.3, ge=0.0, le=1.0)
     """A person found beside counts only with less than this share of their box inside one
     found already: a walker's outstretched arm makes his blob wide, and the landmark model, shown

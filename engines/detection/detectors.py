@@ -235,9 +235,13 @@ class BlazePoseDetector(Detector):
         found = self._whole_people_at(image_bgr, blobs[:c.foreground_proposals], boxes)
         if len(beside):
             images = [_masked_outside(image_bgr, m, r[0], r[2]) for r, m in zip(beside, masks)]
-            others = np.concatenate([watched, np.array(found, np.float32).reshape(-1, 4)])
-            found += [b for b in self._whole_people_at(image_bgr, beside, others, images)
-                      if _most_inside(b, boxes) < c.beside_max_shared]
+            # not the expected boxes: a person found where her track expects her is that person
+            # (the detector's box across the pair had taken her place), a detection to re-find it
+            others = np.concatenate([boxes, np.array(found, np.float32).reshape(-1, 4)])
+            beside_found = [b for b in self._whole_people_at(image_bgr, beside, others, images)
+                            if _most_inside(b, boxes) < c.beside_max_shared]
+            self.proposed += len(beside_found)
+            boxes, scores = self._with(boxes, scores, beside_found, c.beside_score)
         self.proposed += len(found)
         return self._with(boxes, scores, found, c.foreground_score)
 
