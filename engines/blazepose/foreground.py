@@ -68,11 +68,11 @@ def beside_regions(blobs: np.ndarray, boxes: np.ndarray, min_share: float,
 
     BlazePose's detector often gives one body for a pair walking shoulder to shoulder (on vtest.avi
     the woman beside the man in the red jacket is missed at frames 20, 360 and 540), while the
-    background model sees one blob round both. For each blob with found people on it (centre inside
-    one of `boxes`, or IoU >= 0.2; this run's detections, not a tracker's expected boxes, which lag
-    a walker so that his own front looks like someone beside), the sides of the blob past their joint width, where at least
-    `min_share` x the blob's height is left, give a person-sized region flush with the blob's outer
-    edge (`width_share` x its height wide). Returns (K, 4) float32 xyxy regions, widest side left
+    background model sees one blob round both. For each blob with found people on it (a box's
+    centre inside the blob, or IoU >= 0.2; `boxes` are this run's detections, not a tracker's
+    expected boxes, which lag a walker so that his own front looks like someone beside), the sides
+    of the blob past their joint width, where at least `min_share` x the blob's height is left,
+    give a person-sized region flush with the blob's outer edge (`width_share` x its height wide). Returns (K, 4) float32 xyxy regions, widest side left
     first, and for each the boxes found on its blob (to mask while the landmark model looks).
     """
     regions: list[tuple[float, list[float], np.ndarray]] = []

@@ -93,7 +93,7 @@ class BlazePoseSsdConfig(StrictModel):
     """Blobs reaching well past the people found on them (two walking side by side, which the
     detector reads as one: engines/blazepose/foreground.py beside_regions): up to this many
     person-sized regions at their free side per detector run go to the landmark model, the
-    people found beside masked out; a whole person there is a detection with foreground_score.
+    people found beside masked out; a whole person there is a detection with beside_score.
     0 = never (the default: on vtest.avi it finds ~3 % more of the labelled people and keeps
     the pair walking side by side apart, but the extra tracks among crowds trade ids more, IDF1
     0.677 -> 0.661 over ten detector phases; BENCHMARKS.md issue 14, tenth pass). 2 for footage

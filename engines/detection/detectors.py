@@ -213,9 +213,8 @@ class BlazePoseDetector(Detector):
         whole person there is a detection with `foreground_score` (a walker seen from behind, or
         too small for the face-keyed detector). With `beside_proposals`, also the free side of a
         blob that reaches well past the people found on it, those people masked out."""
-        from tracking.bytetrack import iou_matrix
-
         from engines.blazepose.foreground import beside_regions
+        from tracking.bytetrack import iou_matrix
 
         c = self.cfg.blazepose
         blobs = self.foreground.update(image_bgr, self.stream_id)
