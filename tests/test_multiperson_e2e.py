@@ -87,6 +87,16 @@ def test_vtest_identity_labels_score_a_perfect_and_a_switching_tracker():
     assert r["published"] == 0 and r["fp"] == 0 and r["pub_on_labelled"] > 0
 
 
+def test_live_scoring_holds_the_newest_published_frame():
+    """bench_multiperson --live: a labelled frame the live run dropped is scored on what a client
+    holds then, the newest published frame at or before it; none before the first."""
+    Frame, Person = bench.PublishedFrame, bench.Published
+    published = {3: Frame([Person(1, (0, 0, 10, 10))]), 7: Frame([]), 12: Frame([Person(2, (5, 5, 9, 9))])}
+    held = bench.held_at(published, [0, 3, 5, 10, 20])
+    assert sorted(held) == [3, 5, 10, 20]
+    assert held[3] is held[5] is published[3] and held[10] is published[7] and held[20] is published[12]
+
+
 def test_verbose_flag_is_documented():
     res = subprocess.run([sys.executable, str(REPO / "run_stream.py"), "--help"], cwd=REPO,
                                        capture_output=True, text=True, timeout=60)
