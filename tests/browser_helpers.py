@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -28,7 +30,9 @@ def screenshot(url: str, out_png: str, wait_s: float, width: int = 1280, height:
     import websocket  # websocket-client
 
     port = _free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes (crashpad, renderer) may still write to the profile for a moment
+    # after the browser is gone; a leftover temp folder is no failure of the page under test
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking", "--disable-component-update",
@@ -37,7 +41,7 @@ def screenshot(url: str, out_png: str, wait_s: float, width: int = 1280, height:
              # Chromium >= 111 rejects DevTools websockets from an unlisted origin (403)
              f"--remote-debugging-port={port}", f"--remote-allow-origins=http://127.0.0.1:{port}",
              "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -79,3 +83,7 @@ def screenshot(url: str, out_png: str, wait_s: float, width: int = 1280, height:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            try:   # its helper processes too (its own session: the group is only Chromium's)
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
