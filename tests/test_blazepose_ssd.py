@@ -187,6 +187,24 @@ def test_first_run_of_a_stream_looks_at_every_tile_then_takes_turns():
     assert off.regions(1088, 1920, stream="a") == every[:5]
 
 
+@needs_shared(VTEST)
+def test_the_first_look_runs_on_its_own_interpreter_and_frees_it():
+    """`first_look_threads`: the first every-tile look (30 regions) runs on a 2-thread
+    interpreter reserved at open and dropped after it; the same detections as on the regular
+    interpreter (XNNPACK's threads do not change the sums), and the regular one stays small."""
+    from engines.blazepose.detector import BlazePoseSsd
+
+    img = first_frame(VTEST)
+    own = BlazePoseSsd(grids=(2, 3, 4), first_run_all_tiles=True, first_look_threads=2)
+    shared = BlazePoseSsd(grids=(2, 3, 4), first_run_all_tiles=True, first_look_threads=0)
+    assert own._first_look_model is not None and shared._first_look_model is None
+    a, b = own.detect(img, stream="a"), shared.detect(img, stream="a")
+    assert len(a) >= 3 and np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
+    assert own._first_look_model is None                      # freed after its one call
+    assert own.model._batch == 1 and shared.model._batch == 30  # the regular arena never grew
+    assert np.array_equal(own.detect(img, stream="a").boxes, shared.detect(img, stream="a").boxes)
+
+
 def test_unsure_detection_of_a_masked_bystander_is_confirmed_by_the_landmark_model():
     """cam01's bystander (top left, face mask) scores 0.33 on a region around her: below
     MediaPipe's 0.5, so a candidate; the landmark model sees a whole person there and the

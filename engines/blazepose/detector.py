@@ -68,8 +68,16 @@ class BlazePoseSsd:
     def __init__(self, grids: tuple[int, ...] = (2, 3), overlap: float = 0.25, tiles_per_call: int = 4,
                  min_score: float = 0.5, nms_iou: float = 0.3, tile_margin: float = 0.15, width_ratio: float = BODY_WIDTH,
                  threads: int = 1, candidate_score: float | None = None, first_run_all_tiles: bool = False,
-                 motion_tiles: int = 0, motion_min_share: float = 0.01):
+                 motion_tiles: int = 0, motion_min_share: float = 0.01, first_look_threads: int = 2):
         self.model = TfliteModel(bundled_model(DETECTOR_FILE), threads)
+        self._first_look_model: TfliteModel | None = None
+        if first_run_all_tiles and first_look_threads > 0:
+            # the first every-tile look (~30 regions) on its own interpreter, its memory reserved
+            # now and freed after that look (XNNPACK's arena only grows: 30 regions hold ~110 MiB
+            # more than a regular call's), with more threads: nobody is posed yet, the cores idle
+            self._first_look_model = TfliteModel(bundled_model(DETECTOR_FILE), max(threads, first_look_threads))
+            self._first_look_model.reserve(len(tile_regions(1, 1, grids, overlap)))
+        self._every_tile_call = False
         self.anchors = ssd_anchors()
         self.grids, self.overlap, self.tiles_per_call = tuple(grids), overlap, tiles_per_call
         self.min_score, self.nms_iou, self.tile_margin, self.width_ratio = min_score, nms_iou, tile_margin, width_ratio
@@ -88,7 +96,8 @@ class BlazePoseSsd:
         """What the next call for `stream` looks at: the whole frame, this call's tiles, then `extra`.
         moving: where the frame changed since the last call (`MotionMap`), for the motion tiles."""
         whole, *tiles = tile_regions(width, height, self.grids, self.overlap)
-        if tiles and self.first_run_all_tiles and stream not in self._next_tile:
+        self._every_tile_call = bool(tiles) and self.first_run_all_tiles and stream not in self._next_tile
+        if self._every_tile_call:
             self._next_tile[stream] = 0     # a stream's first look covers every tile at once
         elif tiles and self.tiles_per_call < len(tiles):
             pick = []
@@ -118,7 +127,11 @@ class BlazePoseSsd:
             maps.append((s, px, py, r))
         batch *= 2.0 / 255.0
         batch -= 1.0                                               # output_tensor_float_range [-1, 1]
-        raw_boxes, raw_scores = self._split(self.model.run(batch), len(batch))
+        model = self.model
+        if self._every_tile_call and self._first_look_model is not None:
+            model, self._first_look_model = self._first_look_model, None   # freed after this call
+        raw_boxes, raw_scores = self._split(model.run(batch), len(batch))
+        del model
         boxes, kps, scores = [], [], []
         for i, (s, px, py, r) in enumerate(maps):
             d = decode(raw_boxes[i], raw_scores[i], self.anchors, self.candidate_score)

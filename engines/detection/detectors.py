@@ -150,7 +150,7 @@ class BlazePoseDetector(Detector):
         self.ssd = BlazePoseSsd(c.tile_grids, c.tile_overlap, c.tiles_per_call, c.min_score, c.nms_iou,
                                 c.tile_margin, c.box_width_ratio, c.threads,
                                 c.candidate_score if check else None, c.first_run_all_tiles,
-                                c.motion_tiles, c.motion_min_share)
+                                c.motion_tiles, c.motion_min_share, c.first_look_threads)
         self.landmarker = None
         self.foreground = None
         if c.foreground_proposals > 0 or c.beside_proposals > 0:
