@@ -129,7 +129,7 @@ class PoseStage(Stage):
             if key in self._confirmed and t_s - self._last_seen_s.get(key, t_s) > c.hold_unseen_s:
                 self._confirmed.discard(key)    # unseen too long: going out again is earned anew
             if p.q is not None and observed:
-                detected = not p.box_predicted and p.score >= c.min_detection_score_to_publish
+                detected = p.detected and p.score >= c.min_detection_score_to_publish
                 if p.pose_confidence >= c.min_confidence_to_publish or detected:
                     self._confirmed.add(key)
                 self._last_seen_s[key] = t_s

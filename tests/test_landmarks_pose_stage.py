@@ -198,25 +198,31 @@ class _ScriptedEngine:
 
 def test_a_track_the_detector_is_sure_of_is_published_when_posed_unsurely():
     """pose.min_detection_score_to_publish: a pose under the confidence gate is published when
-    the detector found the track this frame with at least that score (a body cut by the frame
-    edge); not for a coasting box (its score is the decayed last one), not for a weaker
+    the detector's newest result found the track with at least that score (a body cut by the
+    frame edge): inline that is this frame's box; in the background schedule (live) every box is
+    a prediction and the result that came in this frame says who it matched (`Person.detected`:
+    before, a live run never took this route, and a webcam call's head and shoulders were never
+    published). Not for a coasting box (its score is the decayed last one), not for a weaker
     detection, not without an observed DoF."""
     from engines.pose_stage import PoseStage
 
     img = np.zeros((480, 640, 3), np.uint8)
     box = np.array([100, 0, 300, 400], np.float32)
-    for score, predicted, conf, published in ((0.9, False, 0.2, True), (0.9, True, 0.2, False),
-                                              (0.7, False, 0.2, False), (0.9, False, None, False)):
+    for score, predicted, detected, conf, published in (
+            (0.9, False, True, 0.2, True), (0.9, True, False, 0.2, False),
+            (0.9, True, True, 0.2, True),                      # background: a result came in now
+            (0.7, False, True, 0.2, False), (0.9, False, True, None, False)):
         stage = PoseStage(PipelineConfig())
         stage.engine = _ScriptedEngine()
         stage.engine.conf = conf
-        p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=score, box_predicted=predicted)
+        p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=score,
+                   box_predicted=predicted, detected=detected)
         out = stage.process(_packet(img, 0, [p]))
-        assert bool(out.persons) == published, (score, predicted, conf)
+        assert bool(out.persons) == published, (score, predicted, detected, conf)
     stage = PoseStage(PipelineConfig.model_validate({"pose": {"min_detection_score_to_publish": 1.0}}))
     stage.engine = _ScriptedEngine()
     stage.engine.conf = 0.2
-    p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.99)
+    p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.99, detected=True)
     assert not stage.process(_packet(img, 0, [p])).persons              # 1.0: the pose gate alone
 
 

@@ -70,6 +70,7 @@ class _Stream:
     snapshot_t_s: float = 0.0
     replay_t_s: list[float] = field(default_factory=list)  # frames predicted since then
     removed_while_pending: set[int] = field(default_factory=set)
+    matched_now: set[int] = field(default_factory=set)  # ids the result applied this frame matched
     last_submit: int = -(1 << 30)           # st.frames when the worker last got a frame
 
 
@@ -159,6 +160,7 @@ class DetectTrackStage(Stage):
 
     def _process_background(self, packet: Packet, st: _Stream, t_s: float, due: bool) -> Packet:
         events = []
+        st.matched_now = set()
         if st.pending is not None and st.pending.done():
             events = self._apply_background_result(packet, st)
         if due and st.pending is None:
@@ -205,7 +207,9 @@ class DetectTrackStage(Stage):
         packet.detections_xyxy, packet.detection_scores = boxes, scores
         tracker = st.snapshot
         gone = st.removed_while_pending
-        events = tracker.update(boxes, scores, st.snapshot_t_s, looks).events
+        res = tracker.update(boxes, scores, st.snapshot_t_s, looks)
+        events = res.events
+        st.matched_now = {int(t) for t in res.track_ids[~res.predicted]}
         for t in st.replay_t_s:
             events += tracker.predict(t).events
         tracker.drop_ids(gone)
@@ -221,9 +225,11 @@ class DetectTrackStage(Stage):
         packet.events.extend(out.events)
         for tid, box, score, pred in zip(out.track_ids, out.boxes_xyxy, out.scores, out.predicted):
             crop = st.crops.update(int(tid), box, t_s, fi.width, fi.height)
+            # background: every box is a prediction, but a result that came in now matched some
+            detected = int(tid) in st.matched_now if st.background else not pred
             packet.persons.append(Person(track_id=int(tid), track_state=TrackState.TRACKED,
                                          box_xyxy=box.astype(np.float32), score=float(score),
-                                         crop_box_xyxy=crop, box_predicted=bool(pred)))
+                                         crop_box_xyxy=crop, box_predicted=bool(pred), detected=detected))
 
     def flush(self, stream_id: str) -> list[Packet]:
         """The stream ended (the runtime calls this after its last packet): one events-only packet
