@@ -78,8 +78,9 @@ class Person:
     score: float                         # detection confidence in [0, 1] (decays while coasting)
     crop_box_xyxy: np.ndarray | None = None  # (4,) float32 px, square, smoothed box for the pose engine
     box_predicted: bool = False          # no detection matched this frame; box from the motion model
-    detected: bool = False               # the detector's newest result matched this track (inline:
-    #                                      this frame; background: the run whose result came in now)
+    detected: bool = False               # the detector's newest result matched this track, not for
+    #                                      the first time (inline: this frame; background: the run
+    #                                      whose result came in now)
     # pose engine
     q: np.ndarray | None = None          # (46,) float32 rad, SKEL order
     betas: np.ndarray | None = None      # (10,) float32

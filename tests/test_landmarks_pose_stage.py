@@ -198,8 +198,8 @@ class _ScriptedEngine:
 
 def test_a_track_the_detector_is_sure_of_is_published_when_posed_unsurely():
     """pose.min_detection_score_to_publish: a pose under the confidence gate is published when
-    the detector's newest result found the track with at least that score (a body cut by the
-    frame edge): inline that is this frame's box; in the background schedule (live) every box is
+    the detector's newest result found the track (not for the first time: tracking.stage) with at
+    least that score (a body cut by the frame edge): inline that is this frame's box; in the background schedule (live) every box is
     a prediction and the result that came in this frame says who it matched (`Person.detected`:
     before, a live run never took this route, and a webcam call's head and shoulders were never
     published). Not for a coasting box (its score is the decayed last one), not for a weaker

@@ -195,6 +195,7 @@ class TrackFrame:
     scores: np.ndarray        # (K,) float32 in [0, 1]
     predicted: np.ndarray     # (K,) bool: no detection matched this frame
     events: list[TrackEvent]
+    hits: np.ndarray | None = None  # (K,) int: detector runs that matched each track so far
 
     @property
     def states(self) -> list[TrackState]:
@@ -565,4 +566,5 @@ class ByteTracker:
     def _output(self, events: list[TrackEvent], predicted: np.ndarray) -> TrackFrame:
         out = self.state == _TRACKED
         return TrackFrame(track_ids=self.ids[out].copy(), boxes_xyxy=xyah_to_xyxy(self.x[out]),
-                          scores=self.score[out].copy(), predicted=predicted[out].copy(), events=events)
+                          scores=self.score[out].copy(), predicted=predicted[out].copy(), events=events,
+                          hits=self.hits[out].copy())

@@ -71,6 +71,7 @@ class _Stream:
     replay_t_s: list[float] = field(default_factory=list)  # frames predicted since then
     removed_while_pending: set[int] = field(default_factory=set)
     matched_now: set[int] = field(default_factory=set)  # ids the result applied this frame matched
+    #                                                     (each for at least the second time)
     last_submit: int = -(1 << 30)           # st.frames when the worker last got a frame
 
 
@@ -209,7 +210,7 @@ class DetectTrackStage(Stage):
         gone = st.removed_while_pending
         res = tracker.update(boxes, scores, st.snapshot_t_s, looks)
         events = res.events
-        st.matched_now = {int(t) for t in res.track_ids[~res.predicted]}
+        st.matched_now = {int(t) for t in res.track_ids[~res.predicted & (res.hits >= 2)]}
         for t in st.replay_t_s:
             events += tracker.predict(t).events
         tracker.drop_ids(gone)
@@ -223,10 +224,13 @@ class DetectTrackStage(Stage):
             if ev.kind in (TrackEventKind.LOST, TrackEventKind.REFOUND, TrackEventKind.REMOVED):
                 st.crops.forget(ev.track_id)
         packet.events.extend(out.events)
-        for tid, box, score, pred in zip(out.track_ids, out.boxes_xyxy, out.scores, out.predicted):
+        hits = out.hits if out.hits is not None else np.ones(len(out.track_ids), np.int32)
+        for tid, box, score, pred, n in zip(out.track_ids, out.boxes_xyxy, out.scores, out.predicted, hits):
             crop = st.crops.update(int(tid), box, t_s, fi.width, fi.height)
+            # matched by the detector's newest result, and not for the first time (a box across
+            # two people on a stream's first look is confirmed at once, but seldom found twice);
             # background: every box is a prediction, but a result that came in now matched some
-            detected = int(tid) in st.matched_now if st.background else not pred
+            detected = int(tid) in st.matched_now if st.background else bool(not pred and n >= 2)
             packet.persons.append(Person(track_id=int(tid), track_state=TrackState.TRACKED,
                                          box_xyxy=box.astype(np.float32), score=float(score),
                                          crop_box_xyxy=crop, box_predicted=bool(pred), detected=detected))
