@@ -203,3 +203,23 @@ def test_a_track_back_after_a_gap_is_not_seen_on_a_neighbours_body():
     out = [man, upper]
     eng._drop_newcomers_on_neighbours(out, [True, True])        # seen last frame: kept
     assert out == [man, upper]
+
+
+def test_one_or_two_missed_frames_are_no_gap_for_the_newcomer_rule():
+    """`newcomer_after_missed` (3): a track its crop missed on one or two frames in a row is not a
+    newcomer; its next landmarks are kept however much a neighbour covers them (Demo_MultiPerson
+    cam04 live: a man in front of the woman was locked out for 45 frames after one miss). From
+    the third missed frame on the rule holds again, and for a track never seen."""
+    from engines.landmarks.engine import LandmarkPoseEngine
+
+    man, upper = landmarks_across(363, 170, 397, 255), landmarks_across(368, 176, 390, 216)
+    eng = LandmarkPoseEngine(LandmarkEngineConfig())
+    out = [man, upper]
+    eng._drop_newcomers_on_neighbours(out, [True, False], [True, True])    # missed lately: kept
+    assert out == [man, upper]
+    out = [man, upper]
+    eng._drop_newcomers_on_neighbours(out, [True, False], [True, False])   # a real gap: dropped
+    assert out == [man, None]
+
+    states = [eng._state(("cam", 1))]
+    assert states[0].missed == 1 and states[0].seen_frames == 0           # new: not seen lately

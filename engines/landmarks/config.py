@@ -32,6 +32,11 @@ class LandmarkEngineConfig(StrictModel):
     """A track not seen on its last frame (never seen, or back after a gap) whose landmark body lies
     for this share or more inside the bodies of people seen on their last frame is posed on its
     neighbours, not seen (1: off)."""
+    newcomer_after_missed: int = Field(3, ge=1)
+    """...but only once it went unseen for this many frames in a row: one missed frame (a fast
+    step across a dropped frame in a live run) is no gap, and treating its next landmarks as a
+    newcomer's locked a man out for 45 frames while he stood in front of the woman he overlaps
+    (Demo_MultiPerson cam04 live, BENCHMARKS.md issue 14 eleventh pass)."""
     threads: int = Field(1, ge=1, le=16)               # LiteRT (XNNPACK) threads
     duplicate_dist_rel: float = Field(0.1, ge=0.0, le=1.0)
     """Two people's landmarks closer than this (median, x the body's extent) are one body: only

@@ -45,6 +45,7 @@ class _PersonState:
     seen_frames: int = 0          # frames this person's crop gave its landmarks
     last_body: np.ndarray | None = None   # (4,) xyxy px body box of its landmarks on its last
                                           # frame; None where that frame's crop gave none
+    missed: int = 1                       # frames in a row its crop gave none (1: new)
 
 
 def ray_rotation(u: float, v: float, k: Intrinsics) -> np.ndarray:
@@ -229,10 +230,12 @@ class LandmarkPoseEngine(PoseEngine):
             self.retries += len(retry)
             self._drop_duplicates(own, out, seen, recent)
             self._drop_off_target(own, out, last)
-        self._drop_newcomers_on_neighbours(out, recent)
+        lately = [st.seen_frames > 0 and st.missed < self.config.newcomer_after_missed for st in states]
+        self._drop_newcomers_on_neighbours(out, recent, lately)
         for key, st, roi, lms in zip(keys, states, rois, out):
             st.next_roi = None if lms is None else lms.next_roi
             st.seen_frames += lms is not None
+            st.missed = 0 if lms is not None else st.missed + 1
             st.last_body = None if lms is None else landmark_box(lms, self.config.min_visibility)
             self.last_rois[key] = roi
         return out
@@ -271,8 +274,10 @@ class LandmarkPoseEngine(PoseEngine):
                 if not same_body:
                     out[i] = None
 
-    def _drop_newcomers_on_neighbours(self, out: list[Landmarks | None], seen_last_frame: list[bool]) -> None:
-        """A track not seen on its last frame (new, or back after a gap) is first seen again on a
+    def _drop_newcomers_on_neighbours(self, out: list[Landmarks | None], seen_last_frame: list[bool],
+                                      seen_lately: list[bool] | None = None) -> None:
+        """A track not seen lately (`seen_lately`: new, or unseen for `newcomer_after_missed`
+        frames in a row; default: not seen on its last frame) is first seen again on a
         body of its own: landmarks whose body box lies for `max_newcomer_covered` or more inside
         the bodies of people seen on their last frame and on this one (one or several) were read
         off those neighbours: a stray box between two people gives a body made of one's shoulders
@@ -285,8 +290,9 @@ class LandmarkPoseEngine(PoseEngine):
         thr = self.config.min_visibility
         bodies = [None if lm is None else landmark_box(lm, thr) for lm in out]
         known = [b for b, ok in zip(bodies, seen_last_frame) if b is not None and ok]
-        for i, (body, ok) in enumerate(zip(bodies, seen_last_frame)):
-            if not ok and body is not None and known and covered_share(body, known) >= limit:
+        lately = seen_last_frame if seen_lately is None else seen_lately
+        for i, (body, ok, late) in enumerate(zip(bodies, seen_last_frame, lately)):
+            if not (ok or late) and body is not None and known and covered_share(body, known) >= limit:
                 out[i] = None
 
     def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None],
