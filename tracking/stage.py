@@ -46,13 +46,15 @@ def frame_time_s(packet: Packet) -> float:
     return packet.frame.capture_ns * 1e-9
 
 
-BACKGROUND_NICE = 10
+FULL_PRIORITY_CALLS = 2   # a stream's first detector calls run at normal priority (see _background_detect)
 
 
-def _lower_thread_priority() -> None:
+def _lower_thread_priority(nice: int) -> None:
     """The background detector yields the CPU to the frame path (Linux: per-thread nice)."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        tid = threading.get_native_id()
+        if nice > os.getpriority(os.PRIO_PROCESS, tid):     # never raised (root could)
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
     except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
         pass
 
@@ -70,9 +72,8 @@ class _Stream:
     snapshot_t_s: float = 0.0
     replay_t_s: list[float] = field(default_factory=list)  # frames predicted since then
     removed_while_pending: set[int] = field(default_factory=set)
-    matched_now: set[int] = field(default_factory=set)  # ids the result applied this frame matched
-    #                                                     (each for at least the second time)
     last_submit: int = -(1 << 30)           # st.frames when the worker last got a frame
+    detector_calls: int = 0                 # frames the worker got
 
 
 class DetectTrackStage(Stage):
@@ -88,6 +89,7 @@ class DetectTrackStage(Stage):
         self._next_ids: dict[str, int] = {}   # a stream that ends and starts again keeps counting
         self._background_ids = self._background_streams(config)
         self._worker: ThreadPoolExecutor | None = None
+        self._worker_yields = False          # the worker thread runs at detector.background_nice
         self.shot_cuts = 0   # cuts between shots seen (all streams)
 
     def _background_streams(self, config: PipelineConfig) -> set[str] | None:
@@ -161,19 +163,19 @@ class DetectTrackStage(Stage):
 
     def _process_background(self, packet: Packet, st: _Stream, t_s: float, due: bool) -> Packet:
         events = []
-        st.matched_now = set()
         if st.pending is not None and st.pending.done():
             events = self._apply_background_result(packet, st)
         if due and st.pending is None:
-            st.last_submit = st.frames
+            full_priority = st.detector_calls < FULL_PRIORITY_CALLS
+            st.last_submit, st.detector_calls = st.frames, st.detector_calls + 1
             if self._worker is None:
-                self._worker = ThreadPoolExecutor(1, thread_name_prefix="detector",
-                                                  initializer=_lower_thread_priority)
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="detector")
             image = packet.image
             image = None if image is None else image.copy()  # the ring slot is reused later
             st.snapshot, st.snapshot_t_s = st.tracker.copy(), t_s
             st.replay_t_s, st.removed_while_pending = [], set()
-            st.pending = self._worker.submit(self._timed_detect, image, st.tracker.expected_boxes(), packet.frame.stream_id)
+            st.pending = self._worker.submit(self._background_detect, image, st.tracker.expected_boxes(),
+                                             packet.frame.stream_id, full_priority)
         elif st.pending is not None:
             st.replay_t_s.append(t_s)
         out = st.tracker.predict(t_s)
@@ -191,6 +193,19 @@ class DetectTrackStage(Stage):
         if not self.trk_cfg.uses_appearance or image is None or image.size == 0:
             return None
         return appearance_features(image, boxes)
+
+    def _background_detect(self, image, expected_xyxy: np.ndarray, sid: str, full_priority: bool):
+        """`_timed_detect` on the worker thread, which yields the CPU (`detector.background_nice`)
+        once a stream has had its first FULL_PRIORITY_CALLS calls: at nice 10 from the start, two
+        busy processes on a 2-core machine held a webcam call's first result back for 2.6 s and
+        its second past the clip's end (4 s): nobody was published. The first result makes the
+        track, the second lets a detection the detector is sure of publish an unsure pose. Only
+        ever raised (an unprivileged thread cannot lower it again), so a stream that starts after
+        that runs at the raised nice from its first call on."""
+        if not full_priority and not self._worker_yields:
+            _lower_thread_priority(self.det_cfg.background_nice)
+            self._worker_yields = True
+        return self._timed_detect(image, expected_xyxy, sid)
 
     def _timed_detect(self, image, expected_xyxy: np.ndarray | None = None,
                       sid: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
@@ -210,7 +225,6 @@ class DetectTrackStage(Stage):
         gone = st.removed_while_pending
         res = tracker.update(boxes, scores, st.snapshot_t_s, looks)
         events = res.events
-        st.matched_now = {int(t) for t in res.track_ids[~res.predicted & (res.hits >= 2)]}
         for t in st.replay_t_s:
             events += tracker.predict(t).events
         tracker.drop_ids(gone)
@@ -224,16 +238,12 @@ class DetectTrackStage(Stage):
             if ev.kind in (TrackEventKind.LOST, TrackEventKind.REFOUND, TrackEventKind.REMOVED):
                 st.crops.forget(ev.track_id)
         packet.events.extend(out.events)
-        hits = out.hits if out.hits is not None else np.ones(len(out.track_ids), np.int32)
-        for tid, box, score, pred, n in zip(out.track_ids, out.boxes_xyxy, out.scores, out.predicted, hits):
+        for tid, box, score, pred, hits in zip(out.track_ids, out.boxes_xyxy, out.scores, out.predicted, out.hits):
             crop = st.crops.update(int(tid), box, t_s, fi.width, fi.height)
-            # matched by the detector's newest result, and not for the first time (a box across
-            # two people on a stream's first look is confirmed at once, but seldom found twice);
-            # background: every box is a prediction, but a result that came in now matched some
-            detected = int(tid) in st.matched_now if st.background else bool(not pred and n >= 2)
             packet.persons.append(Person(track_id=int(tid), track_state=TrackState.TRACKED,
                                          box_xyxy=box.astype(np.float32), score=float(score),
-                                         crop_box_xyxy=crop, box_predicted=bool(pred), detected=detected))
+                                         crop_box_xyxy=crop, box_predicted=bool(pred),
+                                         detector_hits=int(hits)))
 
     def flush(self, stream_id: str) -> list[Packet]:
         """The stream ended (the runtime calls this after its last packet): one events-only packet
@@ -260,7 +270,7 @@ class DetectTrackStage(Stage):
     def close(self) -> None:
         if self._worker is not None:
             self._worker.shutdown(wait=True, cancel_futures=True)
-            self._worker = None
+            self._worker, self._worker_yields = None, False
         if self.detector is not None:
             self.detector.close()
         self.streams.clear()

@@ -131,7 +131,6 @@ class BlazePoseSsd:
         if self._every_tile_call and self._first_look_model is not None:
             model, self._first_look_model = self._first_look_model, None   # freed after this call
         raw_boxes, raw_scores = self._split(model.run(batch), len(batch))
-        del model
         boxes, kps, scores = [], [], []
         for i, (s, px, py, r) in enumerate(maps):
             d = decode(raw_boxes[i], raw_scores[i], self.anchors, self.candidate_score)

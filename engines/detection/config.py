@@ -149,6 +149,9 @@ class DetectorConfig(StrictModel):
     flowing with predicted boxes; its result is applied to the tracker as of that frame and
     replayed forward, so a slow detector adds no latency. auto: background for live sources,
     inline for lossless ones (offline runs stay deterministic)."""
+    background_nice: int = Field(10, ge=0, le=19)
+    """The background worker thread's nice value (Linux; per thread): above 0 it yields the CPU
+    to the frame path, but also to every other busy process on the machine."""
     score_threshold: float = Field(0.3, ge=0.0, le=1.0)
     """Detections below this score are dropped before tracking (keep it <= tracker.high_score so
     ByteTrack's low-score association still sees some)."""

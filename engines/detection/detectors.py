@@ -119,13 +119,6 @@ def _masked_outside(image_bgr: np.ndarray, boxes: np.ndarray, x0: float, x1: flo
     return out
 
 
-def _most_inside(box_xyxy: np.ndarray, boxes: np.ndarray) -> float:
-    """The largest share of the box's area inside any one of the (K, 4) boxes (0 for none)."""
-    from tracking.bytetrack import share_inside
-
-    return max((share_inside(box_xyxy, b) for b in np.asarray(boxes, np.float32).reshape(-1, 4)), default=0.0)
-
-
 def _landmark_roi(box_xyxy: np.ndarray):
     """The landmark model's square region around a person box (the crop stage's 1.25 scale)."""
     from engines.blazepose.landmarks import roi_from_box
@@ -214,7 +207,7 @@ class BlazePoseDetector(Detector):
         too small for the face-keyed detector). With `beside_proposals`, also the free side of a
         blob that reaches well past the people found on it, those people masked out."""
         from engines.blazepose.foreground import beside_regions
-        from tracking.bytetrack import iou_matrix
+        from tracking.bytetrack import iou_matrix, most_inside
 
         c = self.cfg.blazepose
         blobs = self.foreground.update(image_bgr, self.stream_id)
@@ -238,7 +231,7 @@ class BlazePoseDetector(Detector):
             # (the detector's box across the pair had taken her place), a detection to re-find it
             others = np.concatenate([boxes, np.array(found, np.float32).reshape(-1, 4)])
             beside_found = [b for b in self._whole_people_at(image_bgr, beside, others, images)
-                            if _most_inside(b, boxes) < c.beside_max_shared]
+                            if most_inside(b, boxes) < c.beside_max_shared]
             self.proposed += len(beside_found)
             boxes, scores = self._with(boxes, scores, beside_found, c.beside_score)
         self.proposed += len(found)

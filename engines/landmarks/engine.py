@@ -275,24 +275,23 @@ class LandmarkPoseEngine(PoseEngine):
                     out[i] = None
 
     def _drop_newcomers_on_neighbours(self, out: list[Landmarks | None], seen_last_frame: list[bool],
-                                      seen_lately: list[bool] | None = None) -> None:
-        """A track not seen lately (`seen_lately`: new, or unseen for `newcomer_after_missed`
-        frames in a row; default: not seen on its last frame) is first seen again on a
-        body of its own: landmarks whose body box lies for `max_newcomer_covered` or more inside
-        the bodies of people seen on their last frame and on this one (one or several) were read
-        off those neighbours: a stray box between two people gives a body made of one's shoulders
-        and the other's legs; a held box that drifted off its walker onto a man crossing gives
-        that man's upper body (vtest.avi frame 700). That track is not seen this frame. People
-        seen on their last frame keep their landmarks however much a neighbour hides them."""
+                                      seen_lately: list[bool]) -> None:
+        """A track not seen lately (new, or unseen for `newcomer_after_missed` frames in a row; a
+        track seen on its last frame is always seen lately) is first seen again on a body of its
+        own: landmarks whose body box lies for `max_newcomer_covered` or more inside the bodies of
+        people seen on their last frame and on this one (one or several) were read off those
+        neighbours: a stray box between two people gives a body made of one's shoulders and the
+        other's legs; a held box that drifted off its walker onto a man crossing gives that man's
+        upper body (vtest.avi frame 700). That track is not seen this frame. People seen lately
+        keep their landmarks however much a neighbour hides them."""
         limit = self.config.max_newcomer_covered
         if limit >= 1.0:
             return
         thr = self.config.min_visibility
         bodies = [None if lm is None else landmark_box(lm, thr) for lm in out]
         known = [b for b, ok in zip(bodies, seen_last_frame) if b is not None and ok]
-        lately = seen_last_frame if seen_lately is None else seen_lately
-        for i, (body, ok, late) in enumerate(zip(bodies, seen_last_frame, lately)):
-            if not (ok or late) and body is not None and known and covered_share(body, known) >= limit:
+        for i, (body, late) in enumerate(zip(bodies, seen_lately)):
+            if not late and body is not None and known and covered_share(body, known) >= limit:
                 out[i] = None
 
     def _drop_duplicates(self, boxes: list[np.ndarray], out: list[Landmarks | None],
