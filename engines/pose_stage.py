@@ -116,7 +116,10 @@ class PoseStage(Stage):
 
     def _publishable(self, sid: str, persons: list[Person], t_s: float, width: int, height: int) -> list[Person]:
         """The persons whose track has had a confident, observed pose (this frame or before) and
-        was observed within `pose.hold_unseen_s`: a held pose is worth sending through a short
+        was seen within `pose.hold_unseen_s` (some DoF observed, or its body found with every angle
+        withheld, `Person.body_seen`: live, at 10 pose frames a second, five frames in a row
+        whose left and right were exchanged back dropped a walker for 0.5 s, Demo_MultiPerson
+        cam02): a held pose is worth sending through a short
         gap (a blurred frame, a crossing), not for a track whose crop has shown nobody for long
         (a box left on an empty place). Such a track goes out again only once it passes the
         publish rule again: a box that drifted onto a bicycle after the person left, posed now
@@ -136,6 +139,7 @@ class PoseStage(Stage):
                 detected = self._newly_detected(key, p) and p.score >= c.min_detection_score_to_publish
                 if p.pose_confidence >= c.min_confidence_to_publish or detected:
                     self._confirmed.add(key)
+            if observed or p.body_seen:
                 self._last_seen_s[key] = t_s
                 seen_now.add(p.track_id)
             self._judged_hits[key] = max(p.detector_hits, self._judged_hits.get(key, 0))

@@ -90,6 +90,9 @@ class Person:
     trans_m: np.ndarray | None = None    # (3,) float32 m, camera frame (x right, y down, z fwd)
     pose_confidence: float = 1.0         # engine's confidence in [0, 1]
     dof_observed: np.ndarray | None = None  # (46,) bool; False = engine could not see it (prior held)
+    body_seen: bool = False              # the engine found this person's body this frame, though it
+    #                                      may withhold every angle (landmarks whose left and right
+    #                                      were exchanged back): seen, for the publish hold
     model_id: str = ""                   # which engine/weights produced q
     fit_residual: float | None = None    # landmark engine: converged fit residual (m)
     # smoothing

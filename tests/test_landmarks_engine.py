@@ -169,6 +169,7 @@ def test_empty_crop_flags_everything_unseen_and_forget_frees_state():
                    score=0.9, crop_box_xyxy=np.array([0, 50, 400, 450], np.float32))
         eng.estimate(img, [p], default_intrinsics(640, 480), "s")
         assert p.pose_confidence == 0.0 and not p.dof_observed.any() and p.fit_residual is None
+        assert not p.body_seen
         assert p.q is not None and p.trans_m[2] > 0
         assert ("s", 1) in eng._people and ("s", 1) in eng.last_rois
         eng.forget("s", 1)

@@ -181,15 +181,18 @@ def test_a_track_unseen_for_long_stops_going_out_until_seen_again():
 
 
 class _ScriptedEngine:
-    """Poses every person with confidence `conf` and every DoF observed; `conf` None: nobody in
-    the crop (confidence 0, nothing observed)."""
+    """Poses every person with confidence `conf` and every DoF observed; `conf` None: nothing
+    observed, and nobody in the crop (confidence 0) unless `withheld` (a body found, every angle
+    withheld)."""
     conf: float | None = 0.9
+    withheld: bool = False
 
     def estimate(self, image, persons, k, sid):
         for p in persons:
             p.q = np.zeros(46, np.float32)
             p.pose_confidence = 0.0 if self.conf is None else self.conf
             p.dof_observed = np.full(46, self.conf is not None)
+            p.body_seen = self.conf is not None or self.withheld
         return {}
 
     def forget(self, sid, tid):
@@ -274,6 +277,28 @@ def test_after_a_long_unseen_spell_going_out_again_is_earned_anew():
     assert not any([run(s, None) for s in range(26, 60)][-10:])  # unseen > 0.5 s: out
     assert not run(60, 0.2)                                 # weak: stays out
     assert run(61, 0.9)                                     # confident again: back
+
+
+def test_a_body_seen_with_every_angle_withheld_keeps_the_person_published():
+    """Frames whose landmarks had their left and right exchanged back publish no measured angle,
+    but the person was seen (`Person.body_seen`): the publish hold (`pose.hold_unseen_s`) does
+    not run down (live at 10 pose frames a second, five such frames in a row dropped a walker
+    for 0.5 s: Demo_MultiPerson cam02). A crop that found nobody does run it down."""
+    from engines.pose_stage import PoseStage
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    box = np.array([100, 0, 300, 400], np.float32)
+    for withheld, kept in ((True, True), (False, False)):
+        stage = PoseStage(PipelineConfig.model_validate({"pose": {"hold_unseen_s": 0.3}}))
+        stage.engine = eng = _ScriptedEngine()
+        p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.9)
+        assert stage.process(_packet(img, 0, [p])).persons
+        eng.conf, eng.withheld = None, withheld         # nothing observed from here on
+        out = []
+        for seq in range(1, 20):                        # 33 ms apart: 0.6 s
+            p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.9, box_predicted=True)
+            out.append(bool(stage.process(_packet(img, seq, [p])).persons))
+        assert all(out) == kept and out[:8] == [True] * 8, (withheld, out)
 
 
 def test_a_held_box_mostly_outside_the_frame_is_not_published():

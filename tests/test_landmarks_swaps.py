@@ -19,7 +19,8 @@ def test_real_left_right_slips_are_relabelled_and_not_published_as_measured():
     image's left. From frame ~35 BlazePose labels the sides the other way round on and off
     (the four-camera reference confirms the slips). Every frame whose raw labels are flipped is
     relabelled once the crop follows the walker, and those frames carry no measured DoF (the smoother publishes its prediction,
-    flagged q_predicted), although the fit itself would have called them observed."""
+    flagged q_predicted), although the fit itself would have called them observed; the person
+    is still seen there (`body_seen`: the pose stage's publish hold does not run down)."""
     from engines.landmarks.engine import LandmarkPoseEngine
 
     frames = read_frames(DEMO / "videos" / "cam02.mp4", 51)
@@ -27,7 +28,7 @@ def test_real_left_right_slips_are_relabelled_and_not_published_as_measured():
     k = default_intrinsics(w, h)
     eng = LandmarkPoseEngine()
     box = np.array([0, 0, w, h], np.float32)
-    flipped, relabelled, measured, fit_observed = [], [], [], []
+    flipped, relabelled, measured, fit_observed, seen = [], [], [], [], []
     for img in frames:
         p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=1.0, crop_box_xyxy=box)
         eng.estimate(img, [p], k, "cam02")
@@ -37,6 +38,7 @@ def test_real_left_right_slips_are_relabelled_and_not_published_as_measured():
         relabelled.append(fit.relabelled)
         measured.append(bool(p.dof_observed.any()))
         fit_observed.append(bool(fit.observed.any()))
+        seen.append(p.body_seen)
         box = box_from_landmarks(lm, w, h)
     eng.close()
     # from frame 5 on: the first frames are posed on the whole 1088x1920 image (the person is
@@ -46,3 +48,4 @@ def test_real_left_right_slips_are_relabelled_and_not_published_as_measured():
     assert (relabelled == flipped).all(), (np.flatnonzero(relabelled), np.flatnonzero(flipped))  # each found, nothing else
     assert not measured[relabelled].any()                              # none published as measured
     assert measured[~relabelled].all() and all(fit_observed)           # the rest are
+    assert all(seen)

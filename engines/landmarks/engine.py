@@ -362,6 +362,7 @@ class LandmarkPoseEngine(PoseEngine):
             self.last_fit.pop(key, None)
             self.last_landmarks.pop(key, None)
             return
+        p.body_seen = True
         ray = ray_rotation(0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3]), k)
         world = lms.world_m[FIT_LANDMARK_INDEX] @ ray.T
         vis = lms.visibility[FIT_LANDMARK_INDEX]
