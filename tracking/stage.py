@@ -53,7 +53,7 @@ def _lower_thread_priority(nice: int) -> None:
     """The background detector yields the CPU to the frame path (Linux: per-thread nice)."""
     try:
         tid = threading.get_native_id()
-        if nice > os.getpriority(os.PRIO_PROCESS, tid):     # never raised (root could)
+        if nice > os.getpriority(os.PRIO_PROCESS, tid):     # only ever raised: lowering needs privilege
             os.setpriority(os.PRIO_PROCESS, tid, nice)
     except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
         pass
@@ -194,7 +194,8 @@ class DetectTrackStage(Stage):
             return None
         return appearance_features(image, boxes)
 
-    def _background_detect(self, image, expected_xyxy: np.ndarray, sid: str, full_priority: bool):
+    def _background_detect(self, image, expected_xyxy: np.ndarray, sid: str, full_priority: bool
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
         """`_timed_detect` on the worker thread, which yields the CPU (`detector.background_nice`)
         once a stream has had its first FULL_PRIORITY_CALLS calls: at nice 10 from the start, two
         busy processes on a 2-core machine held a webcam call's first result back for 2.6 s and
