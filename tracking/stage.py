@@ -89,7 +89,6 @@ class DetectTrackStage(Stage):
         self._next_ids: dict[str, int] = {}   # a stream that ends and starts again keeps counting
         self._background_ids = self._background_streams(config)
         self._worker: ThreadPoolExecutor | None = None
-        self._worker_yields = False          # the worker thread runs at detector.background_nice
         self.shot_cuts = 0   # cuts between shots seen (all streams)
 
     def _background_streams(self, config: PipelineConfig) -> set[str] | None:
@@ -203,9 +202,8 @@ class DetectTrackStage(Stage):
         track, the second lets a detection the detector is sure of publish an unsure pose. Only
         ever raised (an unprivileged thread cannot lower it again), so a stream that starts after
         that runs at the raised nice from its first call on."""
-        if not full_priority and not self._worker_yields:
-            _lower_thread_priority(self.det_cfg.background_nice)
-            self._worker_yields = True
+        if not full_priority:
+            _lower_thread_priority(self.det_cfg.background_nice)   # a no-op once it is there
         return self._timed_detect(image, expected_xyxy, sid)
 
     def _timed_detect(self, image, expected_xyxy: np.ndarray | None = None,
@@ -224,8 +222,7 @@ class DetectTrackStage(Stage):
         packet.detections_xyxy, packet.detection_scores = boxes, scores
         tracker = st.snapshot
         gone = st.removed_while_pending
-        res = tracker.update(boxes, scores, st.snapshot_t_s, looks)
-        events = res.events
+        events = tracker.update(boxes, scores, st.snapshot_t_s, looks).events
         for t in st.replay_t_s:
             events += tracker.predict(t).events
         tracker.drop_ids(gone)
@@ -271,7 +268,7 @@ class DetectTrackStage(Stage):
     def close(self) -> None:
         if self._worker is not None:
             self._worker.shutdown(wait=True, cancel_futures=True)
-            self._worker, self._worker_yields = None, False
+            self._worker = None
         if self.detector is not None:
             self.detector.close()
         self.streams.clear()
