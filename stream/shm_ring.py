@@ -122,6 +122,18 @@ class ShmRing:
             time.sleep(poll_s)
         return True
 
+    def wait_done(self, seq: int, consumers: list[int], should_abort: Callable[[], bool],
+                  timeout_s: float, poll_s: float = 0.002) -> bool:
+        """Block until frame `seq` is done by every listed consumer, at most `timeout_s`.
+        Returns whether it was (False also when aborted)."""
+        idx = np.asarray(consumers, np.intp)
+        deadline = time.monotonic() + timeout_s
+        while len(idx) and int(self._done[idx].min()) < seq:
+            if should_abort() or time.monotonic() > deadline:
+                return False
+            time.sleep(poll_s)
+        return True
+
     def write(self, image: np.ndarray) -> tuple[int, int]:
         """Copy one (H, W, C) uint8 frame into the next slot; returns (seq, slot)."""
         if image.shape != self._data.shape[1:]:

@@ -81,6 +81,7 @@ class SourceStage:
         block = ctx.lossless and self.lossless
         meter = ctx.meter
         cur = self._grab(src, ring, ctx)
+        first = True
         while cur is not None and not ctx.stopping():
             following, failure = None, None
             if lookahead:
@@ -105,7 +106,23 @@ class SourceStage:
             meter.tick()
             if failure is not None:
                 raise failure
+            if first:
+                first = False
+                self._hold_clock_for_first_frame(src, ring, ctx, seq)
             cur = following if lookahead else self._grab(src, ring, ctx)
+
+    def _hold_clock_for_first_frame(self, src: Any, ring: ShmRing, ctx: SourceContext,
+                                    seq: int) -> None:
+        """A file played live waits (`first_frame_wait_s`) until its first frame has been
+        through every image-reading stage, then starts its clock: the detector's first look
+        and the first landmark call take 0.2-0.5 s on 2 cores, and a camera-paced file went on
+        meanwhile, so nobody was published on a clip's first 10-25 frames. A camera cannot
+        wait; lossless needs no clock."""
+        wait_s = self.cfg.first_frame_wait_s
+        if ctx.lossless or not wait_s or not bool(getattr(src, "paced_file", False)):
+            return
+        ring.wait_done(seq, ctx.image_consumers, ctx.should_abort, wait_s)
+        src.restart_clock()
 
     def _grab(self, src: Any, ring: ShmRing, ctx: SourceContext):
         """Next frame into the next ring slot: (frame, seq, slot, copy_ns) or None at the end.

@@ -97,12 +97,17 @@ class CheckStage(Stage):
     """Reads pixels and checks the stamp matches the packet's seq; optional per-frame delay."""
     needs_image = True
 
-    def __init__(self, name: str = "check", delay_s: float = 0.0, strict: bool = True):
+    def __init__(self, name: str = "check", delay_s: float = 0.0, strict: bool = True,
+                 first_delay_s: float = 0.0):
         self.name, self.delay_s, self.strict = name, delay_s, strict
+        self.first_delay_s = first_delay_s   # a warm-up: only the first frame takes this long
 
     def process(self, packet: Packet) -> Packet | None:
         if self.delay_s:
             time.sleep(self.delay_s)
+        if self.first_delay_s:
+            time.sleep(self.first_delay_s)
+            self.first_delay_s = 0.0
         got = read_stamp(packet.image)
         ok = got == packet.frame.seq % (1 << 24)
         if self.strict and not ok:

@@ -105,6 +105,59 @@ def test_live_slow_stage_drops_oldest_and_counts(tmp_path: Path):
     assert ends == ["cam0"] and closed
 
 
+def _paced_folder_run(tmp_path: Path, wait_s: float, name: str):
+    """A 30 fps image folder played live into a stage whose first frame takes 0.6 s (a model's
+    warm-up): what the collector got and the stage's drops."""
+    import cv2
+
+    from graph_helpers import stamp
+
+    folder = tmp_path / "frames"
+    if not folder.exists():
+        folder.mkdir()
+        for i in range(30):
+            cv2.imwrite(str(folder / f"{i:03d}.png"), stamp(i, 48, 64))
+    out = tmp_path / f"{name}.txt"
+    g = Graph(RuntimeConfig(**RT, queue_size=2), lossless=False)
+    cfg = SourceConfig(uri=str(folder), mode="live", stream_id="f", fps=30.0,
+                       first_frame_wait_s=wait_s)
+    g.add(SourceStage(cfg, "f", 8), to=["warm"])
+    g.add(CheckStage("warm", first_delay_s=0.6, strict=False), to=["collect"])
+    g.add(CollectSink(str(out), "collect"))
+    res = g.run()
+    assert res.exit_code == 0, res.errors
+    return read_collected(out)[0], res.stats["warm"]["drops"] + res.stats["warm"]["stale"]
+
+
+def test_file_played_live_starts_its_clock_after_its_first_frame(tmp_path: Path):
+    """A file played live holds its clock until its first frame is through every image-reading
+    stage (`first_frame_wait_s`): a stage warming up on that frame costs the clip nothing.
+    Without the wait, the frames paced out meanwhile (~18 at 30 fps) were dropped."""
+    pk, drops = _paced_folder_run(tmp_path, 10.0, "wait")
+    assert [p[1] for p in pk] == list(range(30)) and drops == 0
+    cap = np.array([p[3] for p in pk]) / 1e9
+    assert cap[1] - cap[0] > 0.55                  # frame 1 came after the warm-up, then 30 fps
+    assert abs((cap[-1] - cap[1]) / 28 - 1 / 30) < 0.01
+    pk, drops = _paced_folder_run(tmp_path, 0.0, "no_wait")
+    assert drops >= 8 and len(pk) + drops == 30
+
+
+def test_ring_wait_done_waits_for_every_consumer_or_times_out():
+    from stream.shm_ring import ShmRing
+
+    name = f"skeltest{os.getpid()}wd"
+    with ShmRing.create(name, 4, 8, 8) as ring:
+        ring.write(np.zeros((8, 8, 3), np.uint8))
+        never = lambda: False  # noqa: E731
+        assert not ring.wait_done(0, [0, 1], never, timeout_s=0.05)
+        ring.mark_done(0, 0)
+        assert not ring.wait_done(0, [0, 1], never, timeout_s=0.05)   # consumer 1 not yet
+        ring.mark_done(1, 0)
+        assert ring.wait_done(0, [0, 1], never, timeout_s=0.05)
+        assert ring.wait_done(0, [], never, timeout_s=0.0)            # nobody reads images
+        assert not ring.wait_done(1, [0], lambda: True, timeout_s=5.0)  # aborted
+
+
 def test_live_ring_lapped_under_a_slow_reader_is_dropped_not_torn(tmp_path: Path):
     out = tmp_path / "out.txt"
     g = Graph(RuntimeConfig(**RT, queue_size=4), lossless=False)

@@ -161,6 +161,8 @@ class DetectTrackStage(Stage):
         return self.detector.detect(image, expected_xyxy, stream_id=sid)
 
     def _process_background(self, packet: Packet, st: _Stream, t_s: float, due: bool) -> Packet:
+        if st.detector_calls == 0:
+            return self._first_look_inline(packet, st, t_s)
         events = []
         if st.pending is not None and st.pending.done():
             events = self._apply_background_result(packet, st)
@@ -182,6 +184,20 @@ class DetectTrackStage(Stage):
             st.removed_while_pending |= {e.track_id for e in out.events
                                          if e.kind == TrackEventKind.REMOVED}
         out.events[:0] = events
+        self._fill(packet, st, out, t_s)
+        st.last_frame = packet.frame
+        return packet
+
+    def _first_look_inline(self, packet: Packet, st: _Stream, t_s: float) -> Packet:
+        """A stream's first detection waits for its result, even in the background schedule:
+        nothing is tracked before it, so the frames passing meanwhile would carry nobody, and
+        a file played live holds its clock until this frame is through the graph (the source's
+        `first_frame_wait_s`), so its first frames are not lost to the detector's first look."""
+        st.last_submit, st.detector_calls = st.frames, 1
+        boxes, scores, looks, ns = self._timed_detect(packet.image, None, packet.frame.stream_id)
+        packet.timings_ns["detect_track.detect"] = ns
+        packet.detections_xyxy, packet.detection_scores = boxes, scores
+        out = st.tracker.update(boxes, scores, t_s, looks)
         self._fill(packet, st, out, t_s)
         st.last_frame = packet.frame
         return packet

@@ -44,6 +44,15 @@ class FrameSource(ABC):
     @abstractmethod
     def stats(self) -> SourceStats: ...
 
+    @property
+    def paced_file(self) -> bool:
+        """A finite source replayed at its own rate (not a camera): it may hold its clock while
+        the graph warms up (`restart_clock`)."""
+        return False
+
+    def restart_clock(self) -> None:
+        """Pace the frames after the last one read as if it had been read now."""
+
     def close(self) -> None:
         """Release the device/file/connection. Safe to call twice."""
 

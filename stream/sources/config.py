@@ -25,6 +25,11 @@ class SourceConfig(StrictModel):
     height: int | None = Field(None, ge=16, le=8192)    # synthetic (default 480) / webcam request
     # None: URLs and webcams are live, files are not; false on a URL = a finite file on a server
     live: bool | None = None
+    # a file played live (pace native, not lossless) starts its clock once its first frame has
+    # been through every image-reading stage (the detector's first look, the first landmark
+    # call), waiting at most this long: else the clip's first 0.2-0.5 s pass while nobody is
+    # tracked yet. 0 = start at once (a camera cannot wait, so it never does)
+    first_frame_wait_s: float = Field(10.0, ge=0.0, le=600.0)
     # network streams (rtsp://, http://, tcp://, ...)
     rtsp_transport: Literal["tcp", "udp"] = "tcp"  # tcp survives lossy Wi-Fi/NAT; udp is lower latency
     open_timeout_s: float = Field(5.0, gt=0.0, le=600.0)  # connect + probe must finish in this time

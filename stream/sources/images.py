@@ -89,5 +89,13 @@ class ImageFolderSource(FrameSource):
                             capture_utc_ns=time.time_ns(), media_pts_s=pts)
 
     @property
+    def paced_file(self) -> bool:
+        return self.cfg.pace == "native" and not self.is_live
+
+    def restart_clock(self) -> None:
+        if self._position:
+            self._t0 = time.monotonic_ns() - int((self._position - 1) / self.fps * 1e9)
+
+    @property
     def stats(self) -> SourceStats:
         return self._stats

@@ -271,6 +271,14 @@ class PyAVSource(FrameSource):
         step = 1.0 / self.fps if self.fps else 1.0 / 30.0  # no timestamps: assume a steady rate
         return (self._last_pts + step) if self._last_pts is not None else 0.0
 
+    @property
+    def paced_file(self) -> bool:
+        return self.cfg.pace == "native" and not self.is_live and not self.is_network
+
+    def restart_clock(self) -> None:
+        if self._last_pts is not None:
+            self._anchor = (time.monotonic_ns(), self._last_pts)
+
     def _pace(self, pts: float) -> None:
         """Sleep until the frame's media time, like a camera delivering it live."""
         now = time.monotonic_ns()
