@@ -118,7 +118,7 @@ def _paced_folder_run(tmp_path: Path, wait_s: float, name: str):
         for i in range(30):
             cv2.imwrite(str(folder / f"{i:03d}.png"), stamp(i, 48, 64))
     out = tmp_path / f"{name}.txt"
-    g = Graph(RuntimeConfig(**RT, queue_size=2), lossless=False)
+    g = Graph(RuntimeConfig(**RT, queue_size=4), lossless=False)
     cfg = SourceConfig(uri=str(folder), mode="live", stream_id="f", fps=30.0,
                        first_frame_wait_s=wait_s)
     g.add(SourceStage(cfg, "f", 8), to=["warm"])
