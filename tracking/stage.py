@@ -14,7 +14,8 @@ thread while later frames pass with predicted boxes; when it finishes, its detec
 snapshot of the tracker taken at that frame, the frames since are replayed as predictions, and the
 snapshot becomes the tracker. The result equals the inline tracker with the detection applied a few
 frames late, and the detector's time leaves the latency path. Tracks already announced REMOVED
-during the wait stay removed.
+during the wait stay removed. A stream's first detection is waited for in either schedule: nothing
+is tracked before it (and a file played live holds its clock for it, `first_frame_wait_s`).
 
 Time: a file's presentation time (`media_pts_s`) when there is one, else `capture_ns`: a file
 decodes faster than real time, and its capture stamps would squeeze the motion model's dt.
