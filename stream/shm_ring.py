@@ -113,19 +113,14 @@ class ShmRing:
         """Lossless back-pressure: block until frame `seq - n_slots` (the slot's previous
         occupant) is done by every listed consumer. Returns False if aborted while waiting."""
         old = seq - self.n_slots
-        if old < int(self._hdr[7]) or not consumers:
+        if old < int(self._hdr[7]):
             return True  # that slot never held a frame of this ring (fresh or restarted source)
-        idx = np.asarray(consumers, np.intp)
-        while int(self._done[idx].min()) < old:
-            if should_abort():
-                return False
-            time.sleep(poll_s)
-        return True
+        return self.wait_done(old, consumers, should_abort, float("inf"), poll_s)
 
     def wait_done(self, seq: int, consumers: list[int], should_abort: Callable[[], bool],
                   timeout_s: float, poll_s: float = 0.002) -> bool:
-        """Block until frame `seq` is done by every listed consumer, at most `timeout_s`.
-        Returns whether it was (False also when aborted)."""
+        """Block until frame `seq` is done by every listed consumer (none: at once), at most
+        `timeout_s`. Returns whether it was (False also when aborted)."""
         idx = np.asarray(consumers, np.intp)
         deadline = time.monotonic() + timeout_s
         while len(idx) and int(self._done[idx].min()) < seq:

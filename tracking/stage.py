@@ -73,8 +73,8 @@ class _Stream:
     snapshot_t_s: float = 0.0
     replay_t_s: list[float] = field(default_factory=list)  # frames predicted since then
     removed_while_pending: set[int] = field(default_factory=set)
-    last_submit: int = -(1 << 30)           # st.frames when the worker last got a frame
-    detector_calls: int = 0                 # frames the worker got
+    last_submit: int = -(1 << 30)           # st.frames when the detector last got a frame
+    detector_calls: int = 0                 # frames the detector got (the first inline, then the worker)
 
 
 class DetectTrackStage(Stage):
@@ -125,11 +125,16 @@ class DetectTrackStage(Stage):
         cut = st.cuts.is_cut(packet.image)
         if cut:
             packet.events.extend(self._end_shot(st))
-        if st.background:
+        if st.background and st.detector_calls:
             # as soon as the worker is free and n frames have passed since its last frame
             due = cut or st.frames - st.last_submit >= self.det_cfg.every_n_frames
             return self._process_background(packet, st, t_s, due)
-        if cut or (st.frames - 1) % self.det_cfg.every_n_frames == 0:
+        # a stream's first detection is waited for in the background schedule too: nothing is
+        # tracked before it, so the frames passing meanwhile would carry nobody, and a file played
+        # live holds its clock until this frame is through the graph (the source's
+        # `first_frame_wait_s`), so its first frames are not lost to the detector's first look
+        if st.background or cut or (st.frames - 1) % self.det_cfg.every_n_frames == 0:
+            st.last_submit, st.detector_calls = st.frames, st.detector_calls + 1
             t0 = time.perf_counter_ns()
             boxes, scores = self._detect(packet.image, st.tracker.expected_boxes(), fi.stream_id)
             packet.timings_ns["detect_track.detect"] = time.perf_counter_ns() - t0
@@ -162,8 +167,6 @@ class DetectTrackStage(Stage):
         return self.detector.detect(image, expected_xyxy, stream_id=sid)
 
     def _process_background(self, packet: Packet, st: _Stream, t_s: float, due: bool) -> Packet:
-        if st.detector_calls == 0:
-            return self._first_look_inline(packet, st, t_s)
         events = []
         if st.pending is not None and st.pending.done():
             events = self._apply_background_result(packet, st)
@@ -185,20 +188,6 @@ class DetectTrackStage(Stage):
             st.removed_while_pending |= {e.track_id for e in out.events
                                          if e.kind == TrackEventKind.REMOVED}
         out.events[:0] = events
-        self._fill(packet, st, out, t_s)
-        st.last_frame = packet.frame
-        return packet
-
-    def _first_look_inline(self, packet: Packet, st: _Stream, t_s: float) -> Packet:
-        """A stream's first detection waits for its result, even in the background schedule:
-        nothing is tracked before it, so the frames passing meanwhile would carry nobody, and
-        a file played live holds its clock until this frame is through the graph (the source's
-        `first_frame_wait_s`), so its first frames are not lost to the detector's first look."""
-        st.last_submit, st.detector_calls = st.frames, 1
-        boxes, scores, looks, ns = self._timed_detect(packet.image, None, packet.frame.stream_id)
-        packet.timings_ns["detect_track.detect"] = ns
-        packet.detections_xyxy, packet.detection_scores = boxes, scores
-        out = st.tracker.update(boxes, scores, t_s, looks)
         self._fill(packet, st, out, t_s)
         st.last_frame = packet.frame
         return packet
