@@ -70,7 +70,8 @@ class PoseStage(Stage):
         if k is not None and abs(2 * k.cx - fi.width) < 1 and abs(2 * k.cy - fi.height) < 1:
             return k
         f = self.config.pose.focal_px
-        if f is not None:
+        if f is not None:  # given in the camera's pixels; the frame may be scaled down (max_side_px)
+            f *= fi.px_scale
             k = Intrinsics(fx=f, fy=f, cx=fi.width / 2.0, cy=fi.height / 2.0, source="user")
         else:
             est = getattr(self.engine, "estimate_intrinsics", None)

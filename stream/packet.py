@@ -53,6 +53,8 @@ class FrameInfo:
     slot: int = -1              # slot index in that ring
     last: bool = False          # end of a finite source (file ended): flush per-stream state
     corrupt_skipped: int = 0    # undecodable frames/packets the source skipped so far (this stream)
+    px_scale: float = 1.0       # frame pixels per camera pixel: < 1 where the source scaled a large
+    #                             frame down (sources.N.max_side_px); width/height are the frame's
 
     def __reduce__(self):
         return _positional(self)

@@ -80,6 +80,8 @@ class SourceStage:
         lookahead = ctx.lossless and not bool(getattr(src, "is_live", True))
         block = ctx.lossless and self.lossless
         meter = ctx.meter
+        # frames scaled down at the source (max_side_px): published pixels per camera pixel
+        px_scale = ring.width / max(1, int(getattr(src, "native_width", ring.width)))
         cur = self._grab(src, ring, ctx)
         first = True
         while cur is not None and not ctx.stopping():
@@ -97,7 +99,7 @@ class SourceStage:
                 capture_utc_ns=int(frame.capture_utc_ns), width=ring.width, height=ring.height,
                 media_pts_s=frame.media_pts_s, ring=ring.name, slot=slot,
                 last=lookahead and following is None and failure is None,
-                corrupt_skipped=corrupt))
+                corrupt_skipped=corrupt, px_scale=px_scale))
             pkt.timings_ns[self.name] = t_copy
             meter.add("frames_in")
             if ctx.emit(pkt, block=block):

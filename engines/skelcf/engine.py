@@ -135,9 +135,11 @@ class SkelCFEngine(PoseEngine):
 
     def _focal_for(self, image_bgr: np.ndarray, intrinsics: Intrinsics, stream_id: str,
                    timings: dict[str, int]) -> float:
+        if intrinsics.source == "user":  # the pose stage's, scaled with the frame (max_side_px)
+            return float(intrinsics.fy)
         if self.focal_px is not None:
             return float(self.focal_px)
-        if intrinsics.source == "user" or self.flnet is None:
+        if self.flnet is None:
             return float(intrinsics.fy)
         cached = self._focal.get(stream_id)
         if (cached is None or stream_id in self._refresh

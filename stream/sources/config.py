@@ -37,6 +37,13 @@ class SourceConfig(StrictModel):
     reconnect_initial_s: float = Field(0.5, gt=0.0, le=600.0)  # first backoff; doubles per failure
     reconnect_max_s: float = Field(10.0, gt=0.0, le=3600.0)    # backoff ceiling
     reconnect_max_attempts: int = Field(0, ge=0)  # consecutive failed attempts before giving up (0 = forever)
+    # a frame whose longer side is larger is divided by the smallest whole factor that fits as
+    # it is decoded (a 4K phone clip becomes 1920x1080; 1440p stays): the detector and the
+    # landmark/SKEL-CF crops still see a person larger than they use, and the ring, its copies
+    # and the detector's resizes cost a quarter (a 4K run's memory 2.4 -> 1.6 GB). Boxes,
+    # intrinsics and sizes are then in the scaled frame's pixels; pose.focal_px stays in the
+    # camera's own pixels. 0 = keep every frame at its own size
+    max_side_px: int = Field(2560, ge=0, le=16384)
     # decoding
     hwaccel: Literal["auto", "cuda", "none"] = "auto"  # cuda = NVDEC; falls back to software if absent
     decode_threads: int = Field(0, ge=0, le=64)  # 0 = FFmpeg picks (frame+slice threads)
@@ -48,6 +55,9 @@ class SourceConfig(StrictModel):
         if not self.uri.strip():
             raise ValueError("sources.N.uri is empty; give a file, rtsp://..., webcam:0, a folder, "
                              "synthetic: or sample")
+        if 0 < self.max_side_px < 160:
+            raise ValueError(f"sources.N.max_side_px {self.max_side_px} would shrink frames below what "
+                             f"the detector can use; give 0 (keep the camera's size) or >= 160")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) is below reconnect_initial_s "
                              f"({self.reconnect_initial_s}); raise it or lower the initial backoff")

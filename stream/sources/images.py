@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from stream.errors import SourceError
-from stream.sources.base import DecodedFrame, FrameSource, SourceStats
+from stream.sources.base import DecodedFrame, FrameSource, SourceStats, capped_size, scaled_down
 from stream.sources.config import SourceConfig
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -53,7 +53,8 @@ class ImageFolderSource(FrameSource):
         if self._first is None:
             raise SourceError(f"no image in {self.folder} could be decoded ({len(self._files)} files); "
                               f"check the files")
-        self.height, self.width = self._first.shape[:2]
+        self.native_height, self.native_width = self._first.shape[:2]
+        self.width, self.height = capped_size(self.native_width, self.native_height, cfg.max_side_px)
         self._position = 0  # frames emitted (drives the pacing clock and media_pts_s)
 
     def _load(self, path: Path) -> np.ndarray | None:
@@ -85,6 +86,7 @@ class ImageFolderSource(FrameSource):
                 time.sleep((due - now) / 1e9)
         self._position += 1
         self._stats.frames += 1
+        image = scaled_down(image, (self.native_width, self.native_height), (self.width, self.height))
         return DecodedFrame(image=np.ascontiguousarray(image), capture_ns=time.monotonic_ns(),
                             capture_utc_ns=time.time_ns(), media_pts_s=pts)
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from stream.errors import SourceError
-from stream.sources.base import DecodedFrame, FrameSource, SourceStats
+from stream.sources.base import DecodedFrame, FrameSource, SourceStats, capped_size, scaled_down
 from stream.sources.config import SourceConfig
 
 _READ_FAILURES_BEFORE_ERROR = 30  # consecutive failed grabs (about 1 s) = the camera is gone
@@ -61,7 +61,8 @@ class WebcamSource(FrameSource):
             raise SourceError(f"webcam {device} opened but delivered no frame; check the camera or "
                               f"try another index")
         self._first: np.ndarray | None = first
-        self.height, self.width = first.shape[:2]
+        self.native_height, self.native_width = first.shape[:2]
+        self.width, self.height = capped_size(self.native_width, self.native_height, cfg.max_side_px)
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 else None
         self.device = device
@@ -82,8 +83,10 @@ class WebcamSource(FrameSource):
                                       f"reconnect it and restart")
                 time.sleep(0.03)
         self._stats.frames += 1
-        return DecodedFrame(image=np.ascontiguousarray(image), capture_ns=time.monotonic_ns(),
-                            capture_utc_ns=time.time_ns(), media_pts_s=None)
+        capture_ns, capture_utc_ns = time.monotonic_ns(), time.time_ns()  # before any scaling
+        image = scaled_down(image, (self.native_width, self.native_height), (self.width, self.height))
+        return DecodedFrame(image=np.ascontiguousarray(image), capture_ns=capture_ns,
+                            capture_utc_ns=capture_utc_ns, media_pts_s=None)
 
     @property
     def stats(self) -> SourceStats:
