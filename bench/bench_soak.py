@@ -33,10 +33,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_e2e import pct, start_collector, tree_memory_mb  # noqa: E402
+from bench_e2e import pct, process_tree, start_collector, tree_memory_mb  # noqa: E402
 from sinks.replay import load_frames  # noqa: E402
 
 VTEST = Path(os.environ.get("SKELSTREAM_SHARED", REPO.parent / "shared")) / "data" / "vtest.avi"
+
+
+def pss_by_process(pid: int) -> dict[str, float]:
+    """PSS in MiB of each process of the tree, by its name (stages name their processes,
+    `stream.graph.name_process`; the parent is "python")."""
+    out: dict[str, float] = {}
+    for p in process_tree(pid):
+        try:
+            name = Path(f"/proc/{p}/comm").read_text().strip()
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    out[f"{name} ({p})"] = int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return out
 
 
 def memory_slope(samples: np.ndarray, after_s: float) -> float:
@@ -65,6 +80,7 @@ def main() -> int:
         for o in args.overrides:
             cmd += ["--set", o]
         mem: list[tuple[float, float, float]] = []
+        per_process: list[dict[str, float]] = []   # after the first minute, and at the end
         t0 = time.monotonic()
         with tempfile.TemporaryFile("w+") as err:
             proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=err, text=True,
@@ -72,6 +88,8 @@ def main() -> int:
             while proc.poll() is None and time.monotonic() - t0 < args.minutes * 60:
                 rss, pss = tree_memory_mb(proc.pid)
                 mem.append((time.monotonic() - t0, rss, pss))
+                if mem[-1][0] >= 60.0:  # keep the first such snapshot and the newest
+                    per_process = per_process[:1] + [pss_by_process(proc.pid)]
                 time.sleep(5.0)
             stopped_at = time.monotonic()
             if proc.poll() is None:
@@ -114,6 +132,10 @@ def main() -> int:
     print(f"memory slope: {memory_slope(m, 60.0):+.2f} MiB/min PSS after the first minute, "
           f"{memory_slope(m, half):+.2f} over the second half (peak RSS {m[:, 1].max():.0f} MiB, "
           f"PSS {m[:, 2].max():.0f} MiB)")
+    if len(per_process) == 2:
+        first, last = per_process
+        print("PSS per process, after the first minute -> at the end (MiB): " + ", ".join(
+            f"{k} {first[k]:.0f} -> {last[k]:.0f}" for k in sorted(first) if k in last))
     published = {(int(r[1]), int(r[2])) for r in rows}
     on_file = {(f.seq, f.capture_utc_ns) for f in recorded}
     lost = published - on_file

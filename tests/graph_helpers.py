@@ -260,3 +260,17 @@ class RecoveringStage(Stage):
     def take_error_count(self) -> int:
         n, self._pending = self._pending, 0
         return n
+
+
+class CommSink(Stage):
+    """Writes its own process name (/proc/self/comm) to `path` on setup; consumes packets."""
+
+    def __init__(self, path: str, name: str):
+        self.name, self.path = name, path
+
+    def setup(self) -> None:
+        with open(self.path, "w") as f:
+            f.write(open("/proc/self/comm").read().strip())
+
+    def process(self, packet: Packet) -> None:
+        return None

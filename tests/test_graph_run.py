@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graph_helpers import (OPENER, CheckStage, CollectSink, CrashStage, DropOddStage,
+from graph_helpers import (OPENER, CheckStage, CollectSink, CommSink, CrashStage, DropOddStage,
                            read_collected)
 from stream.config import RuntimeConfig
 from stream.graph import Graph
@@ -182,6 +182,17 @@ def test_fan_out_reaches_every_sink(tmp_path: Path):
     for f in ("1.txt", "2.txt"):
         pk, ends, closed = read_collected(tmp_path / f)
         assert [p[1] for p in pk] == list(range(30)) and ends == ["a"] and closed
+
+
+def test_each_stage_process_carries_its_stage_name(tmp_path: Path):
+    """top / ps / /proc/PID/comm show the stage, not "python" (Linux keeps 15 bytes)."""
+    g = Graph(RuntimeConfig(**RT), lossless=True)
+    g.add(source("test:n=3", "a"), to=["pose", "a_rather_long_stage_name"])
+    g.add(CommSink(str(tmp_path / "short.txt"), "pose"))
+    g.add(CommSink(str(tmp_path / "long.txt"), "a_rather_long_stage_name"))
+    assert g.run().exit_code == 0
+    assert (tmp_path / "short.txt").read_text() == "pose"
+    assert (tmp_path / "long.txt").read_text() == "a_rather_long_s"
 
 
 def test_crash_stops_run_names_stage_and_cleans_up(tmp_path: Path):
