@@ -55,6 +55,51 @@ def test_default_command_publishes_every_labelled_person_under_one_id(clip, tmp_
         assert noise not in stderr, stderr[-2000:]
 
 
+def store_on_its_side(src: Path, out: Path) -> None:
+    """`src` as a phone held upright writes it: each frame turned a quarter counter-clockwise,
+    stored, with a display rotation of -90 degrees (players turn it back clockwise)."""
+    import av
+    import cv2
+    import numpy as np
+
+    with av.open(str(src)) as inp, av.open(str(out), "w") as o:
+        st = None
+        for frame in inp.decode(video=0):
+            img = np.ascontiguousarray(cv2.rotate(frame.to_ndarray(format="bgr24"), cv2.ROTATE_90_COUNTERCLOCKWISE))
+            if st is None:
+                st = o.add_stream("libx264", rate=60)
+                st.width, st.height, st.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+                st.options = {"preset": "veryfast", "crf": "20"}
+                st.set_display_rotation(-90)
+            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                o.mux(pkt)
+        for pkt in st.encode():
+            o.mux(pkt)
+
+
+@pytest.mark.timeout(600)
+def test_a_phone_clip_stored_on_its_side_is_published_upright(tmp_path):
+    """cam02 stored 1920x1088 with a display rotation (a phone held upright): frames are turned
+    as players turn them, so the labelled people are found and published in upright pixels as
+    on the clip itself. Without the turn the detector sees them lying down: lossless, 2.1 of 3
+    people a frame, all three on 22 of 100 frames (BENCHMARKS.md, issue 14, fourteenth pass).
+    Ids are held to 80 %, not 100 % as on the clip itself: any re-encode of cam02 (turned or
+    not) lets a second reading of the man exercising start a track that later takes his id, or
+    the woman's (BENCHMARKS.md, found and not fixed)."""
+    path = demo_clip("cam02")
+    if path is None:
+        pytest.skip("pose2sim demo videos not installed (pip install --no-deps pose2sim==0.10.49)")
+    turned = tmp_path / "cam02_on_its_side.mp4"
+    store_on_its_side(path, turned)
+    frames, _, _ = bench.run_clip(turned, [], tmp_path, "run")
+    first = next(iter(frames.values()))
+    assert (first.width, first.height) == (1088, 1920)
+    r = bench.score(frames, bench.load_labels()["cam02"], 1920, 0.15, 0.3, identities=True)
+    assert r["video_frames"] == 100 and r["violations"] == 0 and r["fp"] == 0, r
+    assert r["published"] == 30 and r["all_in"] == 10, r
+    assert min(r["stable"].values()) >= 0.8 and r["num_switches"] <= 1, r
+
+
 def test_vtest_identity_labels_score_a_perfect_and_a_switching_tracker():
     """bench/labels: vtest.avi every 20th frame with identities, `p01/2` = p01's second passage.
     A tracker that gives every passage its own id scores IDF1 1 and 100% per passage, and per

@@ -44,6 +44,9 @@ class SourceConfig(StrictModel):
     # intrinsics and sizes are then in the scaled frame's pixels; pose.focal_px stays in the
     # camera's own pixels. 0 = keep every frame at its own size
     max_side_px: int = Field(2560, ge=0, le=16384)
+    # files and streams: show frames the way players do, turned by the stream's display rotation
+    # (a phone held upright records its frames on their side and says so in the file)
+    autorotate: bool = True
     # decoding
     hwaccel: Literal["auto", "cuda", "none"] = "auto"  # cuda = NVDEC; falls back to software if absent
     decode_threads: int = Field(0, ge=0, le=64)  # 0 = FFmpeg picks (frame+slice threads)

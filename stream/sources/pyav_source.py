@@ -41,6 +41,14 @@ def _plane_view(plane, width: int, height: int) -> np.ndarray:
     return rows[:, :width]
 
 
+def _upright_turn(frame: av.VideoFrame) -> int | None:
+    """The cv2.rotate code that shows `frame` as players do (its stream's display rotation:
+    `frame.rotation` degrees counter-clockwise, to the nearest quarter turn); None for none."""
+    quarter = round(float(getattr(frame, "rotation", 0) or 0) / 90.0) % 4
+    return {0: None, 1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180,
+            3: cv2.ROTATE_90_CLOCKWISE}[quarter]
+
+
 def is_network_uri(uri: str) -> bool:
     return urlsplit(uri).scheme.lower() in NETWORK_SCHEMES
 
@@ -157,8 +165,13 @@ class PyAVSource(FrameSource):
             raise SourceError(f"{self.uri}: stream dropped before the first frame ({exc}); check the "
                               f"camera or raise sources.N.read_timeout_s") from None
         self._pending = first
-        self.native_width, self.native_height = int(first.width), int(first.height)
-        self.width, self.height = capped_size(self.native_width, self.native_height, cfg.max_side_px)
+        # sizes as stored (decoded), then as delivered: capped, and turned upright
+        self._stored = (int(first.width), int(first.height))
+        self._stored_size = capped_size(*self._stored, cfg.max_side_px)
+        self._turn = _upright_turn(first) if cfg.autorotate else None
+        quarter = self._turn in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        self.native_width, self.native_height = self._stored[::-1] if quarter else self._stored
+        self.width, self.height = self._stored_size[::-1] if quarter else self._stored_size
 
     def _open_error(self, exc: BaseException, elapsed_s: float = 0.0) -> str:
         """One line naming what failed and what to do."""
@@ -248,19 +261,31 @@ class PyAVSource(FrameSource):
                             media_pts_s=pts)
 
     def _to_bgr(self, frame: av.VideoFrame, out: np.ndarray | None) -> np.ndarray:
-        """(H, W, 3) uint8 BGR at the delivered size (`max_side_px`); into `out` when given and
-        the size matches.
+        """(H, W, 3) uint8 BGR at the delivered size (`max_side_px`) and upright (`autorotate`);
+        into `out` when given and the size matches.
+
+        A phone held upright stores its frames on their side with a display rotation that
+        players apply and the decoder does not: turned here (after any shrink, on the smaller
+        frame), else the detector sees everyone lying down and finds nobody."""
+        if self._turn is None or (frame.width, frame.height) != self._stored:
+            return self._stored_bgr(frame, out)
+        image = self._stored_bgr(frame, None)
+        into = out is not None and out.shape == (self.height, self.width, 3) and out.dtype == np.uint8
+        return cv2.rotate(image, self._turn, dst=out if into else None)
+
+    def _stored_bgr(self, frame: av.VideoFrame, out: np.ndarray | None) -> np.ndarray:
+        """`frame` as BGR in its stored orientation, at the capped size; into `out` when given
+        and the size matches.
 
         Into `out`, swscale writes the slot directly (no intermediate frame, no copy); without
         the bundled libswscale, or on a size its fast path cannot fill safely, swscale's bgr24
         output is viewed and copied once. A frame scaled down is shrunk first (`_shrink`) and
         then converted the same way. A frame of another size than the first (a stream that
         changed resolution) keeps its own size."""
-        if (frame.width, frame.height) == (self.native_width, self.native_height) and \
-                (self.width, self.height) != (self.native_width, self.native_height):
+        if (frame.width, frame.height) == self._stored and self._stored_size != self._stored:
             small = self._shrink(frame)
             if small is None:  # not 8-bit 4:2:0 (or an NVDEC frame): convert, then shrink the BGR
-                size = (self.width, self.height)
+                size = self._stored_size
                 image = cv2.resize(frame.to_ndarray(format="bgr24"), size,
                                    interpolation=shrink_interpolation((frame.width, frame.height), size))
                 return self._into_out(image, out)
@@ -287,11 +312,11 @@ class PyAVSource(FrameSource):
         per frame."""
         if frame.format.name not in _SHRINKABLE:
             return None
-        small = self._small
+        small, (w, h) = self._small, self._stored_size
         if small is None or small.format.name != frame.format.name:
-            small = self._small = av.VideoFrame(self.width, self.height, frame.format.name)
-        sizes = ((frame.width, frame.height, self.width, self.height),) + \
-            (((frame.width + 1) // 2, (frame.height + 1) // 2, self.width // 2, self.height // 2),) * 2
+            small = self._small = av.VideoFrame(w, h, frame.format.name)
+        sizes = ((frame.width, frame.height, w, h),) + \
+            (((frame.width + 1) // 2, (frame.height + 1) // 2, w // 2, h // 2),) * 2
         for src, dst, (sw, sh, dw, dh) in zip(frame.planes, small.planes, sizes):
             cv2.resize(_plane_view(src, sw, sh), (dw, dh), dst=_plane_view(dst, dw, dh),
                        interpolation=shrink_interpolation((sw, sh), (dw, dh)))
