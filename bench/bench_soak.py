@@ -7,7 +7,8 @@ the default recorder on, subscribes to its ZeroMQ output, samples the memory of 
 tree every 5 s, and after `--minutes` stops it with Ctrl-C (SIGINT) as a user would.
 
 Reported per minute: published frames/s, persons per frame, capture -> publish p50 / p99 ms,
-summed RSS / PSS of the tree at the minute's end; then the memory slope (MiB per minute, least
+summed RSS / PSS of the tree at the minute's end, and PSS per process (each stage process
+carries its stage's name); then the memory slope (MiB per minute, least
 squares over the samples after the first minute, and over the second half), the exit code, and whether the recording holds
 every frame that was published (frames that reached the subscriber but not the file are lost
 data). A leak shows as a slope that does not fall with a longer run; a stage that slows with
@@ -80,7 +81,7 @@ def main() -> int:
         for o in args.overrides:
             cmd += ["--set", o]
         mem: list[tuple[float, float, float]] = []
-        per_process: list[dict[str, float]] = []   # after the first minute, and at the end
+        per_minute: list[dict[str, float]] = []    # PSS per process at each minute's end
         t0 = time.monotonic()
         with tempfile.TemporaryFile("w+") as err:
             proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=err, text=True,
@@ -88,8 +89,8 @@ def main() -> int:
             while proc.poll() is None and time.monotonic() - t0 < args.minutes * 60:
                 rss, pss = tree_memory_mb(proc.pid)
                 mem.append((time.monotonic() - t0, rss, pss))
-                if mem[-1][0] >= 60.0:  # keep the first such snapshot and the newest
-                    per_process = per_process[:1] + [pss_by_process(proc.pid)]
+                if mem[-1][0] >= 60.0 * (len(per_minute) + 1):
+                    per_minute.append(pss_by_process(proc.pid))
                 time.sleep(5.0)
             stopped_at = time.monotonic()
             if proc.poll() is None:
@@ -132,10 +133,13 @@ def main() -> int:
     print(f"memory slope: {memory_slope(m, 60.0):+.2f} MiB/min PSS after the first minute, "
           f"{memory_slope(m, half):+.2f} over the second half (peak RSS {m[:, 1].max():.0f} MiB, "
           f"PSS {m[:, 2].max():.0f} MiB)")
-    if len(per_process) == 2:
-        first, last = per_process
-        print("PSS per process, after the first minute -> at the end (MiB): " + ", ".join(
-            f"{k} {first[k]:.0f} -> {last[k]:.0f}" for k in sorted(first) if k in last))
+    if per_minute:
+        names = sorted(per_minute[0])
+        print("PSS per process at each minute's end (MiB):")
+        print("| minute | " + " | ".join(names) + " |")
+        print("|---:|" + "---:|" * len(names))
+        for k, snap in enumerate(per_minute):
+            print(f"| {k + 1} | " + " | ".join(f"{snap[n]:.0f}" if n in snap else "-" for n in names) + " |")
     published = {(int(r[1]), int(r[2])) for r in rows}
     on_file = {(f.seq, f.capture_utc_ns) for f in recorded}
     lost = published - on_file
