@@ -309,8 +309,8 @@ class PyAVSource(FrameSource):
         Why in YUV: a 4K frame's three planes shrink and the 1080p result converts for ~1.5 ms
         of CPU more than converting the 4K frame whole (the source process, decoding included:
         15.3-15.9 against 13.9-14.2 ms a frame here); converting it and then shrinking the BGR
-        cost 3.3 ms more, PyAV's reformat (swscale's scaling path) 3.5-5 ms more and a new array
-        per frame."""
+        cost 3.3 ms more, PyAV's reformat (swscale's scaling path) 2.7-4.9 ms more and a new
+        array per frame."""
         if frame.format.name not in _SHRINKABLE:
             return None
         small, (w, h) = self._small, self._stored_size
