@@ -138,19 +138,27 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
+def process_memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of one process in MiB, from /proc/PID/smaps_rollup; OSError once it is gone."""
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss += int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss += int(line.split()[1])
+    return rss / 1024, pss / 1024
+
+
 def tree_memory_mb(pid: int) -> tuple[float, float]:
     """(summed RSS, summed PSS) of the process tree in MiB."""
-    rss = pss = 0
+    rss = pss = 0.0
     for p in process_tree(pid):
         try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1])
+            r, s = process_memory_mb(p)
         except OSError:
             continue
-    return rss / 1024, pss / 1024
+        rss, pss = rss + r, pss + s
+    return rss, pss
 
 
 def pct(a, q):

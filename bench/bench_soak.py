@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_e2e import pct, process_tree, start_collector, tree_memory_mb  # noqa: E402
+from bench_e2e import pct, process_memory_mb, process_tree, start_collector, tree_memory_mb  # noqa: E402
 from sinks.replay import load_frames  # noqa: E402
 
 VTEST = Path(os.environ.get("SKELSTREAM_SHARED", REPO.parent / "shared")) / "data" / "vtest.avi"
@@ -47,9 +47,7 @@ def pss_by_process(pid: int) -> dict[str, float]:
     for p in process_tree(pid):
         try:
             name = Path(f"/proc/{p}/comm").read_text().strip()
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    out[f"{name} ({p})"] = int(line.split()[1]) / 1024
+            out[f"{name} ({p})"] = process_memory_mb(p)[1]
         except OSError:
             continue
     return out

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from stream.errors import SourceError
-from stream.sources.base import DecodedFrame, FrameSource, SourceStats, capped_size, shrink_interpolation
+from stream.sources.base import (DecodedFrame, FrameSource, SourceStats, capped_size, scaled_down,
+                                 shrink_interpolation)
 from stream.sources.config import SourceConfig
 from stream.sources.swscale_into import BgrConverter
 
@@ -286,9 +287,7 @@ class PyAVSource(FrameSource):
         if (frame.width, frame.height) == self._stored and self._stored_size != self._stored:
             small = self._shrink(frame)
             if small is None:  # not 8-bit 4:2:0 (or an NVDEC frame): convert, then shrink the BGR
-                size = self._stored_size
-                image = cv2.resize(frame.to_ndarray(format="bgr24"), size,
-                                   interpolation=shrink_interpolation((frame.width, frame.height), size))
+                image = scaled_down(frame.to_ndarray(format="bgr24"), self._stored, self._stored_size)
                 return self._into_out(image, out)
             frame = small
         if out is not None and self._into is not None and self._into.convert(frame, out):
