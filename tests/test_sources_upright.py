@@ -9,40 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from sources_clips import frame_indices
+from sources_clips import frame_indices, write_clip
 from stream.sources.config import SourceConfig
 from stream.sources.factory import open_source
-from stream.sources.synthetic import render
-
-TURN_TO_STORE = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, -90: cv2.ROTATE_90_COUNTERCLOCKWISE}
-"""display rotation (degrees counter-clockwise, as FFmpeg and PyAV give it) -> how the upright
-picture is turned to be stored so that a player's turn shows it upright again"""
-
-
-def write_turned(path: Path, n: int, width: int, height: int, rotation: int) -> None:
-    """n upright `width` x `height` pattern frames, stored turned, with the display rotation
-    that turns them back (what a phone writes)."""
-    with av.open(str(path), "w") as c:
-        st = c.add_stream("libx264", rate=30)
-        quarter = rotation in (90, -90)
-        st.width, st.height = (height, width) if quarter else (width, height)
-        st.pix_fmt = "yuv420p"
-        st.options = {"preset": "ultrafast", "crf": "12"}
-        st.set_display_rotation(rotation)
-        for k in range(n):
-            img = render(k, width, height, 30)
-            if TURN_TO_STORE[rotation] is not None:
-                img = cv2.rotate(img, TURN_TO_STORE[rotation])
-            for pkt in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")):
-                c.mux(pkt)
-        for pkt in st.encode():
-            c.mux(pkt)
 
 
 @pytest.mark.parametrize("rotation", [-90, 90, 180, 0])
 def test_frames_come_upright(tmp_path: Path, rotation: int):
     clip = tmp_path / f"turned_{rotation}.mp4"
-    write_turned(clip, 8, 160, 120, rotation)
+    write_clip(clip, n=8, display_rotation=rotation)
     with av.open(str(clip)) as c:
         stored = [f for f in c.decode(video=0)]
         assert stored[0].rotation % 360 == rotation % 360   # the file says how to show it (180 reads -180)
@@ -63,7 +38,7 @@ def test_frames_come_upright(tmp_path: Path, rotation: int):
 
 def test_autorotate_off_keeps_the_stored_frames(tmp_path: Path):
     clip = tmp_path / "turned.mp4"
-    write_turned(clip, 4, 160, 120, -90)
+    write_clip(clip, n=4, display_rotation=-90)
     with open_source(SourceConfig(uri=str(clip), pace="fast", autorotate=False), "a") as src:
         assert (src.width, src.height) == (120, 160) and src.read().image.shape == (160, 120, 3)
 
@@ -72,7 +47,7 @@ def test_a_large_turned_file_is_shrunk_then_turned(tmp_path: Path):
     """Stored 480x640 with a quarter turn, capped at 320: delivered 320x240 upright, and its
     scale (delivered / upright native width) is 0.5."""
     clip = tmp_path / "turned_big.mp4"
-    write_turned(clip, 4, 640, 480, -90)
+    write_clip(clip, n=4, width=640, height=480, display_rotation=-90)
     with open_source(SourceConfig(uri=str(clip), pace="fast", max_side_px=320), "a") as src:
         assert (src.width, src.height, src.native_width, src.native_height) == (320, 240, 640, 480)
         slot = np.zeros((240, 320, 3), np.uint8)
