@@ -8,7 +8,7 @@ from filterpy.kalman import KalmanFilter
 
 import tracking_synth as ts
 from stream.packet import TrackEventKind
-from tracking.bytetrack import BoxKalman, ByteTracker, iou_matrix, xyah_to_xyxy, xyxy_to_xyah
+from tracking.bytetrack import BoxKalman, ByteTracker, iou_matrix, linear_assignment, xyah_to_xyxy, xyxy_to_xyah
 from tracking.config import TrackerConfig
 
 
@@ -176,6 +176,58 @@ def test_a_second_track_on_one_person_is_removed_as_a_duplicate():
     assert removed == [2] and tr.live_ids == [1]
     tr, removed = run(1.0)
     assert removed == [] and sorted(tr.live_ids) == [1, 2]
+
+
+def test_assignment_takes_one_good_match_over_two_poor_ones():
+    """Demo_MultiPerson cam02 re-encoded, frame 51 (BENCHMARKS.md issue 14, fifteenth pass): the
+    man's track has 0.85 with his own detection and 0.27 with a box across him and his
+    neighbour; a stale lost track has 0.22 with his detection and 0.06 (under the 0.2 gate) with
+    the other. A huge cost on pairs under the gate made the solver, which fills every row of a
+    square matrix, pair both poorly; a pair is now worth its similarity and a row may stay
+    unmatched."""
+    rows, cols = linear_assignment(np.array([[0.85, 0.27], [0.22, 0.06]]), 0.2)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_assignment_is_the_best_matching_by_brute_force(seed):
+    """Against every partial one-to-one matching of small random matrices: the most matched
+    similarity over pairs at or above the gate, and no pair under it."""
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    for _ in range(150):
+        n, m = rng.integers(1, 5, size=2)
+        sim = rng.random((n, m)) * rng.choice([0.5, 1.0])
+        gate = float(rng.choice([0.0, 0.2, 0.3]))
+        rows, cols = linear_assignment(sim, gate)
+        assert len(set(cols.tolist())) == len(cols) and (sim[rows, cols] >= gate).all()
+        best = 0.0
+        for choice in itertools.product(range(-1, m), repeat=n):
+            taken = [c for c in choice if c >= 0]
+            if len(taken) == len(set(taken)) and all(c < 0 or sim[r, c] >= gate for r, c in enumerate(choice)):
+                best = max(best, sum(sim[r, c] for r, c in enumerate(choice) if c >= 0))
+        assert sim[rows, cols].sum() == pytest.approx(best)
+
+
+def test_a_person_keeps_his_detection_when_a_stale_track_and_a_box_across_two_compete():
+    """The frame-51 case through the tracker: a person followed, a second track beside him lost
+    (no detection for a few runs), then his detection (arms out) and a box across him and his
+    neighbour (0.59) in one run. He is updated with his own detection; before, his track took
+    the box across the pair and the stale track his detection (and later his id)."""
+    person = np.array([162, 449, 812, 1138], np.float32)
+    stale = np.array([542, 203, 1031, 1066], np.float32)
+    arms_out = np.array([139, 431, 814, 1164], np.float32)
+    across = np.array([0, 560, 716, 1367], np.float32)
+    tr = ByteTracker(TrackerConfig())
+    out = tr.update(np.stack([person, stale]), np.array([0.93, 0.9]), 0.0)
+    him = int(out.track_ids[0])
+    for k in range(1, 6):
+        tr.update(person[None], np.array([0.93]), k / 20)
+    out = tr.update(np.stack([arms_out, across]), np.array([0.93, 0.59]), 0.3)
+    i = out.track_ids.tolist().index(him)
+    assert not out.predicted[i]
+    assert iou_matrix(out.boxes_xyxy[i][None], arms_out[None])[0, 0] > 0.8
 
 
 def test_uses_real_timestamps():
