@@ -8,7 +8,8 @@ from filterpy.kalman import KalmanFilter
 
 import tracking_synth as ts
 from stream.packet import TrackEventKind
-from tracking.bytetrack import BoxKalman, ByteTracker, iou_matrix, linear_assignment, xyah_to_xyxy, xyxy_to_xyah
+from tracking.bytetrack import (BoxKalman, ByteTracker, iou_matrix, linear_assignment, wraps_another, xyah_to_xyxy,
+                                xyxy_to_xyah)
 from tracking.config import TrackerConfig
 
 
@@ -228,6 +229,40 @@ def test_a_person_keeps_his_detection_when_a_stale_track_and_a_box_across_two_co
     i = out.track_ids.tolist().index(him)
     assert not out.predicted[i]
     assert iou_matrix(out.boxes_xyxy[i][None], arms_out[None])[0, 0] > 0.8
+
+
+def test_a_first_frame_box_around_a_person_found_alone_must_be_found_again():
+    """Demo_MultiPerson cam02 stored on its side, first frame: the man (A), the woman (B) and a
+    box across both that holds 92 % of hers. Confirmed at once like the others, that box took
+    her next, looser detection (IoU 0.61 against 0.52 with her own track), her own track
+    starved and was removed as its duplicate, and she went on under the box's id. Now the
+    wrapping box starts tentative: her detection goes to her track, the box's track is dropped."""
+    man = np.array([409, 404, 740, 1084], np.float32)
+    woman = np.array([24, 723, 335, 1436], np.float32)
+    across = np.array([0, 570, 632, 1377], np.float32)
+    woman_looser = np.array([0, 637, 484, 1466], np.float32)
+    assert wraps_another(np.stack([man, woman, across]), 0.9, 0.35).tolist() == [False, False, True]
+
+    def run(**cfg):
+        tr = ByteTracker(TrackerConfig(**cfg))
+        first = tr.update(np.stack([man, woman, across]), np.array([0.95, 0.92, 0.9]), 0.0)
+        out = tr.update(np.stack([man, woman_looser]), np.array([0.96, 0.94]), 0.05)
+        return first, out, tr
+
+    first, out, tr = run()
+    assert first.track_ids.tolist() == [1, 2]                    # the box across both is not out yet
+    her = out.track_ids.tolist().index(2)
+    assert not out.predicted[her] and sorted(tr.live_ids) == [1, 2]
+    first, out, tr = run(first_frame_wrap_share=0.0)               # as before
+    assert first.track_ids.tolist() == [1, 2, 3]
+    assert out.predicted[out.track_ids.tolist().index(2)] and not out.predicted[out.track_ids.tolist().index(3)]
+
+
+def test_a_far_person_inside_a_near_ones_box_is_not_a_wrapping_box():
+    """Two people, one far behind the other (its box all inside, IoU 0.1): both are people."""
+    near = np.array([100, 100, 400, 900], np.float32)
+    far = np.array([200, 300, 280, 500], np.float32)
+    assert not wraps_another(np.stack([near, far]), 0.9, 0.35).any()
 
 
 def test_uses_real_timestamps():

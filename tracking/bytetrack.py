@@ -82,6 +82,25 @@ def most_inside(box: np.ndarray, boxes: np.ndarray) -> float:
     return max((share_inside(box, b) for b in np.asarray(boxes, np.float32).reshape(-1, 4)), default=0.0)
 
 
+FIRST_FRAME_WRAP_IOU = 0.35
+"""A box wraps another only when of similar size (IoU over this): a far person's box inside a
+near one's is two people."""
+
+
+def wraps_another(boxes: np.ndarray, min_share: float, min_iou: float) -> np.ndarray:
+    """(N,) bool: the (N, 4) xyxy box holds at least `min_share` of a smaller one of similar size
+    (IoU over `min_iou`): a box across two people one of whom is found on their own, or a body
+    read once more with its arms."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    iou = iou_matrix(b, b)
+    out = np.zeros(len(b), bool)
+    for i in range(len(b)):
+        out[i] = any(j != i and area[j] < area[i] and iou[i, j] > min_iou and share_inside(b[j], b[i]) >= min_share
+                     for j in range(len(b)))
+    return out
+
+
 def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_height_ratio: float) -> np.ndarray:
     """(N, 4), (M, 4) xyxy -> (N, M) similarity in [0, 1): 1 - centre distance / (max_dist_rel x
     the larger height), 0 beyond that distance or where the heights differ by more than the ratio."""
@@ -402,7 +421,10 @@ class ByteTracker:
                           RuntimeWarning, stacklevel=2)
             new = new[np.argsort(-scores[new])][:max(room, 0)]
         if len(new):
-            self._birth(boxes[new], scores[new], looks[new], first_frame, events)
+            confirm = np.full(len(new), first_frame)
+            if first_frame and cfg.first_frame_wrap_share > 0:
+                confirm &= ~wraps_another(boxes[new], cfg.first_frame_wrap_share, FIRST_FRAME_WRAP_IOU)
+            self._birth(boxes[new], scores[new], looks[new], confirm, events)
         predicted = self.misses > 0
         return self._output(events, predicted)
 
@@ -555,8 +577,9 @@ class ByteTracker:
         self._next_id += 1
         events.append(TrackEvent(int(self.ids[ti]), TrackEventKind.BORN))
 
-    def _birth(self, boxes: np.ndarray, scores: np.ndarray, looks: np.ndarray, confirm: bool,
+    def _birth(self, boxes: np.ndarray, scores: np.ndarray, looks: np.ndarray, confirm: np.ndarray,
                events: list[TrackEvent]) -> None:
+        """New tracks, tentative but where `confirm` (N,) bool says (or confirm_hits <= 1)."""
         x, P = self.kf.initiate(xyxy_to_xyah(boxes))
         n = len(boxes)
         start = len(self.ids)
@@ -569,10 +592,10 @@ class ByteTracker:
         self.score = np.concatenate([self.score, scores.astype(np.float32)])
         self.last_match_s = np.concatenate([self.last_match_s, np.full(n, self._t_s)])
         self.look = np.concatenate([self.look, looks.astype(np.float32)])
-        if confirm or self.cfg.confirm_hits <= 1:
+        for k in range(n):
             # ByteTrack activates the first frame's detections at once (nothing to confirm against)
-            for ti in range(start, start + n):
-                self._confirm(ti, events)
+            if confirm[k] or self.cfg.confirm_hits <= 1:
+                self._confirm(start + k, events)
 
     def _output(self, events: list[TrackEvent], predicted: np.ndarray) -> TrackFrame:
         out = self.state == _TRACKED

@@ -46,6 +46,12 @@ class TrackerConfig(StrictModel):
     frame at 10 fps), an IoU of 0.28 with his first box, and was confirmed 7 runs late (0 = IoU only)."""
     confirm_hits: int = Field(2, ge=1)
     """Detector hits before a track is confirmed and goes downstream (the first frame confirms at once)."""
+    first_frame_wrap_share: float = Field(0.9, ge=0.0, le=1.0)
+    """A first frame's detection that holds this share of a smaller one of similar size (a box
+    across two people, one of them found on their own; a body read once more with its arms) is
+    not confirmed at once like the others: it must be found again. Confirmed, it took the
+    detections of the person inside it, who was posed under the other track, and her id
+    (Demo_MultiPerson cam02 stored on its side). 0 = off."""
     tentative_max_misses: int = Field(0, ge=0)
     """Detector runs a tentative track may go unmatched before it is dropped (ByteTrack: 0)."""
     carry_misses: int = Field(3, ge=0)
