@@ -59,6 +59,7 @@ class PoseStage(Stage):
         self._confirmed: set[tuple[str, int]] = set()   # tracks posed confidently at least once
         self._last_seen_s: dict[tuple[str, int], float] = {}  # stream time of each track's last observed pose
         self._judged_hits: dict[tuple[str, int], int] = {}  # each track's detector hits when last posed
+        self._first_poses: dict[tuple[str, int], list[float]] = {}  # confidence of each track's first two poses
 
     def setup(self) -> None:
         self.engine = build_engine(self.config)
@@ -109,6 +110,7 @@ class PoseStage(Stage):
                 self._confirmed.discard((sid, ev.track_id))
                 self._last_seen_s.pop((sid, ev.track_id), None)
                 self._judged_hits.pop((sid, ev.track_id), None)
+                self._first_poses.pop((sid, ev.track_id), None)
         return packet
 
     def take_error_count(self) -> int:
@@ -136,9 +138,13 @@ class PoseStage(Stage):
                 self._confirmed.discard(key)    # unseen too long: going out again is earned anew
             if p.q is None:
                 continue
+            first = self._first_poses.setdefault(key, [])
+            if len(first) < 2:
+                first.append(p.pose_confidence)
             if observed:
                 detected = self._newly_detected(key, p) and p.score >= c.min_detection_score_to_publish
-                if p.pose_confidence >= c.min_confidence_to_publish or detected:
+                doubted = len(first) == 2 and max(first) < c.first_poses_min_confidence
+                if (p.pose_confidence >= c.min_confidence_to_publish and not doubted) or detected:
                     self._confirmed.add(key)
             if observed or p.body_seen:
                 self._last_seen_s[key] = t_s
@@ -161,6 +167,7 @@ class PoseStage(Stage):
         self._confirmed = {k for k in self._confirmed if k[0] != stream_id}
         self._last_seen_s = {k: v for k, v in self._last_seen_s.items() if k[0] != stream_id}
         self._judged_hits = {k: v for k, v in self._judged_hits.items() if k[0] != stream_id}
+        self._first_poses = {k: v for k, v in self._first_poses.items() if k[0] != stream_id}
         forget_stream = getattr(self.engine, "forget_stream", None)  # optional engine method
         if forget_stream is not None:
             forget_stream(stream_id)

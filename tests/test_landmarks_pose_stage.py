@@ -322,3 +322,32 @@ def test_a_held_box_mostly_outside_the_frame_is_not_published():
     assert not run(2, None, 600)               # held, 40% inside: left the view
     assert not run(3, None, 700)               # wholly outside
     assert run(4, 0.9, 600)                    # seen at the edge: published
+
+
+def test_a_track_whose_first_two_poses_saw_no_body_is_published_only_on_the_detectors_word():
+    """pose.first_poses_min_confidence: a desk object the detector read as a body, 5 % of a 4K
+    frame's height, posed at 0.07 and 0.06 on its first two frames; the crop, following its own
+    landmarks, then zoomed in on it until it posed at up to 0.61 and went out as a person.
+    Such a track is no longer published on a confident pose later, only when the detector is
+    sure of it (a new result at >= min_detection_score_to_publish); one good first pose of two
+    is enough (people: >= 0.32); 0 turns the rule off."""
+    from engines.pose_stage import PoseStage
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    box = np.array([100, 0, 300, 400], np.float32)
+
+    def published(first, later, score=0.55, hits=(2, 2), **pose):
+        stage = PoseStage(PipelineConfig.model_validate({"pose": pose}))
+        stage.engine = eng = _ScriptedEngine()
+        out = []
+        for seq, conf in enumerate(list(first) + [later] * 5):
+            eng.conf = conf
+            h = hits[0] if seq < len(first) else hits[1]
+            p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=score, detector_hits=h)
+            out.append(bool(stage.process(_packet(img, seq, [p])).persons))
+        return out
+
+    assert not any(published((0.07, 0.06), 0.61))                      # the desk object
+    assert published((0.07, 0.35), 0.61)[-1]                           # one first pose saw a body
+    assert published((0.07, 0.06), 0.61, first_poses_min_confidence=0.0)[-1]   # off: as before
+    assert published((0.07, 0.06), 0.3, score=0.9, hits=(2, 3))[-1]     # the detector is sure of it
