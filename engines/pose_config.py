@@ -25,13 +25,16 @@ class PoseConfig(StrictModel):
     cylinder on Demo_SinglePerson cam02: 43-75 frames published; desk clutter on cam01), people
     in view 0.5-0.75 (BENCHMARKS.md, issue 14 fourth pass)."""
     first_poses_min_confidence: float = Field(0.2, ge=0.0, le=1.0)
-    """A track whose first two poses both score below this is published only by the detector's
-    word (`min_detection_score_to_publish`), not by a confident pose later: the landmark model
-    shown the detector's box saw no body there, and a crop that then follows its own landmarks
-    zooms in on whatever it guessed until it poses that (a desk object, 5 % of a 4K frame's
-    height: 0.07 and 0.06, then up to 0.61 from its sixth pose on, published on 45 of 100
-    frames). People's first two poses: at least one >= 0.32 on vtest.avi and the
-    Demo_MultiPerson / Demo_SinglePerson clips (BENCHMARKS.md, issue 14 fifteenth pass). 0 = off."""
+    """A track whose first two poses that found landmarks (`Person.body_seen`; a crop that found
+    nothing says nothing) both score below this is published only by the detector's word
+    (`min_detection_score_to_publish`), not by a confident pose later: the landmark model shown
+    the detector's box saw no body there, and a crop that then follows its own landmarks zooms
+    in on whatever it guessed until it poses that (a desk object, 5 % of a 4K frame's height:
+    0.07 and 0.06, then up to 0.61 from its sixth pose on, published on 45 of 100 frames).
+    People's: at least one >= 0.32 on vtest.avi and the Demo clips, 0.48 for a woman 130 px tall
+    whose first crop found nobody (Demo_MultiPerson cam02 at 362x640; counted, that empty pose
+    held her back 24 frames). SKEL-CF, which reports no body_seen, is not judged so
+    (BENCHMARKS.md, issue 14 fifteenth pass). 0 = off."""
     min_detection_score_to_publish: float = Field(0.8, ge=0.0, le=1.0)
     """Or: once the detector itself found the track with at least this score in a frame where it
     was posed with some observed DoF. A body the frame cuts (head and shoulders before a webcam,

@@ -139,7 +139,7 @@ class PoseStage(Stage):
             if p.q is None:
                 continue
             first = self._first_poses.setdefault(key, [])
-            if len(first) < 2:
+            if len(first) < 2 and p.body_seen:    # a crop that saw nothing says nothing
                 first.append(p.pose_confidence)
             if observed:
                 detected = self._newly_detected(key, p) and p.score >= c.min_detection_score_to_publish

@@ -330,15 +330,24 @@ def test_a_track_whose_first_two_poses_saw_no_body_is_published_only_on_the_dete
     landmarks, then zoomed in on it until it posed at up to 0.61 and went out as a person.
     Such a track is no longer published on a confident pose later, only when the detector is
     sure of it (a new result at >= min_detection_score_to_publish); one good first pose of two
-    is enough (people: >= 0.32); 0 turns the rule off."""
+    is enough (people: >= 0.32); a pose whose crop found nobody is not one of the two (a woman
+    130 px tall, first crop empty, then 0.2 and 0.48); an engine that reports no body_seen
+    (SKEL-CF) is not judged so; 0 turns the rule off."""
     from engines.pose_stage import PoseStage
 
     img = np.zeros((480, 640, 3), np.uint8)
     box = np.array([100, 0, 300, 400], np.float32)
 
-    def published(first, later, score=0.55, hits=(2, 2), **pose):
+    class _NoBodySeen(_ScriptedEngine):
+        def estimate(self, image, persons, k, sid):
+            out = super().estimate(image, persons, k, sid)
+            for p in persons:
+                p.body_seen = False
+            return out
+
+    def published(first, later, score=0.55, hits=(2, 2), engine=_ScriptedEngine, **pose):
         stage = PoseStage(PipelineConfig.model_validate({"pose": pose}))
-        stage.engine = eng = _ScriptedEngine()
+        stage.engine = eng = engine()
         out = []
         for seq, conf in enumerate(list(first) + [later] * 5):
             eng.conf = conf
@@ -351,3 +360,5 @@ def test_a_track_whose_first_two_poses_saw_no_body_is_published_only_on_the_dete
     assert published((0.07, 0.35), 0.61)[-1]                           # one first pose saw a body
     assert published((0.07, 0.06), 0.61, first_poses_min_confidence=0.0)[-1]   # off: as before
     assert published((0.07, 0.06), 0.3, score=0.9, hits=(2, 3))[-1]     # the detector is sure of it
+    assert published((None, 0.1, 0.35), 0.61)[-1]                     # an empty crop is not counted
+    assert published((0.07, 0.06), 0.61, engine=_NoBodySeen)[-1]       # SKEL-CF: not judged so
