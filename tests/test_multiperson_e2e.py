@@ -55,26 +55,45 @@ def test_default_command_publishes_every_labelled_person_under_one_id(clip, tmp_
         assert noise not in stderr, stderr[-2000:]
 
 
-def store_on_its_side(src: Path, out: Path) -> None:
-    """`src` as a phone held upright writes it: each frame turned a quarter counter-clockwise,
-    stored, with a display rotation of -90 degrees (players turn it back clockwise)."""
+def reencode(src: Path, out: Path, crf: int, transform, frames: int | None = None,
+             display_rotation: int | None = None) -> None:
+    """`src` encoded again as a phone or camera would (H.264, libx264 veryfast at `crf`), each
+    BGR frame through `transform` first; only the first `frames` if given."""
     import av
-    import cv2
     import numpy as np
 
     with av.open(str(src)) as inp, av.open(str(out), "w") as o:
         st = None
-        for frame in inp.decode(video=0):
-            img = np.ascontiguousarray(cv2.rotate(frame.to_ndarray(format="bgr24"), cv2.ROTATE_90_COUNTERCLOCKWISE))
+        for k, frame in enumerate(inp.decode(video=0)):
+            if k == frames:
+                break
+            img = np.ascontiguousarray(transform(frame.to_ndarray(format="bgr24")))
             if st is None:
                 st = o.add_stream("libx264", rate=60)
                 st.width, st.height, st.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
-                st.options = {"preset": "veryfast", "crf": "20"}
-                st.set_display_rotation(-90)
+                st.options = {"preset": "veryfast", "crf": str(crf)}
+                if display_rotation is not None:
+                    st.set_display_rotation(display_rotation)
             for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
                 o.mux(pkt)
         for pkt in st.encode():
             o.mux(pkt)
+
+
+def store_on_its_side(src: Path, out: Path) -> None:
+    """`src` as a phone held upright writes it: each frame turned a quarter counter-clockwise,
+    stored, with a display rotation of -90 degrees (players turn it back clockwise)."""
+    import cv2
+
+    reencode(src, out, 20, lambda img: cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE), display_rotation=-90)
+
+
+def scaled_to_4k(src: Path, out: Path, frames: int) -> None:
+    """The first `frames` of `src` upscaled to 2160x3840 at crf 23: what a 4K phone clip of the
+    same scene gives the pipeline once it shrinks it back."""
+    import cv2
+
+    reencode(src, out, 23, lambda img: cv2.resize(img, (2160, 3840)), frames)
 
 
 @pytest.mark.timeout(600)
@@ -98,26 +117,6 @@ def test_a_phone_clip_stored_on_its_side_is_published_upright(tmp_path):
     assert r["video_frames"] == 100 and r["violations"] == 0 and r["fp"] == 0, r
     assert r["published"] == 30 and r["all_in"] == 10, r
     assert min(r["stable"].values()) == 1.0 and r["num_switches"] == 0, r
-
-
-def scaled_to_4k(src: Path, out: Path, frames: int) -> None:
-    """The first `frames` of `src` upscaled to 2160x3840 and encoded as a phone would (H.264,
-    crf 23): what a 4K phone clip of the same scene gives the pipeline once it shrinks it back."""
-    import av
-    import cv2
-
-    with av.open(str(src)) as inp, av.open(str(out), "w") as o:
-        st = o.add_stream("libx264", rate=60)
-        st.width, st.height, st.pix_fmt = 2160, 3840, "yuv420p"
-        st.options = {"preset": "veryfast", "crf": "23"}
-        for k, f in enumerate(inp.decode(video=0)):
-            if k == frames:
-                break
-            img = cv2.resize(f.to_ndarray(format="bgr24"), (2160, 3840))
-            for p in st.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                o.mux(p)
-        for p in st.encode():
-            o.mux(p)
 
 
 @pytest.mark.timeout(600)
