@@ -223,3 +223,24 @@ def test_one_or_two_missed_frames_are_no_gap_for_the_newcomer_rule():
 
     states = [eng._state(("cam", 1))]
     assert states[0].missed == 1 and states[0].seen_frames == 0           # new: not seen lately
+
+
+def test_a_body_lying_inside_another_of_its_size_is_the_same_person():
+    """Demo_MultiPerson cam02 at 30 fps: a second track's crop on the lower half of a man
+    exercising posed him crouching; its body lay all inside his (IoU 0.50) with other
+    landmarks, and went out as a second person. Two bodies of similar size, one inside the
+    other, are now one (landmarks.duplicate_nested_share); a far person inside a near one's box
+    (IoU 0.07) stays a person of their own; 0 turns the rule off."""
+    from engines.landmarks.engine import LandmarkPoseEngine
+
+    def kept(a, b, **cfg):
+        eng = LandmarkPoseEngine(LandmarkEngineConfig(**cfg))
+        out = [landmarks_across(*a), landmarks_across(b[2], b[1], b[0], b[3])]    # b's mirrored: other landmarks
+        assert not eng._same_landmarks(out[0], out[1])
+        eng._drop_duplicates([np.array(a, float), np.array(b, float)], out, seen=[40, 3], recent=[True, True])
+        return [o is not None for o in out]
+
+    man, crouched = (378, 489, 774, 1212), (440, 640, 680, 1160)     # bodies: IoU 0.44, all inside
+    assert kept(man, crouched) == [True, False]
+    assert kept(man, crouched, duplicate_nested_share=0.0) == [True, True]
+    assert kept((100, 100, 400, 900), (200, 300, 280, 500)) == [True, True]

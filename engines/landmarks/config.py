@@ -44,6 +44,13 @@ class LandmarkEngineConfig(StrictModel):
     duplicate_box_iou: float = Field(0.5, ge=0.0, le=1.0)
     """Two people's landmark bodies overlapping by at least this IoU are also one body (a crop
     that saw half of a neighbour and guessed the rest)."""
+    duplicate_nested_share: float = Field(0.9, ge=0.0, le=1.0)
+    """So are two bodies of similar size (IoU over `duplicate_nested_iou`) one of which lies at
+    least this much inside the other: a second track on a man exercising, its crop on his lower
+    half, posed him crouching (IoU 0.50, all inside his body) and went out as a second person,
+    then took his body (Demo_MultiPerson cam02 at 30 fps; BENCHMARKS.md, issue 14 fifteenth
+    pass). A far person inside a near one's box overlaps it far less. 0 = off."""
+    duplicate_nested_iou: float = Field(0.35, ge=0.0, le=1.0)
     min_visibility: float = Field(0.5, ge=0.0, le=1.0)  # below: landmark unseen, its DoFs held at the prior
     prior_weight: float = Field(0.1, ge=0.0)           # m per rad: pull of fitted DoFs to the mean pose (0.02 before the image term; bench_accuracy)
     max_iterations: int = Field(6, ge=1, le=100)       # LM iterations per frame (warm-started); 6 (was 8) keeps the image term within the old cost, same accuracy

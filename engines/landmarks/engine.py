@@ -312,9 +312,7 @@ class LandmarkPoseEngine(PoseEngine):
                 la, lb = out[a], out[b]
                 if la is None or lb is None or bodies[a] is None or bodies[b] is None:
                     continue
-                if not (self._same_landmarks(la, lb) or iou_matrix(
-                        bodies[a][None].astype(np.float64), bodies[b][None].astype(np.float64))[0, 0]
-                        >= self.config.duplicate_box_iou):
+                if not (self._same_landmarks(la, lb) or self._same_body(bodies[a], bodies[b])):
                     continue
                 rank_a, rank_b = (recent[a], seen[a]), (recent[b], seen[b])
                 if rank_a != rank_b:
@@ -323,6 +321,16 @@ class LandmarkPoseEngine(PoseEngine):
                 fit = iou_matrix(np.stack([boxes[a], boxes[b]]).astype(np.float64),
                                  bodies[a][None].astype(np.float64))[:, 0]
                 out[b if fit[0] >= fit[1] else a] = None
+
+    def _same_body(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """Two landmark bodies that overlap by `duplicate_box_iou`, or of similar size (IoU over
+        `duplicate_nested_iou`) with one lying inside the other (`duplicate_nested_share`)."""
+        iou = iou_matrix(a[None].astype(np.float64), b[None].astype(np.float64))[0, 0]
+        if iou >= self.config.duplicate_box_iou:
+            return True
+        share = self.config.duplicate_nested_share
+        return bool(share > 0 and iou > self.config.duplicate_nested_iou
+                    and max(share_inside(a, b), share_inside(b, a)) >= share)
 
     def _same_landmarks(self, la: Landmarks, lb: Landmarks) -> bool:
         """The two sets put their common visible landmarks on one body."""
