@@ -244,3 +244,38 @@ def test_a_body_lying_inside_another_of_its_size_is_the_same_person():
     assert kept(man, crouched) == [True, False]
     assert kept(man, crouched, duplicate_nested_share=0.0) == [True, True]
     assert kept((100, 100, 400, 900), (200, 300, 280, 500)) == [True, True]
+
+
+def test_a_person_throwing_the_arms_wide_keeps_their_own_landmarks():
+    """Demo_MultiPerson cam02 at 30 fps, frame 43: a man doing jumping jacks threw his arms out;
+    his landmark body, 2.2 x his tracker box's width, lay 41 % inside it (under
+    min_target_overlap) and his crop was dropped as a neighbour's from then on. His torso lies
+    in his box and in his last body, and his body has grown round his box: kept. Without a
+    last body, with the rule off, or with the torso off his box (a neighbour): dropped."""
+    from engines.blazepose.landmarks import LandmarkSet
+    from engines.blazepose.roi import Roi
+    from engines.landmarks.engine import LandmarkPoseEngine
+
+    def arms_out(torso_x: float):
+        px = np.tile([torso_x + 65.0, 720.0], (33, 1))
+        px[[11, 12, 23, 24]] = [[torso_x, 600], [torso_x + 130, 600], [torso_x + 20, 850], [torso_x + 110, 850]]
+        px[[0, 2, 5]] = [[torso_x + 65, 470], [torso_x + 55, 460], [torso_x + 75, 460]]
+        px[[15, 16, 27, 28]] = [[225, 500], [894, 500], [torso_x + 10, 1200], [torso_x + 120, 1200]]
+        return LandmarkSet(image_px=px, world_m=np.zeros((33, 3)), visibility=np.ones(33), presence=0.99,
+                           aux_px=px[:2], next_roi=Roi(560.0, 830.0, 800.0, 0.0))
+
+    box = np.array([360, 456, 665, 1165], np.float32)
+    last = np.array([421, 447, 606, 1191], np.float32)
+
+    def kept(lms, last_body, **cfg):
+        out = [lms]
+        LandmarkPoseEngine(LandmarkEngineConfig(**cfg))._drop_off_target([box], out, [last_body])
+        return out[0] is not None
+
+    from engines.blazepose.landmarks import landmark_box
+    from tracking.bytetrack import share_inside
+    assert share_inside(landmark_box(arms_out(450)), box) < 0.5
+    assert kept(arms_out(450), last)
+    assert not kept(arms_out(450), None)
+    assert not kept(arms_out(450), last, torso_on_target=0.0)
+    assert not kept(arms_out(700), last)             # torso off his box: someone else

@@ -23,6 +23,10 @@ class LandmarkEngineConfig(StrictModel):
     min_target_overlap: float = Field(0.5, ge=0.0, le=1.0)
     """Landmarks whose body box has less than this share of its area inside the person's tracker
     box are someone else's (a neighbour in the crop): the crop is tried again centred on the person."""
+    torso_on_target: float = Field(0.8, ge=0.0, le=1.0)
+    """Unless their torso (shoulders and hips, all visible) has at least this share inside that
+    box: the person with arms or legs flung wide (jumping jacks: body 2.2 x the box's width,
+    41 % inside it, was dropped as someone else's; Demo_MultiPerson cam02 at 30 fps). 0 = off."""
     min_visible_landmarks: int = Field(8, ge=0, le=33)
     """A crop with fewer visible landmarks (of 33) saw a fragment, not a person: not seen."""
     min_body_px: float = Field(40.0, ge=0.0)
