@@ -87,18 +87,21 @@ FIRST_FRAME_WRAP_IOU = 0.35
 near one's is two people."""
 
 
+def nested(a: np.ndarray, b: np.ndarray, min_share: float, min_iou: float) -> bool:
+    """Two (4,) xyxy boxes of similar size (IoU over `min_iou`: a far person's box inside a near
+    one's overlaps it far less) one of which lies at least `min_share` inside the other."""
+    iou = iou_matrix(np.asarray(a, np.float64)[None], np.asarray(b, np.float64)[None])[0, 0]
+    return bool(iou > min_iou and max(share_inside(a, b), share_inside(b, a)) >= min_share)
+
+
 def wraps_another(boxes: np.ndarray, min_share: float, min_iou: float) -> np.ndarray:
     """(N,) bool: the (N, 4) xyxy box holds at least `min_share` of a smaller one of similar size
-    (IoU over `min_iou`): a box across two people one of whom is found on their own, or a body
-    read once more with its arms."""
+    (`nested`): a box across two people one of whom is found on their own, or a body read once
+    more with its arms."""
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    iou = iou_matrix(b, b)
-    out = np.zeros(len(b), bool)
-    for i in range(len(b)):
-        out[i] = any(j != i and area[j] < area[i] and iou[i, j] > min_iou and share_inside(b[j], b[i]) >= min_share
-                     for j in range(len(b)))
-    return out
+    return np.array([any(area[j] < area[i] and nested(b[i], b[j], min_share, min_iou) for j in range(len(b)))
+                     for i in range(len(b))], bool)
 
 
 def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_height_ratio: float) -> np.ndarray:

@@ -23,7 +23,7 @@ from engines.pose_engine import PoseEngine
 from engines.skel.kinematics import (
     MEASURED_SEGMENTS, WINTER_FRACTIONS, Skeleton, generic_skeleton, load_skel_joints)
 from stream.packet import Intrinsics, Person
-from tracking.bytetrack import iou_matrix, share_inside
+from tracking.bytetrack import iou_matrix, nested, share_inside
 
 MODEL_ID = "blazepose-full+skelfit"
 _I = {n: i for i, n in enumerate(FIT_KEYPOINTS)}
@@ -346,12 +346,10 @@ class LandmarkPoseEngine(PoseEngine):
     def _same_body(self, a: np.ndarray, b: np.ndarray) -> bool:
         """Two landmark bodies that overlap by `duplicate_box_iou`, or of similar size (IoU over
         `duplicate_nested_iou`) with one lying inside the other (`duplicate_nested_share`)."""
-        iou = iou_matrix(a[None].astype(np.float64), b[None].astype(np.float64))[0, 0]
-        if iou >= self.config.duplicate_box_iou:
+        c = self.config
+        if iou_matrix(a[None].astype(np.float64), b[None].astype(np.float64))[0, 0] >= c.duplicate_box_iou:
             return True
-        share = self.config.duplicate_nested_share
-        return bool(share > 0 and iou > self.config.duplicate_nested_iou
-                    and max(share_inside(a, b), share_inside(b, a)) >= share)
+        return c.duplicate_nested_share > 0 and nested(a, b, c.duplicate_nested_share, c.duplicate_nested_iou)
 
     def _same_landmarks(self, la: Landmarks, lb: Landmarks) -> bool:
         """The two sets put their common visible landmarks on one body."""
