@@ -111,6 +111,11 @@ class TrackerConfig(StrictModel):
     """A frame whose colour histogram lies this far (Bhattacharyya) from the last frame's starts a
     new shot: every track ends (REMOVED) and the detector looks at once (tracking/shot_cut.py;
     <= 0.09 between frames of uncut clips, 0.43-0.79 at cuts). More than 1 = never."""
+    shot_cut_max_layout_similarity: float = Field(0.4, ge=-1.0, le=1.0)
+    """...unless the frame's layout is still the last frame's (per-channel correlation of 32x24
+    thumbnails, gain- and offset-free, at or over this): new light, not a new shot. Cuts read
+    -0.21-0.19, an exposure change or a flickering lamp 0.58-0.85 (tracking/shot_cut.py). 1 = a
+    colour change alone is a cut, as before issue 14's sixteenth pass."""
     max_tracks: int = Field(256, ge=1)
     """Cap on live tracks per stream; extra unmatched detections start no track (a warning says so)."""
     crop: CropConfig = CropConfig()

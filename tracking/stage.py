@@ -113,7 +113,8 @@ class DetectTrackStage(Stage):
         if st is None:
             tracker = ByteTracker(self.trk_cfg, first_id=self._next_ids.get(sid, 1))
             st = self.streams[sid] = _Stream(tracker, CropBoxes(self.trk_cfg.crop),
-                                             ShotCuts(self.trk_cfg.shot_cut_distance))
+                                             ShotCuts(self.trk_cfg.shot_cut_distance,
+                                                      self.trk_cfg.shot_cut_max_layout_similarity))
             st.background = self._background_ids is None or sid in self._background_ids
         return st
 
