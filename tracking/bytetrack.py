@@ -336,15 +336,20 @@ class ByteTracker:
         matched_track = np.full(len(self.ids), -1, np.intp)     # track -> detection index
         allowed = self._looks_allowed(looks)                    # (T, N) False: clearly someone else
 
-        # 2. first association: high detections with confirmed tracks (tracked, coasting and lost)
+        # 2. first association: high detections with confirmed tracks (tracked, coasting and lost;
+        #    with lost_after_tracked the lost ones get what the others left: DeepSORT's cascade)
         pool = np.flatnonzero(self.state != _TENTATIVE)
-        sim = iou_matrix(track_boxes[pool], boxes[high]) * allowed[np.ix_(pool, high)]
-        if cfg.fuse_score:
-            sim = sim * scores[high][None, :]
-        r, c = linear_assignment(sim, cfg.match_iou_high)
-        matched_track[pool[r]] = high[c]
         used = np.zeros(len(scores), bool)
-        used[high[c]] = True
+        tiers = ([pool[self.state[pool] == _TRACKED], pool[self.state[pool] == _LOST]]
+                 if cfg.lost_after_tracked else [pool])
+        for tier in tiers:
+            left = high[~used[high]]
+            sim = iou_matrix(track_boxes[tier], boxes[left]) * allowed[np.ix_(tier, left)]
+            if cfg.fuse_score:
+                sim = sim * scores[left][None, :]
+            r, c = linear_assignment(sim, cfg.match_iou_high)
+            matched_track[tier[r]] = left[c]
+            used[left[c]] = True
         high_left = high[~used[high]]
 
         # 2b. re-find: high detections left with unmatched confirmed tracks, by centre distance

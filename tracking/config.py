@@ -70,6 +70,13 @@ class TrackerConfig(StrictModel):
     colour histograms) are less similar to the track's running mean than this (0 = off). On
     vtest.avi's hand-labelled people the same person 2 s later falls under 0.5 in 2.3 % of pairs,
     someone else within two body heights in 49 % (dark jackets and jeans are not told apart)."""
+    lost_after_tracked: bool = True
+    """Detections go to the tracks followed at the last detector runs first, and only what they
+    leave to tracks already lost (DeepSORT's matching cascade). Matched all at once, a lost track
+    that never was anyone (a first frame's box across two people, left behind) took a person's
+    detection where his box, widened by blur, overlapped its stale guess 0.61 against his own
+    track's 0.58, and he went on under its id (Demo_MultiPerson cam02 with motion blur; BENCHMARKS.md,
+    issue 14 sixteenth pass)."""
     reid_min_similarity: float = Field(0.8, ge=0.0, le=1.0)
     reid_max_dist_rel: float = Field(2.0, ge=0.0)
     """A new track about to be confirmed takes the id of the one unmatched (lost or coasting)
