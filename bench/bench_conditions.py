@@ -88,16 +88,8 @@ def write(src: Path, out: Path, kind: str) -> tuple[tuple[int, ...], float]:
     with av.open(str(src)) as inp:
         rate = inp.streams.video[0].average_rate
         frames = [f.to_ndarray(format="bgr24") for f in inp.decode(video=0)]
-    with av.open(str(out), "w") as o:
-        st = o.add_stream("libx264", rate=rate)
-        st.width, st.height, st.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv444p"
-        st.options = {"preset": "veryfast", "crf": "0"}
-        for i, img in enumerate(frames):
-            for pkt in st.encode(av.VideoFrame.from_ndarray(condition(img, kind, i, len(frames), float(rate)),
-                                                            format="bgr24")):
-                o.mux(pkt)
-        for pkt in st.encode():
-            o.mux(pkt)
+    bench.write_clip((condition(img, kind, i, len(frames), float(rate)) for i, img in enumerate(frames)),
+                     out, rate, 0, pix_fmt="yuv444p")
     return frames[0].shape, float(rate)
 
 

@@ -97,6 +97,27 @@ def run_clip(clip: Path, overrides: list[str], tmp: Path, name: str, live: bool 
     return frames, wall, res.stderr
 
 
+def write_clip(frames, out: Path, rate, crf: int, pix_fmt: str = "yuv420p",
+               display_rotation: int | None = None) -> None:
+    """BGR frames (any iterable: streamed, not held) to an H.264 file as a phone or camera
+    writes one (libx264 veryfast at `crf`; 0 = lossless), optionally with a display rotation."""
+    import av
+
+    with av.open(str(out), "w") as o:
+        st = None
+        for img in frames:
+            if st is None:
+                st = o.add_stream("libx264", rate=rate)
+                st.width, st.height, st.pix_fmt = img.shape[1], img.shape[0], pix_fmt
+                st.options = {"preset": "veryfast", "crf": str(crf)}
+                if display_rotation is not None:
+                    st.set_display_rotation(display_rotation)
+            for pkt in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")):
+                o.mux(pkt)
+        for pkt in st.encode():
+            o.mux(pkt)
+
+
 def held_at(frames: dict[int, FrameMsg], wanted) -> dict[int, FrameMsg]:
     """Per wanted frame, the newest published frame at or before it: what a client holds when
     that video frame is on the screen (live mode drops frames; lossless has every one)."""

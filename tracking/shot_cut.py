@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 THUMB_PX = (64, 48)
-"""Histograms are taken on the frame scaled to this (0.2 ms at 640x480 and at 1080p): colours,
-not detail."""
+"""Colours and layout are taken on the frame scaled to this (0.2 ms at 640x480 and at 1080p),
+not its detail."""
 BINS = [8, 4, 4]
 """Hue x saturation x value bins."""
 LAYOUT_PX = (32, 24)
