@@ -354,8 +354,10 @@ class ByteTracker:
 
         # 2b. re-find: high detections left with unmatched confirmed tracks, by centre distance
         #     (a jump, glare or blur can move a box off its prediction too far for any IoU)
+        #     no further than a person can have gone since the track's last match
+        reach = cfg.refind_base_dist_rel + cfg.refind_dist_rel_per_s * (self._t_s - self.last_match_s)
         high_left = self._match_by_distance(pool, high_left, track_boxes, boxes, matched_track, used,
-                                            cfg.refind_max_dist_rel, allowed)
+                                            cfg.refind_max_dist_rel, allowed, reach)
 
         # 3. second association: low detections with still-unmatched TRACKED tracks
         pool2 = pool[(matched_track[pool] < 0) & (self.state[pool] == _TRACKED)]
@@ -468,15 +470,19 @@ class ByteTracker:
     # -- helpers ----------------------------------------------------------------------------------
     def _match_by_distance(self, pool: np.ndarray, dets: np.ndarray, track_boxes: np.ndarray,
                            boxes: np.ndarray, matched_track: np.ndarray, used: np.ndarray,
-                           max_dist_rel: float, allowed: np.ndarray) -> np.ndarray:
+                           max_dist_rel: float, allowed: np.ndarray,
+                           reach: np.ndarray | None = None) -> np.ndarray:
         """Match the still-unmatched tracks of `pool` with detections `dets` by centre distance
-        (within max_dist_rel box heights, similar heights; 0 = off; pairs not `allowed` never),
-        writing matched_track and used in place. Returns the detections left."""
+        (within max_dist_rel box heights, and within `reach[track]` where given; similar heights;
+        0 = off; pairs not `allowed` never), writing matched_track and used in place. Returns the
+        detections left."""
         left = pool[matched_track[pool] < 0]
         if max_dist_rel <= 0 or not len(left) or not len(dets):
             return dets
         sim = proximity_matrix(track_boxes[left], boxes[dets], max_dist_rel, self.cfg.refind_max_height_ratio)
         sim = sim * allowed[np.ix_(left, dets)]
+        if reach is not None:              # distance in heights = (1 - sim) x max_dist_rel
+            sim = np.where((1.0 - sim) * max_dist_rel <= reach[left][:, None], sim, 0.0)
         r, c = linear_assignment(sim, 1e-6)
         matched_track[left[r]] = dets[c]
         used[dets[c]] = True

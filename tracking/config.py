@@ -63,6 +63,14 @@ class TrackerConfig(StrictModel):
     """Re-finding (after the IoU steps): an unmatched high detection takes the id of an unmatched
     coasting or lost track whose predicted centre is within this many box heights, with a height
     ratio within refind_max_height_ratio (0 = IoU only, as ByteTrack)."""
+    refind_base_dist_rel: float = Field(0.35, ge=0.0)
+    refind_dist_rel_per_s: float = Field(3.0, ge=0.0)
+    """...and within refind_base_dist_rel + refind_dist_rel_per_s x the seconds since the track's
+    last match (box heights; capped by refind_max_dist_rel): a person cannot be far from where
+    the track expects them 50 ms after it last saw them. Unbounded, a man washed out by sunlight,
+    missed by the detector for one run at 60 fps, had his track taken 0.66 heights away by a box
+    on the glare, and he came back under a new id (Demo_MultiPerson cam03 made bright; issue 14,
+    seventeenth pass). The base covers a box that changes shape (legs only, arms out)."""
     refind_max_height_ratio: float = Field(1.6, ge=1.0)
     appearance_min_similarity: float = Field(0.5, ge=0.0, le=1.0)
     """A confirmed track is not matched with a detection whose clothing colours
