@@ -172,11 +172,17 @@ SWING_DOFS: dict[str, tuple[float, float]] = {
 """DoFs that swing in a swing scenario and the range (rad) each covers: a knee 0-1.2 rad (the
 issue's jumping-jack knee), hips, elbows, arms. The other DoFs stand still near mid-range."""
 
-SHAPES = ("sine", "hold", "reversal")
+SHAPES = ("sine", "hold", "reversal", "drift")
 """sine: smooth back and forth; hold: a sine over a wider range clipped at the lower end, so the
 DoF rests on its range's end (the knee and elbow on their 0 joint limit) for a third of each cycle;
 reversal: a triangle wave, constant speed and an instant turn (the hardest case for a
-constant-velocity model)."""
+constant-velocity model); drift: a sine whose pace and reach wander as a person's do (DRIFT_*),
+so that no filter passes the grid by assuming every swing repeats exactly."""
+
+DRIFT_PACE_STD = 0.15
+"""drift: the swing's frequency wanders by about this share of itself (std; slow, < 0.3 Hz)."""
+DRIFT_REACH = (0.6, 1.0)
+"""drift: the share of the DoF's range the swing reaches, wandering between these."""
 
 
 def swing_truth(t: np.ndarray, freq_hz: float, shape: str, rng: np.random.Generator
@@ -194,6 +200,12 @@ def swing_truth(t: np.ndarray, freq_hz: float, shape: str, rng: np.random.Genera
         ph = 2 * np.pi * freq_hz * (t - t[0]) + rng.uniform(0, 2 * np.pi)
         if shape == "sine":
             u = 0.5 - 0.5 * np.cos(ph)
+        elif shape == "drift":
+            pace = 1.0 + DRIFT_PACE_STD * _smooth_noise(rng, t - t[0], 1, 1.0, 0.3)[:, 0]
+            ph = ph[0] + 2 * np.pi * freq_hz * np.concatenate([[0.0], np.cumsum(np.diff(t) * pace[1:])])
+            lo_r, hi_r = DRIFT_REACH
+            reach = lo_r + (hi_r - lo_r) * (0.5 + 0.5 * np.tanh(_smooth_noise(rng, t - t[0], 1, 1.5, 0.3)[:, 0]))
+            u = reach * (0.5 - 0.5 * np.cos(ph))
         elif shape == "hold":
             u = np.maximum(1.5 * (0.5 - 0.5 * np.cos(ph)) - 0.5, 0.0)
         else:

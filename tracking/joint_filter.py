@@ -53,7 +53,10 @@ evidence share x P(the swing still repeats) (`_periodic_prior`, a two-state Mark
 by how the periodic guess and the motion models each predicted the value, so a swing that stops
 is let go within frames); and a DoF without a value coasts to it (`_periodic_coast`) instead of
 on its decaying rate. At 2-3 Hz a constant-velocity model can neither filter a swing below raw
-nor guess it through a dropout; the periodic guess can (BENCHMARKS.md, issue 15).
+nor guess it through a dropout; the periodic guess can (BENCHMARKS.md, issue 15). "A period
+back" is the *local* period (`_follow_pace`): a person's pace wanders by 10-20 %, and a guess one
+whole-window period back then misses a 2-3 Hz knee by ~17 deg; the local period is fitted by least
+squares to the last PACE_TIME_S of values, and used only by as much as it is surely not noise.
 
 A constant-acceleration model (state [angle, rate, acceleration], tried as the most agile
 model) predicts a clean fast swing more closely, but at 30 Hz with 3 deg noise its acceleration
@@ -88,6 +91,11 @@ MISS_TIME_S = 0.5       # memory of the spread of measurements about the periodi
 REPEAT_MAX_ODDS = 10.0  # one value changes the odds that a swing still repeats by at most this
 REPEAT_SWITCH_HZ = 1.0  # expected starts and stops of a repeating swing per second
 PRIOR_FLOOR = 0.1       # the periodic prior is never trusted more than 10x a measurement
+PACE_TIME_S = 0.3       # memory of the phase misses the local period is fitted to
+PACE_MAX_SHIFT = 0.25   # the local period stays within this share of the period found
+PACE_MIN_RATE = 1.0     # rad/s: slower than this one period back, a value tells no phase
+PACE_GATE = 3.0         # a value further than this many spreads from the guess tells no phase
+PACE_SURE = 1.0         # the local period is used by as much as its shift exceeds this many stds
 
 
 def model_base(m: int) -> int:
@@ -287,7 +295,13 @@ def new_history(capacity: int, channels: int) -> dict[str, np.ndarray]:
             "period": np.zeros((capacity, channels)), "evidence": np.zeros((capacity, channels)),
             "gap_from": np.full((capacity, channels), np.nan),
             "found_at": np.full((capacity, channels), np.nan), "miss_var": np.zeros((capacity, channels)),
-            "repeats": np.zeros((capacity, channels))}
+            "repeats": np.zeros((capacity, channels)),
+            # the local period's offset from the period found (`_periodic_prior`: a swing whose
+            # pace wanders is a few frames off a whole-window period within a cycle or two)
+            "shift": np.zeros((capacity, channels)),
+            # its least-squares sums (`_follow_pace`): sum v (x one period back - z), sum v^2;
+            # and the part of the shift the guess uses
+            "pace": np.zeros((capacity, channels, 3))}
 
 
 def grow_history(h: dict[str, np.ndarray], extra: int) -> None:
@@ -305,6 +319,8 @@ def reset_history(h: dict[str, np.ndarray], slots: np.ndarray) -> None:
     h["evidence"][slots] = 0.0
     h["gap_from"][slots] = np.nan
     h["found_at"][slots] = np.nan
+    h["shift"][slots] = 0.0
+    h["pace"][slots] = 0.0
 
 
 # --- one filter step, compiled -----------------------------------------------------------------
@@ -364,13 +380,14 @@ def _project(x0, x1, lower, upper):
 
 @njit(cache=True)
 def _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, period, evidence,
-                    found_at, miss_var, repeats, grid):
+                    found_at, miss_var, repeats, shift, grid):
     """Look for (slot k, channel j)'s period in its history up to its newest entry
     (the periodic section above). A period found where there was none starts its miss variance
     (a measurement's spread about the periodic guess) from the history's own repeat error."""
     n, head = hist_n[k], hist_head[k]
     t_end = hist_t[(head - 1) % hist_t.shape[0], k]
     had = evidence_share(evidence[k, j]) > 0.0
+    local = period[k, j] + shift[k, j]
     period[k, j], evidence[k, j], msd = estimate_period(hist_t, hist_x, n, head, k, j, t_end, wrap,
                                                         min_std, period[k, j] if had else 0.0, grid)
     # the next look in PERIOD_REFRESH_S, staggered over channels and slots (one slot's DoFs all
@@ -382,22 +399,27 @@ def _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, p
     if not had:
         miss_var[k, j] = msd + R
         repeats[k, j] = 0.5
+        shift[k, j] = 0.0              # (its least-squares sums fade within PACE_TIME_S)
+    else:                               # the local period goes on where it was
+        lim = PACE_MAX_SHIFT * period[k, j]
+        shift[k, j] = min(max(local - period[k, j], -lim), lim)
     return t_end
 
 
 @njit(cache=True)
-def _periodic_guess(k, j, t, t_last, wrap, hist_t, hist_x, hist_n, hist_head, period, evidence):
+def _periodic_guess(k, j, t, t_last, wrap, hist_t, hist_x, hist_n, hist_head, period, evidence, pace):
     """(angle, rate, share): the DoF one period before t (the mean with two periods before where
     the history reaches back that far: half the noise), read from history no newer than t_last,
     and how much to believe it (0: no period, or t - period is after t_last)."""
     w = evidence_share(evidence[k, j])
-    tau = t - period[k, j]
+    T = period[k, j] + pace[k, j, 2]                    # the local period
+    tau = t - T
     if w <= 0.0 or tau > t_last:
         return math.nan, math.nan, 0.0
     xp, vp = history_at(hist_t, hist_x, hist_n[k], hist_head[k], k, j, tau, wrap)
     if xp != xp:
         return math.nan, math.nan, 0.0
-    x2, v2 = history_at(hist_t, hist_x, hist_n[k], hist_head[k], k, j, tau - period[k, j], wrap)
+    x2, v2 = history_at(hist_t, hist_x, hist_n[k], hist_head[k], k, j, tau - T, wrap)
     if x2 == x2:                                        # two periods back too: half the noise
         d = x2 - xp
         if wrap:
@@ -409,18 +431,61 @@ def _periodic_guess(k, j, t, t_last, wrap, hist_t, hist_x, hist_n, hist_head, pe
     return xp, vp, w
 
 
+@njit(cache=True, inline="always")
+def _follow_pace(mixed, cbar, M, k, j, t, dt, z, R, V, wrap, hist_t, hist_x, hist_n, hist_head,
+                 period, shift, pace):
+    """Fit the local period to where, one period back, the DoF was where the values say it is
+    now (for the next frames' guesses): a swing whose pace wanders drifts off a period found
+    over the whole window within a cycle or two. Least squares over the last PACE_TIME_S of
+    values on a flank (moving at least PACE_MIN_RATE one period back, the same way as the
+    models expect now): the miss e = x(t - T) - z ~ v s for a shift s of T, with a prior
+    pulling s to the period found (std PACE_MAX_SHIFT / 2 of it), within PACE_MAX_SHIFT."""
+    keep = math.exp(-dt / PACE_TIME_S)
+    pace[k, j, 0] *= keep
+    pace[k, j, 1] *= keep
+    T = period[k, j] + shift[k, j]
+    xq, vq = history_at(hist_t, hist_x, hist_n[k], hist_head[k], k, j, t - T, wrap)
+    if xq != xq or abs(vq) < PACE_MIN_RATE:
+        return
+    v_now = 0.0
+    for m in range(M):
+        v_now += cbar[m] * mixed[m, 1]
+    if v_now * vq <= 0.0:
+        return
+    e = xq - z                                          # x(t - T - s) ~ xq - vq s = z
+    if wrap:
+        e = _wrap(e)
+    if e * e > PACE_GATE * PACE_GATE * (V + R):         # junk, or the swing went elsewhere
+        return
+    pace[k, j, 0] += vq * e
+    pace[k, j, 1] += vq * vq
+    lim = PACE_MAX_SHIFT * period[k, j]
+    b0 = R / (0.25 * lim * lim)                         # the prior, as a sum of v^2
+    step = (pace[k, j, 0] - b0 * shift[k, j]) / (pace[k, j, 1] + b0)
+    new = min(max(shift[k, j] + step, -lim), lim)
+    pace[k, j, 0] -= (new - shift[k, j]) * pace[k, j, 1]    # the misses as at the new shift
+    shift[k, j] = new
+    # an exact repeat's shift is noise about 0: the guess takes only what lies beyond it
+    sure = PACE_SURE * math.sqrt(R / (pace[k, j, 1] + b0))
+    pace[k, j, 2] = max(abs(new) - sure, 0.0) * (1.0 if new > 0.0 else -1.0)
+
+
 @njit(cache=True)
 def _periodic_prior(mixed, cbar, M, k, j, t, dt, z, R, wrap, clutter, hist_t, hist_x, hist_n,
-                    hist_head, period, evidence, miss_var, repeats):
+                    hist_head, period, evidence, miss_var, repeats, shift, pace, follow_pace):
     """Fuse the DoF's angle one period back into every model's prior (a pseudo-measurement of
     variance miss_var - R, divided by how much it is believed), before the real measurement z.
     Believed by the period's evidence times `repeats`, the probability that the swing still
     repeats: a two-state Markov chain updated by how well the periodic guess predicted z against
     how well the motion models did (each plus the junk density), so a swing that stops is let go
     within a few frames. Returns the guess (NaN: none)."""
-    xp, vp, w = _periodic_guess(k, j, t, t, wrap, hist_t, hist_x, hist_n, hist_head, period, evidence)
+    xp, vp, w = _periodic_guess(k, j, t, t, wrap, hist_t, hist_x, hist_n, hist_head, period, evidence,
+                                pace)
     if w <= 0.0:
         return math.nan
+    if follow_pace:
+        _follow_pace(mixed, cbar, M, k, j, t, dt, z, R, max(miss_var[k, j], R), wrap, hist_t, hist_x,
+                     hist_n, hist_head, period, shift, pace)
     y = z - xp
     if wrap:
         y = _wrap(y)
@@ -453,16 +518,16 @@ def _periodic_prior(mixed, cbar, M, k, j, t, dt, z, R, wrap, clutter, hist_t, hi
 
 @njit(cache=True)
 def _periodic_coast(mixed, M, k, j, t, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, period,
-                    evidence, gap_from, found_at, miss_var, repeats, grid):
+                    evidence, gap_from, found_at, miss_var, repeats, shift, pace, grid):
     """Move every model's coasted state of (slot k, channel j) toward the DoF's own angle and
     rate one period back, by the evidence that it repeats (the periodic section above). The
     period is looked for again at the gap's first frame; a gap longer than a period keeps
     coasting from where the periodic guess left it."""
     if gap_from[k, j] != gap_from[k, j]:                # first frame of this gap
         gap_from[k, j] = _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head,
-                                         period, evidence, found_at, miss_var, repeats, grid)
+                                         period, evidence, found_at, miss_var, repeats, shift, grid)
     xp, vp, w = _periodic_guess(k, j, t, gap_from[k, j], wrap, hist_t, hist_x, hist_n, hist_head,
-                                period, evidence)
+                                period, evidence, pace)
     if w <= 0.0 or repeats[k, j] < 0.5:                # no period, or the swing stopped
         return
     for m in range(M):
@@ -478,8 +543,9 @@ def _periodic_coast(mixed, M, k, j, t, wrap, min_std, R, hist_t, hist_x, hist_n,
 @njit(cache=True)
 def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence, observed,
                  q_models, switch_rate_hz, meas_var, lower, upper, wrap, inlier_scale, clutter,
-                 gate_max_frames, inv_margin, coast_tau_s, periodic, hist_t, hist_x, hist_n,
-                 hist_head, period, evidence, gap_from, found_at, miss_var, repeats, grid):
+                 gate_max_frames, inv_margin, coast_tau_s, periodic, follow_pace, hist_t, hist_x,
+                 hist_n, hist_head, period, evidence, gap_from, found_at, miss_var, repeats, shift,
+                 pace, grid):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
@@ -490,7 +556,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     inlier_scale = (1 - eps) / sqrt(2 pi), clutter = eps / outlier range (c,) (0: no outliers).
     periodic: coast a DoF that repeats itself by its history one period back
     (the periodic section above: hist_* its ring; period, evidence, gap_from, found_at, miss_var
-    (capacity, c) what it found; grid scratch), and take that guess as a prior where measured."""
+    (capacity, c) what it found; shift, pace the local period (`_follow_pace`, with follow_pace);
+    grid scratch), and take that guess as a prior where measured."""
     n, c = z.shape
     M = q_models.shape[0]
     xm = np.empty((M, _N_STATE))   # each model's posterior x, P
@@ -554,11 +621,11 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     if not (t_s[i] - found_at[k, j] < PERIOD_REFRESH_S):
                         _refresh_period(k, j, wrap[j], math.sqrt(meas_var[j]), R, hist_t, hist_x,
                                         hist_n, hist_head, period, evidence, found_at, miss_var,
-                                        repeats, grid)
+                                        repeats, shift, grid)
                     if evidence[k, j] > MIN_EVIDENCE:
                         xp = _periodic_prior(mixed, cbar, M, k, j, t_s[i], dt, zj, R, wrap[j],
                                              clutter[j], hist_t, hist_x, hist_n, hist_head, period,
-                                             evidence, miss_var, repeats)
+                                             evidence, miss_var, repeats, shift, pace, follow_pace)
                 total = 0.0
                 if trust:                               # Kalman: the value is genuine, L = N(y; 0, S)
                     top = -1e300                        #   (log space: a far value cannot make
@@ -617,7 +684,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                 if periodic and hist_n[k] > 0:
                     _periodic_coast(mixed, M, k, j, t_s[i], wrap[j], math.sqrt(meas_var[j]),
                                     meas_var[j], hist_t, hist_x, hist_n, hist_head, period, evidence,
-                                    gap_from, found_at, miss_var, repeats, grid)
+                                    gap_from, found_at, miss_var, repeats, shift, pace, grid)
                 # its next value is taken as it is: after a gap the joint is wherever it went
                 # (at 2-3 Hz weighing it as junk cost 6-8 deg over the 3 frames after a gap)
                 s[N_REJ, k, j] = max(s[N_REJ, k, j], gate_max_frames)
@@ -803,7 +870,7 @@ class JointFilterBank:
                  coast_tau_s: float = 0.15,
                  q_mult: np.ndarray | tuple[float, ...] = (1.0,), switch_rate_hz: float = 0.1,
                  lookback_frames: int = 0, lookback_gate_sigma: float = 2.0,
-                 coast_periodic: bool = False, capacity: int = 16):
+                 coast_periodic: bool = False, follow_pace: bool = False, capacity: int = 16):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -839,6 +906,7 @@ class JointFilterBank:
         self.pub = np.zeros((3, capacity, c))
         # each slot's recent angles, for coasting a DoF that repeats itself (the periodic section)
         self.coast_periodic = bool(coast_periodic)
+        self.follow_pace = bool(follow_pace)
         self.hist = new_history(capacity, c)
         self._grid = np.empty(GRID_SCRATCH)
 
@@ -927,9 +995,9 @@ class JointFilterBank:
                      self.q_models, self.switch_rate_hz, self.meas_var, self.lower,
                      self.upper, self.wrap, self.inlier_scale, self.clutter,
                      float(self.gate_max_frames), 1.0 / self.limit_margin, self.coast_tau_s,
-                     self.coast_periodic, h["t"], h["x"], h["n"], h["head"], h["period"],
-                     h["evidence"], h["gap_from"], h["found_at"], h["miss_var"], h["repeats"],
-                     self._grid)
+                     self.coast_periodic, self.follow_pace, h["t"], h["x"], h["n"], h["head"],
+                     h["period"], h["evidence"], h["gap_from"], h["found_at"], h["miss_var"],
+                     h["repeats"], h["shift"], h["pace"], self._grid)
         self._publish(slots, accepted)
         return accepted
 

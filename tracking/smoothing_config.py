@@ -81,6 +81,10 @@ class SmoothingConfig(StrictModel):
     """A DoF that repeats itself (a gait cycle, jumping jacks; its period found from its own last
     2.4 s, tracking/joint_filter.py) takes its angle one and two periods back as a prior, and
     coasts through a gap along it. Off, or where nothing repeats, it coasts on its decaying rate."""
+    periodic_pace: bool = True
+    """...one *local* period back: a swing whose pace wanders (a person's does, by 10-20 %) drifts
+    off the period found over 2.4 s within a cycle or two; the local period is fitted to the
+    last 0.3 s of values (tracking/joint_filter.py `_follow_pace`). Off: the period found."""
     betas_time_constant_s: float = Field(1.0, gt=0.0)
     """Memory of the betas running mean: a plain mean at first, never slower than an EMA of this
     time constant, so a bad first estimate is forgotten within about this long."""
