@@ -380,7 +380,7 @@ def _project(x0, x1, lower, upper):
 
 @njit(cache=True)
 def _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, period, evidence,
-                    found_at, miss_var, repeats, shift, grid):
+                    found_at, miss_var, repeats, shift, pace, grid):
     """Look for (slot k, channel j)'s period in its history up to its newest entry
     (the periodic section above). A period found where there was none starts its miss variance
     (a measurement's spread about the periodic guess) from the history's own repeat error."""
@@ -400,9 +400,11 @@ def _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, p
         miss_var[k, j] = msd + R
         repeats[k, j] = 0.5
         shift[k, j] = 0.0              # (its least-squares sums fade within PACE_TIME_S)
-    else:                               # the local period goes on where it was
-        lim = PACE_MAX_SHIFT * period[k, j]
-        shift[k, j] = min(max(local - period[k, j], -lim), lim)
+    elif pace[k, j, 1] > 0.0:           # followed (`_follow_pace`): the local period goes on
+        lim = PACE_MAX_SHIFT * period[k, j]  #   where it was
+        moved = min(max(local - period[k, j], -lim), lim) - shift[k, j]
+        shift[k, j] += moved
+        pace[k, j, 2] += moved          # (the part used, until `_follow_pace` weighs it again)
     return t_end
 
 
@@ -525,7 +527,7 @@ def _periodic_coast(mixed, M, k, j, t, wrap, min_std, R, hist_t, hist_x, hist_n,
     coasting from where the periodic guess left it."""
     if gap_from[k, j] != gap_from[k, j]:                # first frame of this gap
         gap_from[k, j] = _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head,
-                                         period, evidence, found_at, miss_var, repeats, shift, grid)
+                                         period, evidence, found_at, miss_var, repeats, shift, pace, grid)
     xp, vp, w = _periodic_guess(k, j, t, gap_from[k, j], wrap, hist_t, hist_x, hist_n, hist_head,
                                 period, evidence, pace)
     if w <= 0.0 or repeats[k, j] < 0.5:                # no period, or the swing stopped
@@ -621,7 +623,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     if not (t_s[i] - found_at[k, j] < PERIOD_REFRESH_S):
                         _refresh_period(k, j, wrap[j], math.sqrt(meas_var[j]), R, hist_t, hist_x,
                                         hist_n, hist_head, period, evidence, found_at, miss_var,
-                                        repeats, shift, grid)
+                                        repeats, shift, pace, grid)
                     if evidence[k, j] > MIN_EVIDENCE:
                         xp = _periodic_prior(mixed, cbar, M, k, j, t_s[i], dt, zj, R, wrap[j],
                                              clutter[j], hist_t, hist_x, hist_n, hist_head, period,
