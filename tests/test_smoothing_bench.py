@@ -84,7 +84,8 @@ def test_grid_never_worse_than_raw_and_no_violations(grid):
     over it, up to 1.6x: BENCHMARKS.md). A swing whose pace wanders ("drift") is guessed one
     local period back (`smoothing.periodic_pace`): with the period found over the window alone
     its 2 Hz row read up to 0.96x. (On this seed; other seeds of the drifting swing read up to
-    0.92x at 1 Hz, 0.94x at 2 Hz, and 1.02x at 3 Hz where no period is used: BENCHMARKS.md.)"""
+    0.92x at 1 Hz, 0.94x at 2 Hz, and 1.02x at 3 Hz where the periodic model does not help:
+    BENCHMARKS.md.)"""
     assert {r["shape"] for r in grid} == {"sine", "hold", "reversal", "drift"} and len(grid) == 48
     for r in grid:
         for m in B.CAUSAL:

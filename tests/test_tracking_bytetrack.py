@@ -451,7 +451,7 @@ def test_a_box_on_the_glare_one_run_after_a_match_is_not_the_person():
         return not at_glare.predicted.all()
 
     assert not took_glare(TrackerConfig())
-    at_glare, next_run = run(TrackerConfig(), 0)
+    _, next_run = run(TrackerConfig(), 0)
     assert next_run.track_ids.tolist() == [1] and not next_run.predicted[0]
     assert took_glare(TrackerConfig(refind_base_dist_rel=1.0))               # before: taken at once
     # the same box after 0.3 s without him is within reach (a jump, blur, a longer glare)

@@ -296,12 +296,11 @@ def new_history(capacity: int, channels: int) -> dict[str, np.ndarray]:
             "gap_from": np.full((capacity, channels), np.nan),
             "found_at": np.full((capacity, channels), np.nan), "miss_var": np.zeros((capacity, channels)),
             "repeats": np.zeros((capacity, channels)),
-            # the local period's offset from the period found (`_periodic_prior`: a swing whose
-            # pace wanders is a few frames off a whole-window period within a cycle or two)
-            "shift": np.zeros((capacity, channels)),
-            # its least-squares sums (`_follow_pace`): sum v (x one period back - z), sum v^2;
-            # and the part of the shift the guess uses
-            "pace": np.zeros((capacity, channels, 3))}
+            # the local period (`_follow_pace`: a swing whose pace wanders is a few frames off a
+            # whole-window period within a cycle or two): its least-squares sums, sum v (x one
+            # period back - z) and sum v^2; the part of its shift the guess uses; and the shift
+            # fitted, from the period found
+            "pace": np.zeros((capacity, channels, 4))}
 
 
 def grow_history(h: dict[str, np.ndarray], extra: int) -> None:
@@ -319,7 +318,6 @@ def reset_history(h: dict[str, np.ndarray], slots: np.ndarray) -> None:
     h["evidence"][slots] = 0.0
     h["gap_from"][slots] = np.nan
     h["found_at"][slots] = np.nan
-    h["shift"][slots] = 0.0
     h["pace"][slots] = 0.0
 
 
@@ -380,14 +378,14 @@ def _project(x0, x1, lower, upper):
 
 @njit(cache=True)
 def _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, period, evidence,
-                    found_at, miss_var, repeats, shift, pace, grid):
+                    found_at, miss_var, repeats, pace, grid):
     """Look for (slot k, channel j)'s period in its history up to its newest entry
     (the periodic section above). A period found where there was none starts its miss variance
     (a measurement's spread about the periodic guess) from the history's own repeat error."""
     n, head = hist_n[k], hist_head[k]
     t_end = hist_t[(head - 1) % hist_t.shape[0], k]
     had = evidence_share(evidence[k, j]) > 0.0
-    local = period[k, j] + shift[k, j]
+    local = period[k, j] + pace[k, j, 3]
     period[k, j], evidence[k, j], msd = estimate_period(hist_t, hist_x, n, head, k, j, t_end, wrap,
                                                         min_std, period[k, j] if had else 0.0, grid)
     # the next look in PERIOD_REFRESH_S, staggered over channels and slots (one slot's DoFs all
@@ -399,11 +397,11 @@ def _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, p
     if not had:
         miss_var[k, j] = msd + R
         repeats[k, j] = 0.5
-        shift[k, j] = 0.0              # (its least-squares sums fade within PACE_TIME_S)
+        pace[k, j, 3] = 0.0              # (its least-squares sums fade within PACE_TIME_S)
     elif pace[k, j, 1] > 0.0:           # followed (`_follow_pace`): the local period goes on
         lim = PACE_MAX_SHIFT * period[k, j]  #   where it was
-        moved = min(max(local - period[k, j], -lim), lim) - shift[k, j]
-        shift[k, j] += moved
+        moved = min(max(local - period[k, j], -lim), lim) - pace[k, j, 3]
+        pace[k, j, 3] += moved
         pace[k, j, 2] += moved          # (the part used, until `_follow_pace` weighs it again)
     return t_end
 
@@ -435,7 +433,7 @@ def _periodic_guess(k, j, t, t_last, wrap, hist_t, hist_x, hist_n, hist_head, pe
 
 @njit(cache=True, inline="always")
 def _follow_pace(mixed, cbar, M, k, j, t, dt, z, R, V, wrap, hist_t, hist_x, hist_n, hist_head,
-                 period, shift, pace):
+                 period, pace):
     """Fit the local period to where, one period back, the DoF was where the values say it is
     now (for the next frames' guesses): a swing whose pace wanders drifts off a period found
     over the whole window within a cycle or two. Least squares over the last PACE_TIME_S of
@@ -445,7 +443,7 @@ def _follow_pace(mixed, cbar, M, k, j, t, dt, z, R, V, wrap, hist_t, hist_x, his
     keep = math.exp(-dt / PACE_TIME_S)
     pace[k, j, 0] *= keep
     pace[k, j, 1] *= keep
-    T = period[k, j] + shift[k, j]
+    T = period[k, j] + pace[k, j, 3]
     xq, vq = history_at(hist_t, hist_x, hist_n[k], hist_head[k], k, j, t - T, wrap)
     if xq != xq or abs(vq) < PACE_MIN_RATE:
         return
@@ -463,10 +461,10 @@ def _follow_pace(mixed, cbar, M, k, j, t, dt, z, R, V, wrap, hist_t, hist_x, his
     pace[k, j, 1] += vq * vq
     lim = PACE_MAX_SHIFT * period[k, j]
     b0 = R / (0.25 * lim * lim)                         # the prior, as a sum of v^2
-    step = (pace[k, j, 0] - b0 * shift[k, j]) / (pace[k, j, 1] + b0)
-    new = min(max(shift[k, j] + step, -lim), lim)
-    pace[k, j, 0] -= (new - shift[k, j]) * pace[k, j, 1]    # the misses as at the new shift
-    shift[k, j] = new
+    step = (pace[k, j, 0] - b0 * pace[k, j, 3]) / (pace[k, j, 1] + b0)
+    new = min(max(pace[k, j, 3] + step, -lim), lim)
+    pace[k, j, 0] -= (new - pace[k, j, 3]) * pace[k, j, 1]    # the misses as at the new shift
+    pace[k, j, 3] = new
     # an exact repeat's shift is noise about 0: the guess takes only what lies beyond it
     sure = PACE_SURE * math.sqrt(R / (pace[k, j, 1] + b0))
     pace[k, j, 2] = max(abs(new) - sure, 0.0) * (1.0 if new > 0.0 else -1.0)
@@ -474,7 +472,7 @@ def _follow_pace(mixed, cbar, M, k, j, t, dt, z, R, V, wrap, hist_t, hist_x, his
 
 @njit(cache=True)
 def _periodic_prior(mixed, cbar, M, k, j, t, dt, z, R, wrap, clutter, hist_t, hist_x, hist_n,
-                    hist_head, period, evidence, miss_var, repeats, shift, pace, follow_pace):
+                    hist_head, period, evidence, miss_var, repeats, pace, follow_pace):
     """Fuse the DoF's angle one period back into every model's prior (a pseudo-measurement of
     variance miss_var - R, divided by how much it is believed), before the real measurement z.
     Believed by the period's evidence times `repeats`, the probability that the swing still
@@ -487,7 +485,7 @@ def _periodic_prior(mixed, cbar, M, k, j, t, dt, z, R, wrap, clutter, hist_t, hi
         return math.nan
     if follow_pace:
         _follow_pace(mixed, cbar, M, k, j, t, dt, z, R, max(miss_var[k, j], R), wrap, hist_t, hist_x,
-                     hist_n, hist_head, period, shift, pace)
+                     hist_n, hist_head, period, pace)
     y = z - xp
     if wrap:
         y = _wrap(y)
@@ -520,14 +518,14 @@ def _periodic_prior(mixed, cbar, M, k, j, t, dt, z, R, wrap, clutter, hist_t, hi
 
 @njit(cache=True)
 def _periodic_coast(mixed, M, k, j, t, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, period,
-                    evidence, gap_from, found_at, miss_var, repeats, shift, pace, grid):
+                    evidence, gap_from, found_at, miss_var, repeats, pace, grid):
     """Move every model's coasted state of (slot k, channel j) toward the DoF's own angle and
     rate one period back, by the evidence that it repeats (the periodic section above). The
     period is looked for again at the gap's first frame; a gap longer than a period keeps
     coasting from where the periodic guess left it."""
     if gap_from[k, j] != gap_from[k, j]:                # first frame of this gap
         gap_from[k, j] = _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head,
-                                         period, evidence, found_at, miss_var, repeats, shift, pace, grid)
+                                         period, evidence, found_at, miss_var, repeats, pace, grid)
     xp, vp, w = _periodic_guess(k, j, t, gap_from[k, j], wrap, hist_t, hist_x, hist_n, hist_head,
                                 period, evidence, pace)
     if w <= 0.0 or repeats[k, j] < 0.5:                # no period, or the swing stopped
@@ -546,8 +544,8 @@ def _periodic_coast(mixed, M, k, j, t, wrap, min_std, R, hist_t, hist_x, hist_n,
 def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence, observed,
                  q_models, switch_rate_hz, meas_var, lower, upper, wrap, inlier_scale, clutter,
                  gate_max_frames, inv_margin, coast_tau_s, periodic, follow_pace, hist_t, hist_x,
-                 hist_n, hist_head, period, evidence, gap_from, found_at, miss_var, repeats, shift,
-                 pace, grid):
+                 hist_n, hist_head, period, evidence, gap_from, found_at, miss_var, repeats, pace,
+                 grid):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
@@ -558,7 +556,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     inlier_scale = (1 - eps) / sqrt(2 pi), clutter = eps / outlier range (c,) (0: no outliers).
     periodic: coast a DoF that repeats itself by its history one period back
     (the periodic section above: hist_* its ring; period, evidence, gap_from, found_at, miss_var
-    (capacity, c) what it found; shift, pace the local period (`_follow_pace`, with follow_pace);
+    (capacity, c) what it found; pace the local period (`_follow_pace`, with follow_pace);
     grid scratch), and take that guess as a prior where measured."""
     n, c = z.shape
     M = q_models.shape[0]
@@ -623,11 +621,11 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     if not (t_s[i] - found_at[k, j] < PERIOD_REFRESH_S):
                         _refresh_period(k, j, wrap[j], math.sqrt(meas_var[j]), R, hist_t, hist_x,
                                         hist_n, hist_head, period, evidence, found_at, miss_var,
-                                        repeats, shift, pace, grid)
+                                        repeats, pace, grid)
                     if evidence[k, j] > MIN_EVIDENCE:
                         xp = _periodic_prior(mixed, cbar, M, k, j, t_s[i], dt, zj, R, wrap[j],
                                              clutter[j], hist_t, hist_x, hist_n, hist_head, period,
-                                             evidence, miss_var, repeats, shift, pace, follow_pace)
+                                             evidence, miss_var, repeats, pace, follow_pace)
                 total = 0.0
                 if trust:                               # Kalman: the value is genuine, L = N(y; 0, S)
                     top = -1e300                        #   (log space: a far value cannot make
@@ -686,7 +684,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                 if periodic and hist_n[k] > 0:
                     _periodic_coast(mixed, M, k, j, t_s[i], wrap[j], math.sqrt(meas_var[j]),
                                     meas_var[j], hist_t, hist_x, hist_n, hist_head, period, evidence,
-                                    gap_from, found_at, miss_var, repeats, shift, pace, grid)
+                                    gap_from, found_at, miss_var, repeats, pace, grid)
                 # its next value is taken as it is: after a gap the joint is wherever it went
                 # (at 2-3 Hz weighing it as junk cost 6-8 deg over the 3 frames after a gap)
                 s[N_REJ, k, j] = max(s[N_REJ, k, j], gate_max_frames)
@@ -999,7 +997,7 @@ class JointFilterBank:
                      float(self.gate_max_frames), 1.0 / self.limit_margin, self.coast_tau_s,
                      self.coast_periodic, self.follow_pace, h["t"], h["x"], h["n"], h["head"],
                      h["period"], h["evidence"], h["gap_from"], h["found_at"], h["miss_var"],
-                     h["repeats"], h["shift"], h["pace"], self._grid)
+                     h["repeats"], h["pace"], self._grid)
         self._publish(slots, accepted)
         return accepted
 
