@@ -280,6 +280,22 @@ def test_wrapping_across_pi_has_no_jump():
     assert not act[:, 2].any()
 
 
+
+def test_the_fast_wrap_and_ring_index_agree_with_the_modulo():
+    """The kernels' `_wrap` passes an angle already in [-pi, pi) as it is and `_ring` indexes the
+    history by comparison (the cost target, BENCHMARKS.md issue 15 ninth pass): the same values
+    as the modulo they replace (to one rounding of pi for `_wrap`, on the circle), on both sides of
+    every seam."""
+    a = np.concatenate([np.linspace(-12.0, 12.0, 20001), [-np.pi, np.pi, np.nextafter(np.pi, 0.0),
+                                                          np.nextafter(-np.pi, 0.0), 0.0, -0.0]])
+    got = np.array([jf._wrap(float(v)) for v in a])
+    assert np.all((got >= -np.pi) & (got < np.pi))
+    d = got - ((a + np.pi) % (2 * np.pi) - np.pi)      # on the circle: just under pi is -pi there
+    assert np.all(np.minimum(np.abs(d), np.abs(np.abs(d) - 2 * np.pi)) <= 1e-15)
+    assert jf._wrap(np.pi) == -np.pi and jf._wrap(0.3) == 0.3
+    H = jf.HISTORY_LEN
+    assert [jf._ring(i, H) for i in range(-H, 2 * H)] == [i % H for i in range(-H, 2 * H)]
+
 def test_variable_dt_and_duplicate_stamps():
     rng = np.random.default_rng(3)
     T = 150
