@@ -280,7 +280,6 @@ def test_wrapping_across_pi_has_no_jump():
     assert not act[:, 2].any()
 
 
-
 def test_the_fast_wrap_and_ring_index_agree_with_the_modulo():
     """The kernels' `_wrap` passes an angle already in [-pi, pi) as it is and `_ring` indexes the
     history by comparison (the cost target, BENCHMARKS.md issue 15 ninth pass): the same values
@@ -295,6 +294,7 @@ def test_the_fast_wrap_and_ring_index_agree_with_the_modulo():
     assert jf._wrap(np.pi) == -np.pi and jf._wrap(0.3) == 0.3
     H = jf.HISTORY_LEN
     assert [jf._ring(i, H) for i in range(-H, 2 * H)] == [i % H for i in range(-H, 2 * H)]
+
 
 def test_variable_dt_and_duplicate_stamps():
     rng = np.random.default_rng(3)

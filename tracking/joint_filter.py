@@ -393,7 +393,7 @@ def _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, p
     (the periodic section above). A period found where there was none starts its miss variance
     (a measurement's spread about the periodic guess) from the history's own repeat error."""
     n, head = hist_n[k], hist_head[k]
-    t_end = hist_t[(head - 1) % hist_t.shape[0], k]
+    t_end = hist_t[_ring(head - 1, hist_t.shape[0]), k]
     had = evidence_share(evidence[k, j]) > 0.0
     local = period[k, j] + pace[k, j, 3]
     period[k, j], evidence[k, j], msd = estimate_period(hist_t, hist_x, n, head, k, j, t_end, wrap,
