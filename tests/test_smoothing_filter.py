@@ -319,12 +319,15 @@ def test_outlier_gated_and_low_confidence_trusted_less():
     z = _z(T, 0.3)
     z[:, :NUM_DOFS] = np.clip(z[:, :NUM_DOFS], DOF_LOWER, DOF_UPPER)
     z[40, d] = 0.3 + 0.6  # one impossible jump
-    bank = _bank(preset="vr")
-    x, _, _ = _run(bank, z[:40], ts[:40])
-    accepted = bank.step(np.array([0]), ts[40:41], z[40:41], np.ones(1), np.isfinite(z[40:41]))
-    x40 = bank.state(np.array([0]))[0][0, d]
-    assert abs(x40 - 0.3) < 0.01  # taken for junk: no model predicts a 34 deg jump at rest
-    assert not accepted[0, d] and accepted[0, DOF_INDEX["hip_flexion_l"]]
+    # the prior junk rate (outlier_rate, fixed), then the rate learned from a second of a stream
+    # without junk: at its floor (eps / 10) a little of the jump is believed, as much as Bayes says
+    for memory_s, moved in ((0.0, 0.01), (10.0, 0.06)):
+        bank = _bank(preset="vr", outlier_rate_memory_s=memory_s)
+        x, _, _ = _run(bank, z[:40], ts[:40])
+        accepted = bank.step(np.array([0]), ts[40:41], z[40:41], np.ones(1), np.isfinite(z[40:41]))
+        x40 = bank.state(np.array([0]))[0][0, d]
+        assert abs(x40 - 0.3) < moved  # taken for junk: no model predicts a 34 deg jump at rest
+        assert not accepted[0, d] and accepted[0, DOF_INDEX["hip_flexion_l"]]
     # the same step with low confidence moves the estimate less
     steps = {}
     for c in (1.0, 0.3):
@@ -351,6 +354,36 @@ def test_unobserved_dofs_get_no_update_and_slow_down():
     x, v, _ = _run(_bank(preset="balanced"), z, ts, observed=obs)
     assert x[-1, d] < 0.5 + 1.0 * ts[19] + 0.2   # did not jump to the 2.0 it was told
     assert abs(v[-1, d]) < 0.05                  # velocity decayed while unseen
+
+
+def test_each_person_learns_their_own_junk_rate():
+    """outlier_rate is a prior: a person whose values hold no junk is soon weighed at the floor
+    (outlier_rate / 10), one with 5 % junk keeps about the prior's guard, and a new track starts
+    from the prior again. Off (memory 0) the rate stays fixed."""
+    rng = np.random.default_rng(8)
+    T = 90
+    ts = np.arange(T) / 30.0
+    swing = 0.6 - 0.5 * np.cos(2 * np.pi * 1.0 * ts)[:, None]       # every DoF, 1 Hz
+    z = np.full((T, 2, NUM_DOFS + 3), np.nan)
+    z[..., :NUM_DOFS] = np.clip(swing[:, None] + rng.normal(0, np.deg2rad(3.0), (T, 2, NUM_DOFS)),
+                                DOF_LOWER, DOF_UPPER)
+    junk = rng.random((T, NUM_DOFS)) < 0.05                           # person 1: 5 % junk
+    z[:, 1, :NUM_DOFS] += np.where(junk, rng.choice([-1, 1], (T, NUM_DOFS)) * np.deg2rad(35.0), 0.0)
+    slots, one = np.array([0, 1]), np.ones(2)
+    rates = {}
+    for memory_s in (0.0, 10.0):
+        bank = _bank(preset="vr", outlier_rate_memory_s=memory_s)
+        bank.initialize(slots, ts[:1].repeat(2), z[0], one, np.isfinite(z[0]))
+        np.testing.assert_allclose(bank.junk_rate(slots), 0.02)
+        for k in range(1, T):
+            bank.step(slots, ts[k:k + 1].repeat(2), z[k], one, np.isfinite(z[k]))
+        rates[memory_s] = bank.junk_rate(slots)
+        bank.initialize(slots[:1], ts[-1:], z[-1, :1], one[:1], np.isfinite(z[-1, :1]))
+        np.testing.assert_allclose(bank.junk_rate(slots[:1]), 0.02)    # a new track: the prior
+    np.testing.assert_allclose(rates[0.0], 0.02)
+    clean, noisy = rates[10.0]
+    assert clean == pytest.approx(0.002)                              # the floor, within 3 s
+    assert 0.015 < noisy < 0.06, noisy
 
 
 @pytest.mark.parametrize("preset", ["vr", "balanced", "analysis"])

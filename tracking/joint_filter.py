@@ -39,8 +39,12 @@ a range, the same for every model. A value no model predicts is taken for junk (
 weighted by P(genuine), ~0), one the agile model predicts is a real fast move and that model
 gains probability; so an outlier neither moves the estimate nor switches the filter to agile,
 while a reversal at 3 Hz is followed. (The hard Mahalanobis gate plus Huber weight used before
-rejected real reversals at 2 Hz: 1.11x raw RMSE in `balanced`.) After `gate_max_frames` junk
-values in a row, or after a frame with no value, the next is taken as it is. Also: R = sigma^2 / confidence^2, no update where a
+rejected real reversals at 2 Hz: 1.11x raw RMSE in `balanced`.) eps is a prior: with
+`outlier_memory_s` each track learns its own rate, the share of its values taken as junk over
+about that long (eps counting as JUNK_PRIOR_VALUES values; never below JUNK_FLOOR x eps), so a
+clean stream stops weighing a real 40-60 deg turn within one 30 Hz frame as junk (BENCHMARKS.md).
+After `gate_max_frames` junk values in a row, or after a frame with no value, the next is taken as
+it is. Also: R = sigma^2 / confidence^2, no update where a
 DoF is unobserved, and velocity decay where nothing was measured (joints stop; a coasting CV
 model would fly off), faster for the agile models (time constant times (q_calm / q_m)^(1/4)).
 
@@ -96,6 +100,8 @@ PACE_MAX_SHIFT = 0.25   # the local period stays within this share of the period
 PACE_MIN_RATE = 1.0     # rad/s: slower than this one period back, a value tells no phase
 PACE_GATE = 3.0         # a value further than this many spreads from the guess tells no phase
 PACE_SURE = 1.0         # the local period is used by as much as its shift exceeds this many stds
+JUNK_PRIOR_VALUES = 50.0  # a track's learned junk rate starts at eps, worth this many values
+JUNK_FLOOR = 0.1          # ...and never falls below this share of eps (a long clean stream)
 
 
 def model_base(m: int) -> int:
@@ -555,7 +561,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                  q_models, switch_rate_hz, meas_var, lower, upper, wrap, inlier_scale, clutter,
                  gate_max_frames, inv_margin, coast_tau_s, periodic, follow_pace, hist_t, hist_x,
                  hist_n, hist_head, period, evidence, gap_from, found_at, miss_var, repeats, pace,
-                 grid):
+                 grid, junk, eps, junk_memory_s, junk_prior, junk_floor):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
@@ -567,7 +573,10 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     periodic: coast a DoF that repeats itself by its history one period back
     (the periodic section above: hist_* its ring; period, evidence, gap_from, found_at, miss_var
     (capacity, c) what it found; pace the local period (`_follow_pace`, with follow_pace);
-    grid scratch), and take that guess as a prior where measured."""
+    grid scratch), and take that guess as a prior where measured.
+    junk (2, capacity): each slot's values weighed as possible junk, and those taken as junk / eps,
+    forgotten over junk_memory_s (0: eps throughout); the slot's junk density is clutter times
+    its learned rate / eps."""
     n, c = z.shape
     M = q_models.shape[0]
     xm = np.empty((M, _N_STATE))   # each model's posterior x, P
@@ -583,6 +592,11 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
         p_stay = math.exp(-dt * switch_rate_hz) if M > 1 else 1.0  # Markov chain: stay, or
         p_move = (1.0 - p_stay) / max(M - 1, 1)                    #   go to any other
         any_accepted = False
+        n_junk = 0                                     # this frame's values taken as junk, of
+        n_weighed = 0                                  #   those weighed as possible junk
+        junk_scale = 1.0                               # the track's own junk rate / eps: its
+        if junk_memory_s > 0.0:                        #   counts, and eps worth junk_prior values
+            junk_scale = max((junk_prior + junk[1, k]) / (junk_prior + junk[0, k]), junk_floor)
         for j in range(c):
             for m in range(M):
                 b = _HEAD + _PER_MODEL * m
@@ -661,7 +675,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                         # (1 - eps) N(y; 0, S): model t explains the value as a measurement, or
                         # it is junk, eps / range, the same for every model (never 0: no underflow)
                         l_in = scale * math.exp(-0.5 * y * y / S) / math.sqrt(S)
-                        L = l_in + clutter[j]
+                        L = l_in + clutter[j] * junk_scale
                         rs[t] = l_in / L                # P(genuine | y, model t)
                         _update(mixed[t], y, S, rs[t], wrap[j])
                         mu[t] = L * cbar[t]
@@ -671,6 +685,9 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     mu[t] /= total
                     inlier += mu[t] * rs[t]
                 ok = inlier >= 0.5                      # taken as a measurement, not as junk
+                if not trust:
+                    n_junk += 0 if ok else 1
+                    n_weighed += 1
                 s[N_REJ, k, j] = 0.0 if ok else s[N_REJ, k, j] + 1.0
                 gap_from[k, j] = math.nan
                 if ok and xp == xp:                     # the measurement's miss, a running mean
@@ -733,6 +750,10 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
             s[X1, k, j], s[P00, k, j], s[P01, k, j], s[P11, k, j] = m1, p00, p01, p11
             accepted[i, j] = ok
             any_accepted |= ok
+        if junk_memory_s > 0.0:                        # counts that forget over junk_memory_s
+            fade = math.exp(-dt / junk_memory_s)
+            junk[0, k] = junk[0, k] * fade + n_weighed
+            junk[1, k] = junk[1, k] * fade + n_junk / eps
         t_state[k] = max(t_s[i], t_state[k])
         if any_accepted:
             t_meas[k] = t_state[k]
@@ -880,7 +901,8 @@ class JointFilterBank:
                  coast_tau_s: float = 0.15,
                  q_mult: np.ndarray | tuple[float, ...] = (1.0,), switch_rate_hz: float = 0.1,
                  lookback_frames: int = 0, lookback_gate_sigma: float = 2.0,
-                 coast_periodic: bool = False, follow_pace: bool = False, capacity: int = 16):
+                 coast_periodic: bool = False, follow_pace: bool = False, capacity: int = 16,
+                 outlier_memory_s: float = 0.0):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -891,6 +913,12 @@ class JointFilterBank:
         rng = np.broadcast_to(np.asarray(outlier_range, dtype=np.float64), self.q.shape)
         self.inlier_scale = np.full(self.q.shape, (1.0 - eps) / math.sqrt(2.0 * math.pi))
         self.clutter = eps / rng
+        self.eps = eps
+        # each slot's own junk rate (`outlier_memory_s` > 0): its values weighed as possible junk,
+        # and those taken as junk / eps, both forgotten over outlier_memory_s
+        self.junk = np.zeros((2, capacity))
+        self.outlier_memory_s = float(outlier_memory_s)
+        self.junk_prior, self.junk_floor = JUNK_PRIOR_VALUES, JUNK_FLOOR
         self.coast_tau_s = float(coast_tau_s)
         # (M, c) each model's spectral density: q times its multiple (one per model, or per
         # model and channel), calm to agile
@@ -936,6 +964,7 @@ class JointFilterBank:
         self.lb = np.concatenate([self.lb, np.zeros(self.lb.shape[:2] + (extra, self.channels))], axis=2)
         self.lb_t = np.concatenate([self.lb_t, np.zeros((self.lb_t.shape[0], extra))], axis=1)
         self.lb_n = np.concatenate([self.lb_n, np.zeros(extra, dtype=np.int64)])
+        self.junk = np.concatenate([self.junk, np.zeros((2, extra))], axis=1)
         self.pub = np.concatenate([self.pub, np.zeros((3, extra, self.channels))], axis=1)
         grow_history(self.hist, extra)
 
@@ -972,6 +1001,7 @@ class JointFilterBank:
         self.t_s[slots] = t_s
         self.t_meas_s[slots] = t_s
         self.lb_n[slots] = 0
+        self.junk[:, slots] = 0.0
         reset_history(self.hist, slots)
         self._publish(slots, observed)
 
@@ -1007,7 +1037,8 @@ class JointFilterBank:
                      float(self.gate_max_frames), 1.0 / self.limit_margin, self.coast_tau_s,
                      self.coast_periodic, self.follow_pace, h["t"], h["x"], h["n"], h["head"],
                      h["period"], h["evidence"], h["gap_from"], h["found_at"], h["miss_var"],
-                     h["repeats"], h["pace"], self._grid)
+                     h["repeats"], h["pace"], self._grid, self.junk, max(self.eps, 1e-12),
+                     self.outlier_memory_s, self.junk_prior, self.junk_floor)
         self._publish(slots, accepted)
         return accepted
 
@@ -1018,6 +1049,14 @@ class JointFilterBank:
             pub = self.pub[:, slots]                    # (one gather, not three)
             return pub[0], pub[1], pub[2] > 0.5
         return self.s[X0, slots], self.s[X1, slots], self.active[slots]
+
+    def junk_rate(self, slots: np.ndarray) -> np.ndarray:
+        """(n,) the probability of junk each slot's values are weighed with now: outlier_rate,
+        or with outlier_memory_s the rate learned from the slot's own values (as `_step_kernel`)."""
+        if self.outlier_memory_s <= 0.0:
+            return np.full(len(slots), self.eps)
+        weighed, junk = self.junk[0, slots], self.junk[1, slots]
+        return self.eps * np.maximum((self.junk_prior + junk) / (self.junk_prior + weighed), self.junk_floor)
 
     def effective_q(self, slot: int) -> np.ndarray:
         """(c,) the process noise the combined estimate of a slot moved under in its last step:

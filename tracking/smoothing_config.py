@@ -20,6 +20,11 @@ PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.35, "balanced": 0.25, "analys
 PRESET_Q_RATIO: dict[str, float] = {"vr": 1.0e4, "balanced": 1.0e4, "analysis": 2.5e4}
 """maneuver_q_ratio of each preset: analysis's calm model is calmer, so its most agile one needs a
 larger multiple to follow a 3 Hz swing (about the agile model of vr; issue 15, BENCHMARKS.md)."""
+PRESET_OUTLIER_MEMORY_S: dict[str, float] = {"vr": 10.0, "balanced": 0.0, "analysis": 0.0}
+"""outlier_rate_memory_s of each preset: vr learns each person's junk rate, so on a clean stream
+it follows a real turn of 40-60 deg within a 30 Hz frame; balanced and analysis keep the prior:
+learned, even with a floor of half the prior, they take the 30 deg outlier at the turn of a 2 Hz
+swing 0.77 s into a track for motion (issue 15's known answer; BENCHMARKS.md)."""
 PRESET_MODELS_LOOKBACK: dict[str, tuple[int, int]] = {"vr": (5, 2), "balanced": (4, 0), "analysis": (4, 0)}
 """(motion_models, lookback_frames) of each preset: vr publishes the look-back estimate, with a
 fifth model so that a walking swing is followed by the calm half (issue 15, BENCHMARKS.md)."""
@@ -49,6 +54,12 @@ class SmoothingConfig(StrictModel):
     """Prior probability that one DoF's value in one frame is junk (a mis-detected limb). Each
     motion model weighs 'a measurement it predicted' against 'junk spread over outlier_range_rad':
     a value no model explains is skipped, one the agile model explains is a real fast move."""
+    outlier_rate_memory_s: float | None = Field(None, ge=0.0)
+    """None = the preset's. > 0: outlier_rate is a prior, and each person's own rate is learned
+    from the share of their values taken as junk over about this long (never below a tenth of
+    outlier_rate); 0: outlier_rate throughout. Learned, a clean stream stops weighing fast turns
+    as junk (real motion at 30 Hz without junk: vr up to 1.27x raw RMSE with the rate fixed,
+    1.17x learned) and a noisy one keeps its guard (issue 15, BENCHMARKS.md)."""
     outlier_range_rad: float = Field(1.0, gt=0.0)
     """Spread of junk values (radians): the outlier density is outlier_rate / outlier_range_rad."""
     motion_models: int | None = Field(None, ge=1, le=6)
@@ -122,6 +133,10 @@ class SmoothingConfig(StrictModel):
     @property
     def effective_motion_models(self) -> int:
         return PRESET_MODELS_LOOKBACK[self.preset][0] if self.motion_models is None else self.motion_models
+
+    @property
+    def effective_outlier_memory_s(self) -> float:
+        return PRESET_OUTLIER_MEMORY_S[self.preset] if self.outlier_rate_memory_s is None else self.outlier_rate_memory_s
 
     @property
     def effective_lookback_frames(self) -> int:
