@@ -149,6 +149,13 @@ GRID_SCRATCH = 2 * _MAX_GRID + 1
 
 
 @njit(cache=True, inline="always")
+def _junk_scale(weighed: float, junk: float) -> float:
+    """A track's learned junk rate / eps from its counts (values weighed as possible junk, and
+    those taken as junk / eps): eps worth JUNK_PRIOR_VALUES values, never below JUNK_FLOOR."""
+    return max((JUNK_PRIOR_VALUES + junk) / (JUNK_PRIOR_VALUES + weighed), JUNK_FLOOR)
+
+
+@njit(cache=True, inline="always")
 def _ring(i: int, H: int) -> int:
     """i modulo H for i in [-H, 2H) (every ring index here): without the integer division of
     `%` (the period search reads the ring ~100 times per look)."""
@@ -561,7 +568,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                  q_models, switch_rate_hz, meas_var, lower, upper, wrap, inlier_scale, clutter,
                  gate_max_frames, inv_margin, coast_tau_s, periodic, follow_pace, hist_t, hist_x,
                  hist_n, hist_head, period, evidence, gap_from, found_at, miss_var, repeats, pace,
-                 grid, junk, eps, junk_memory_s, junk_prior, junk_floor):
+                 grid, junk, eps, junk_memory_s):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
@@ -594,9 +601,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
         any_accepted = False
         n_junk = 0                                     # this frame's values taken as junk, of
         n_weighed = 0                                  #   those weighed as possible junk
-        junk_scale = 1.0                               # the track's own junk rate / eps: its
-        if junk_memory_s > 0.0:                        #   counts, and eps worth junk_prior values
-            junk_scale = max((junk_prior + junk[1, k]) / (junk_prior + junk[0, k]), junk_floor)
+        # the track's own junk rate / eps (1: eps throughout)
+        learned = _junk_scale(junk[0, k], junk[1, k]) if junk_memory_s > 0.0 else 1.0
         for j in range(c):
             for m in range(M):
                 b = _HEAD + _PER_MODEL * m
@@ -675,7 +681,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                         # (1 - eps) N(y; 0, S): model t explains the value as a measurement, or
                         # it is junk, eps / range, the same for every model (never 0: no underflow)
                         l_in = scale * math.exp(-0.5 * y * y / S) / math.sqrt(S)
-                        L = l_in + clutter[j] * junk_scale
+                        L = l_in + clutter[j] * learned
                         rs[t] = l_in / L                # P(genuine | y, model t)
                         _update(mixed[t], y, S, rs[t], wrap[j])
                         mu[t] = L * cbar[t]
@@ -918,7 +924,6 @@ class JointFilterBank:
         # and those taken as junk / eps, both forgotten over outlier_memory_s
         self.junk = np.zeros((2, capacity))
         self.outlier_memory_s = float(outlier_memory_s)
-        self.junk_prior, self.junk_floor = JUNK_PRIOR_VALUES, JUNK_FLOOR
         self.coast_tau_s = float(coast_tau_s)
         # (M, c) each model's spectral density: q times its multiple (one per model, or per
         # model and channel), calm to agile
@@ -1038,7 +1043,7 @@ class JointFilterBank:
                      self.coast_periodic, self.follow_pace, h["t"], h["x"], h["n"], h["head"],
                      h["period"], h["evidence"], h["gap_from"], h["found_at"], h["miss_var"],
                      h["repeats"], h["pace"], self._grid, self.junk, max(self.eps, 1e-12),
-                     self.outlier_memory_s, self.junk_prior, self.junk_floor)
+                     self.outlier_memory_s)
         self._publish(slots, accepted)
         return accepted
 
@@ -1055,8 +1060,7 @@ class JointFilterBank:
         or with outlier_memory_s the rate learned from the slot's own values (as `_step_kernel`)."""
         if self.outlier_memory_s <= 0.0:
             return np.full(len(slots), self.eps)
-        weighed, junk = self.junk[0, slots], self.junk[1, slots]
-        return self.eps * np.maximum((self.junk_prior + junk) / (self.junk_prior + weighed), self.junk_floor)
+        return self.eps * np.array([_junk_scale(w, j) for w, j in self.junk[:, slots].T])
 
     def effective_q(self, slot: int) -> np.ndarray:
         """(c,) the process noise the combined estimate of a slot moved under in its last step:
