@@ -7,7 +7,6 @@ image outputs (segmentation mask and heatmaps, never read: engines/blazepose/mod
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -17,21 +16,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_multiperson import clip_paths  # noqa: E402
 from engines.blazepose import models  # noqa: E402
 from engines.blazepose.landmarks import BlazePoseLandmarker, roi_from_box  # noqa: E402
 
 
 def demo_frame() -> np.ndarray:
-    """The first frame of Pose2Sim's Demo_MultiPerson cam01 (three people), or noise without it."""
+    """The first frame of Pose2Sim's Demo_MultiPerson cam01 (three people)."""
     import av
 
-    spec = importlib.util.find_spec("Pose2Sim")
-    if spec is not None and spec.submodule_search_locations:
-        clip = Path(list(spec.submodule_search_locations)[0]) / "Demo_MultiPerson" / "videos" / "cam01.mp4"
-        if clip.exists():
-            with av.open(str(clip)) as c:
-                return next(c.decode(video=0)).to_ndarray(format="bgr24")
-    return np.random.default_rng(0).integers(0, 255, (1920, 1080, 3), dtype=np.uint8)
+    with av.open(str(clip_paths()["cam01"])) as c:
+        return next(c.decode(video=0)).to_ndarray(format="bgr24")
 
 
 def main() -> None:
