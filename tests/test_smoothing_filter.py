@@ -312,6 +312,24 @@ def test_variable_dt_and_duplicate_stamps():
     assert rmse < 0.7 * 0.05
 
 
+def test_a_model_nobody_believes_then_a_repeated_stamp():
+    """After a dropout the next value is taken as it is; one 5 m away (the root translation)
+    leaves the calm models' probabilities at exactly 0 (their likelihood underflows). A repeated
+    stamp then moves nothing between the models (p_move = 0), so nothing flows into those models
+    at all: they keep their own state (the mixing divided by that 0 and raised
+    ZeroDivisionError, stamp after stamp)."""
+    bank = _bank(preset="balanced")
+    z = _z(7, 0.1)
+    z[:, NUM_DOFS:] = [0.0, 0.0, 3.0]
+    z[1:4] = np.nan
+    z[4:, NUM_DOFS] = 5.0
+    ts = np.array([0.0, 1, 2, 3, 4, 4, 5]) / 30.0
+    x, _, _ = _run(bank, z, ts)
+    mu = [bank.s[jf.model_base(m) + jf.MU, 0, NUM_DOFS] for m in range(bank.q_models.shape[0])]
+    assert np.all(np.isfinite(x)) and min(mu) >= 0.0 and abs(sum(mu) - 1.0) < 1e-9
+    assert abs(x[5, NUM_DOFS] - 5.0) < 0.2 and abs(x[6, NUM_DOFS] - 5.0) < 1.0
+
+
 def test_outlier_gated_and_low_confidence_trusted_less():
     T = 60
     ts = np.arange(T) / 30.0

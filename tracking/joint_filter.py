@@ -590,8 +590,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     mu = np.empty(M)               # model probabilities
     cbar = np.empty(M)             # predicted model probabilities
     rs = np.empty(M)               # each model's probability that the value is genuine
-    wm = np.empty(M)               # mixing weights into one model, and each model's angle
-    dm = np.empty(M)               #   offset from its (on the circle if wrap)
+    dm = np.empty(M)               # each model's angle as an offset from model 0's
     mixed = np.empty((M, _N_STATE))  # each model's mixed prior, then its posterior
     for i in range(n):
         k = slots[i]
@@ -609,33 +608,43 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                 for r in range(_N_STATE):
                     xm[m, r] = s[b + r, k, j]
                 mu[m] = s[b + MU, k, j]
-            # mixing: cbar_t = sum_i PI_it mu_i; model t starts from sum_i (PI_it mu_i / cbar_t) N_i
-            for t in range(M):
-                cb = 0.0
-                for m in range(M):
-                    cb += mu[m] * (p_stay if m == t else p_move)
-                cbar[t] = cb
-                ref = xm[t, 0]                          # angles averaged as offsets from one
-                m0 = m1 = 0.0                           #   model's, on the circle if wrap
-                for m in range(M):
-                    w = mu[m] * (p_stay if m == t else p_move) / cb
-                    d = xm[m, 0] - ref
-                    if wrap[j]:
-                        d = _wrap(d)
-                    wm[m], dm[m] = w, d
-                    m0 += w * d
-                    m1 += w * xm[m, 1]
-                p00 = p01 = p11 = 0.0
-                for m in range(M):
-                    w = wm[m]
-                    e0, e1 = dm[m] - m0, xm[m, 1] - m1  # x_m - x_mixed
-                    p00 += w * (xm[m, 2] + e0 * e0)     # P = sum w (P_m + e e')
-                    p01 += w * (xm[m, 3] + e0 * e1)
-                    p11 += w * (xm[m, 4] + e1 * e1)
-                x0 = ref + m0
+            # mixing: cbar_t = sum_i PI_it mu_i; model t starts from sum_i (PI_it mu_i / cbar_t) N_i.
+            # PI_it = p_move + (p_stay - p_move) [i = t], so every model's mixture is one set of
+            # sums over the models plus its own term: O(M), not O(M^2). Angles are offsets from
+            # model 0's (on the circle if wrap); the second moments are taken about that angle.
+            ref = xm[0, 0]
+            s_mu = a0 = a1 = b00 = b01 = b11 = 0.0
+            for m in range(M):
+                d = xm[m, 0] - ref
                 if wrap[j]:
-                    x0 = _wrap(x0)
-                mixed[t, 0], mixed[t, 1], mixed[t, 2], mixed[t, 3], mixed[t, 4] = x0, m1, p00, p01, p11
+                    d = _wrap(d)
+                dm[m] = d
+                u = mu[m]
+                s_mu += u
+                a0 += u * d
+                a1 += u * xm[m, 1]
+                b00 += u * (xm[m, 2] + d * d)
+                b01 += u * (xm[m, 3] + d * xm[m, 1])
+                b11 += u * (xm[m, 4] + xm[m, 1] * xm[m, 1])
+            own = p_stay - p_move
+            for t in range(M):
+                u = own * mu[t]
+                cb = p_move * s_mu + u
+                cbar[t] = cb
+                if cb > 0.0:
+                    d, x1 = dm[t], xm[t, 1]
+                    m0 = (p_move * a0 + u * d) / cb
+                    m1 = (p_move * a1 + u * x1) / cb
+                    p00 = (p_move * b00 + u * (xm[t, 2] + d * d)) / cb - m0 * m0
+                    p01 = (p_move * b01 + u * (xm[t, 3] + d * x1)) / cb - m0 * m1
+                    p11 = (p_move * b11 + u * (xm[t, 4] + x1 * x1)) / cb - m1 * m1
+                    x0 = ref + m0
+                    if wrap[j]:
+                        x0 = _wrap(x0)
+                    mixed[t, 0], mixed[t, 1], mixed[t, 2], mixed[t, 3], mixed[t, 4] = x0, m1, p00, p01, p11
+                else:                                   # nothing flows into model t: as it was
+                    for r in range(_N_STATE):
+                        mixed[t, r] = xm[t, r]
                 _predict(mixed[t], dt, q_models[t, j])
             zj = z[i, j]
             ok = False
