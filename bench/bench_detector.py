@@ -8,6 +8,12 @@ on a noisy shared machine can be compared by ratio.
 on the device and decode/NMS), onnxruntime CUDA EP and TensorRT when they are installed.
 
     .venv/bin/python bench/bench_detector.py [--device cpu|cuda] [--iters 30]
+
+--regions: the BlazePose SSD detector (the default) on vtest.avi with 6, 10 and 13 regions a call,
+the regions in one LiteRT call against parts of at most 2 / 4 (`REGIONS_PER_INVOKE`), alternating,
+one thread, detections checked identical.
+
+    .venv/bin/python bench/bench_detector.py --regions [--iters 30]
 """
 from __future__ import annotations
 
@@ -176,11 +182,45 @@ def cuda(iters: int, tmp: Path) -> None:
             print(f"{backend}: not available ({str(exc).splitlines()[0][:120]})")
 
 
+def regions_per_call(iters: int) -> None:
+    """One LiteRT call for all of a detector run's regions vs parts of at most 2 / 4 of them."""
+    import engines.blazepose.detector as ssd_mod
+    from engines.blazepose.detector import BlazePoseSsd, Region
+
+    img = frame()
+    h, w = img.shape[:2]
+    ssd = BlazePoseSsd(grids=(2, 3, 4), tiles_per_call=4)
+    print(f"BlazePose SSD, {w}x{h}, one thread, median of {iters} alternating calls")
+    print("| regions a call | one call ms | parts of <= 4 ms | parts of <= 2 ms | detections |")
+    print("|---|---:|---:|---:|---|")
+    for n_extra in (1, 5, 8):                   # + the whole frame and 4 tiles: 6, 10, 13 regions
+        extra = [Region(40.0 + 70 * i, 120.0, 160.0, 160.0) for i in range(n_extra)]
+        times: dict[int, list[float]] = {64: [], 4: [], 2: []}
+        found: dict[int, np.ndarray] = {}
+        for it in range(iters + 2):
+            for per in times:
+                ssd_mod.REGIONS_PER_INVOKE = per
+                ssd._next_tile.clear()          # the same tiles for every variant
+                t0 = time.perf_counter()
+                det = ssd.detect(img, extra, "bench")
+                if it >= 2:
+                    times[per].append((time.perf_counter() - t0) * 1e3)
+                found[per] = np.concatenate([det.boxes.ravel(), det.scores])
+        same = all(np.array_equal(found[64], v) for v in found.values())
+        print(f"| {5 + n_extra} | {np.median(times[64]):.1f} | {np.median(times[4]):.1f} | "
+              f"{np.median(times[2]):.1f} | {'identical' if same else 'DIFFER'} |")
+    ssd_mod.REGIONS_PER_INVOKE = 4
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--regions", action="store_true", help="the BlazePose SSD's regions per LiteRT call")
     args = ap.parse_args()
+    if args.regions:
+        regions_per_call(args.iters)
+        return
     with tempfile.TemporaryDirectory() as d:
         (cuda if args.device == "cuda" else cpu)(args.iters, Path(d))
 

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import VTEST, needs_shared
 from engines.blazepose import models
+from engines.blazepose.detector import REGIONS_PER_INVOKE
 from engines.blazepose.roi import Roi, body_box, roi_from_points
 from engines.blazepose.ssd import SsdDetections, anchor_groups, decode, ssd_anchors, weighted_nms
 from stream.errors import DependencyError, EngineError
@@ -223,6 +224,31 @@ def test_first_run_of_a_stream_looks_at_every_tile_then_takes_turns():
 
 
 @needs_shared(VTEST)
+@needs_shared(VTEST)
+def test_a_calls_regions_run_in_parts_give_the_same_detections(monkeypatch):
+    """13 regions (whole frame, 4 tiles, 8 looks) go to LiteRT in parts of at most
+    REGIONS_PER_INVOKE (faster per region: bench/bench_detector.py --regions); each region's
+    outputs do not depend on its batch, so the detections equal those of one call."""
+    import engines.blazepose.detector as ssd_mod
+    from engines.blazepose.detector import BlazePoseSsd, Region
+
+    img = first_frame(VTEST)
+    extra = [Region(40.0 + 70 * i, 120.0, 160.0, 160.0) for i in range(8)]
+    calls: list[int] = []
+    ssd = BlazePoseSsd(grids=(2, 3, 4), tiles_per_call=4)
+    run = ssd.model.run
+    monkeypatch.setattr(ssd.model, "run", lambda batch: calls.append(len(batch)) or run(batch))
+    parts = ssd.detect(img, extra, "a")
+    assert sorted(calls) == [3, 3, 3, 4]
+    monkeypatch.setattr(ssd_mod, "REGIONS_PER_INVOKE", 64)
+    ssd._next_tile.clear()
+    calls.clear()
+    whole = ssd.detect(img, extra, "a")
+    assert calls == [13] and len(whole) >= 2
+    assert np.array_equal(parts.boxes, whole.boxes) and np.array_equal(parts.keypoints, whole.keypoints)
+    assert np.array_equal(parts.scores, whole.scores)
+
+
 def test_the_first_look_runs_on_its_own_interpreter_and_frees_it():
     """`first_look_threads`: the first every-tile look (30 regions) runs on a 2-thread
     interpreter reserved at open and dropped after it; the same detections as on the regular
@@ -236,7 +262,8 @@ def test_the_first_look_runs_on_its_own_interpreter_and_frees_it():
     a, b = own.detect(img, stream="a"), shared.detect(img, stream="a")
     assert len(a) >= 3 and np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
     assert own._first_look_model is None                      # freed after its one call
-    assert own.model._batch == 1 and shared.model._batch == 30  # the regular arena never grew
+    # the regular interpreter took no part of the first look; the shared one, parts of it
+    assert own.model._batch == 1 and 1 < shared.model._batch <= REGIONS_PER_INVOKE
     assert np.array_equal(own.detect(img, stream="a").boxes, shared.detect(img, stream="a").boxes)
 
 

@@ -18,6 +18,12 @@ from engines.blazepose.motion_tiles import MotionMap, tiles_by_motion
 from engines.blazepose.roi import BODY_WIDTH, body_box
 from engines.blazepose.ssd import INPUT_SIZE_PX, SsdDetections, decode, ssd_anchors, unbatch, weighted_nms
 
+REGIONS_PER_INVOKE = 4
+"""Regions per LiteRT call; a call's regions go in near-equal parts of at most this many. Each
+region's outputs are bit-identical at any batch size, but a batch of 10-13 regions runs ~9 %
+slower per region than parts of 2-4 (one thread; bench/bench_detector.py --regions), and holds
+XNNPACK's arena for all of them."""
+
 
 @dataclass(frozen=True, slots=True)
 class Region:
@@ -73,10 +79,9 @@ class BlazePoseSsd:
         self._first_look_model: TfliteModel | None = None
         if first_run_all_tiles and first_look_threads > 0:
             # the first every-tile look (~30 regions) on its own interpreter, its memory reserved
-            # now and freed after that look (XNNPACK's arena only grows: 30 regions hold ~110 MiB
-            # more than a regular call's), with more threads: nobody is posed yet, the cores idle
+            # now and freed after that look, with more threads: nobody is posed yet, the cores idle
             self._first_look_model = TfliteModel(bundled_model(DETECTOR_FILE), max(threads, first_look_threads))
-            self._first_look_model.reserve(len(tile_regions(1, 1, grids, overlap)))
+            self._first_look_model.reserve(REGIONS_PER_INVOKE)
         self._every_tile_call = False
         self.anchors = ssd_anchors()
         self.grids, self.overlap, self.tiles_per_call = tuple(grids), overlap, tiles_per_call
@@ -130,7 +135,7 @@ class BlazePoseSsd:
         model = self.model
         if self._every_tile_call and self._first_look_model is not None:
             model, self._first_look_model = self._first_look_model, None   # freed after this call
-        raw_boxes, raw_scores = self._split(model.run(batch), len(batch))
+        raw_boxes, raw_scores = self._run(model, batch)
         boxes, kps, scores = [], [], []
         for i, (s, px, py, r) in enumerate(maps):
             d = decode(raw_boxes[i], raw_scores[i], self.anchors, self.candidate_score)
@@ -167,6 +172,14 @@ class BlazePoseSsd:
         mx, my = self.tile_margin * r.w, self.tile_margin * r.h
         return ((b[:, 0] >= r.x0 - mx) & (b[:, 1] >= r.y0 - my)
                 & (b[:, 2] <= r.x0 + r.w + mx) & (b[:, 3] <= r.y0 + r.h + my))
+
+    def _run(self, model: TfliteModel, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 2254, 12) regressors and (B, 2254, 1) scores of a batch of regions, run in parts of
+        at most REGIONS_PER_INVOKE."""
+        n = len(batch)
+        bounds = np.linspace(0, n, -(-n // REGIONS_PER_INVOKE) + 1).round().astype(int)
+        parts = [self._split(model.run(batch[a:b]), b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     @staticmethod
     def _split(outputs: list[np.ndarray], batch: int) -> tuple[np.ndarray, np.ndarray]:
