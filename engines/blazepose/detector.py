@@ -1,10 +1,10 @@
-"""Every person in a frame from BlazePose's SSD detector: whole frame plus overlapping tiles in one
-batched LiteRT call, MediaPipe's decoding and weighted NMS, a body box per detection.
+"""Every person in a frame from BlazePose's SSD detector: whole frame plus overlapping tiles in
+batched LiteRT calls, MediaPipe's decoding and weighted NMS, a body box per detection.
 
 Why tiles: the detector sees faces on a 224x224 letterbox of the frame; a person a fifth of a
 640x480 frame tall has a face of ~6 px there and is missed. An n x n grid of overlapping tiles sees
-the same face at n times the resolution, in the same call (the batch dimension), for about n^2 + 1
-times one detector's compute.
+the same face at n times the resolution, in the same run (the batch dimension, in parts of
+REGIONS_PER_INVOKE), for about n^2 + 1 times one detector's compute.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class BlazePoseSsd:
 
     Each call looks at the whole frame, `tiles_per_call` of the tiles (taken in turn, so every tile
     is seen once every ceil(tiles / tiles_per_call) calls) and any extra regions given (where the
-    tracker expects someone), all in one batched call. Up to `motion_tiles` of a call's tiles go
+    tracker expects someone), batched (in parts of REGIONS_PER_INVOKE). Up to `motion_tiles` of a call's tiles go
     where the frame moved since the last call outside those regions (engines/blazepose/
     motion_tiles.py: someone walking in), the rest in turn. The turn is kept per `stream`, so one
     detector shared by several streams gives each the same tiles whatever order their frames
