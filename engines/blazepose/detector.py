@@ -65,9 +65,9 @@ class BlazePoseSsd:
 
     Each call looks at the whole frame, `tiles_per_call` of the tiles (taken in turn, so every tile
     is seen once every ceil(tiles / tiles_per_call) calls) and any extra regions given (where the
-    tracker expects someone), batched (in parts of REGIONS_PER_INVOKE). Up to `motion_tiles` of a call's tiles go
-    where the frame moved since the last call outside those regions (engines/blazepose/
-    motion_tiles.py: someone walking in), the rest in turn. The turn is kept per `stream`, so one
+    tracker expects someone), batched in parts of REGIONS_PER_INVOKE. Up to `motion_tiles` of a
+    call's tiles go where the frame moved since the last call outside those regions
+    (engines/blazepose/motion_tiles.py: someone walking in), the rest in turn. The turn is kept per `stream`, so one
     detector shared by several streams gives each the same tiles whatever order their frames
     arrive in (runs are repeatable)."""
 
