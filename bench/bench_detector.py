@@ -190,26 +190,29 @@ def regions_per_call(iters: int) -> None:
     img = frame()
     h, w = img.shape[:2]
     ssd = BlazePoseSsd(grids=(2, 3, 4), tiles_per_call=4)
+    shipped = ssd_mod.REGIONS_PER_INVOKE
     print(f"BlazePose SSD, {w}x{h}, one thread, median of {iters} alternating calls")
     print("| regions a call | one call ms | parts of <= 4 ms | parts of <= 2 ms | detections |")
     print("|---|---:|---:|---:|---|")
-    for n_extra in (1, 5, 8):                   # + the whole frame and 4 tiles: 6, 10, 13 regions
-        extra = [Region(40.0 + 70 * i, 120.0, 160.0, 160.0) for i in range(n_extra)]
-        times: dict[int, list[float]] = {64: [], 4: [], 2: []}
-        found: dict[int, np.ndarray] = {}
-        for it in range(iters + 2):
-            for per in times:
-                ssd_mod.REGIONS_PER_INVOKE = per
-                ssd._next_tile.clear()          # the same tiles for every variant
-                t0 = time.perf_counter()
-                det = ssd.detect(img, extra, "bench")
-                if it >= 2:
-                    times[per].append((time.perf_counter() - t0) * 1e3)
-                found[per] = np.concatenate([det.boxes.ravel(), det.scores])
-        same = all(np.array_equal(found[64], v) for v in found.values())
-        print(f"| {5 + n_extra} | {np.median(times[64]):.1f} | {np.median(times[4]):.1f} | "
-              f"{np.median(times[2]):.1f} | {'identical' if same else 'DIFFER'} |")
-    ssd_mod.REGIONS_PER_INVOKE = 4
+    try:
+        for n_extra in (1, 5, 8):                   # + the whole frame and 4 tiles: 6, 10, 13 regions
+            extra = [Region(40.0 + 70 * i, 120.0, 160.0, 160.0) for i in range(n_extra)]
+            times: dict[int, list[float]] = {64: [], 4: [], 2: []}
+            found: dict[int, np.ndarray] = {}
+            for it in range(iters + 2):
+                for per in times:
+                    ssd_mod.REGIONS_PER_INVOKE = per
+                    ssd._next_tile.clear()          # the same tiles for every variant
+                    t0 = time.perf_counter()
+                    det = ssd.detect(img, extra, "bench")
+                    if it >= 2:
+                        times[per].append((time.perf_counter() - t0) * 1e3)
+                    found[per] = np.concatenate([det.boxes.ravel(), det.scores])
+            same = all(np.array_equal(found[64], v) for v in found.values())
+            print(f"| {5 + n_extra} | {np.median(times[64]):.1f} | {np.median(times[4]):.1f} | "
+                  f"{np.median(times[2]):.1f} | {'identical' if same else 'DIFFER'} |")
+    finally:
+        ssd_mod.REGIONS_PER_INVOKE = shipped
 
 
 def main() -> None:

@@ -224,7 +224,6 @@ def test_first_run_of_a_stream_looks_at_every_tile_then_takes_turns():
 
 
 @needs_shared(VTEST)
-@needs_shared(VTEST)
 def test_a_calls_regions_run_in_parts_give_the_same_detections(monkeypatch):
     """13 regions (whole frame, 4 tiles, 8 looks) go to LiteRT in parts of at most
     REGIONS_PER_INVOKE (faster per region: bench/bench_detector.py --regions); each region's
@@ -249,6 +248,7 @@ def test_a_calls_regions_run_in_parts_give_the_same_detections(monkeypatch):
     assert np.array_equal(parts.scores, whole.scores)
 
 
+@needs_shared(VTEST)
 def test_the_first_look_runs_on_its_own_interpreter_and_frees_it():
     """`first_look_threads`: the first every-tile look (30 regions) runs on a 2-thread
     interpreter reserved at open and dropped after it; the same detections as on the regular

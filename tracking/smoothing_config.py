@@ -59,7 +59,7 @@ class SmoothingConfig(StrictModel):
     from the share of their values taken as junk over about this long (never below a tenth of
     outlier_rate); 0: outlier_rate throughout. Learned, a clean stream stops weighing fast turns
     as junk (real motion at 30 Hz without junk: vr up to 1.27x raw RMSE with the rate fixed,
-    1.17x learned) and a noisy one keeps its guard (issue 15, BENCHMARKS.md)."""
+    1.15x learned) and a noisy one keeps its guard (issue 15, BENCHMARKS.md)."""
     outlier_range_rad: float = Field(1.0, gt=0.0)
     """Spread of junk values (radians): the outlier density is outlier_rate / outlier_range_rad."""
     motion_models: int | None = Field(None, ge=1, le=6)

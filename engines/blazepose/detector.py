@@ -67,9 +67,9 @@ class BlazePoseSsd:
     is seen once every ceil(tiles / tiles_per_call) calls) and any extra regions given (where the
     tracker expects someone), batched in parts of REGIONS_PER_INVOKE. Up to `motion_tiles` of a
     call's tiles go where the frame moved since the last call outside those regions
-    (engines/blazepose/motion_tiles.py: someone walking in), the rest in turn. The turn is kept per `stream`, so one
-    detector shared by several streams gives each the same tiles whatever order their frames
-    arrive in (runs are repeatable)."""
+    (engines/blazepose/motion_tiles.py: someone walking in), the rest in turn. The turn is kept
+    per `stream`, so one detector shared by several streams gives each the same tiles whatever
+    order their frames arrive in (runs are repeatable)."""
 
     def __init__(self, grids: tuple[int, ...] = (2, 3), overlap: float = 0.25, tiles_per_call: int = 4,
                  min_score: float = 0.5, nms_iou: float = 0.3, tile_margin: float = 0.15, width_ratio: float = BODY_WIDTH,

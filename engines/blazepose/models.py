@@ -70,7 +70,7 @@ def without_image_outputs(model: bytes) -> bytes:
 
     Why: BlazePose full's landmark file also paints a 256 x 256 segmentation mask and 64 x 64 x 39
     heatmaps, which nothing here reads; LiteRT runs every operator of a graph whatever its
-    outputs, and those two heads cost ~40 % of a crop (14.2 -> 8.6 ms, BENCHMARKS.md issue 14).
+    outputs, and those two heads cost ~40 % of a crop (14.6 -> 8.7 ms, BENCHMARKS.md issue 14).
     Done on the flatbuffer with LiteRT's own schema module, in memory, at load (~0.1 s)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
