@@ -270,6 +270,60 @@ def evaluate_grid(fps_list=(30.0, 60.0), speeds=SPEEDS_HZ, shapes=SHAPES, outlie
     return rows
 
 
+NOISE_LEVELS_DEG = (1.0, 2.0, 6.0)
+NOISE_CLIPS = ("mocap walk", "mocap kick", "reference multi_p0")
+
+
+def noise_levels(noises=NOISE_LEVELS_DEG, fps: float = 30.0, speeds=(0.5, 1.0, 2.0, 3.0),
+                 shapes=("sine", "reversal"), outliers=((0.0, 0.0), (0.02, 30.0)),
+                 seeds: tuple[int, ...] = (1, 2), clips: tuple[str, ...] = NOISE_CLIPS,
+                 methods=CAUSAL) -> list[dict]:
+    """Engines quieter and noisier than the grid's 3 deg: one row per (noise, speed or real clip,
+    shape, outlier rate), each causal preset's RMSE as a ratio to raw with each person's noise
+    learned (`smoothing.meas_noise_memory_s`, the default: '<preset>') and with R fixed at
+    meas_noise_rad ('<preset>_fixed'). Swings with both kinds of dropout, as the grid; the real
+    clips under three noise draws (seeds 1-3)."""
+    rows = []
+    for nd in noises:
+        cases = []
+        for f in speeds:
+            for shape in shapes:
+                for o in outliers:
+                    trajs, sel = zip(*[swing_person(s, f, shape, fps=fps, noise_deg=nd, outlier_rate=o[0],
+                                                    outlier_deg=o[1], drop_rate=0.02, blank_rate=0.02)
+                                       for s in seeds])
+                    cases.append((f, shape, o, list(trajs), sel[0]))
+        for clip in clips:
+            for o in outliers:
+                trajs, sel = zip(*[recorded_person(s, fps, noise_deg=nd, outlier_rate=o[0], outlier_deg=o[1],
+                                                   clip=clip) for s in (1, 2, 3)])
+                cases.append((None, clip, o, list(trajs), sel[0]))
+        for f, shape, o, trajs, sel in cases:
+            raw = metrics(run_raw(trajs), trajs, dofs=sel)
+            row = {"noise_deg": nd, "fps": fps, "speed_hz": f, "shape": shape, "outlier_rate": o[0]}
+            for m in methods:
+                for name, memory in ((m, None), (m + "_fixed", 0.0)):
+                    over = {} if memory is None else {"meas_noise_memory_s": memory}
+                    r = metrics(run_ours(trajs, SmoothingConfig(preset=m, **over)), trajs, dofs=sel)
+                    row[name] = {"rmse": r["rmse_deg"] / raw["rmse_deg"], "violations": r["violations"]}
+            rows.append(row)
+    return rows
+
+
+def noise_markdown(rows: list[dict], methods=CAUSAL) -> str:
+    """The noise-level rows as a table: learned / fixed per preset."""
+    lines = ["| noise deg | speed or clip | shape | outliers | "
+             + " | ".join(f"{m} learned / fixed" for m in methods) + " |",
+             "|---|---|---|---|" + "---|" * len(methods)]
+    for r in rows:
+        what = f"{r['speed_hz']:g} Hz" if r["speed_hz"] is not None else r["shape"]
+        shape = r["shape"] if r["speed_hz"] is not None else ""
+        lines.append(f"| {r['noise_deg']:g} | {what} | {shape} | {100 * r['outlier_rate']:.0f} % | "
+                     + " | ".join(f"{r[m]['rmse']:.2f} / {r[m + '_fixed']['rmse']:.2f}" for m in methods)
+                     + " |")
+    return "\n".join(lines)
+
+
 def recorded_set(fps: float, outlier: tuple[float, float], seeds: tuple[int, ...] = tuple(range(1, 9)),
                  clip: str = RECORDED_CLIPS[0]) -> tuple[list[Trajectory], np.ndarray]:
     """A real trajectory (motion_synth.recorded_person: video or motion capture) under one noise
@@ -475,8 +529,24 @@ def main() -> None:
                     help="only the widened benchmark (issue 15): walking, then every speed, shape, "
                          "outlier rate and the real clips at 30 and 60 Hz, with One Euro at "
                          "vr's lag per speed (--quick: one seed, 30 Hz)")
-    ap.add_argument("--json", type=str, default=None, help="with --grid: also write the rows here")
+    ap.add_argument("--json", type=str, default=None, help="with --grid or --noise: also write the rows here")
+    ap.add_argument("--noise", action="store_true",
+                    help="only engines quieter and noisier than 3 deg (1, 2, 6 deg), each person's "
+                         "noise learned vs R fixed (~2 min)")
     args = ap.parse_args()
+    if args.noise:
+        rows = noise_levels(seeds=(1,) if args.quick else (1, 2))
+        print(noise_markdown(rows))
+        for m in CAUSAL:
+            for name in (m, m + "_fixed"):
+                syn = [r[name]["rmse"] for r in rows if r["speed_hz"] is not None]
+                real = [r[name]["rmse"] for r in rows if r["speed_hz"] is None]
+                print(f"{name:18s} swings: {sum(v > 0.9 for v in syn)} of {len(syn)} rows over 0.9x raw, "
+                      f"worst {max(syn):.2f}; real clips: worst {max(real):.2f}")
+        if args.json:
+            import json
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+        return
     if args.grid:
         walk = walking()
         print("walking (1 Hz knee, 3 deg noise, 2 % outliers of 30 deg, 30 Hz), x raw:")

@@ -404,6 +404,46 @@ def test_each_person_learns_their_own_junk_rate():
     assert 0.015 < noisy < 0.06, noisy
 
 
+def test_each_person_learns_their_own_noise_level():
+    """meas_noise_rad is where a person starts: each person's noise level is learned from their
+    own values within a second or two (a quiet engine at 1 deg, a noisy one at 6 deg; one at 1
+    deg with 5 % junk of 35 deg, which is not taken for noise; one whose other DoFs the engine
+    holds exactly still), R = margin x the variance learned, the root translation keeps its
+    own, and a new track starts over. Off (memory 0) R stays as configured."""
+    rng = np.random.default_rng(4)
+    T, fps, conf = 60, 30.0, 0.8
+    ts = np.arange(T) / fps
+    swing = 0.6 - 0.5 * np.cos(2 * np.pi * 1.0 * ts)[:, None]        # every DoF, 1 Hz
+    noise_deg = np.array([1.0, 6.0, 1.0, 2.0])
+    z = np.full((T, 4, NUM_DOFS + 3), np.nan)
+    z[..., :NUM_DOFS] = np.clip(swing[:, None] + rng.normal(0, 1, (T, 4, NUM_DOFS))
+                                * np.deg2rad(noise_deg)[None, :, None], DOF_LOWER, DOF_UPPER)
+    junk = rng.random((T, NUM_DOFS)) < 0.05
+    z[:, 2, :NUM_DOFS] += np.where(junk, rng.choice([-1, 1], (T, NUM_DOFS)) * np.deg2rad(35.0), 0.0)
+    z[:, 3, 1::2] = 0.2                                                # held exactly still
+    z[..., NUM_DOFS:] = rng.normal(0, 0.01, (T, 4, 3))
+    slots, c = np.arange(4), np.full(4, conf)
+    for memory_s in (0.0, 2.0):
+        bank = _bank(preset="balanced", meas_noise_memory_s=memory_s)
+        configured = bank.noise_std(slots)
+        np.testing.assert_allclose(configured[:, :NUM_DOFS], 0.055)
+        bank.initialize(slots, ts[:1].repeat(4), z[0], c, np.isfinite(z[0]))
+        for k in range(1, T):
+            bank.step(slots, ts[k:k + 1].repeat(4), z[k], c, np.isfinite(z[k]))
+        std = bank.noise_std(slots)
+        np.testing.assert_allclose(std[:, NUM_DOFS:], configured[:, NUM_DOFS:])  # translation
+        if memory_s == 0.0:
+            np.testing.assert_allclose(std, configured)
+            continue
+        # the std at confidence 1 that makes R = margin x the noise at confidence 0.8
+        expected = np.sqrt(1.5) * np.deg2rad(noise_deg) * conf
+        got = std[:, 0]
+        assert np.all(np.abs(got / expected - 1.0) < 0.3), (np.rad2deg(got), np.rad2deg(expected))
+        np.testing.assert_allclose(std[:, :NUM_DOFS], np.repeat(got[:, None], NUM_DOFS, 1))  # per person
+        bank.initialize(slots[:1], ts[-1:], z[-1, :1], c[:1], np.isfinite(z[-1, :1]))
+        np.testing.assert_allclose(bank.noise_std(slots[:1]), configured[:1])  # a new track
+
+
 @pytest.mark.parametrize("preset", ["vr", "balanced", "analysis"])
 def test_2hz_reversal_with_an_outlier_next_to_it(preset):
     """Issue 15's known answer: a knee swinging 0-1.2 rad at 2 Hz (jumping jacks), 1 deg noise,

@@ -44,7 +44,11 @@ rejected real reversals at 2 Hz: 1.11x raw RMSE in `balanced`.) eps is a prior: 
 about that long (eps counting as JUNK_PRIOR_VALUES values; never below JUNK_FLOOR x eps), so a
 clean stream stops weighing a real 40-60 deg turn within one 30 Hz frame as junk (BENCHMARKS.md).
 After `gate_max_frames` junk values in a row, or after a frame with no value, the next is taken as
-it is. Also: R = sigma^2 / confidence^2, no update where a
+it is. R = sigma^2 / confidence^2, and sigma is each track's own with `noise_memory_s`
+(`_learn_noise`): a running median, over its channels, of the noise left in five values in a row
+once a polynomial is taken out, scaling the configured sigma, so an engine quieter than the
+configured one is not smoothed flat (a fixed sigma made a 1 deg engine's walk 1.75x raw RMSE) nor
+a noisier one followed raw (BENCHMARKS.md). Also: no update where a
 DoF is unobserved, and velocity decay where nothing was measured (joints stop; a coasting CV
 model would fly off), faster for the agile models (time constant times (q_calm / q_m)^(1/4)).
 
@@ -102,6 +106,25 @@ PACE_GATE = 3.0         # a value further than this many spreads from the guess 
 PACE_SURE = 1.0         # the local period is used by as much as its shift exceeds this many stds
 JUNK_PRIOR_VALUES = 50.0  # a track's learned junk rate starts at eps, worth this many values
 JUNK_FLOOR = 0.1          # ...and never falls below this share of eps (a long clean stream)
+# each slot's own measurement noise (`noise_memory_s` > 0; `_learn_noise`): per (slot, channel)
+# its last NZ_HOLD values taken (a ring: NZ_Z, their times NZ_T, 1/confidence^2 NZ_W, the oldest
+# at NZ_HEAD) and how many values it takes before its next sample (NZ_DUE); per slot (planes of
+# `noise_slot`) the running median of the noise samples of all its channels (NS_MED, in units of
+# each channel's configured R at confidence 1), how many samples it has seen (NS_K), and its last
+# NZ_HOLD frame times (NS_T), weights (NS_W) and how many are held (NS_N): most channels take a
+# value every frame, so their divided difference's weights are the slot's, found once a frame
+# (`_noise_weights`)
+NZ_HOLD = 4
+NZ_Z, NZ_T, NZ_W, NZ_DUE, NZ_HEAD = 0, NZ_HOLD, 2 * NZ_HOLD, 3 * NZ_HOLD, 3 * NZ_HOLD + 1
+NZ_LEN = 3 * NZ_HOLD + 2
+NS_MED, NS_K, NS_T, NS_W, NS_N = 0, 1, 2, 2 + NZ_HOLD, 2 + 2 * NZ_HOLD
+NS_LEN = 3 + 2 * NZ_HOLD
+MEDIAN_CHI2_1 = 0.454936423119572  # median of a chi-square of 1 degree of freedom
+NOISE_GAIN = 2.3328        # 1 / (2 x the density of log chi2_1 at its median): the median's step
+NOISE_PRIOR_SAMPLES = 4.0  # the first steps are NOISE_GAIN / (this + samples seen): fast at first
+NOISE_TAKE_EVERY = 2       # the channels that feed the estimate: every this many
+NOISE_SPAN_S = 0.5         # values further apart than this tell motion more than noise
+NOISE_RANGE = (0.01, 16.0)  # the learned R stays within these multiples of the configured one
 
 
 def model_base(m: int) -> int:
@@ -153,6 +176,114 @@ def _junk_scale(weighed: float, junk: float) -> float:
     """A track's learned junk rate / eps from its counts (values weighed as possible junk, and
     those taken as junk / eps): eps worth JUNK_PRIOR_VALUES values, never below JUNK_FLOOR."""
     return max((JUNK_PRIOR_VALUES + junk) / (JUNK_PRIOR_VALUES + weighed), JUNK_FLOOR)
+
+
+@njit(cache=True, inline="always")
+def _noise_scale(noise_slot, k, margin):
+    """The R of slot k's learning channels as a multiple of their configured R: margin x the
+    learned noise variance (`_learn_noise`), within NOISE_RANGE."""
+    return min(max(margin * noise_slot[NS_MED, k] / MEDIAN_CHI2_1, NOISE_RANGE[0]), NOISE_RANGE[1])
+
+
+@njit(cache=True, inline="always")
+def _divided_difference_weights(ts, ws, cf):
+    """cf[a] = 1 / prod_{b != a} (ts[a] - ts[b]): the weights of the divided difference of order
+    NZ_HOLD over the NZ_HOLD + 1 times ts; returns its variance per unit R, sum cf^2 ws."""
+    den = 0.0
+    for a in range(NZ_HOLD + 1):
+        prod = 1.0
+        for b in range(NZ_HOLD + 1):
+            if b != a:
+                prod *= ts[a] - ts[b]
+        cf[a] = 1.0 / prod
+        den += cf[a] * cf[a] * ws[a]
+    return den
+
+
+@njit(cache=True)
+def _noise_weights(noise_slot, k, t, w, ts, ws, cf):
+    """The divided difference's weights cf for a value at time t (weight w) after slot k's last
+    NZ_HOLD frames; returns its variance per unit R, 0 where the slot has not had NZ_HOLD
+    frames within NOISE_SPAN_S (each channel then finds its own)."""
+    if noise_slot[NS_N, k] < NZ_HOLD or t <= noise_slot[NS_T + NZ_HOLD - 1, k] \
+            or t - noise_slot[NS_T, k] > NOISE_SPAN_S:
+        return 0.0
+    for a in range(NZ_HOLD):
+        ts[a], ws[a] = noise_slot[NS_T + a, k], noise_slot[NS_W + a, k]
+    ts[NZ_HOLD], ws[NZ_HOLD] = t, w
+    return _divided_difference_weights(ts, ws, cf)
+
+
+@njit(cache=True)
+def _noise_frame(noise_slot, k, t, w):
+    """Append the frame (time t, weight w) to slot k's last frames."""
+    n = int(noise_slot[NS_N, k])
+    if n > 0 and t <= noise_slot[NS_T + n - 1, k]:
+        return
+    if n == NZ_HOLD:
+        for a in range(NZ_HOLD - 1):
+            noise_slot[NS_T + a, k] = noise_slot[NS_T + a + 1, k]
+            noise_slot[NS_W + a, k] = noise_slot[NS_W + a + 1, k]
+        n -= 1
+    noise_slot[NS_T + n, k], noise_slot[NS_W + n, k] = t, w
+    noise_slot[NS_N, k] = n + 1
+
+
+@njit(cache=True, inline="always")
+def _learn_noise(noise, noise_slot, k, j, z, t, w, wrap, meas_var, floor_per_s, slot_den, cf_slot,
+                 cf, ts, ws):
+    """Take a value z of (slot k, channel j) at time t (weight w = 1 / confidence^2) into the
+    slot's noise estimate. Once a value in NZ_HOLD + 1 (staggered over the channels, so no frame
+    takes them all), with the NZ_HOLD values before it, the divided difference of order NZ_HOLD
+    (what is left of smooth motion once a polynomial of that degree is taken out: at 30 Hz under
+    0.1 deg for a 1 Hz knee swing, against 8 sigma of noise) is a sample of the noise,
+    e = d^2 / var(d) in units of the channel's configured R at confidence 1 (a chi-square of 1
+    dof times the slot's scale where the motion is smooth)."""
+    head = int(noise[k, j, NZ_HEAD])
+    due = noise[k, j, NZ_DUE]                   # values to go before the next sample
+    if t <= noise[k, j, NZ_T + _ring(head - 1, NZ_HOLD)] or t - noise[k, j, NZ_T + head] > NOISE_SPAN_S:
+        due = NZ_HOLD + j % (NZ_HOLD + 1)       # a repeated stamp, or too long: motion, not
+    elif due <= 0.0:                            #   noise, over that long: start over
+        _noise_sample(noise, noise_slot, k, j, z, t, w, wrap, meas_var, floor_per_s, slot_den,
+                      cf_slot, cf, ts, ws)
+        due = NZ_HOLD + 1
+    noise[k, j, NZ_Z + head], noise[k, j, NZ_T + head], noise[k, j, NZ_W + head] = z, t, w
+    noise[k, j, NZ_HEAD] = _ring(head + 1, NZ_HOLD)
+    noise[k, j, NZ_DUE] = due - 1.0
+
+
+@njit(cache=True)
+def _noise_sample(noise, noise_slot, k, j, z, t, w, wrap, meas_var, floor_per_s, slot_den, cf_slot,
+                  cf, ts, ws):
+    """The sample of `_learn_noise` from (slot k, channel j)'s NZ_HOLD values (a ring, oldest at
+    its head) and z. The running median over all the slot's channels stands for the scale: a
+    step of NOISE_GAIN / (NOISE_PRIOR_SAMPLES + samples) in log, never below NOISE_GAIN x
+    floor_per_s x the time the values span, up when the sample is above it, down when below, so
+    a sharp turn or a missed junk value moves it by one step at most. slot_den > 0: the slot's
+    weights cf_slot (`_noise_weights`) serve a channel whose values are those of the slot's
+    last frames; cf, ts, ws: scratch for a channel's own."""
+    head = int(noise[k, j, NZ_HEAD])
+    t_old = noise[k, j, NZ_T + head]
+    if slot_den > 0.0 and t_old == noise_slot[NS_T, k] \
+            and noise[k, j, NZ_T + _ring(head - 1, NZ_HOLD)] == noise_slot[NS_T + NZ_HOLD - 1, k]:
+        den, use = slot_den, cf_slot            # the slot's frames: its weights
+    else:
+        for a in range(NZ_HOLD):
+            e = _ring(head + a, NZ_HOLD)
+            ts[a], ws[a] = noise[k, j, NZ_T + e], noise[k, j, NZ_W + e]
+        ts[NZ_HOLD], ws[NZ_HOLD] = t, w
+        den, use = _divided_difference_weights(ts, ws, cf), cf
+    num = 0.0
+    for a in range(NZ_HOLD):                    # relative to the newest value
+        d = noise[k, j, NZ_Z + _ring(head + a, NZ_HOLD)] - z
+        num += use[a] * (_wrap(d) if wrap else d)
+    e = num * num / (den * meas_var)
+    if e > 1e-9:                                # (a value the engine holds exactly still tells
+        kk = noise_slot[NS_K, k]                #   nothing)
+        step = NOISE_GAIN * max(1.0 / (NOISE_PRIOR_SAMPLES + kk), (t - t_old) * floor_per_s)
+        f = math.exp(step)
+        noise_slot[NS_MED, k] *= f if e > noise_slot[NS_MED, k] else 1.0 / f
+        noise_slot[NS_K, k] = kk + 1.0
 
 
 @njit(cache=True, inline="always")
@@ -568,7 +699,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                  q_models, switch_rate_hz, meas_var, lower, upper, wrap, inlier_scale, clutter,
                  gate_max_frames, inv_margin, coast_tau_s, periodic, follow_pace, hist_t, hist_x,
                  hist_n, hist_head, period, evidence, gap_from, found_at, miss_var, repeats, pace,
-                 grid, junk, eps, junk_memory_s):
+                 grid, junk, eps, junk_memory_s, noise, noise_slot, noise_learns, noise_takes,
+                 noise_floor_per_s, noise_margin):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
@@ -583,7 +715,11 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     grid scratch), and take that guess as a prior where measured.
     junk (2, capacity): each slot's values weighed as possible junk, and those taken as junk / eps,
     forgotten over junk_memory_s (0: eps throughout); the slot's junk density is clutter times
-    its learned rate / eps."""
+    its learned rate / eps. The channels where noise_learns (c,) bool take meas_var times their
+    slot's learned scale (`_learn_noise`: noise (capacity, c, NZ_LEN) each channel's last values
+    taken, noise_slot (NS_LEN, capacity) the slot's running median, its samples and last frames,
+    noise_floor_per_s the median's least step per second; R is noise_margin x the variance
+    learned)."""
     n, c = z.shape
     M = q_models.shape[0]
     xm = np.empty((M, _N_STATE))   # each model's posterior x, P
@@ -592,6 +728,11 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     rs = np.empty(M)               # each model's probability that the value is genuine
     dm = np.empty(M)               # each model's angle as an offset from model 0's
     mixed = np.empty((M, _N_STATE))  # each model's mixed prior, then its posterior
+    cf_slot = np.empty(NZ_HOLD + 1)  # the noise's divided-difference weights: the slot's,
+    cf = np.empty(NZ_HOLD + 1)       #   a channel's own
+    ts = np.empty(NZ_HOLD + 1)
+    ws = np.empty(NZ_HOLD + 1)
+    learns = noise_floor_per_s > 0.0
     for i in range(n):
         k = slots[i]
         dt = max(t_s[i] - t_state[k], 0.0)             # out-of-order or equal stamps: no motion
@@ -602,6 +743,9 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
         n_weighed = 0                                  #   those weighed as possible junk
         # the track's own junk rate / eps (1: eps throughout)
         learned = _junk_scale(junk[0, k], junk[1, k]) if junk_memory_s > 0.0 else 1.0
+        r_scale = _noise_scale(noise_slot, k, noise_margin)  # the track's own R / the configured
+        w_frame = 1.0 / (confidence[i] * confidence[i])
+        slot_den = _noise_weights(noise_slot, k, t_s[i], w_frame, ts, ws, cf_slot) if learns else 0.0
         for j in range(c):
             for m in range(M):
                 b = _HEAD + _PER_MODEL * m
@@ -649,7 +793,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
             zj = z[i, j]
             ok = False
             if observed[i, j] and math.isfinite(zj):
-                R = _meas_var(meas_var[j], confidence[i], zj, lower[j], upper[j], inv_margin)
+                var_j = meas_var[j] * r_scale if noise_learns[j] else meas_var[j]
+                R = _meas_var(var_j, confidence[i], zj, lower[j], upper[j], inv_margin)
                 # after gate_max_frames rejections in a row the value is taken as it is: a real
                 # jump persists, an outlier does not
                 trust = s[N_REJ, k, j] >= gate_max_frames or clutter[j] <= 0.0
@@ -705,6 +850,9 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     n_weighed += 1
                 s[N_REJ, k, j] = 0.0 if ok else s[N_REJ, k, j] + 1.0
                 gap_from[k, j] = math.nan
+                if ok and noise_takes[j]:              # (junk would tell the noise too large)
+                    _learn_noise(noise, noise_slot, k, j, zj, t_s[i], w_frame, wrap[j], meas_var[j],
+                                 noise_floor_per_s, slot_den, cf_slot, cf, ts, ws)
                 if ok and xp == xp:                     # the measurement's miss, a running mean
                     y = zj - xp
                     if wrap[j]:
@@ -769,6 +917,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
             fade = math.exp(-dt / junk_memory_s)
             junk[0, k] = junk[0, k] * fade + n_weighed
             junk[1, k] = junk[1, k] * fade + n_junk / eps
+        if learns:
+            _noise_frame(noise_slot, k, t_s[i], w_frame)
         t_state[k] = max(t_s[i], t_state[k])
         if any_accepted:
             t_meas[k] = t_state[k]
@@ -917,7 +1067,8 @@ class JointFilterBank:
                  q_mult: np.ndarray | tuple[float, ...] = (1.0,), switch_rate_hz: float = 0.1,
                  lookback_frames: int = 0, lookback_gate_sigma: float = 2.0,
                  coast_periodic: bool = False, follow_pace: bool = False, capacity: int = 16,
-                 outlier_memory_s: float = 0.0):
+                 outlier_memory_s: float = 0.0, noise_memory_s: float = 0.0,
+                 noise_channels: int | None = None, noise_margin: float = 1.0):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -933,6 +1084,22 @@ class JointFilterBank:
         # and those taken as junk / eps, both forgotten over outlier_memory_s
         self.junk = np.zeros((2, capacity))
         self.outlier_memory_s = float(outlier_memory_s)
+        # each slot's own R (`noise_memory_s` > 0: `_learn_noise`): one scale on meas_std,
+        # learned from the first `noise_channels` channels (None: all) and applied to them, R
+        # being noise_margin x the noise variance learned
+        self.noise_memory_s = float(noise_memory_s)
+        self.noise_margin = float(noise_margin)
+        c = self.q.shape[0]
+        n_learn = c if noise_channels is None else int(noise_channels)
+        self.noise_learns = np.arange(c) < (n_learn if self.noise_memory_s > 0.0 else 0)
+        # every other one feeds it: the scale is the slot's, and half the channels give plenty
+        # of samples (one every NZ_HOLD + 1 values each) for half the cost
+        self.noise_takes = self.noise_learns & (np.arange(c) % NOISE_TAKE_EVERY == 0)
+        n_takes = int(self.noise_takes.sum())
+        self.noise_floor_per_s = (1.0 / (self.noise_memory_s * max(n_takes, 1))
+                                  if self.noise_memory_s > 0.0 else 0.0)
+        self.noise = self._fresh_noise(capacity)
+        self.noise_slot = self._fresh_noise_slot(capacity)
         self.coast_tau_s = float(coast_tau_s)
         # (M, c) each model's spectral density: q times its multiple (one per model, or per
         # model and channel), calm to agile
@@ -979,8 +1146,30 @@ class JointFilterBank:
         self.lb_t = np.concatenate([self.lb_t, np.zeros((self.lb_t.shape[0], extra))], axis=1)
         self.lb_n = np.concatenate([self.lb_n, np.zeros(extra, dtype=np.int64)])
         self.junk = np.concatenate([self.junk, np.zeros((2, extra))], axis=1)
+        self.noise = np.concatenate([self.noise, self._fresh_noise(extra)])
+        self.noise_slot = np.concatenate([self.noise_slot, self._fresh_noise_slot(extra)], axis=1)
         self.pub = np.concatenate([self.pub, np.zeros((3, extra, self.channels))], axis=1)
         grow_history(self.hist, extra)
+
+    def _fresh_noise(self, n: int) -> np.ndarray:
+        """(n, c, NZ_LEN) the noise state of new slots' channels: no values (times -inf), the
+        first sample due after NZ_HOLD + 1 values, staggered over the channels."""
+        fresh = np.zeros((n, self.q.shape[0], NZ_LEN))
+        fresh[..., NZ_T:NZ_T + NZ_HOLD] = -np.inf
+        fresh[..., NZ_DUE] = NZ_HOLD + np.arange(self.q.shape[0]) % (NZ_HOLD + 1)
+        return fresh
+
+    def _fresh_noise_slot(self, n: int) -> np.ndarray:
+        """(NS_LEN, n) the noise state of new slots: the median at the configured R, nothing seen."""
+        fresh = np.zeros((NS_LEN, n))
+        fresh[NS_MED] = MEDIAN_CHI2_1 / self.noise_margin
+        return fresh
+
+    def noise_std(self, slots: np.ndarray) -> np.ndarray:
+        """(n, c) the std of a full-confidence value each slot's channels are weighed with now:
+        meas_std, times the square root of the slot's learned scale where a channel learns."""
+        scale = np.array([_noise_scale(self.noise_slot, k, self.noise_margin) for k in np.atleast_1d(slots)])
+        return np.sqrt(np.where(self.noise_learns, scale[:, None], 1.0) * self.meas_var)
 
     def meas_var_for(self, z: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """R (n, c) of finite measurements z (n, c) at confidence (n,), as `step` uses it."""
@@ -1016,6 +1205,8 @@ class JointFilterBank:
         self.t_meas_s[slots] = t_s
         self.lb_n[slots] = 0
         self.junk[:, slots] = 0.0
+        self.noise[slots] = self._fresh_noise(len(slots))
+        self.noise_slot[:, slots] = self._fresh_noise_slot(len(slots))
         reset_history(self.hist, slots)
         self._publish(slots, observed)
 
@@ -1052,7 +1243,8 @@ class JointFilterBank:
                      self.coast_periodic, self.follow_pace, h["t"], h["x"], h["n"], h["head"],
                      h["period"], h["evidence"], h["gap_from"], h["found_at"], h["miss_var"],
                      h["repeats"], h["pace"], self._grid, self.junk, max(self.eps, 1e-12),
-                     self.outlier_memory_s)
+                     self.outlier_memory_s, self.noise, self.noise_slot, self.noise_learns, self.noise_takes,
+                     self.noise_floor_per_s, self.noise_margin)
         self._publish(slots, accepted)
         return accepted
 

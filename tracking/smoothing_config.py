@@ -25,6 +25,10 @@ PRESET_OUTLIER_MEMORY_S: dict[str, float] = {"vr": 10.0, "balanced": 0.0, "analy
 it follows a real turn of 40-60 deg within a 30 Hz frame; balanced and analysis keep the prior:
 learned, even with a floor of half the prior, they take the 30 deg outlier at the turn of a 2 Hz
 swing 0.77 s into a track for motion (issue 15's known answer; BENCHMARKS.md)."""
+PRESET_NOISE_MARGIN: dict[str, float] = {"vr": 1.25, "balanced": 1.5, "analysis": 1.5}
+"""meas_noise_margin of each preset: R is this x the noise variance learned. 1.0 is the least
+RMSE on most rows, but steadier output needs more: balanced's walking jitter read 0.28x raw at
+1.0 (issue 15's target 0.25x), and vr at 1.0 lost to One Euro on one real clip (BENCHMARKS.md)."""
 PRESET_MODELS_LOOKBACK: dict[str, tuple[int, int]] = {"vr": (5, 2), "balanced": (4, 0), "analysis": (4, 0)}
 """(motion_models, lookback_frames) of each preset: vr publishes the look-back estimate, with a
 fifth model so that a walking swing is followed by the calm half (issue 15, BENCHMARKS.md)."""
@@ -47,7 +51,17 @@ class SmoothingConfig(StrictModel):
     responsiveness: float | None = Field(None, ge=0.0, le=1.0)
     """Overrides the preset: 0 = smoothest, 1 = least lag."""
     meas_noise_rad: float = Field(0.055, gt=0.0)
-    """Std of a full-confidence engine angle (radians); R = meas_noise_rad^2 / confidence^2."""
+    """Std of a full-confidence engine angle (radians); R = meas_noise_rad^2 / confidence^2. With
+    meas_noise_memory_s > 0 the value each person starts from."""
+    meas_noise_memory_s: float = Field(2.0, ge=0.0)
+    """> 0: each person's noise level is learned from their own values (the running median, over
+    all DoFs, of what is left of the motion once a polynomial is taken out of five values in a
+    row) over about this long, starting from meas_noise_rad: it scales meas_noise_rad (and the
+    per_dof values) of that person. With a fixed R an engine 3x quieter than meas_noise_rad was
+    smoothed to up to 2.4x raw RMSE (issue 15, BENCHMARKS.md). 0: meas_noise_rad throughout."""
+    meas_noise_margin: float | None = Field(None, gt=0.0)
+    """None = the preset's. R = this x the noise variance learned: above 1 smooths beyond the
+    least-RMSE weighting, for a steadier output."""
     per_dof: dict[str, DofOverride] = Field(default_factory=dict)
     """DoF name (engines.skel.dofs.DOF_NAMES) -> override."""
     outlier_rate: float = Field(0.02, ge=0.0, lt=1.0)
@@ -137,6 +151,10 @@ class SmoothingConfig(StrictModel):
     @property
     def effective_outlier_memory_s(self) -> float:
         return PRESET_OUTLIER_MEMORY_S[self.preset] if self.outlier_rate_memory_s is None else self.outlier_rate_memory_s
+
+    @property
+    def effective_noise_margin(self) -> float:
+        return PRESET_NOISE_MARGIN[self.preset] if self.meas_noise_margin is None else self.meas_noise_margin
 
     @property
     def effective_lookback_frames(self) -> int:

@@ -72,7 +72,8 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
         q_mult=cfg.model_q_multipliers(), switch_rate_hz=cfg.maneuver_switch_rate_hz,
         lookback_frames=cfg.effective_lookback_frames, lookback_gate_sigma=cfg.lookback_gate_sigma,
         coast_periodic=cfg.periodic_coast, follow_pace=cfg.periodic_pace, capacity=capacity,
-        outlier_memory_s=cfg.effective_outlier_memory_s)
+        outlier_memory_s=cfg.effective_outlier_memory_s, noise_memory_s=cfg.meas_noise_memory_s,
+        noise_channels=NUM_DOFS, noise_margin=cfg.effective_noise_margin)
 
 
 def warm_up_kernels(cfg: SmoothingConfig) -> None:
