@@ -84,9 +84,13 @@ def test_history_reads_between_entries_and_not_outside():
     assert np.isnan(at(0.9)[0]) and np.isnan(at(1.31)[0])
 
 
-def _feed(bank, ts, z_d, d, hidden=()):
-    """Estimates of DoF d fed z_d (T,) a frame at a time, every other DoF still at 0.3."""
+def _feed(bank, ts, z_d, d, hidden=(), others_noise_rad=None):
+    """Estimates of DoF d fed z_d (T,) a frame at a time, every other DoF still at 0.3 (with
+    others_noise_rad = (rng, std): that noise on each of them)."""
     z = _z(len(ts), 0.3)
+    if others_noise_rad is not None:
+        rng, std = others_noise_rad
+        z[:, :NUM_DOFS] += rng.normal(0, std, (len(ts), NUM_DOFS))
     z[:, :NUM_DOFS] = np.clip(z[:, :NUM_DOFS], DOF_LOWER, DOF_UPPER)
     z[:, d] = z_d
     return _taken_and_estimates(bank, ts, z, d, hidden=hidden)[1]
@@ -155,9 +159,11 @@ def test_a_swing_that_slows_down_is_guessed_at_its_own_pace(preset):
         z = truth + rng.normal(0, np.deg2rad(3.0), ts.size)
         late = u > 2.5
         for pace in (True, False):
-            est = _feed(make_pose_bank(SmoothingConfig(preset=preset, periodic_pace=pace)), ts, z, d)
+            others = (np.random.default_rng(100 + seed), np.deg2rad(3.0))
+            est = _feed(make_pose_bank(SmoothingConfig(preset=preset, periodic_pace=pace)), ts, z, d,
+                        others_noise_rad=others)
             err[pace] += list(est[late] - truth[late])
         raw += list(z[late] - truth[late])
     rms = {k: np.sqrt(np.mean(np.square(v))) / np.sqrt(np.mean(np.square(raw))) for k, v in err.items()}
-    assert rms[True] <= 0.85, rms
+    assert rms[True] <= 0.87, rms
     assert rms[False] >= 0.9, rms                            # the test can fail
