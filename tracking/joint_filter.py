@@ -241,9 +241,12 @@ def _learn_noise(noise, noise_slot, k, j, z, t, w, wrap, meas_var, floor_per_s, 
     dof times the slot's scale where the motion is smooth)."""
     head = int(noise[k, j, NZ_HEAD])
     due = noise[k, j, NZ_DUE]                   # values to go before the next sample
-    if t <= noise[k, j, NZ_T + _ring(head - 1, NZ_HOLD)] or t - noise[k, j, NZ_T + head] > NOISE_SPAN_S:
-        due = NZ_HOLD + j % (NZ_HOLD + 1)       # a repeated stamp, or too long: motion, not
-    elif due <= 0.0:                            #   noise, over that long: start over
+    newest, oldest = noise[k, j, NZ_T + _ring(head - 1, NZ_HOLD)], noise[k, j, NZ_T + head]
+    if t <= newest or t - oldest > NOISE_SPAN_S:
+        # a repeated stamp, or values too far apart (motion, not noise, over that long): the
+        # values before this one make no sample; start over
+        due = NZ_HOLD + j % (NZ_HOLD + 1)
+    elif due <= 0.0:
         _noise_sample(noise, noise_slot, k, j, z, t, w, wrap, meas_var, floor_per_s, slot_den,
                       cf_slot, cf, ts, ws)
         due = NZ_HOLD + 1
@@ -1057,7 +1060,8 @@ class JointFilterBank:
     symmetric P) of the combined estimate, the count of consecutive gated measurements, then
     each of the M models' own x, P and probability (`model_base`).
     `step` runs one IMM step (mix, predict to the frame time, gated limit-aware update, reweigh,
-    project, combine) for a batch of slots at once.
+    project, combine) for a batch of slots at once. noise (slot, channel) and noise_slot (per
+    slot): each slot's own measurement noise level (`_learn_noise`).
     """
 
     def __init__(self, q: np.ndarray, meas_std: np.ndarray, lower: np.ndarray, upper: np.ndarray,
@@ -1168,7 +1172,8 @@ class JointFilterBank:
     def noise_std(self, slots: np.ndarray) -> np.ndarray:
         """(n, c) the std of a full-confidence value each slot's channels are weighed with now:
         meas_std, times the square root of the slot's learned scale where a channel learns."""
-        scale = np.array([_noise_scale(self.noise_slot, k, self.noise_margin) for k in np.atleast_1d(slots)])
+        scale = np.array([_noise_scale(self.noise_slot, k, self.noise_margin)
+                          for k in np.atleast_1d(slots)])
         return np.sqrt(np.where(self.noise_learns, scale[:, None], 1.0) * self.meas_var)
 
     def meas_var_for(self, z: np.ndarray, confidence: np.ndarray) -> np.ndarray:
@@ -1243,8 +1248,8 @@ class JointFilterBank:
                      self.coast_periodic, self.follow_pace, h["t"], h["x"], h["n"], h["head"],
                      h["period"], h["evidence"], h["gap_from"], h["found_at"], h["miss_var"],
                      h["repeats"], h["pace"], self._grid, self.junk, max(self.eps, 1e-12),
-                     self.outlier_memory_s, self.noise, self.noise_slot, self.noise_learns, self.noise_takes,
-                     self.noise_floor_per_s, self.noise_margin)
+                     self.outlier_memory_s, self.noise, self.noise_slot, self.noise_learns,
+                     self.noise_takes, self.noise_floor_per_s, self.noise_margin)
         self._publish(slots, accepted)
         return accepted
 

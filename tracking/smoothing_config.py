@@ -58,7 +58,8 @@ class SmoothingConfig(StrictModel):
     all DoFs, of what is left of the motion once a polynomial is taken out of five values in a
     row) over about this long, starting from meas_noise_rad: it scales meas_noise_rad (and the
     per_dof values) of that person. With a fixed R an engine 3x quieter than meas_noise_rad was
-    smoothed to up to 2.4x raw RMSE (issue 15, BENCHMARKS.md). 0: meas_noise_rad throughout."""
+    smoothed to up to 1.75x raw RMSE on a walk and 3x on a real clip with fast turns (issue 15,
+    BENCHMARKS.md). 0: meas_noise_rad throughout."""
     meas_noise_margin: float | None = Field(None, gt=0.0)
     """None = the preset's. R = this x the noise variance learned: above 1 smooths beyond the
     least-RMSE weighting, for a steadier output."""
