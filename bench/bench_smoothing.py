@@ -218,11 +218,13 @@ CAUSAL = ("vr", "balanced", "analysis")
 
 def swing_set(fps: float, freq_hz: float, shape: str, outlier: tuple[float, float],
               seeds: tuple[int, ...], duration_s: float = 8.0, drop_rate: float = 0.02,
-              blank_rate: float = 0.02) -> tuple[list[Trajectory], np.ndarray]:
+              blank_rate: float = 0.02, noise_deg: float = 3.0) -> tuple[list[Trajectory], np.ndarray]:
     """One scenario of the grid: a person per seed swinging (motion_synth.swing_person), 3 deg
-    noise, jittered stamps, both kinds of dropout. Returns the trajectories and the DoFs to score."""
-    out = [swing_person(s, freq_hz, shape, fps=fps, duration_s=duration_s, outlier_rate=outlier[0],
-                        outlier_deg=outlier[1], drop_rate=drop_rate, blank_rate=blank_rate)
+    noise (`noise_deg`), jittered stamps, both kinds of dropout. Returns the trajectories and the
+    DoFs to score."""
+    out = [swing_person(s, freq_hz, shape, fps=fps, duration_s=duration_s, noise_deg=noise_deg,
+                        outlier_rate=outlier[0], outlier_deg=outlier[1], drop_rate=drop_rate,
+                        blank_rate=blank_rate)
            for s in seeds]
     return [tr for tr, _ in out], out[0][1]
 
@@ -285,19 +287,10 @@ def noise_levels(noises=NOISE_LEVELS_DEG, fps: float = 30.0, speeds=(0.5, 1.0, 2
     clips under three noise draws (seeds 1-3)."""
     rows = []
     for nd in noises:
-        cases = []
-        for f in speeds:
-            for shape in shapes:
-                for o in outliers:
-                    trajs, sel = zip(*[swing_person(s, f, shape, fps=fps, noise_deg=nd, outlier_rate=o[0],
-                                                    outlier_deg=o[1], drop_rate=0.02, blank_rate=0.02)
-                                       for s in seeds])
-                    cases.append((f, shape, o, list(trajs), sel[0]))
-        for clip in clips:
-            for o in outliers:
-                trajs, sel = zip(*[recorded_person(s, fps, noise_deg=nd, outlier_rate=o[0], outlier_deg=o[1],
-                                                   clip=clip) for s in (1, 2, 3)])
-                cases.append((None, clip, o, list(trajs), sel[0]))
+        cases = [(f, shape, o, *swing_set(fps, f, shape, o, seeds, noise_deg=nd))
+                 for f in speeds for shape in shapes for o in outliers]
+        cases += [(None, clip, o, *recorded_set(fps, o, seeds=(1, 2, 3), clip=clip, noise_deg=nd))
+                  for clip in clips for o in outliers]
         for f, shape, o, trajs, sel in cases:
             raw = metrics(run_raw(trajs), trajs, dofs=sel)
             row = {"noise_deg": nd, "fps": fps, "speed_hz": f, "shape": shape, "outlier_rate": o[0]}
@@ -325,10 +318,12 @@ def noise_markdown(rows: list[dict], methods=CAUSAL) -> str:
 
 
 def recorded_set(fps: float, outlier: tuple[float, float], seeds: tuple[int, ...] = tuple(range(1, 9)),
-                 clip: str = RECORDED_CLIPS[0]) -> tuple[list[Trajectory], np.ndarray]:
+                 clip: str = RECORDED_CLIPS[0], noise_deg: float = 3.0
+                 ) -> tuple[list[Trajectory], np.ndarray]:
     """A real trajectory (motion_synth.recorded_person: video or motion capture) under one noise
-    draw per seed."""
-    out = [recorded_person(s, fps, outlier_rate=outlier[0], outlier_deg=outlier[1], clip=clip)
+    draw (std noise_deg) per seed."""
+    out = [recorded_person(s, fps, noise_deg=noise_deg, outlier_rate=outlier[0], outlier_deg=outlier[1],
+                           clip=clip)
            for s in seeds]
     return [tr for tr, _ in out], out[0][1]
 
