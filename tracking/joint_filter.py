@@ -735,7 +735,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     cf = np.empty(NZ_HOLD + 1)       #   a channel's own
     ts = np.empty(NZ_HOLD + 1)
     ws = np.empty(NZ_HOLD + 1)
-    learns = noise_floor_per_s > 0.0
+    learns = noise_floor_per_s > 0.0  # (0: no channel takes part, `JointFilterBank`)
     for i in range(n):
         k = slots[i]
         dt = max(t_s[i] - t_state[k], 0.0)             # out-of-order or equal stamps: no motion
@@ -1156,11 +1156,10 @@ class JointFilterBank:
         grow_history(self.hist, extra)
 
     def _fresh_noise(self, n: int) -> np.ndarray:
-        """(n, c, NZ_LEN) the noise state of new slots' channels: no values (times -inf), the
-        first sample due after NZ_HOLD + 1 values, staggered over the channels."""
+        """(n, c, NZ_LEN) the noise state of new slots' channels: no values (times -inf), so the
+        first value starts the channel over (`_learn_noise` sets when its first sample is due)."""
         fresh = np.zeros((n, self.q.shape[0], NZ_LEN))
         fresh[..., NZ_T:NZ_T + NZ_HOLD] = -np.inf
-        fresh[..., NZ_DUE] = NZ_HOLD + np.arange(self.q.shape[0]) % (NZ_HOLD + 1)
         return fresh
 
     def _fresh_noise_slot(self, n: int) -> np.ndarray:
