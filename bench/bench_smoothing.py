@@ -525,6 +525,9 @@ def main() -> None:
                          "outlier rate and the real clips at 30 and 60 Hz, with One Euro at "
                          "vr's lag per speed (--quick: one seed, 30 Hz)")
     ap.add_argument("--json", type=str, default=None, help="with --grid or --noise: also write the rows here")
+    ap.add_argument("--fps", type=str, default=None,
+                    help="with --grid: these frame rates instead of 30 and 60, comma-separated (e.g. "
+                         "15,20,25: the pose rates of the multi-person default on 2 cores)")
     ap.add_argument("--noise", action="store_true",
                     help="only engines quieter and noisier than 3 deg (1, 2, 6 deg), each person's "
                          "noise learned vs R fixed (~2 min)")
@@ -547,8 +550,10 @@ def main() -> None:
         print("walking (1 Hz knee, 3 deg noise, 2 % outliers of 30 deg, 30 Hz), x raw:")
         for k, v in walk.items():
             print(f"  {k:9s} RMSE {v['rmse']:.3f}  jitter {v['jitter']:.3f}  lag {v['lag_frames']:+.2f} frames")
-        rows = evaluate_grid(fps_list=(30.0,) if args.quick else (30.0, 60.0),
-                             seeds=(1,) if args.quick else (1, 2))
+        fps_list = (30.0,) if args.quick else (30.0, 60.0)
+        if args.fps:
+            fps_list = tuple(float(f) for f in args.fps.split(","))
+        rows = evaluate_grid(fps_list=fps_list, seeds=(1,) if args.quick else (1, 2))
         print(grid_markdown(rows))
         for m in CAUSAL:
             bad = [r for r in rows if r[m]["rmse"] > 0.9]

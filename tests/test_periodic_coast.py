@@ -50,6 +50,21 @@ def test_period_of_a_jittered_swing_and_of_one_that_rests_on_its_limit(fps):
             assert _period(ts, xs, hint=period)[0] == pytest.approx(period, abs=1e-9)
 
 
+@pytest.mark.parametrize("fps", [15.0, 30.0])
+def test_a_slow_swing_is_found_over_the_longer_window(fps):
+    """A 0.5 Hz swing's 2 s period does not fit the 2.4 s window (periods up to 1.6 s): where
+    nothing repeats there it is looked for over LONG_WINDOW_S, and around it straight away next
+    time. Over a 2.4 s history alone it is not found."""
+    rng = np.random.default_rng(2)
+    ts = _stamps(rng, fps, seconds=4.0)
+    xs = 0.6 - 0.6 * np.cos(2 * np.pi * 0.5 * ts) + rng.normal(0, np.deg2rad(1.0), ts.size)
+    period, evidence, _ = _period(ts, xs)
+    assert period == pytest.approx(2.0, rel=0.02) and evidence > 0.9
+    assert _period(ts, xs, hint=period)[0] == pytest.approx(period, abs=1e-9)
+    recent = ts > ts[-1] - pc.WINDOW_S
+    assert _period(ts[recent], xs[recent])[1] == 0.0
+
+
 def test_no_period_in_a_ramp_a_still_dof_or_noise():
     rng = np.random.default_rng(1)
     ts = _stamps(rng)

@@ -43,6 +43,10 @@ rejected real reversals at 2 Hz: 1.11x raw RMSE in `balanced`.) eps is a prior: 
 `outlier_memory_s` each track learns its own rate, the share of its values taken as junk over
 about that long (eps counting as JUNK_PRIOR_VALUES values; never below JUNK_FLOOR x eps), so a
 clean stream stops weighing a real 40-60 deg turn within one 30 Hz frame as junk (BENCHMARKS.md).
+eps is for frames up to `junk_frame_s` apart (1/30 s); a longer frame weighs junk at eps x
+(junk_frame_s / dt)^2: within it a real joint turns further from every model's guess (a punching
+elbow 70 deg in 67 ms), and at 15 frames/s the prior tuned at 30 Hz made the fast real clips up
+to 2.4x raw RMSE (balanced; 1.7x scaled: BENCHMARKS.md, issue 15 thirteenth pass).
 After `gate_max_frames` junk values in a row, or after a frame with no value, the next is taken as
 it is. R = sigma^2 / confidence^2, and sigma is each track's own with `noise_memory_s`
 (`_learn_noise`): a running median, over its channels, of the noise left in five values in a row
@@ -106,6 +110,7 @@ PACE_GATE = 3.0         # a value further than this many spreads from the guess 
 PACE_SURE = 1.0         # the local period is used by as much as its shift exceeds this many stds
 JUNK_PRIOR_VALUES = 50.0  # a track's learned junk rate starts at eps, worth this many values
 JUNK_FLOOR = 0.1          # ...and never falls below this share of eps (a long clean stream)
+JUNK_INTERVAL_EXP = 2.0   # at frame intervals dt longer than junk_frame_s, eps x (junk_frame_s / dt)^this
 # each slot's own measurement noise (`noise_memory_s` > 0; `_learn_noise`): per (slot, channel)
 # its last NZ_HOLD values taken (a ring: NZ_Z, their times NZ_T, 1/confidence^2 NZ_W, the oldest
 # at NZ_HEAD) and how many values it takes before its next sample (NZ_DUE); per slot (planes of
@@ -154,20 +159,21 @@ def _wrap(a: float) -> float:
 # to the angle at t - T.
 #
 # Per bank slot a ring of the filter's combined angle and its times (`history_push`,
-# `history_at`). `estimate_period` resamples a DoF's last WINDOW_S seconds on a 30 Hz grid; the
-# period is the first local maximum of the normalised autocorrelation, inside the lags searched
+# `history_at`). `estimate_period` resamples a DoF's last WINDOW_S seconds (LONG_WINDOW_S where
+# nothing repeats in those) on a 30 Hz grid; the period is the first local maximum of the normalised autocorrelation, inside the lags searched
 # (MIN_PERIOD_S to 2/3 of the window), that reaches MIN_EVIDENCE after the autocorrelation fell
 # to DECORRELATED (a ramp or a slow drift correlates at every short lag). Its height is the
 # evidence. The step kernel uses it as a prior and to coast (`_periodic_prior`, `_periodic_coast`).
 
 WINDOW_S = 2.4          # history looked at for the period (periods up to 2/3 of it: >= 0.63 Hz)
+LONG_WINDOW_S = 3.2     # ...and where nothing repeats in it, this much (>= 0.47 Hz: a slow swing)
 MIN_PERIOD_S = 0.2      # faster than 5 Hz is not human motion, it is noise
 GRID_DT_S = 1.0 / 30.0  # the period is found on a 30 Hz grid (cost independent of the frame rate)
 MIN_EVIDENCE = 0.6      # autocorrelation below this: no period; from it to FULL_EVIDENCE the
 FULL_EVIDENCE = 0.9     #   periodic guess's share grows from 0 to 1
 DECORRELATED = 0.0      # ... but only after the autocorrelation fell to this (half a period away)
-HISTORY_LEN = 160       # entries per slot: WINDOW_S at up to ~65 fps
-_MAX_GRID = int(WINDOW_S / GRID_DT_S) + 2
+HISTORY_LEN = 210       # entries per slot: LONG_WINDOW_S at up to ~65 fps
+_MAX_GRID = int(LONG_WINDOW_S / GRID_DT_S) + 2
 GRID_SCRATCH = 2 * _MAX_GRID + 1
 
 
@@ -348,12 +354,31 @@ def estimate_period(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint, g
     period later) of slot k's channel j from its history up to t_end: the first peak of the
     normalised autocorrelation at or above MIN_EVIDENCE (refined by a parabola); zeros when the
     DoF moved less than min_std or repeats nothing. hint: the period found last time (0: none),
-    searched around first. grid: scratch array of at least GRID_SCRATCH floats."""
-    H = hist_t.shape[0]
+    searched around first. grid: scratch array of at least GRID_SCRATCH floats.
+
+    Over the last WINDOW_S, and where nothing repeats there (or the hint is too long for it)
+    over LONG_WINDOW_S: a 0.5 Hz swing needs the longer one, but a swing whose pace wanders is
+    found more sharply over the shorter (one window of 3.2 s: 3 Hz drifting swings 0.02-0.04x
+    raw worse; BENCHMARKS.md issue 15)."""
     if n < 8:
         return 0.0, 0.0, 0.0
+    span = t_end - hist_t[_ring(head - n, hist_t.shape[0]), k]
+    if hint <= 0.0 or 1.33 * hint < WINDOW_S * 2.0 / 3.0:
+        T, r, msd = _period_in_window(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint,
+                                      grid, WINDOW_S)
+        if r > 0.0 or span <= WINDOW_S:
+            return T, r, msd
+        hint = 0.0
+    return _period_in_window(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint, grid,
+                             LONG_WINDOW_S)
+
+
+@njit(cache=True)
+def _period_in_window(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint, grid, window):
+    """`estimate_period` over the last `window` seconds of the history."""
+    H = hist_t.shape[0]
     t_old = hist_t[_ring(head - n, H), k]
-    N = min(int((min(t_end - t_old, WINDOW_S)) / GRID_DT_S) + 1, _MAX_GRID)
+    N = min(int((min(t_end - t_old, window)) / GRID_DT_S) + 1, _MAX_GRID)
     if N < 2 * int(MIN_PERIOD_S / GRID_DT_S) + 2:
         return 0.0, 0.0, 0.0
     # resample backwards from t_end (unwrapping a circular channel as it goes)
@@ -703,7 +728,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                  gate_max_frames, inv_margin, coast_tau_s, periodic, follow_pace, hist_t, hist_x,
                  hist_n, hist_head, period, evidence, gap_from, found_at, miss_var, repeats, pace,
                  grid, junk, eps, junk_memory_s, noise, noise_slot, noise_learns, noise_takes,
-                 noise_floor_per_s, noise_margin):
+                 noise_floor_per_s, noise_margin, junk_frame_s):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
@@ -722,7 +747,9 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     slot's learned scale (`_learn_noise`: noise (capacity, c, NZ_LEN) each channel's last values
     taken, noise_slot (NS_LEN, capacity) the slot's running median, its samples and last frames,
     noise_floor_per_s the median's least step per second; R is noise_margin x the variance
-    learned)."""
+    learned). junk_frame_s > 0: at frame intervals dt longer than it, eps is scaled by
+    (junk_frame_s / dt)^JUNK_INTERVAL_EXP (the models' calibration to the frame rate: see the
+    module docstring)."""
     n, c = z.shape
     M = q_models.shape[0]
     xm = np.empty((M, _N_STATE))   # each model's posterior x, P
@@ -746,6 +773,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
         n_weighed = 0                                  #   those weighed as possible junk
         # the track's own junk rate / eps (1: eps throughout)
         learned = _junk_scale(junk[0, k], junk[1, k]) if junk_memory_s > 0.0 else 1.0
+        if dt > junk_frame_s > 0.0:                     # a longer frame: real turns land further
+            learned *= (junk_frame_s / dt) ** JUNK_INTERVAL_EXP
         r_scale = _noise_scale(noise_slot, k, noise_margin)  # the track's own R / the configured
         w_frame = 1.0 / (confidence[i] * confidence[i])
         slot_den = _noise_weights(noise_slot, k, t_s[i], w_frame, ts, ws, cf_slot) if learns else 0.0
@@ -1072,7 +1101,8 @@ class JointFilterBank:
                  lookback_frames: int = 0, lookback_gate_sigma: float = 2.0,
                  coast_periodic: bool = False, follow_pace: bool = False, capacity: int = 16,
                  outlier_memory_s: float = 0.0, noise_memory_s: float = 0.0,
-                 noise_channels: int | None = None, noise_margin: float = 1.0):
+                 noise_channels: int | None = None, noise_margin: float = 1.0,
+                 junk_frame_s: float = 0.0):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -1084,6 +1114,7 @@ class JointFilterBank:
         self.inlier_scale = np.full(self.q.shape, (1.0 - eps) / math.sqrt(2.0 * math.pi))
         self.clutter = eps / rng
         self.eps = eps
+        self.junk_frame_s = float(junk_frame_s)   # eps is for frames this long or shorter (0: any)
         # each slot's own junk rate (`outlier_memory_s` > 0): its values weighed as possible junk,
         # and those taken as junk / eps, both forgotten over outlier_memory_s
         self.junk = np.zeros((2, capacity))
@@ -1248,7 +1279,7 @@ class JointFilterBank:
                      h["period"], h["evidence"], h["gap_from"], h["found_at"], h["miss_var"],
                      h["repeats"], h["pace"], self._grid, self.junk, max(self.eps, 1e-12),
                      self.outlier_memory_s, self.noise, self.noise_slot, self.noise_learns,
-                     self.noise_takes, self.noise_floor_per_s, self.noise_margin)
+                     self.noise_takes, self.noise_floor_per_s, self.noise_margin, self.junk_frame_s)
         self._publish(slots, accepted)
         return accepted
 

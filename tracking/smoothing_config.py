@@ -75,6 +75,13 @@ class SmoothingConfig(StrictModel):
     outlier_rate); 0: outlier_rate throughout. Learned, a clean stream stops weighing fast turns
     as junk (real motion at 30 Hz without junk: vr up to 1.27x raw RMSE with the rate fixed,
     1.15x learned) and a noisy one keeps its guard (issue 15, BENCHMARKS.md)."""
+    outlier_rate_fps: float = Field(30.0, ge=0.0)
+    """The frame rate outlier_rate is set for. A frame further apart weighs junk at outlier_rate x
+    (its interval x this)^-2: the motion models are tuned at 30-60 Hz, and within a longer frame
+    a real joint turns further from every model's guess, so the same prior takes more real
+    turns for junk (at 15 frames/s, the rate the multi-person default can run at, balanced read
+    up to 2.4x raw RMSE on real fast motion; issue 15, BENCHMARKS.md). 0: outlier_rate at any
+    frame rate."""
     outlier_range_rad: float = Field(1.0, gt=0.0)
     """Spread of junk values (radians): the outlier density is outlier_rate / outlier_range_rad."""
     motion_models: int | None = Field(None, ge=1, le=6)
@@ -105,7 +112,7 @@ class SmoothingConfig(StrictModel):
     """Unmeasured DoFs (coasting, unseen, gated) lose velocity with this time constant: joints stop."""
     periodic_coast: bool = True
     """A DoF that repeats itself (a gait cycle, jumping jacks; its period found from its own last
-    2.4 s, tracking/joint_filter.py) takes its angle one and two periods back as a prior, and
+    2.4 s, or 3.2 s for a slow swing, tracking/joint_filter.py) takes its angle one and two periods back as a prior, and
     coasts through a gap along it. Off, or where nothing repeats, it coasts on its decaying rate."""
     periodic_pace: bool = True
     """...one *local* period back: a swing whose pace wanders (a person's does, by 10-20 %) drifts

@@ -73,7 +73,8 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
         lookback_frames=cfg.effective_lookback_frames, lookback_gate_sigma=cfg.lookback_gate_sigma,
         coast_periodic=cfg.periodic_coast, follow_pace=cfg.periodic_pace, capacity=capacity,
         outlier_memory_s=cfg.effective_outlier_memory_s, noise_memory_s=cfg.meas_noise_memory_s,
-        noise_channels=NUM_DOFS, noise_margin=cfg.effective_noise_margin)
+        noise_channels=NUM_DOFS, noise_margin=cfg.effective_noise_margin,
+        junk_frame_s=1.0 / cfg.outlier_rate_fps if cfg.outlier_rate_fps > 0.0 else 0.0)
 
 
 def warm_up_kernels(cfg: SmoothingConfig) -> None:
