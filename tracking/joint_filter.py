@@ -110,7 +110,7 @@ PACE_GATE = 3.0         # a value further than this many spreads from the guess 
 PACE_SURE = 1.0         # the local period is used by as much as its shift exceeds this many stds
 JUNK_PRIOR_VALUES = 50.0  # a track's learned junk rate starts at eps, worth this many values
 JUNK_FLOOR = 0.1          # ...and never falls below this share of eps (a long clean stream)
-JUNK_INTERVAL_EXP = 2.0   # at frame intervals dt longer than junk_frame_s, eps x (junk_frame_s / dt)^this
+JUNK_INTERVAL_EXP = 2.0   # a frame dt apart, longer than junk_frame_s: eps x (junk_frame_s / dt)^this
 # each slot's own measurement noise (`noise_memory_s` > 0; `_learn_noise`): per (slot, channel)
 # its last NZ_HOLD values taken (a ring: NZ_Z, their times NZ_T, 1/confidence^2 NZ_W, the oldest
 # at NZ_HEAD) and how many values it takes before its next sample (NZ_DUE); per slot (planes of
@@ -160,10 +160,11 @@ def _wrap(a: float) -> float:
 #
 # Per bank slot a ring of the filter's combined angle and its times (`history_push`,
 # `history_at`). `estimate_period` resamples a DoF's last WINDOW_S seconds (LONG_WINDOW_S where
-# nothing repeats in those) on a 30 Hz grid; the period is the first local maximum of the normalised autocorrelation, inside the lags searched
-# (MIN_PERIOD_S to 2/3 of the window), that reaches MIN_EVIDENCE after the autocorrelation fell
-# to DECORRELATED (a ramp or a slow drift correlates at every short lag). Its height is the
-# evidence. The step kernel uses it as a prior and to coast (`_periodic_prior`, `_periodic_coast`).
+# nothing repeats in those) on a 30 Hz grid; the period is the first local maximum of the
+# normalised autocorrelation, inside the lags searched (MIN_PERIOD_S to 2/3 of the window), that
+# reaches MIN_EVIDENCE after the autocorrelation fell to DECORRELATED (a ramp or a slow drift
+# correlates at every short lag). Its height is the evidence. The step kernel uses it as a prior
+# and to coast (`_periodic_prior`, `_periodic_coast`).
 
 WINDOW_S = 2.4          # history looked at for the period (periods up to 2/3 of it: >= 0.63 Hz)
 LONG_WINDOW_S = 3.2     # ...and where nothing repeats in it, this much (>= 0.47 Hz: a slow swing)
@@ -1293,7 +1294,8 @@ class JointFilterBank:
 
     def junk_rate(self, slots: np.ndarray) -> np.ndarray:
         """(n,) the probability of junk each slot's values are weighed with now: outlier_rate,
-        or with outlier_memory_s the rate learned from the slot's own values (as `_step_kernel`)."""
+        or with outlier_memory_s the rate learned from the slot's own values (as `_step_kernel`),
+        at frames up to junk_frame_s apart (a longer one scales it down)."""
         if self.outlier_memory_s <= 0.0:
             return np.full(len(slots), self.eps)
         return self.eps * np.array([_junk_scale(w, j) for w, j in self.junk[:, slots].T])

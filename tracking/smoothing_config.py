@@ -112,8 +112,9 @@ class SmoothingConfig(StrictModel):
     """Unmeasured DoFs (coasting, unseen, gated) lose velocity with this time constant: joints stop."""
     periodic_coast: bool = True
     """A DoF that repeats itself (a gait cycle, jumping jacks; its period found from its own last
-    2.4 s, or 3.2 s for a slow swing, tracking/joint_filter.py) takes its angle one and two periods back as a prior, and
-    coasts through a gap along it. Off, or where nothing repeats, it coasts on its decaying rate."""
+    2.4 s, or 3.2 s for a slow swing, tracking/joint_filter.py) takes its angle one and two
+    periods back as a prior, and coasts through a gap along it. Off, or where nothing repeats,
+    it coasts on its decaying rate."""
     periodic_pace: bool = True
     """...one *local* period back: a swing whose pace wanders (a person's does, by 10-20 %) drifts
     off the period found over 2.4 s within a cycle or two; the local period is fitted to the
