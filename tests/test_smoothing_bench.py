@@ -138,14 +138,14 @@ def test_at_15_fps_real_fast_turns_are_weighed_for_the_longer_frame():
     """At 15 frames/s (the multi-person default's pose rate on 2 cores can be this low) a real
     fast turn lands further from every motion model's guess than at 30 Hz, and the junk prior
     tuned at 30 Hz took it for junk: balanced up to 2.4x raw RMSE on the fast real clips. With
-    the prior scaled to the frame interval (`smoothing.outlier_rate_fps`, (interval x 30)^-2)
-    each fast clip gains over 0.1x in vr and balanced, clean and with 2 % junk, while the walk's
-    junk is still rejected (<= 0.65x raw). Still over raw: balanced up to 1.7x, vr 1.26x
-    (BENCHMARKS.md, issue 15 thirteenth pass)."""
+    the prior scaled to the frame interval (`smoothing.tuned_fps`: (interval x 30)^-2, and vr's
+    look-back one frame, not two) each fast clip gains over 0.1x in vr and balanced, clean and
+    with 2 % junk, while the walk's junk is still rejected (<= 0.65x raw). Still over raw:
+    balanced up to 1.7x, vr 1.2x (BENCHMARKS.md, issue 15 thirteenth pass)."""
     kw = dict(fps_list=(15.0,), speeds=(), outliers=((0.0, 0.0), (0.02, 30.0)), seeds=(1,),
               methods=("vr", "balanced"), one_euro=False, clips=LOW_FPS_CLIPS)
     scaled = {(r["shape"], r["outlier_rate"]): r for r in B.evaluate_grid(**kw)}
-    fixed = {(r["shape"], r["outlier_rate"]): r for r in B.evaluate_grid(**kw, outlier_rate_fps=0.0)}
+    fixed = {(r["shape"], r["outlier_rate"]): r for r in B.evaluate_grid(**kw, tuned_fps=0.0)}
     for (clip, rate), r in scaled.items():
         for m in ("vr", "balanced"):
             assert r[m]["violations"] == 0

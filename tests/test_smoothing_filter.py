@@ -509,6 +509,39 @@ def test_lookback_matches_rts_smoothed_then_carried_forward():
     assert jitter[1] < 0.8 * jitter[0]
 
 
+@pytest.mark.parametrize("fps,same_as", [(15.0, 1), (20.0, 1), (30.0, 2), (60.0, 2)])
+def test_lookback_reaches_no_further_back_than_at_the_tuned_rate(fps, same_as):
+    """vr's look-back of 2 frames is tuned at 30 Hz (67 ms). With tuned_frame_s 1/30 it reaches
+    back at most 2.5 of those frames: at 15 and 20 frames/s it publishes what a look-back of 1
+    frame does, at 30 (jittered stamps) and 60 what 2 frames do. (At 15 frames/s two frames back,
+    133 ms, read 0.05x raw worse on the real clips: BENCHMARKS.md issue 15.)"""
+    rng = np.random.default_rng(9)
+    T, c = 60, 3
+    ts = np.cumsum(rng.uniform(0.85, 1.15, T)) / fps
+    z = 0.3 * np.sin(2 * np.pi * 1.0 * ts)[:, None] + rng.normal(0, 0.05, (T, c))
+
+    def bank(lookback, tuned):
+        return jf.JointFilterBank(q=np.full(c, 20.0), meas_std=np.full(c, 0.05),
+                                  lower=np.full(c, -np.inf), upper=np.full(c, np.inf),
+                                  wrap=np.zeros(c, bool), outlier_rate=0.0, outlier_range=1.0,
+                                  gate_max_frames=0, limit_margin=1.0, coast_tau_s=1e300,
+                                  lookback_frames=lookback, lookback_gate_sigma=1e12, capacity=1,
+                                  tuned_frame_s=tuned)
+    tuned, plain = bank(2, 1.0 / 30.0), bank(same_as, 0.0)
+    other = bank(3 - same_as, 0.0)
+    slot, one, obs = np.array([0]), np.ones(1), np.ones((1, c), bool)
+    gap_to_other = 0.0
+    for k in range(T):
+        for b in (tuned, plain, other):
+            if k == 0:
+                b.initialize(slot, ts[:1], z[:1], one, obs)
+            else:
+                b.step(slot, ts[k:k + 1], z[k:k + 1], one, obs)
+        np.testing.assert_allclose(tuned.state(slot)[0], plain.state(slot)[0], atol=1e-12)
+        gap_to_other = max(gap_to_other, float(np.abs(tuned.state(slot)[0] - other.state(slot)[0]).max()))
+    assert gap_to_other > 1e-3                      # the two look-backs do differ: the test can fail
+
+
 @pytest.mark.parametrize("preset", ["vr", "balanced", "analysis"])
 def test_first_value_after_a_gap_is_taken(preset):
     """A knee swinging at 2 Hz loses its measurement for 5 frames (a dropout): the joint has moved

@@ -43,8 +43,8 @@ rejected real reversals at 2 Hz: 1.11x raw RMSE in `balanced`.) eps is a prior: 
 `outlier_memory_s` each track learns its own rate, the share of its values taken as junk over
 about that long (eps counting as JUNK_PRIOR_VALUES values; never below JUNK_FLOOR x eps), so a
 clean stream stops weighing a real 40-60 deg turn within one 30 Hz frame as junk (BENCHMARKS.md).
-eps is for frames up to `junk_frame_s` apart (1/30 s); a longer frame weighs junk at eps x
-(junk_frame_s / dt)^2: within it a real joint turns further from every model's guess (a punching
+eps is for frames up to `tuned_frame_s` apart (1/30 s); a longer frame weighs junk at eps x
+(tuned_frame_s / dt)^2: within it a real joint turns further from every model's guess (a punching
 elbow 70 deg in 67 ms), and at 15 frames/s the prior tuned at 30 Hz made the fast real clips up
 to 2.4x raw RMSE (balanced; 1.7x scaled: BENCHMARKS.md, issue 15 thirteenth pass).
 After `gate_max_frames` junk values in a row, or after a frame with no value, the next is taken as
@@ -77,7 +77,7 @@ estimate is too noisy: it measured worse than constant-velocity models up to 1e5
 Published estimate: the combined posterior, or with `lookback_frames` N > 0 the look-back
 estimate (`_lookback_kernel`): the posterior of N frames back, RTS-smoothed with the N newer ones
 and carried forward at its smoothed rate, where the calm models lead: a steadier output, still
-causal and on time.
+causal and on time. N frames of `tuned_frame_s` at most: at a lower frame rate, fewer frames.
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ PACE_GATE = 3.0         # a value further than this many spreads from the guess 
 PACE_SURE = 1.0         # the local period is used by as much as its shift exceeds this many stds
 JUNK_PRIOR_VALUES = 50.0  # a track's learned junk rate starts at eps, worth this many values
 JUNK_FLOOR = 0.1          # ...and never falls below this share of eps (a long clean stream)
-JUNK_INTERVAL_EXP = 2.0   # a frame dt apart, longer than junk_frame_s: eps x (junk_frame_s / dt)^this
+JUNK_INTERVAL_EXP = 2.0   # a frame dt apart, longer than tuned_frame_s: eps x (tuned_frame_s / dt)^this
 # each slot's own measurement noise (`noise_memory_s` > 0; `_learn_noise`): per (slot, channel)
 # its last NZ_HOLD values taken (a ring: NZ_Z, their times NZ_T, 1/confidence^2 NZ_W, the oldest
 # at NZ_HEAD) and how many values it takes before its next sample (NZ_DUE); per slot (planes of
@@ -729,7 +729,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                  gate_max_frames, inv_margin, coast_tau_s, periodic, follow_pace, hist_t, hist_x,
                  hist_n, hist_head, period, evidence, gap_from, found_at, miss_var, repeats, pace,
                  grid, junk, eps, junk_memory_s, noise, noise_slot, noise_learns, noise_takes,
-                 noise_floor_per_s, noise_margin, junk_frame_s):
+                 noise_floor_per_s, noise_margin, tuned_frame_s):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
@@ -748,8 +748,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     slot's learned scale (`_learn_noise`: noise (capacity, c, NZ_LEN) each channel's last values
     taken, noise_slot (NS_LEN, capacity) the slot's running median, its samples and last frames,
     noise_floor_per_s the median's least step per second; R is noise_margin x the variance
-    learned). junk_frame_s > 0: at frame intervals dt longer than it, eps is scaled by
-    (junk_frame_s / dt)^JUNK_INTERVAL_EXP (the models' calibration to the frame rate: see the
+    learned). tuned_frame_s > 0: at frame intervals dt longer than it, eps is scaled by
+    (tuned_frame_s / dt)^JUNK_INTERVAL_EXP (the models' calibration to the frame rate: see the
     module docstring)."""
     n, c = z.shape
     M = q_models.shape[0]
@@ -774,8 +774,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
         n_weighed = 0                                  #   those weighed as possible junk
         # the track's own junk rate / eps (1: eps throughout)
         learned = _junk_scale(junk[0, k], junk[1, k]) if junk_memory_s > 0.0 else 1.0
-        if dt > junk_frame_s > 0.0:                     # a longer frame: real turns land further
-            learned *= (junk_frame_s / dt) ** JUNK_INTERVAL_EXP
+        if dt > tuned_frame_s > 0.0:                     # a longer frame: real turns land further
+            learned *= (tuned_frame_s / dt) ** JUNK_INTERVAL_EXP
         r_scale = _noise_scale(noise_slot, k, noise_margin)  # the track's own R / the configured
         w_frame = 1.0 / (confidence[i] * confidence[i])
         slot_den = _noise_weights(noise_slot, k, t_s[i], w_frame, ts, ws, cf_slot) if learns else 0.0
@@ -959,7 +959,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
 
 @njit(cache=True)
 def _lookback_kernel(s, lb, lb_t, lb_n, pub, t_state, slots, measured, active, log_q, n_calm,
-                     lower, upper, wrap, gate_sigma):
+                     lower, upper, wrap, gate_sigma, span_s):
     """The published estimate of every slot in `slots`, written into pub (3, capacity, c):
     angle, rate, limit flag. Appends the slot's combined posterior (s planes X0..P11) and its
     typical q (exp of the probability-weighted log q of the models) to its window lb
@@ -971,7 +971,9 @@ def _lookback_kernel(s, lb, lb_t, lb_n, pub, t_state, slots, measured, active, l
     d away from the filtered one, and 0 unless every entry of the window took a measurement away
     from the joint limits (`active`, the bank's flags): the carry-forward assumes a steady rate,
     at a fast turn, a kink, a limit or through a gap the filter knows better.
-    measured (len(slots), c) bool: the channels that took a measurement in this step."""
+    measured (len(slots), c) bool: the channels that took a measurement in this step. span_s > 0:
+    the entries used reach no further back than that (at 15 frames/s two frames back is 133 ms,
+    and the carry-forward over it read 0.05x raw worse on the real clips than one)."""
     W, M = lb.shape[0], log_q.shape[0]
     for i in range(slots.shape[0]):
         k = slots[i]
@@ -985,6 +987,9 @@ def _lookback_kernel(s, lb, lb_t, lb_n, pub, t_state, slots, measured, active, l
                     lb[e, r, k, j] = lb[e + 1, r, k, j]
         lb_n[k] = n
         lb_t[W - 1, k] = t_state[k]
+        if span_s > 0.0:                                # no further back than span_s
+            while n > 1 and t_state[k] - lb_t[W - n, k] > span_s:
+                n -= 1
         for j in range(lb.shape[3]):
             lq = calm = 0.0
             for m in range(M):
@@ -1103,7 +1108,7 @@ class JointFilterBank:
                  coast_periodic: bool = False, follow_pace: bool = False, capacity: int = 16,
                  outlier_memory_s: float = 0.0, noise_memory_s: float = 0.0,
                  noise_channels: int | None = None, noise_margin: float = 1.0,
-                 junk_frame_s: float = 0.0):
+                 tuned_frame_s: float = 0.0):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -1115,7 +1120,9 @@ class JointFilterBank:
         self.inlier_scale = np.full(self.q.shape, (1.0 - eps) / math.sqrt(2.0 * math.pi))
         self.clutter = eps / rng
         self.eps = eps
-        self.junk_frame_s = float(junk_frame_s)   # eps is for frames this long or shorter (0: any)
+        # the frame interval the tuning is for (0: any): eps is for frames this long or shorter,
+        # and the look-back spans no more than lookback_frames + 0.5 of them
+        self.tuned_frame_s = float(tuned_frame_s)
         # each slot's own junk rate (`outlier_memory_s` > 0): its values weighed as possible junk,
         # and those taken as junk / eps, both forgotten over outlier_memory_s
         self.junk = np.zeros((2, capacity))
@@ -1154,6 +1161,7 @@ class JointFilterBank:
         # the look-back window (see `_lookback_kernel`) and the published estimate it makes
         self.lookback_frames = int(lookback_frames)
         self.lookback_gate_sigma = float(lookback_gate_sigma)
+        self.lookback_span_s = (self.lookback_frames + 0.5) * self.tuned_frame_s
         self.log_q = np.ascontiguousarray(np.log(self.q_models))
         self.lb = np.zeros((self.lookback_frames + 1, 7, capacity, c))
         self.lb_t = np.zeros((self.lookback_frames + 1, capacity))
@@ -1259,7 +1267,7 @@ class JointFilterBank:
                              np.ascontiguousarray(slots, dtype=np.int64),
                              np.ascontiguousarray(measured, dtype=np.bool_), self.active, self.log_q,
                              (self.q_models.shape[0] + 1) // 2, self.lower, self.upper, self.wrap,
-                             self.lookback_gate_sigma)
+                             self.lookback_gate_sigma, self.lookback_span_s)
 
     def step(self, slots: np.ndarray, t_s: np.ndarray, z: np.ndarray, confidence: np.ndarray,
              observed: np.ndarray) -> np.ndarray:
@@ -1280,7 +1288,7 @@ class JointFilterBank:
                      h["period"], h["evidence"], h["gap_from"], h["found_at"], h["miss_var"],
                      h["repeats"], h["pace"], self._grid, self.junk, max(self.eps, 1e-12),
                      self.outlier_memory_s, self.noise, self.noise_slot, self.noise_learns,
-                     self.noise_takes, self.noise_floor_per_s, self.noise_margin, self.junk_frame_s)
+                     self.noise_takes, self.noise_floor_per_s, self.noise_margin, self.tuned_frame_s)
         self._publish(slots, accepted)
         return accepted
 
@@ -1295,7 +1303,7 @@ class JointFilterBank:
     def junk_rate(self, slots: np.ndarray) -> np.ndarray:
         """(n,) the probability of junk each slot's values are weighed with now: outlier_rate,
         or with outlier_memory_s the rate learned from the slot's own values (as `_step_kernel`),
-        at frames up to junk_frame_s apart (a longer one scales it down)."""
+        at frames up to tuned_frame_s apart (a longer one scales it down)."""
         if self.outlier_memory_s <= 0.0:
             return np.full(len(slots), self.eps)
         return self.eps * np.array([_junk_scale(w, j) for w, j in self.junk[:, slots].T])

@@ -75,13 +75,13 @@ class SmoothingConfig(StrictModel):
     outlier_rate); 0: outlier_rate throughout. Learned, a clean stream stops weighing fast turns
     as junk (real motion at 30 Hz without junk: vr up to 1.27x raw RMSE with the rate fixed,
     1.15x learned) and a noisy one keeps its guard (issue 15, BENCHMARKS.md)."""
-    outlier_rate_fps: float = Field(30.0, ge=0.0)
-    """The frame rate outlier_rate is set for. A frame further apart weighs junk at outlier_rate x
-    (its interval x this)^-2: the motion models are tuned at 30-60 Hz, and within a longer frame
-    a real joint turns further from every model's guess, so the same prior takes more real
-    turns for junk (at 15 frames/s, the rate the multi-person default can run at, balanced read
-    up to 2.4x raw RMSE on real fast motion; issue 15, BENCHMARKS.md). 0: outlier_rate at any
-    frame rate."""
+    tuned_fps: float = Field(30.0, ge=0.0)
+    """The lowest frame rate the presets are tuned for (they hold from 30 to 60 Hz). At a lower
+    pose rate (the multi-person default runs at 15-25 frames/s on 2 cores) a frame further apart
+    weighs junk at outlier_rate x (its interval x this)^-2, since within it a real joint turns
+    further from every model's guess, and the look-back spans no more than lookback_frames + 0.5
+    of this rate's frames. At 15 frames/s the 30 Hz tuning read up to 2.4x raw RMSE on real fast
+    motion (balanced), 1.67x (vr) (issue 15, BENCHMARKS.md). 0: the same at any frame rate."""
     outlier_range_rad: float = Field(1.0, gt=0.0)
     """Spread of junk values (radians): the outlier density is outlier_rate / outlier_range_rad."""
     motion_models: int | None = Field(None, ge=1, le=6)
@@ -135,7 +135,8 @@ class SmoothingConfig(StrictModel):
     """None = the preset's. 0 = publish the filtered estimate. N > 0: publish the estimate of N frames back,
     RTS-smoothed with the N newer measurements and carried forward to this frame at its smoothed
     rate, where the calm models lead: still causal and on time (nothing is held back), a steadier
-    rate, so much less jitter for a little RMSE (BENCHMARKS.md, issue 15)."""
+    rate, so much less jitter for a little RMSE (BENCHMARKS.md, issue 15). No further back than
+    N + 0.5 frames at tuned_fps: at a lower pose rate, fewer frames."""
     lookback_gate_sigma: float = Field(2.0, gt=0.0)
     """The look-back estimate gives way to the filtered one as it departs from it by more than
     this many of the filter's standard deviations (a kink or a turn the carry-forward misses)."""

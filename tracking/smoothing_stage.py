@@ -74,7 +74,7 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
         coast_periodic=cfg.periodic_coast, follow_pace=cfg.periodic_pace, capacity=capacity,
         outlier_memory_s=cfg.effective_outlier_memory_s, noise_memory_s=cfg.meas_noise_memory_s,
         noise_channels=NUM_DOFS, noise_margin=cfg.effective_noise_margin,
-        junk_frame_s=1.0 / cfg.outlier_rate_fps if cfg.outlier_rate_fps > 0.0 else 0.0)
+        tuned_frame_s=1.0 / cfg.tuned_fps if cfg.tuned_fps > 0.0 else 0.0)
 
 
 def warm_up_kernels(cfg: SmoothingConfig) -> None:
