@@ -169,6 +169,7 @@ def _wrap(a: float) -> float:
 WINDOW_S = 2.4          # history looked at for the period (periods up to 2/3 of it: >= 0.63 Hz)
 LONG_WINDOW_S = 3.2     # ...and where nothing repeats in it, this much (>= 0.47 Hz: a slow swing)
 MIN_PERIOD_S = 0.2      # faster than 5 Hz is not human motion, it is noise
+HINT_RANGE = (0.75, 1.33)  # the period found last time is searched for again within these multiples
 GRID_DT_S = 1.0 / 30.0  # the period is found on a 30 Hz grid (cost independent of the frame rate)
 MIN_EVIDENCE = 0.6      # autocorrelation below this: no period; from it to FULL_EVIDENCE the
 FULL_EVIDENCE = 0.9     #   periodic guess's share grows from 0 to 1
@@ -364,7 +365,7 @@ def estimate_period(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint, g
     if n < 8:
         return 0.0, 0.0, 0.0
     span = t_end - hist_t[_ring(head - n, hist_t.shape[0]), k]
-    if hint <= 0.0 or 1.33 * hint < WINDOW_S * 2.0 / 3.0:
+    if hint <= 0.0 or HINT_RANGE[1] * hint < WINDOW_S * 2.0 / 3.0:   # (2/3: the longest lag searched)
         T, r, msd = _period_in_window(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint,
                                       grid, WINDOW_S)
         if r > 0.0 or span <= WINDOW_S:
@@ -418,7 +419,8 @@ def _period_in_window(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint,
         sq[g + 1] = sq[g] + grid[g] * grid[g]
     lo, hi = int(math.ceil(MIN_PERIOD_S / GRID_DT_S)), N - N // 3   # overlap >= half a period
     if hint > 0.0:                      # near the period found last time, if it is still there
-        L0, L1 = max(lo, int(0.75 * hint / GRID_DT_S)), min(hi, int(1.33 * hint / GRID_DT_S) + 1)
+        L0 = max(lo, int(HINT_RANGE[0] * hint / GRID_DT_S))
+        L1 = min(hi, int(HINT_RANGE[1] * hint / GRID_DT_S) + 1)
         if L1 > L0 + 1:
             lowest = _autocorr(grid, sq, N, int(round(0.5 * hint / GRID_DT_S)))
             T, r, msd = _first_peak(grid, sq, N, L0, L1, lowest)
@@ -772,10 +774,11 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
         any_accepted = False
         n_junk = 0                                     # this frame's values taken as junk, of
         n_weighed = 0                                  #   those weighed as possible junk
-        # the track's own junk rate / eps (1: eps throughout)
-        learned = _junk_scale(junk[0, k], junk[1, k]) if junk_memory_s > 0.0 else 1.0
-        if dt > tuned_frame_s > 0.0:                     # a longer frame: real turns land further
-            learned *= (tuned_frame_s / dt) ** JUNK_INTERVAL_EXP
+        # the junk rate this frame's values are weighed with / eps: the track's own (1: eps
+        # throughout), less for a frame longer than tuned_frame_s (real turns land further)
+        junk_weight = _junk_scale(junk[0, k], junk[1, k]) if junk_memory_s > 0.0 else 1.0
+        if dt > tuned_frame_s > 0.0:
+            junk_weight *= (tuned_frame_s / dt) ** JUNK_INTERVAL_EXP
         r_scale = _noise_scale(noise_slot, k, noise_margin)  # the track's own R / the configured
         w_frame = 1.0 / (confidence[i] * confidence[i])
         slot_den = _noise_weights(noise_slot, k, t_s[i], w_frame, ts, ws, cf_slot) if learns else 0.0
@@ -868,7 +871,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                         # (1 - eps) N(y; 0, S): model t explains the value as a measurement, or
                         # it is junk, eps / range, the same for every model (never 0: no underflow)
                         l_in = scale * math.exp(-0.5 * y * y / S) / math.sqrt(S)
-                        L = l_in + clutter[j] * learned
+                        L = l_in + clutter[j] * junk_weight
                         rs[t] = l_in / L                # P(genuine | y, model t)
                         _update(mixed[t], y, S, rs[t], wrap[j])
                         mu[t] = L * cbar[t]
