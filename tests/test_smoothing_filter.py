@@ -444,11 +444,10 @@ def test_each_person_learns_their_own_noise_level():
         np.testing.assert_allclose(bank.noise_std(slots[:1]), configured[:1])  # a new track
 
 
-@pytest.mark.parametrize("preset", ["vr", "balanced", "analysis"])
-def test_2hz_reversal_with_an_outlier_next_to_it(preset):
-    """Issue 15's known answer: a knee swinging 0-1.2 rad at 2 Hz (jumping jacks), 1 deg noise,
-    30 Hz, and a 30 deg outlier on the frame after the top of a swing. The reversal is real
-    motion and is followed; the outlier is taken for junk (not accepted, estimate not dragged)."""
+def _reversal_with_an_outlier(bank) -> tuple[list[bool], np.ndarray, int]:
+    """Issue 15's known answer fed to `bank`: a knee swinging 0-1.2 rad at 2 Hz (jumping jacks),
+    1 deg noise, 30 Hz, and a 30 deg outlier on the frame after the top of a swing, 0.77 s in.
+    Returns whether each value was taken, the error of each estimate (deg), the outlier's frame."""
     rng = np.random.default_rng(5)
     T = 60
     ts = np.arange(T) / 30.0
@@ -460,14 +459,34 @@ def test_2hz_reversal_with_an_outlier_next_to_it(preset):
     top = int(round(0.75 * 30))                              # frame 22-23: the third reversal
     k_out = top + 1
     z[k_out, d] -= np.deg2rad(30.0)                          # the outlier points the way it goes
-    accepted, est = _taken_and_estimates(_bank(preset=preset), ts, z, d)
-    err = np.rad2deg(np.abs(est - truth))
+    accepted, est = _taken_and_estimates(bank, ts, z, d)
+    return accepted, np.rad2deg(np.abs(est - truth)), k_out
+
+
+@pytest.mark.parametrize("preset", ["vr", "balanced", "analysis"])
+def test_2hz_reversal_with_an_outlier_next_to_it(preset):
+    """Issue 15's known answer (`_reversal_with_an_outlier`). The reversal is real motion and is
+    followed; the outlier is taken for junk (not accepted, estimate not dragged)."""
+    accepted, err, k_out = _reversal_with_an_outlier(_bank(preset=preset))
+    T = len(err)
     assert not accepted[k_out]                               # the outlier: junk
     assert err[k_out] < 10.0    # predicted through it, not dragged 30 deg (the knee moves ~8 deg a frame)
     # every genuine value around both reversals is taken, and the swing is followed
     assert all(accepted[k] for k in range(10, T) if k != k_out)
     assert err[k_out + 1:k_out + 6].max() < 5.0
     assert np.sqrt(np.mean(err[10:] ** 2)) < 3.0
+
+
+def test_balanced_learns_its_junk_rate_slowly_enough_for_the_known_answer():
+    """balanced learns each person's junk rate, as vr does, but with the prior worth ~20 frames of
+    values (`outlier_rate_prior_values` 1000), not vr's 50: learned as fast as vr, 0.77 s into a
+    clean track it weighs junk so little that it takes the known answer's 30 deg outlier for motion
+    (~15 deg off), and with the rate fixed (`outlier_rate_memory_s` 0) it reads the fast real clips
+    worse (test_smoothing_bench.py)."""
+    accepted, err, k_out = _reversal_with_an_outlier(_bank(preset="balanced", outlier_rate_prior_values=50.0))
+    assert accepted[k_out] and err[k_out] > 10.0
+    accepted, err, k_out = _reversal_with_an_outlier(_bank(preset="balanced"))
+    assert not accepted[k_out] and err[k_out] < 5.0
 
 
 def test_lookback_matches_rts_smoothed_then_carried_forward():

@@ -41,8 +41,9 @@ gains probability; so an outlier neither moves the estimate nor switches the fil
 while a reversal at 3 Hz is followed. (The hard Mahalanobis gate plus Huber weight used before
 rejected real reversals at 2 Hz: 1.11x raw RMSE in `balanced`.) eps is a prior: with
 `outlier_memory_s` each track learns its own rate, the share of its values taken as junk over
-about that long (eps counting as JUNK_PRIOR_VALUES values; never below JUNK_FLOOR x eps), so a
-clean stream stops weighing a real 40-60 deg turn within one 30 Hz frame as junk (BENCHMARKS.md).
+about that long (eps counting as `outlier_prior_values` values, JUNK_PRIOR_VALUES by default; never
+below JUNK_FLOOR x eps), so a clean stream stops weighing a real 40-60 deg turn within one 30 Hz
+frame as junk (BENCHMARKS.md).
 eps is for frames up to `tuned_frame_s` apart (1/30 s); a longer frame weighs junk at eps x
 (tuned_frame_s / dt)^2: within it a real joint turns further from every model's guess (a punching
 elbow 70 deg in 67 ms), and at 15 frames/s the prior tuned at 30 Hz made the fast real clips up
@@ -108,7 +109,7 @@ PACE_MAX_SHIFT = 0.25   # the local period stays within this share of the period
 PACE_MIN_RATE = 1.0     # rad/s: slower than this one period back, a value tells no phase
 PACE_GATE = 3.0         # a value further than this many spreads from the guess tells no phase
 PACE_SURE = 1.0         # the local period is used by as much as its shift exceeds this many stds
-JUNK_PRIOR_VALUES = 50.0  # a track's learned junk rate starts at eps, worth this many values
+JUNK_PRIOR_VALUES = 50.0  # a track's learned junk rate starts at eps, worth this many values (default)
 JUNK_FLOOR = 0.1          # ...and never falls below this share of eps (a long clean stream)
 JUNK_INTERVAL_EXP = 2.0   # a frame dt apart, longer than tuned_frame_s: eps x (tuned_frame_s / dt)^this
 # each slot's own measurement noise (`noise_memory_s` > 0; `_learn_noise`): per (slot, channel)
@@ -180,10 +181,10 @@ GRID_SCRATCH = 2 * _MAX_GRID + 1
 
 
 @njit(cache=True, inline="always")
-def _junk_scale(weighed: float, junk: float) -> float:
+def _junk_scale(weighed: float, junk: float, prior: float) -> float:
     """A track's learned junk rate / eps from its counts (values weighed as possible junk, and
-    those taken as junk / eps): eps worth JUNK_PRIOR_VALUES values, never below JUNK_FLOOR."""
-    return max((JUNK_PRIOR_VALUES + junk) / (JUNK_PRIOR_VALUES + weighed), JUNK_FLOOR)
+    those taken as junk / eps): eps worth `prior` values, never below JUNK_FLOOR."""
+    return max((prior + junk) / (prior + weighed), JUNK_FLOOR)
 
 
 @njit(cache=True, inline="always")
@@ -730,8 +731,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                  q_models, switch_rate_hz, meas_var, lower, upper, wrap, inlier_scale, clutter,
                  gate_max_frames, inv_margin, coast_tau_s, periodic, follow_pace, hist_t, hist_x,
                  hist_n, hist_head, period, evidence, gap_from, found_at, miss_var, repeats, pace,
-                 grid, junk, eps, junk_memory_s, noise, noise_slot, noise_learns, noise_takes,
-                 noise_floor_per_s, noise_margin, tuned_frame_s):
+                 grid, junk, eps, junk_memory_s, junk_prior, noise, noise_slot, noise_learns,
+                 noise_takes, noise_floor_per_s, noise_margin, tuned_frame_s):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
@@ -745,8 +746,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     (capacity, c) what it found; pace the local period (`_follow_pace`, with follow_pace);
     grid scratch), and take that guess as a prior where measured.
     junk (2, capacity): each slot's values weighed as possible junk, and those taken as junk / eps,
-    forgotten over junk_memory_s (0: eps throughout); the slot's junk density is clutter times
-    its learned rate / eps. The channels where noise_learns (c,) bool take meas_var times their
+    forgotten over junk_memory_s (0: eps throughout), eps counting as junk_prior values; the
+    slot's junk density is clutter times its learned rate / eps. The channels where noise_learns (c,) bool take meas_var times their
     slot's learned scale (`_learn_noise`: noise (capacity, c, NZ_LEN) each channel's last values
     taken, noise_slot (NS_LEN, capacity) the slot's running median, its samples and last frames,
     noise_floor_per_s the median's least step per second; R is noise_margin x the variance
@@ -776,7 +777,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
         n_weighed = 0                                  #   those weighed as possible junk
         # the junk rate this frame's values are weighed with / eps: the track's own (1: eps
         # throughout), less for a frame longer than tuned_frame_s (real turns land further)
-        junk_weight = _junk_scale(junk[0, k], junk[1, k]) if junk_memory_s > 0.0 else 1.0
+        junk_weight = _junk_scale(junk[0, k], junk[1, k], junk_prior) if junk_memory_s > 0.0 else 1.0
         if dt > tuned_frame_s > 0.0:
             junk_weight *= (tuned_frame_s / dt) ** JUNK_INTERVAL_EXP
         r_scale = _noise_scale(noise_slot, k, noise_margin)  # the track's own R / the configured
@@ -1109,7 +1110,8 @@ class JointFilterBank:
                  q_mult: np.ndarray | tuple[float, ...] = (1.0,), switch_rate_hz: float = 0.1,
                  lookback_frames: int = 0, lookback_gate_sigma: float = 2.0,
                  coast_periodic: bool = False, follow_pace: bool = False, capacity: int = 16,
-                 outlier_memory_s: float = 0.0, noise_memory_s: float = 0.0,
+                 outlier_memory_s: float = 0.0, outlier_prior_values: float = JUNK_PRIOR_VALUES,
+                 noise_memory_s: float = 0.0,
                  noise_channels: int | None = None, noise_margin: float = 1.0,
                  tuned_frame_s: float = 0.0):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
@@ -1127,9 +1129,11 @@ class JointFilterBank:
         # and the look-back spans no more than lookback_frames + 0.5 of them
         self.tuned_frame_s = float(tuned_frame_s)
         # each slot's own junk rate (`outlier_memory_s` > 0): its values weighed as possible junk,
-        # and those taken as junk / eps, both forgotten over outlier_memory_s
+        # and those taken as junk / eps, both forgotten over outlier_memory_s; eps counts as
+        # outlier_prior_values values (more: a track learns its rate more slowly)
         self.junk = np.zeros((2, capacity))
         self.outlier_memory_s = float(outlier_memory_s)
+        self.outlier_prior_values = float(outlier_prior_values)
         # each slot's own R (`noise_memory_s` > 0: `_learn_noise`): one scale on meas_std,
         # learned from the first `noise_channels` channels (None: all) and applied to them, R
         # being noise_margin x the noise variance learned
@@ -1290,8 +1294,9 @@ class JointFilterBank:
                      self.coast_periodic, self.follow_pace, h["t"], h["x"], h["n"], h["head"],
                      h["period"], h["evidence"], h["gap_from"], h["found_at"], h["miss_var"],
                      h["repeats"], h["pace"], self._grid, self.junk, max(self.eps, 1e-12),
-                     self.outlier_memory_s, self.noise, self.noise_slot, self.noise_learns,
-                     self.noise_takes, self.noise_floor_per_s, self.noise_margin, self.tuned_frame_s)
+                     self.outlier_memory_s, self.outlier_prior_values, self.noise, self.noise_slot,
+                     self.noise_learns, self.noise_takes, self.noise_floor_per_s, self.noise_margin,
+                     self.tuned_frame_s)
         self._publish(slots, accepted)
         return accepted
 
@@ -1309,7 +1314,7 @@ class JointFilterBank:
         at frames up to tuned_frame_s apart (a longer one scales it down)."""
         if self.outlier_memory_s <= 0.0:
             return np.full(len(slots), self.eps)
-        return self.eps * np.array([_junk_scale(w, j) for w, j in self.junk[:, slots].T])
+        return self.eps * np.array([_junk_scale(w, j, self.outlier_prior_values) for w, j in self.junk[:, slots].T])
 
     def effective_q(self, slot: int) -> np.ndarray:
         """(c,) the process noise the combined estimate of a slot moved under in its last step:

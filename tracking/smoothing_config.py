@@ -20,11 +20,16 @@ PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.35, "balanced": 0.25, "analys
 PRESET_Q_RATIO: dict[str, float] = {"vr": 1.0e4, "balanced": 1.0e4, "analysis": 2.5e4}
 """maneuver_q_ratio of each preset: analysis's calm model is calmer, so its most agile one needs a
 larger multiple to follow a 3 Hz swing (about the agile model of vr; issue 15, BENCHMARKS.md)."""
-PRESET_OUTLIER_MEMORY_S: dict[str, float] = {"vr": 10.0, "balanced": 0.0, "analysis": 0.0}
-"""outlier_rate_memory_s of each preset: vr learns each person's junk rate, so on a clean stream
-it follows a real turn of 40-60 deg within a 30 Hz frame; balanced and analysis keep the prior:
-learned, even with a floor of half the prior, they take the 30 deg outlier at the turn of a 2 Hz
-swing 0.77 s into a track for motion (issue 15's known answer; BENCHMARKS.md)."""
+PRESET_OUTLIER_MEMORY_S: dict[str, float] = {"vr": 10.0, "balanced": 10.0, "analysis": 10.0}
+"""outlier_rate_memory_s of each preset: each learns each person's junk rate, so on a clean stream
+it follows a real turn of 40-60 deg within a frame (BENCHMARKS.md, issue 15)."""
+PRESET_OUTLIER_PRIOR_VALUES: dict[str, float] = {"vr": 50.0, "balanced": 1000.0, "analysis": 1000.0}
+"""outlier_rate_prior_values of each preset: how many of a person's values (a whole person gives
+~46 a frame) the prior outlier_rate is worth against what their own values show. vr learns within
+a frame or two; balanced and analysis over ~20 frames (0.7 s at 30 Hz): learned as fast as vr, they
+took the 30 deg outlier at the turn of a 2 Hz swing 0.77 s into a clean track for motion (issue
+15's known answer), and with no learning at all they read up to 1.67x raw RMSE on fast real
+motion at 15 frames/s (BENCHMARKS.md, issue 15 fourteenth pass)."""
 PRESET_NOISE_MARGIN: dict[str, float] = {"vr": 1.25, "balanced": 1.5, "analysis": 1.5}
 """meas_noise_margin of each preset: R is this x the noise variance learned. 1.0 is the least
 RMSE on most rows, but steadier output needs more: balanced's walking jitter read 0.28x raw at
@@ -75,6 +80,10 @@ class SmoothingConfig(StrictModel):
     outlier_rate); 0: outlier_rate throughout. Learned, a clean stream stops weighing fast turns
     as junk (real motion at 30 Hz without junk: vr up to 1.27x raw RMSE with the rate fixed,
     1.15x learned) and a noisy one keeps its guard (issue 15, BENCHMARKS.md)."""
+    outlier_rate_prior_values: float | None = Field(None, gt=0.0)
+    """None = the preset's. With outlier_rate_memory_s > 0: outlier_rate counts as this many of a
+    person's values against the share of their own taken as junk, so more learns more slowly
+    (safer at a track's start, slower to follow a clean stream's fast turns)."""
     tuned_fps: float = Field(30.0, ge=0.0)
     """The lowest frame rate the presets are tuned for (they hold from 30 to 60 Hz). At a lower
     pose rate (the multi-person default runs at 15-25 frames/s on 2 cores) a frame further apart
@@ -161,6 +170,11 @@ class SmoothingConfig(StrictModel):
     @property
     def effective_outlier_memory_s(self) -> float:
         return PRESET_OUTLIER_MEMORY_S[self.preset] if self.outlier_rate_memory_s is None else self.outlier_rate_memory_s
+
+    @property
+    def effective_outlier_prior_values(self) -> float:
+        return (PRESET_OUTLIER_PRIOR_VALUES[self.preset] if self.outlier_rate_prior_values is None
+                else self.outlier_rate_prior_values)
 
     @property
     def effective_noise_margin(self) -> float:
