@@ -150,6 +150,24 @@ def test_balanced_and_analysis_learn_a_clean_stream_too(real):
                 assert now <= before - 0.03, (r["shape"], m, now, before)
 
 
+def test_the_agile_model_keeps_a_share_where_a_fast_turn_is_weighed(real):
+    """balanced and analysis give their most agile model at least 2 % of the prior where a value
+    is weighed (`maneuver_prior_min`): after a calm stretch the chain left it ~0.3 %, and a real
+    turn the calm models miss was explained as junk. On the clean real trajectories at 30 Hz
+    every clip reads no worse than without the floor, the fast ones better (multi_p0 1.10 ->
+    1.04x raw, kick 1.02 -> 0.99, spinkick 1.17 -> 1.14: BENCHMARKS.md, issue 15 fourteenth
+    pass)."""
+    methods = ("balanced", "analysis")
+    clean = {r["shape"]: r for r in real if r["fps"] == 30.0 and r["outlier_rate"] == 0}
+    gain = {"reference multi_p0": 0.03, "mocap spinkick": 0.015, "mocap kick": 0.015, "mocap walk": -0.005}
+    without = B.evaluate_grid(fps_list=(30.0,), speeds=(), outliers=((0.0, 0.0),), seeds=(1,),
+                              methods=methods, one_euro=False, maneuver_prior_min=0.0, clips=tuple(gain))
+    for r in without:
+        for m in methods:
+            now, before = clean[r["shape"]][m]["rmse"], r[m]["rmse"]
+            assert now <= before - gain[r["shape"]], (r["shape"], m, now, before)
+
+
 LOW_FPS_CLIPS = ("mocap kick", "mocap spinkick", "reference multi_p0", "mocap walk")
 
 
@@ -160,9 +178,11 @@ def test_at_15_fps_real_fast_turns_are_weighed_for_the_longer_frame():
     the prior scaled to the frame interval (`smoothing.tuned_fps`: (interval x 30)^-2, and vr's
     look-back one frame, not two) each fast clip gains over 0.1x in vr and balanced, clean and
     with 2 % junk, while the walk's junk is still rejected (<= 0.65x raw). Still over raw:
-    balanced up to 1.7x, vr 1.2x (BENCHMARKS.md, issue 15 thirteenth pass)."""
+    balanced up to 1.6x, vr 1.2x (BENCHMARKS.md, issue 15 thirteenth and fourteenth passes).
+    (The agile model's prior floor, scaled to the interval the same way, is left out of both
+    runs: unscaled at 15 frames/s it would take part of this gain itself.)"""
     kw = dict(fps_list=(15.0,), speeds=(), outliers=((0.0, 0.0), (0.02, 30.0)), seeds=(1,),
-              methods=("vr", "balanced"), one_euro=False, clips=LOW_FPS_CLIPS)
+              methods=("vr", "balanced"), one_euro=False, clips=LOW_FPS_CLIPS, maneuver_prior_min=0.0)
     scaled = {(r["shape"], r["outlier_rate"]): r for r in B.evaluate_grid(**kw)}
     fixed = {(r["shape"], r["outlier_rate"]): r for r in B.evaluate_grid(**kw, tuned_fps=0.0)}
     for (clip, rate), r in scaled.items():
@@ -186,7 +206,7 @@ def test_at_15_fps_a_slow_swing_is_found_over_the_longer_window():
 
 
 @pytest.mark.xfail(strict=True, reason="not met: at 30 Hz without outliers the real trajectories "
-                   "read up to 1.15x raw in vr and 1.20x in balanced and analysis, kick and spinkick "
+                   "read up to 1.15x raw in vr and 1.17x in balanced and analysis, kick and spinkick "
                    "with 2 % outliers up to 1.0x, spinkick at 60 Hz 0.95x (BENCHMARKS.md, issue 15)")
 def test_real_trajectories_shortfalls(real):
     for r in real:

@@ -489,6 +489,22 @@ def test_balanced_learns_its_junk_rate_slowly_enough_for_the_known_answer():
     assert not accepted[k_out] and err[k_out] < 5.0
 
 
+def test_the_agile_models_prior_share_is_floored_and_the_rest_keep_their_proportions():
+    """`_floor_agile`: the last (most agile) model gets at least the share asked for, taken from
+    the others in proportion; the total is kept, and a share already above it is left alone."""
+    cbar = np.array([0.6, 0.3, 0.098, 0.002])
+    jf._floor_agile(cbar, 4, 0.05)
+    np.testing.assert_allclose(cbar.sum(), 1.0)
+    assert cbar[3] == pytest.approx(0.05)
+    np.testing.assert_allclose(cbar[:3] / cbar[:3].sum(), np.array([0.6, 0.3, 0.098]) / 0.998)
+    high = np.array([0.5, 0.2, 0.1, 0.2])
+    jf._floor_agile(high, 4, 0.05)
+    np.testing.assert_array_equal(high, [0.5, 0.2, 0.1, 0.2])
+    one = np.array([1.0])
+    jf._floor_agile(one, 1, 0.05)                           # one model: nothing to share
+    assert one[0] == 1.0
+
+
 def test_lookback_matches_rts_smoothed_then_carried_forward():
     """vr's published estimate (lookback_frames 2): with one calm model, no limits nearby and the
     consistency gate open, it is the posterior of 2 frames back, RTS-smoothed with the 2 newer

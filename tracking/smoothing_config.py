@@ -30,6 +30,13 @@ a frame or two; balanced and analysis over ~20 frames (0.7 s at 30 Hz): learned 
 took the 30 deg outlier at the turn of a 2 Hz swing 0.77 s into a clean track for motion (issue
 15's known answer), and with no learning at all they read up to 1.67x raw RMSE on fast real
 motion at 15 frames/s (BENCHMARKS.md, issue 15 fourteenth pass)."""
+PRESET_MANEUVER_PRIOR_MIN: dict[str, float] = {"vr": 0.0, "balanced": 0.02, "analysis": 0.02}
+"""maneuver_prior_min of each preset: the most agile model's least prior share where a value is
+weighed. balanced and analysis: every clean real clip at 30 Hz reads better (multi_p0 1.10 ->
+1.04x raw, worst 1.20 -> 1.17); 0.05 gained more there but let junk through on the synthetic
+streams (balanced's jitter 0.20 -> 0.26x raw, over its 0.25 target). vr learns its junk rate
+within a frame or two, and with a floor of 0.02 it took the known answer's outlier (issue 15,
+BENCHMARKS.md fourteenth pass)."""
 PRESET_NOISE_MARGIN: dict[str, float] = {"vr": 1.25, "balanced": 1.5, "analysis": 1.5}
 """meas_noise_margin of each preset: R is this x the noise variance learned. 1.0 is the least
 RMSE on most rows, but steadier output needs more: balanced's walking jitter read 0.28x raw at
@@ -104,6 +111,11 @@ class SmoothingConfig(StrictModel):
     maneuver_switch_rate_hz: float = Field(0.3, gt=0.0)
     """Expected switches between calm and agile motion per second (the IMM's Markov
     transition): lower trusts the current model longer."""
+    maneuver_prior_min: float | None = Field(None, ge=0.0, lt=1.0)
+    """None = the preset's. Where a value is weighed, the most agile model has at least this share
+    of the models' prior probability: after a calm stretch the Markov chain (maneuver_switch_rate_hz)
+    leaves it so little that a real fast turn the calm models miss is taken for junk rather than
+    for motion. 0: the chain's own."""
     gate_max_frames: int = Field(1, ge=0)
     """After this many consecutive rejections (or after a frame without a measurement) a DoF takes
     the measurement as it is: outliers are single frames, a real jump persists."""
@@ -175,6 +187,10 @@ class SmoothingConfig(StrictModel):
     def effective_outlier_prior_values(self) -> float:
         return (PRESET_OUTLIER_PRIOR_VALUES[self.preset] if self.outlier_rate_prior_values is None
                 else self.outlier_rate_prior_values)
+
+    @property
+    def effective_maneuver_prior_min(self) -> float:
+        return PRESET_MANEUVER_PRIOR_MIN[self.preset] if self.maneuver_prior_min is None else self.maneuver_prior_min
 
     @property
     def effective_noise_margin(self) -> float:
