@@ -768,14 +768,15 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     grid scratch), and take that guess as a prior where measured.
     junk (2, capacity): each slot's values weighed as possible junk, and those taken as junk / eps,
     forgotten over junk_memory_s (0: eps throughout), eps counting as junk_prior values; the
-    slot's junk density is clutter times its learned rate / eps. The channels where noise_learns (c,) bool take meas_var times their
-    slot's learned scale (`_learn_noise`: noise (capacity, c, NZ_LEN) each channel's last values
-    taken, noise_slot (NS_LEN, capacity) the slot's running median, its samples and last frames,
-    noise_floor_per_s the median's least step per second; R is noise_margin x the variance
-    learned). tuned_frame_s > 0: at frame intervals dt longer than it, eps is scaled by
+    slot's junk density is clutter times its learned rate / eps. The channels where noise_learns
+    (c,) bool take meas_var times their slot's learned scale (`_learn_noise`: noise (capacity, c,
+    NZ_LEN) each channel's last values taken, noise_slot (NS_LEN, capacity) the slot's running
+    median, its samples and last frames, noise_floor_per_s the median's least step per second; R
+    is noise_margin x the variance learned). tuned_frame_s > 0: at frame intervals dt longer than it, eps is scaled by
     (tuned_frame_s / dt)^JUNK_INTERVAL_EXP (the models' calibration to the frame rate: see the
     module docstring). agile_prior_min: where a value is weighed, the most agile model has at
-    least this share of the models' prior probability (`_floor_agile`)."""
+    least this share of the models' prior probability (`_floor_agile`), scaled like eps at a
+    longer frame (the agile model's own spread grows with it)."""
     n, c = z.shape
     M = q_models.shape[0]
     xm = np.empty((M, _N_STATE))   # each model's posterior x, P
@@ -800,10 +801,10 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
         # the junk rate this frame's values are weighed with / eps: the track's own (1: eps
         # throughout), less for a frame longer than tuned_frame_s (real turns land further)
         junk_weight = _junk_scale(junk[0, k], junk[1, k], junk_prior) if junk_memory_s > 0.0 else 1.0
-        junk_weight_interval = 1.0
+        interval_scale = 1.0                           # (also the agile model's floor's)
         if dt > tuned_frame_s > 0.0:
-            junk_weight_interval = (tuned_frame_s / dt) ** JUNK_INTERVAL_EXP
-            junk_weight *= junk_weight_interval
+            interval_scale = (tuned_frame_s / dt) ** JUNK_INTERVAL_EXP
+            junk_weight *= interval_scale
         r_scale = _noise_scale(noise_slot, k, noise_margin)  # the track's own R / the configured
         w_frame = 1.0 / (confidence[i] * confidence[i])
         slot_den = _noise_weights(noise_slot, k, t_s[i], w_frame, ts, ws, cf_slot) if learns else 0.0
@@ -855,7 +856,7 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
             ok = False
             if observed[i, j] and math.isfinite(zj):
                 if agile_prior_min > 0.0:
-                    _floor_agile(cbar, M, agile_prior_min * min(junk_weight_interval, 1.0))
+                    _floor_agile(cbar, M, agile_prior_min * interval_scale)
                 var_j = meas_var[j] * r_scale if noise_learns[j] else meas_var[j]
                 R = _meas_var(var_j, confidence[i], zj, lower[j], upper[j], inv_margin)
                 # after gate_max_frames rejections in a row the value is taken as it is: a real
