@@ -772,11 +772,11 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     (c,) bool take meas_var times their slot's learned scale (`_learn_noise`: noise (capacity, c,
     NZ_LEN) each channel's last values taken, noise_slot (NS_LEN, capacity) the slot's running
     median, its samples and last frames, noise_floor_per_s the median's least step per second; R
-    is noise_margin x the variance learned). tuned_frame_s > 0: at frame intervals dt longer than it, eps is scaled by
-    (tuned_frame_s / dt)^JUNK_INTERVAL_EXP (the models' calibration to the frame rate: see the
-    module docstring). agile_prior_min: where a value is weighed, the most agile model has at
-    least this share of the models' prior probability (`_floor_agile`), scaled like eps at a
-    longer frame (the agile model's own spread grows with it)."""
+    is noise_margin x the variance learned). tuned_frame_s > 0: at frame intervals dt longer than
+    it, eps is scaled by (tuned_frame_s / dt)^JUNK_INTERVAL_EXP (the models' calibration to the
+    frame rate: see the module docstring). agile_prior_min: where a value is weighed, the most
+    agile model has at least this share of the models' prior probability (`_floor_agile`), scaled
+    like eps at a longer frame (the agile model's own spread grows with it)."""
     n, c = z.shape
     M = q_models.shape[0]
     xm = np.empty((M, _N_STATE))   # each model's posterior x, P

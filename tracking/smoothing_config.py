@@ -20,9 +20,6 @@ PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.35, "balanced": 0.25, "analys
 PRESET_Q_RATIO: dict[str, float] = {"vr": 1.0e4, "balanced": 1.0e4, "analysis": 2.5e4}
 """maneuver_q_ratio of each preset: analysis's calm model is calmer, so its most agile one needs a
 larger multiple to follow a 3 Hz swing (about the agile model of vr; issue 15, BENCHMARKS.md)."""
-PRESET_OUTLIER_MEMORY_S: dict[str, float] = {"vr": 10.0, "balanced": 10.0, "analysis": 10.0}
-"""outlier_rate_memory_s of each preset: each learns each person's junk rate, so on a clean stream
-it follows a real turn of 40-60 deg within a frame (BENCHMARKS.md, issue 15)."""
 PRESET_OUTLIER_PRIOR_VALUES: dict[str, float] = {"vr": 50.0, "balanced": 1000.0, "analysis": 1000.0}
 """outlier_rate_prior_values of each preset: how many of a person's values (a whole person gives
 ~46 a frame) the prior outlier_rate is worth against what their own values show. vr learns within
@@ -81,12 +78,13 @@ class SmoothingConfig(StrictModel):
     """Prior probability that one DoF's value in one frame is junk (a mis-detected limb). Each
     motion model weighs 'a measurement it predicted' against 'junk spread over outlier_range_rad':
     a value no model explains is skipped, one the agile model explains is a real fast move."""
-    outlier_rate_memory_s: float | None = Field(None, ge=0.0)
-    """None = the preset's. > 0: outlier_rate is a prior, and each person's own rate is learned
-    from the share of their values taken as junk over about this long (never below a tenth of
-    outlier_rate); 0: outlier_rate throughout. Learned, a clean stream stops weighing fast turns
-    as junk (real motion at 30 Hz without junk: vr up to 1.27x raw RMSE with the rate fixed,
-    1.15x learned) and a noisy one keeps its guard (issue 15, BENCHMARKS.md)."""
+    outlier_rate_memory_s: float = Field(10.0, ge=0.0)
+    """> 0: outlier_rate is a prior, and each person's own rate is learned from the share of their
+    values taken as junk over about this long (never below a tenth of outlier_rate; every preset
+    learns it, at the pace of its outlier_rate_prior_values); 0: outlier_rate throughout.
+    Learned, a clean stream stops weighing fast turns as junk (real motion at 30 Hz without junk:
+    vr up to 1.27x raw RMSE with the rate fixed, 1.15x learned) and a noisy one keeps its guard
+    (issue 15, BENCHMARKS.md)."""
     outlier_rate_prior_values: float | None = Field(None, gt=0.0)
     """None = the preset's. With outlier_rate_memory_s > 0: outlier_rate counts as this many of a
     person's values against the share of their own taken as junk, so more learns more slowly
@@ -178,10 +176,6 @@ class SmoothingConfig(StrictModel):
     @property
     def effective_motion_models(self) -> int:
         return PRESET_MODELS_LOOKBACK[self.preset][0] if self.motion_models is None else self.motion_models
-
-    @property
-    def effective_outlier_memory_s(self) -> float:
-        return PRESET_OUTLIER_MEMORY_S[self.preset] if self.outlier_rate_memory_s is None else self.outlier_rate_memory_s
 
     @property
     def effective_outlier_prior_values(self) -> float:

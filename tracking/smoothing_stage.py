@@ -73,7 +73,7 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
         agile_prior_min=cfg.effective_maneuver_prior_min,
         lookback_frames=cfg.effective_lookback_frames, lookback_gate_sigma=cfg.lookback_gate_sigma,
         coast_periodic=cfg.periodic_coast, follow_pace=cfg.periodic_pace, capacity=capacity,
-        outlier_memory_s=cfg.effective_outlier_memory_s,
+        outlier_memory_s=cfg.outlier_rate_memory_s,
         outlier_prior_values=cfg.effective_outlier_prior_values, noise_memory_s=cfg.meas_noise_memory_s,
         noise_channels=NUM_DOFS, noise_margin=cfg.effective_noise_margin,
         tuned_frame_s=1.0 / cfg.tuned_fps if cfg.tuned_fps > 0.0 else 0.0)
