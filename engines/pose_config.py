@@ -48,5 +48,10 @@ class PoseConfig(StrictModel):
     is the tracker's prediction and drifts: on vtest.avi (hand-labelled every 20th frame, tuned
     there) 0.5 s published 11 held boxes on nobody in 200, 0.3 s 5 in 192 with every visible
     person-frame kept, 0.2 s 2 in 185 with one lost (BENCHMARKS.md, issue 14 seventh pass)."""
+    hold_max_shift_rel: float = Field(0.5, ge=0.0)
+    """...and only while its box stays within this many heights (centre distance) of the box it
+    was last seen in: a walker moves ~0.25 heights in the 0.3 s hold; a track re-found on someone
+    or something else, where its crop then shows nobody, carried the held pose 1.3 heights away
+    (vtest.avi live). 0 = off."""
     landmarks: LandmarkEngineConfig = LandmarkEngineConfig()
     skelcf: SkelCFConfig = SkelCFConfig()

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from engines.pose_engine import PoseEngine, default_intrinsics
 from stream.config import PipelineConfig
 from stream.errors import ConfigError
@@ -58,6 +60,7 @@ class PoseStage(Stage):
         self._intrinsics: dict[str, Intrinsics] = {}
         self._confirmed: set[tuple[str, int]] = set()   # tracks posed confidently at least once
         self._last_seen_s: dict[tuple[str, int], float] = {}  # stream time of each track's last observed pose
+        self._last_seen_box: dict[tuple[str, int], np.ndarray] = {}  # its tracker box then
         self._judged_hits: dict[tuple[str, int], int] = {}  # each track's detector hits when last posed
         self._first_poses: dict[tuple[str, int], list[float]] = {}  # confidence of each track's first two poses
 
@@ -109,6 +112,7 @@ class PoseStage(Stage):
                 self.engine.forget(sid, ev.track_id)
                 self._confirmed.discard((sid, ev.track_id))
                 self._last_seen_s.pop((sid, ev.track_id), None)
+                self._last_seen_box.pop((sid, ev.track_id), None)
                 self._judged_hits.pop((sid, ev.track_id), None)
                 self._first_poses.pop((sid, ev.track_id), None)
         return packet
@@ -148,10 +152,25 @@ class PoseStage(Stage):
                     self._confirmed.add(key)
             if observed or p.body_seen:
                 self._last_seen_s[key] = t_s
+                self._last_seen_box[key] = np.asarray(p.box_xyxy, np.float32)
                 seen_now.add(p.track_id)
             self._judged_hits[key] = max(p.detector_hits, self._judged_hits.get(key, 0))
         return [p for p in persons if (sid, p.track_id) in self._confirmed    # (all seen within the hold)
-                and (p.track_id in seen_now or share_inside(p.box_xyxy, (0.0, 0.0, width, height)) >= 0.5)]
+                and (p.track_id in seen_now or (share_inside(p.box_xyxy, (0.0, 0.0, width, height)) >= 0.5
+                                                and self._held_near_where_seen(sid, p)))]
+
+    def _held_near_where_seen(self, sid: str, p: Person) -> bool:
+        """A held (unseen) person's box is still within `pose.hold_max_shift_rel` of the box it was
+        last seen in (centre distance in that box's heights): the held pose says where the person
+        was, and a tracker box that has moved on from there followed something else (re-found on
+        another detection, or its prediction ran on), so the pose must not go out there as theirs."""
+        limit = self.config.pose.hold_max_shift_rel
+        last = self._last_seen_box.get((sid, p.track_id))
+        if limit <= 0 or last is None:
+            return True
+        b = np.asarray(p.box_xyxy, np.float32)
+        shift = np.hypot((b[0] + b[2] - last[0] - last[2]) / 2, (b[1] + b[3] - last[1] - last[3]) / 2)
+        return bool(shift <= limit * max(float(last[3] - last[1]), 1.0))
 
     def _newly_detected(self, key: tuple[str, int], p: Person) -> bool:
         """A detector result found this person since the track was last posed, and not for the
@@ -166,6 +185,7 @@ class PoseStage(Stage):
         self._intrinsics.pop(stream_id, None)
         self._confirmed = {k for k in self._confirmed if k[0] != stream_id}
         self._last_seen_s = {k: v for k, v in self._last_seen_s.items() if k[0] != stream_id}
+        self._last_seen_box = {k: v for k, v in self._last_seen_box.items() if k[0] != stream_id}
         self._judged_hits = {k: v for k, v in self._judged_hits.items() if k[0] != stream_id}
         self._first_poses = {k: v for k, v in self._first_poses.items() if k[0] != stream_id}
         forget_stream = getattr(self.engine, "forget_stream", None)  # optional engine method

@@ -324,6 +324,32 @@ def test_a_held_box_mostly_outside_the_frame_is_not_published():
     assert run(4, 0.9, 600)                    # seen at the edge: published
 
 
+def test_a_held_pose_goes_out_only_near_where_the_person_was_seen():
+    """pose.hold_max_shift_rel: a person unseen this frame is held where they were last seen; a
+    tracker box that has since moved on by more than half a body height followed something else
+    (vtest.avi live: re-found 1.3 heights away, the crop there empty, the walker's held pose went
+    out on nobody). A small drift is held, a new sighting anywhere goes out, and 0 turns it off."""
+    from engines.pose_stage import PoseStage
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    for limit, far_held in ((0.5, False), (0.0, True)):
+        stage = PoseStage(PipelineConfig.model_validate({"pose": {"hold_max_shift_rel": limit}}))
+        stage.engine = eng = _ScriptedEngine()
+
+        def run(seq, conf, x0):
+            eng.conf = conf
+            box = np.array([x0, 100, x0 + 100, 300], np.float32)     # 200 px tall
+            p = Person(track_id=1, track_state=TrackState.TRACKED, box_xyxy=box, score=0.9,
+                       box_predicted=conf is None)
+            return bool(stage.process(_packet(img, seq, [p])).persons)
+
+        assert run(0, 0.9, 100)                  # seen at x 100
+        assert run(1, None, 180)                 # held 0.4 heights on: still there
+        assert run(2, None, 201) == far_held     # held 0.505 heights on: followed something else
+        assert run(3, 0.9, 400)                  # seen there: published
+        assert run(4, None, 480)                 # held near that sighting
+
+
 def test_a_track_whose_first_two_poses_saw_no_body_is_published_only_on_the_detectors_word():
     """pose.first_poses_min_confidence: a desk object the detector read as a body, 5 % of a 4K
     frame's height, posed at 0.07 and 0.06 on its first two frames; the crop, following its own
