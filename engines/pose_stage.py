@@ -60,7 +60,7 @@ class PoseStage(Stage):
         self._intrinsics: dict[str, Intrinsics] = {}
         self._confirmed: set[tuple[str, int]] = set()   # tracks posed confidently at least once
         self._last_seen_s: dict[tuple[str, int], float] = {}  # stream time of each track's last observed pose
-        self._last_seen_box: dict[tuple[str, int], np.ndarray] = {}  # its tracker box then
+        self._last_seen_box: dict[tuple[str, int], np.ndarray] = {}  # the box it went out with then
         self._judged_hits: dict[tuple[str, int], int] = {}  # each track's detector hits when last posed
         self._first_poses: dict[tuple[str, int], list[float]] = {}  # confidence of each track's first two poses
 
@@ -160,10 +160,11 @@ class PoseStage(Stage):
                                                 and self._held_near_where_seen(sid, p)))]
 
     def _held_near_where_seen(self, sid: str, p: Person) -> bool:
-        """A held (unseen) person's box is still within `pose.hold_max_shift_rel` of the box it was
-        last seen in (centre distance in that box's heights): the held pose says where the person
-        was, and a tracker box that has moved on from there followed something else (re-found on
-        another detection, or its prediction ran on), so the pose must not go out there as theirs."""
+        """A held (unseen) person's box (the tracker's) is still within `pose.hold_max_shift_rel` of
+        the box they last went out with when seen (their visible landmarks'; centre distance in that
+        box's heights): the held pose says where the person was, and a tracker box that has moved
+        on from there followed something else (re-found on another detection, or its prediction
+        ran on), so the pose must not go out there as theirs."""
         limit = self.config.pose.hold_max_shift_rel
         last = self._last_seen_box.get((sid, p.track_id))
         if limit <= 0 or last is None:
