@@ -23,7 +23,7 @@ from stream.config import PipelineConfig
 from stream.errors import ConfigError
 from stream.packet import Intrinsics, Packet, Person, TrackEventKind
 from stream.stage import Stage
-from tracking.bytetrack import share_inside
+from tracking.bytetrack import share_inside, xyxy_to_xyah
 from tracking.stage import frame_time_s
 
 
@@ -59,8 +59,8 @@ class PoseStage(Stage):
         self.engine: PoseEngine | None = None
         self._intrinsics: dict[str, Intrinsics] = {}
         self._confirmed: set[tuple[str, int]] = set()   # tracks posed confidently at least once
-        self._last_seen_s: dict[tuple[str, int], float] = {}  # stream time of each track's last observed pose
-        self._last_seen_box: dict[tuple[str, int], np.ndarray] = {}  # the box it went out with then
+        # stream time of each track's last observed pose, and the box it went out with then
+        self._last_seen: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
         self._judged_hits: dict[tuple[str, int], int] = {}  # each track's detector hits when last posed
         self._first_poses: dict[tuple[str, int], list[float]] = {}  # confidence of each track's first two poses
 
@@ -111,8 +111,7 @@ class PoseStage(Stage):
             if ev.kind == TrackEventKind.REMOVED:
                 self.engine.forget(sid, ev.track_id)
                 self._confirmed.discard((sid, ev.track_id))
-                self._last_seen_s.pop((sid, ev.track_id), None)
-                self._last_seen_box.pop((sid, ev.track_id), None)
+                self._last_seen.pop((sid, ev.track_id), None)
                 self._judged_hits.pop((sid, ev.track_id), None)
                 self._first_poses.pop((sid, ev.track_id), None)
         return packet
@@ -138,7 +137,7 @@ class PoseStage(Stage):
         for p in persons:
             key = (sid, p.track_id)
             observed = p.dof_observed is not None and bool(p.dof_observed.any())
-            if key in self._confirmed and t_s - self._last_seen_s.get(key, t_s) > c.hold_unseen_s:
+            if key in self._confirmed and t_s - self._last_seen.get(key, (t_s,))[0] > c.hold_unseen_s:
                 self._confirmed.discard(key)    # unseen too long: going out again is earned anew
             if p.q is None:
                 continue
@@ -151,8 +150,7 @@ class PoseStage(Stage):
                 if (p.pose_confidence >= c.min_confidence_to_publish and not doubted) or detected:
                     self._confirmed.add(key)
             if observed or p.body_seen:
-                self._last_seen_s[key] = t_s
-                self._last_seen_box[key] = np.asarray(p.box_xyxy, np.float32)
+                self._last_seen[key] = (t_s, np.asarray(p.box_xyxy, np.float32))
                 seen_now.add(p.track_id)
             self._judged_hits[key] = max(p.detector_hits, self._judged_hits.get(key, 0))
         return [p for p in persons if (sid, p.track_id) in self._confirmed    # (all seen within the hold)
@@ -166,12 +164,11 @@ class PoseStage(Stage):
         on from there followed something else (re-found on another detection, or its prediction
         ran on), so the pose must not go out there as theirs."""
         limit = self.config.pose.hold_max_shift_rel
-        last = self._last_seen_box.get((sid, p.track_id))
-        if limit <= 0 or last is None:
+        seen = self._last_seen.get((sid, p.track_id))
+        if limit <= 0 or seen is None:
             return True
-        b = np.asarray(p.box_xyxy, np.float32)
-        shift = np.hypot((b[0] + b[2] - last[0] - last[2]) / 2, (b[1] + b[3] - last[1] - last[3]) / 2)
-        return bool(shift <= limit * max(float(last[3] - last[1]), 1.0))
+        now, then = xyxy_to_xyah(np.stack([p.box_xyxy, seen[1]]))     # centre x, y, aspect, height
+        return bool(np.hypot(now[0] - then[0], now[1] - then[1]) <= limit * max(then[3], 1.0))
 
     def _newly_detected(self, key: tuple[str, int], p: Person) -> bool:
         """A detector result found this person since the track was last posed, and not for the
@@ -185,8 +182,7 @@ class PoseStage(Stage):
     def flush(self, stream_id: str) -> list[Packet]:
         self._intrinsics.pop(stream_id, None)
         self._confirmed = {k for k in self._confirmed if k[0] != stream_id}
-        self._last_seen_s = {k: v for k, v in self._last_seen_s.items() if k[0] != stream_id}
-        self._last_seen_box = {k: v for k, v in self._last_seen_box.items() if k[0] != stream_id}
+        self._last_seen = {k: v for k, v in self._last_seen.items() if k[0] != stream_id}
         self._judged_hits = {k: v for k, v in self._judged_hits.items() if k[0] != stream_id}
         self._first_poses = {k: v for k, v in self._first_poses.items() if k[0] != stream_id}
         forget_stream = getattr(self.engine, "forget_stream", None)  # optional engine method
