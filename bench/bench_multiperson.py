@@ -146,7 +146,10 @@ class PublishedFrame:
 
 
 def score(frames: dict[int, FrameMsg], labels: dict[int, list], height: int, min_height: float,
-          iou: float, identities: bool) -> dict:
+          iou: float, identities: bool, out_of_view: set[tuple[int, str]] = frozenset()) -> dict:
+    """Per clip: visible people published, false positives, ids (motmetrics). A labelled person
+    under `min_height` x `height`, or (frame, name) in `out_of_view`, is neither a hit nor a miss,
+    and a box on them is no false positive."""
     import motmetrics as mm
 
     acc = mm.MOTAccumulator(auto_id=False)
@@ -161,7 +164,8 @@ def score(frames: dict[int, FrameMsg], labels: dict[int, list], height: int, min
         boxes = np.array([p.bbox_xyxy for p in persons], np.float64).reshape(-1, 4)
         tids = [p.track_id for p in persons]
         gt = np.array([b for _, b in people]).reshape(-1, 4)
-        big = (gt[:, 3] - gt[:, 1]) >= min_height * height
+        big = ((gt[:, 3] - gt[:, 1]) >= min_height * height) & \
+            np.array([(f, name) not in out_of_view for name, _ in people], bool).reshape(-1)
         rows, cols = linear_assignment(iou_matrix(gt, boxes), iou)
         match = dict(zip(rows.tolist(), cols.tolist()))
         n_frames += 1
