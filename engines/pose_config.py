@@ -42,6 +42,15 @@ class PoseConfig(StrictModel):
     was never published; the detector keys on faces: such a person scores 0.83-0.95 (p10-max),
     people in view 0.76-0.97, objects posed as bodies 0.28-0.65 (BENCHMARKS.md, issue 14 fifth
     pass). 1.0 (or more than any score) = off."""
+    detector_word_min_found_share: float = Field(0.2, ge=0.0, le=1.0)
+    """...but the detector's word publishes only a track whose crops found a body (landmarks, or
+    some observed DoF) in at least this share of its posed frames since its birth (counting one
+    frame found and one empty as a prior, so a young track is not judged on a frame or two). The
+    detector scores a yellow cloth lying on vtest.avi's grass 0.77-0.87 on every run, for the
+    whole clip; its crops found a body in 10 of 525 frames (confidence <= 0.17), and live, a new
+    result on one of those frames sent it out as a person (confidence 0.07). People's tracks on
+    vtest.avi: 0.25 and more at any frame the detector's word published them, 0.49 and more over
+    a whole track (BENCHMARKS.md, issue 14 twenty-second pass). 0 = off."""
     hold_unseen_s: float = Field(0.3, ge=0.0)
     """A published track whose crop has shown nobody for longer than this (seconds of stream
     time) stops going out until it is seen again (its id is kept by the tracker). Held, its box

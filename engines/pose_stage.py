@@ -9,7 +9,9 @@ cold-starts the fit where the engine supports it (`reset_track`).
 
 Honest output: a track goes downstream only after one confident pose (`pose.min_confidence_to_publish`
 with some DoF observed; or a pose with some DoF observed where the detector found the person with
-`pose.min_detection_score_to_publish`: a body cut by the frame edge poses with little confidence); until then it stays tracked and posed but is taken out of the packet, so
+`pose.min_detection_score_to_publish`: a body cut by the frame edge poses with little confidence,
+unless its crops have mostly found nobody, `pose.detector_word_min_found_share`: an object the
+detector takes for a body); until then it stays tracked and posed but is taken out of the packet, so
 nothing that was never seen as a person is smoothed, published or recorded.
 """
 from __future__ import annotations
@@ -62,6 +64,7 @@ class PoseStage(Stage):
         # stream time of each track's last observed pose, and the box it went out with then
         self._last_seen: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
         self._judged_hits: dict[tuple[str, int], int] = {}  # each track's detector hits when last posed
+        self._looks: dict[tuple[str, int], list[int]] = {}  # each track's posed frames, and those whose crop found a body
         self._first_poses: dict[tuple[str, int], list[float]] = {}  # confidence of each track's first two poses
 
     def setup(self) -> None:
@@ -114,6 +117,7 @@ class PoseStage(Stage):
                 self._last_seen.pop((sid, ev.track_id), None)
                 self._judged_hits.pop((sid, ev.track_id), None)
                 self._first_poses.pop((sid, ev.track_id), None)
+                self._looks.pop((sid, ev.track_id), None)
         return packet
 
     def take_error_count(self) -> int:
@@ -141,11 +145,15 @@ class PoseStage(Stage):
                 self._confirmed.discard(key)    # unseen too long: going out again is earned anew
             if p.q is None:
                 continue
+            looks = self._looks.setdefault(key, [0, 0])
+            looks[0] += 1
+            looks[1] += int(observed or p.body_seen)
             first = self._first_poses.setdefault(key, [])
             if len(first) < 2 and p.body_seen:    # a crop that saw nothing says nothing
                 first.append(p.pose_confidence)
             if observed:
-                detected = self._newly_detected(key, p) and p.score >= c.min_detection_score_to_publish
+                detected = (self._newly_detected(key, p) and p.score >= c.min_detection_score_to_publish
+                            and (looks[1] + 1) / (looks[0] + 2) >= c.detector_word_min_found_share)
                 doubted = len(first) == 2 and max(first) < c.first_poses_min_confidence
                 if (p.pose_confidence >= c.min_confidence_to_publish and not doubted) or detected:
                     self._confirmed.add(key)
@@ -185,6 +193,7 @@ class PoseStage(Stage):
         self._last_seen = {k: v for k, v in self._last_seen.items() if k[0] != stream_id}
         self._judged_hits = {k: v for k, v in self._judged_hits.items() if k[0] != stream_id}
         self._first_poses = {k: v for k, v in self._first_poses.items() if k[0] != stream_id}
+        self._looks = {k: v for k, v in self._looks.items() if k[0] != stream_id}
         forget_stream = getattr(self.engine, "forget_stream", None)  # optional engine method
         if forget_stream is not None:
             forget_stream(stream_id)
