@@ -175,10 +175,12 @@ def test_at_15_fps_real_fast_turns_are_weighed_for_the_longer_frame():
     """At 15 frames/s (the multi-person default's pose rate on 2 cores can be this low) a real
     fast turn lands further from every motion model's guess than at 30 Hz, and the junk prior
     tuned at 30 Hz took it for junk: balanced up to 2.4x raw RMSE on the fast real clips. With
-    the prior scaled to the frame interval (`smoothing.tuned_fps`: (interval x 30)^-2, and vr's
-    look-back one frame, not two) each fast clip gains over 0.1x in vr and balanced, clean and
-    with 2 % junk, while the walk's junk is still rejected (<= 0.65x raw). Still over raw:
-    balanced up to 1.6x, vr 1.2x (BENCHMARKS.md, issue 15 thirteenth and fourteenth passes).
+    the prior scaled to the frame interval (`smoothing.tuned_fps`: (interval x 30)^-2) each fast
+    clip gains over 0.1x in balanced and over 0.05x in vr, clean and with 2 % junk, while the
+    walk's junk is still rejected (<= 0.65x raw). (vr gained over 0.1x too while it published
+    the look-back estimate, whose two frames reached 133 ms back at 15 frames/s unless scaled;
+    it no longer does: kick clean 1.18 -> 1.10x.) Still over raw: balanced up to 1.6x, vr 1.1x
+    (BENCHMARKS.md, issue 15 thirteenth, fourteenth and fifteenth passes).
     (The agile model's prior floor, scaled to the interval the same way, is left out of both
     runs: unscaled at 15 frames/s it would take part of this gain itself.)"""
     kw = dict(fps_list=(15.0,), speeds=(), outliers=((0.0, 0.0), (0.02, 30.0)), seeds=(1,),
@@ -192,7 +194,7 @@ def test_at_15_fps_real_fast_turns_are_weighed_for_the_longer_frame():
             if clip == "mocap walk":
                 assert now <= before + 0.03 and (rate == 0.0 or now <= 0.65), (clip, rate, m, now, before)
             else:
-                assert now <= before - 0.1, (clip, rate, m, now, before)
+                assert now <= before - (0.1 if m == "balanced" else 0.05), (clip, rate, m, now, before)
 
 
 def test_at_15_fps_a_slow_swing_is_found_over_the_longer_window():
@@ -206,7 +208,7 @@ def test_at_15_fps_a_slow_swing_is_found_over_the_longer_window():
 
 
 @pytest.mark.xfail(strict=True, reason="not met: at 30 Hz without outliers the real trajectories "
-                   "read up to 1.15x raw in vr and 1.17x in balanced and analysis, kick and spinkick "
+                   "read up to 1.12x raw in vr and 1.17x in balanced and analysis, kick and spinkick "
                    "with 2 % outliers up to 1.0x, spinkick at 60 Hz 0.95x (BENCHMARKS.md, issue 15)")
 def test_real_trajectories_shortfalls(real):
     for r in real:
@@ -286,8 +288,10 @@ def test_walking_rmse_and_lag_targets(walk):
 
 
 def test_walking_vr_jitter_target(walk):
-    """vr publishes the look-back estimate (lookback_frames 2): jitter <= 0.3x raw with RMSE <=
-    0.6x and lag <= 1 frame at once (the filtered estimate alone: 0.47x)."""
+    """vr: jitter <= 0.3x raw with RMSE <= 0.6x and lag <= 1 frame at once. Its filtered estimate
+    read 0.47x when the look-back (lookback_frames 2) was added to meet this; with each person's
+    noise level and junk rate learned since, it reads 0.25x alone, and the look-back, which cost
+    the real clips up to 0.04x raw RMSE, is off (BENCHMARKS.md, issue 15 fifteenth pass)."""
     assert walk["vr"]["jitter"] <= 0.3
     assert walk["vr"]["rmse"] <= 0.6 and walk["vr"]["lag_frames"] <= 1.0
 

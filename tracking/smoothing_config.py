@@ -38,9 +38,14 @@ PRESET_NOISE_MARGIN: dict[str, float] = {"vr": 1.25, "balanced": 1.5, "analysis"
 """meas_noise_margin of each preset: R is this x the noise variance learned. 1.0 is the least
 RMSE on most rows, but steadier output needs more: balanced's walking jitter read 0.28x raw at
 1.0 (issue 15's target 0.25x), and vr at 1.0 lost to One Euro on one real clip (BENCHMARKS.md)."""
-PRESET_MODELS_LOOKBACK: dict[str, tuple[int, int]] = {"vr": (5, 2), "balanced": (4, 0), "analysis": (4, 0)}
-"""(motion_models, lookback_frames) of each preset: vr publishes the look-back estimate, with a
-fifth model so that a walking swing is followed by the calm half (issue 15, BENCHMARKS.md)."""
+PRESET_MODELS_LOOKBACK: dict[str, tuple[int, int]] = {"vr": (5, 0), "balanced": (4, 0), "analysis": (4, 0)}
+"""(motion_models, lookback_frames) of each preset. vr published the look-back estimate (2 frames)
+to meet its walking jitter target (0.3x raw); with each person's noise level and junk rate learned
+since, its filtered estimate meets it alone (0.25x), and the look-back's constant-rate carry-forward
+cost the real clips: off, every real row at 30 Hz and below reads as well or better (clean 30 Hz
+worst 1.14 -> 1.12x raw, mean 0.94 -> 0.90; 15 frames/s worst 1.20 -> 1.12x). Its fifth model
+keeps a walking swing in the calm half: walking jitter 0.25x with five, 0.27x with four (issue 15,
+BENCHMARKS.md fifteenth pass)."""
 
 # white-noise-acceleration spectral density (rad^2/s^3) at responsiveness 0 and 1
 _JOINT_Q_RANGE = (0.01, 100.0)
@@ -151,11 +156,12 @@ class SmoothingConfig(StrictModel):
     """Spread of junk root translations (metres), as outlier_range_rad: a jump of metres in one
     frame is skipped."""
     lookback_frames: int | None = Field(None, ge=0, le=8)
-    """None = the preset's. 0 = publish the filtered estimate. N > 0: publish the estimate of N frames back,
-    RTS-smoothed with the N newer measurements and carried forward to this frame at its smoothed
-    rate, where the calm models lead: still causal and on time (nothing is held back), a steadier
-    rate, so much less jitter for a little RMSE (BENCHMARKS.md, issue 15). No further back than
-    N + 0.5 frames at tuned_fps: at a lower pose rate, fewer frames."""
+    """None = the preset's (0 in every preset). 0 = publish the filtered estimate. N > 0: publish
+    the estimate of N frames back, RTS-smoothed with the N newer measurements and carried forward
+    to this frame at its smoothed rate, where the calm models lead: still causal and on time
+    (nothing is held back), a steadier rate, so less jitter for some RMSE on fast real motion
+    (BENCHMARKS.md, issue 15). No further back than N + 0.5 frames at tuned_fps: at a lower pose
+    rate, fewer frames."""
     lookback_gate_sigma: float = Field(2.0, gt=0.0)
     """The look-back estimate gives way to the filtered one as it departs from it by more than
     this many of the filter's standard deviations (a kink or a turn the carry-forward misses)."""
