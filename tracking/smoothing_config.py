@@ -42,8 +42,8 @@ PRESET_MODELS_LOOKBACK: dict[str, tuple[int, int]] = {"vr": (5, 0), "balanced": 
 """(motion_models, lookback_frames) of each preset. vr published the look-back estimate (2 frames)
 to meet its walking jitter target (0.3x raw); with each person's noise level and junk rate learned
 since, its filtered estimate meets it alone (0.25x), and the look-back's constant-rate carry-forward
-cost the real clips: off, every real row at 30 Hz and below reads as well or better (clean 30 Hz
-worst 1.14 -> 1.12x raw, mean 0.94 -> 0.90; 15 frames/s worst 1.20 -> 1.12x). Its fifth model
+cost the real clips: off, the real rows at 15-30 Hz read better (clean 30 Hz worst 1.14 -> 1.12x
+raw, mean 0.94 -> 0.90; 15 frames/s worst 1.20 -> 1.12x), the swings no worse. Its fifth model
 keeps a walking swing in the calm half: walking jitter 0.25x with five, 0.27x with four (issue 15,
 BENCHMARKS.md fifteenth pass)."""
 
