@@ -506,10 +506,10 @@ def test_the_agile_models_prior_share_is_floored_and_the_rest_keep_their_proport
 
 
 def test_lookback_matches_rts_smoothed_then_carried_forward():
-    """The look-back estimate (`lookback_frames`; vr's until issue 15's fifteenth pass): with one calm model, no limits nearby and the
-    consistency gate open, it is the posterior of 2 frames back, RTS-smoothed with the 2 newer
-    ones (tracking/rts.py) and carried forward at its smoothed rate; and it is steadier than the
-    filtered one."""
+    """The look-back estimate (`lookback_frames`; vr's until issue 15's fifteenth pass): with one
+    calm model, no limits nearby and the consistency gate open, it is the posterior of 2 frames
+    back, RTS-smoothed with the 2 newer ones (tracking/rts.py) and carried forward at its
+    smoothed rate; and it is steadier than the filtered one."""
     rng = np.random.default_rng(4)
     T, c = 80, 3
     ts = np.cumsum(rng.uniform(0.7, 1.3, T)) / 30.0
@@ -546,10 +546,11 @@ def test_lookback_matches_rts_smoothed_then_carried_forward():
 
 @pytest.mark.parametrize("fps,same_as", [(15.0, 1), (20.0, 1), (30.0, 2), (60.0, 2)])
 def test_lookback_reaches_no_further_back_than_at_the_tuned_rate(fps, same_as):
-    """A look-back of 2 frames (vr's until issue 15's fifteenth pass) is tuned at 30 Hz (67 ms). With tuned_frame_s 1/30 it reaches
-    back at most 2.5 of those frames: at 15 and 20 frames/s it publishes what a look-back of 1
-    frame does, at 30 (jittered stamps) and 60 what 2 frames do. (At 15 frames/s two frames back,
-    133 ms, read 0.05x raw worse on the real clips: BENCHMARKS.md issue 15.)"""
+    """A look-back of 2 frames (vr's until issue 15's fifteenth pass) is tuned at 30 Hz (67 ms).
+    With tuned_frame_s 1/30 it reaches back at most 2.5 of those frames: at 15 and 20 frames/s
+    it publishes what a look-back of 1 frame does, at 30 (jittered stamps) and 60 what 2 frames
+    do. (At 15 frames/s two frames back, 133 ms, read 0.05x raw worse on the real clips:
+    BENCHMARKS.md issue 15.)"""
     rng = np.random.default_rng(9)
     T, c = 60, 3
     ts = np.cumsum(rng.uniform(0.85, 1.15, T)) / fps
