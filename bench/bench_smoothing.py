@@ -469,14 +469,16 @@ def swing_rmse(seeds: tuple[int, ...] = (3, 4, 5), **overrides) -> dict[str, lis
     return res
 
 
-def cost(n_persons: int = 10, frames: int = 600, seed: int = 7, repeats: int = 3) -> dict[str, float]:
-    """Per-frame processing time (ms) of the stage vs One Euro, 10 people x 46 DoFs, same run.
-    Each percentile is the median over `repeats` runs: other jobs on shared cores cause spikes."""
+def cost(n_persons: int = 10, frames: int = 600, seed: int = 7, repeats: int = 3,
+         preset: str = "vr") -> dict[str, float]:
+    """Per-frame processing time (ms) of the stage (`preset`) vs One Euro, 10 people x 46 DoFs,
+    same run. Each percentile is the median over `repeats` runs: other jobs on shared cores cause
+    spikes."""
     trajs = synth_stream(seed, n_persons, fps=30.0, duration_s=frames / 30.0)
     rows = []
     for _ in range(repeats):
         ours_ns: list[int] = []
-        run_ours(trajs, SmoothingConfig(preset="vr"), ours_ns)
+        run_ours(trajs, SmoothingConfig(preset=preset), ours_ns)
         oe_ns: list[int] = []
         run_one_euro(trajs, 1.0, 0.3, oe_ns)
         ours = np.array(ours_ns[30:]) / 1e6
@@ -575,12 +577,14 @@ def main() -> None:
     seeds = [1] if args.quick else [1, 2, 3]
     results = {fps: evaluate(fps, seeds) for fps in (30.0, 60.0)}
     c = cost()
+    c_default = cost(preset="balanced")
     for fps, res in results.items():
         print(f"--- {fps:g} Hz")
         for k, v in res.items():
             print(f"{k:22s} viol {v['violations']:5d}  rmse {v['rmse_deg']:6.2f} deg  "
                   f"acc {v['acc_deg_s2']:9.1f} deg/s2  lag {v['lag_frames']:+.2f} fr  {v['params']}")
     print("cost", {k: round(v, 4) for k, v in c.items()})
+    print("cost of balanced (the default)", {k: round(v, 4) for k, v in c_default.items()})
     if args.markdown:
         print(to_markdown(results, c, "bench/bench_smoothing.py" + (" --quick" if args.quick else "")))
 

@@ -151,21 +151,21 @@ def test_balanced_and_analysis_learn_a_clean_stream_too(real):
 
 
 def test_the_agile_model_keeps_a_share_where_a_fast_turn_is_weighed(real):
-    """balanced and analysis give their most agile model at least 2 % of the prior where a value
-    is weighed (`maneuver_prior_min`): after a calm stretch the chain left it ~0.3 %, and a real
-    turn the calm models miss was explained as junk. On the clean real trajectories at 30 Hz
-    every clip reads no worse than without the floor, the fast ones better (multi_p0 1.10 ->
-    1.04x raw, kick 1.02 -> 0.99, spinkick 1.17 -> 1.14: BENCHMARKS.md, issue 15 fourteenth
-    pass)."""
-    methods = ("balanced", "analysis")
+    """analysis, which learns its junk rate slowly, gives its most agile model at least 2 % of the
+    prior where a value is weighed (`maneuver_prior_min`): after a calm stretch the chain left it
+    ~0.3 %, and a real turn the calm models miss was explained as junk. On the clean real
+    trajectories at 30 Hz every clip reads no worse than without the floor, the fast ones better
+    (multi_p0 1.10 -> 1.04x raw, kick 1.02 -> 0.99, spinkick 1.17 -> 1.14: BENCHMARKS.md, issue
+    15 fourteenth pass). vr and balanced learn their junk rate within a frame or two and need no
+    floor (test_smoothing_filter.py: with one the known answer's outlier drags them)."""
     clean = {r["shape"]: r for r in real if r["fps"] == 30.0 and r["outlier_rate"] == 0}
     gain = {"reference multi_p0": 0.03, "mocap spinkick": 0.015, "mocap kick": 0.015, "mocap walk": -0.005}
     without = B.evaluate_grid(fps_list=(30.0,), speeds=(), outliers=((0.0, 0.0),), seeds=(1,),
-                              methods=methods, one_euro=False, maneuver_prior_min=0.0, clips=tuple(gain))
+                              methods=("analysis",), one_euro=False, maneuver_prior_min=0.0,
+                              clips=tuple(gain))
     for r in without:
-        for m in methods:
-            now, before = clean[r["shape"]][m]["rmse"], r[m]["rmse"]
-            assert now <= before - gain[r["shape"]], (r["shape"], m, now, before)
+        now, before = clean[r["shape"]]["analysis"]["rmse"], r["analysis"]["rmse"]
+        assert now <= before - gain[r["shape"]], (r["shape"], now, before)
 
 
 LOW_FPS_CLIPS = ("mocap kick", "mocap spinkick", "reference multi_p0", "mocap walk")
@@ -174,27 +174,28 @@ LOW_FPS_CLIPS = ("mocap kick", "mocap spinkick", "reference multi_p0", "mocap wa
 def test_at_15_fps_real_fast_turns_are_weighed_for_the_longer_frame():
     """At 15 frames/s (the multi-person default's pose rate on 2 cores can be this low) a real
     fast turn lands further from every motion model's guess than at 30 Hz, and the junk prior
-    tuned at 30 Hz took it for junk: balanced up to 2.4x raw RMSE on the fast real clips. With
-    the prior scaled to the frame interval (`smoothing.tuned_fps`: (interval x 30)^-2) each fast
-    clip gains over 0.1x in balanced and over 0.05x in vr, clean and with 2 % junk, while the
-    walk's junk is still rejected (<= 0.65x raw). (vr gained over 0.1x too while it published
-    the look-back estimate, whose two frames reached 133 ms back at 15 frames/s unless scaled;
-    it no longer does: kick clean 1.18 -> 1.10x.) Still over raw: balanced up to 1.6x, vr 1.1x
-    (BENCHMARKS.md, issue 15 thirteenth, fourteenth and fifteenth passes).
-    (The agile model's prior floor, scaled to the interval the same way, is left out of both
-    runs: unscaled at 15 frames/s it would take part of this gain itself.)"""
+    tuned at 30 Hz took it for junk: up to 2.2x raw RMSE on the fast real clips (analysis
+    spinkick). With the prior scaled to the frame interval (`smoothing.tuned_fps`: (interval x
+    30)^-2) each fast clip gains, clean and with 2 % junk, over 0.1x in analysis (which learns its
+    own junk rate slowly) and over 0.05x in vr and balanced (which learn it within a frame or two:
+    kick clean 1.18 -> 1.10x), while the walk's junk is still rejected (<= 0.65x raw). Still over
+    raw: analysis up to 1.55x, vr and balanced <= 1.15x (balanced read 1.55x while it learned its
+    junk rate as slowly as analysis: BENCHMARKS.md, issue 15 thirteenth to sixteenth passes). (The agile model's prior floor, scaled to the interval the same way, is
+    left out of both runs: unscaled at 15 frames/s it would take part of this gain itself.)"""
+    methods = ("vr", "balanced", "analysis")
     kw = dict(fps_list=(15.0,), speeds=(), outliers=((0.0, 0.0), (0.02, 30.0)), seeds=(1,),
-              methods=("vr", "balanced"), one_euro=False, clips=LOW_FPS_CLIPS, maneuver_prior_min=0.0)
+              methods=methods, one_euro=False, clips=LOW_FPS_CLIPS, maneuver_prior_min=0.0)
     scaled = {(r["shape"], r["outlier_rate"]): r for r in B.evaluate_grid(**kw)}
     fixed = {(r["shape"], r["outlier_rate"]): r for r in B.evaluate_grid(**kw, tuned_fps=0.0)}
     for (clip, rate), r in scaled.items():
-        for m in ("vr", "balanced"):
+        for m in methods:
             assert r[m]["violations"] == 0
             now, before = r[m]["rmse"], fixed[(clip, rate)][m]["rmse"]
             if clip == "mocap walk":
                 assert now <= before + 0.03 and (rate == 0.0 or now <= 0.65), (clip, rate, m, now, before)
             else:
-                assert now <= before - (0.1 if m == "balanced" else 0.05), (clip, rate, m, now, before)
+                assert now <= before - (0.1 if m == "analysis" else 0.05), (clip, rate, m, now, before)
+                assert m == "analysis" or now <= 1.15, (clip, rate, m, now)
 
 
 def test_at_15_fps_a_slow_swing_is_found_over_the_longer_window():
@@ -208,8 +209,8 @@ def test_at_15_fps_a_slow_swing_is_found_over_the_longer_window():
 
 
 @pytest.mark.xfail(strict=True, reason="not met: at 30 Hz without outliers the real trajectories "
-                   "read up to 1.12x raw in vr and 1.17x in balanced and analysis, kick and spinkick "
-                   "with 2 % outliers up to 1.0x, spinkick at 60 Hz 0.95x (BENCHMARKS.md, issue 15)")
+                   "read up to 1.12x raw in vr, 1.13x in balanced and 1.17x in analysis, kick and spinkick "
+                   "with 2 % outliers up to 0.98x, spinkick at 60 Hz 0.91x (BENCHMARKS.md, issue 15)")
 def test_real_trajectories_shortfalls(real):
     for r in real:
         if _short(r):

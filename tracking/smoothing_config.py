@@ -15,37 +15,42 @@ from pydantic import Field, field_validator
 
 from stream.config_base import StrictModel
 
-PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.35, "balanced": 0.25, "analysis": 0.15}
-"""responsiveness of each preset; 0 = smoothest, 1 = follows the measurements almost raw."""
+PRESET_RESPONSIVENESS: dict[str, float] = {"vr": 0.35, "balanced": 0.35, "analysis": 0.15}
+"""responsiveness of each preset; 0 = smoothest, 1 = follows the measurements almost raw. balanced
+shares vr's filter and differs in its noise margin only (PRESET_NOISE_MARGIN)."""
 PRESET_Q_RATIO: dict[str, float] = {"vr": 1.0e4, "balanced": 1.0e4, "analysis": 2.5e4}
 """maneuver_q_ratio of each preset: analysis's calm model is calmer, so its most agile one needs a
 larger multiple to follow a 3 Hz swing (about the agile model of vr; issue 15, BENCHMARKS.md)."""
-PRESET_OUTLIER_PRIOR_VALUES: dict[str, float] = {"vr": 50.0, "balanced": 1000.0, "analysis": 1000.0}
+PRESET_OUTLIER_PRIOR_VALUES: dict[str, float] = {"vr": 50.0, "balanced": 50.0, "analysis": 1000.0}
 """outlier_rate_prior_values of each preset: how many of a person's values (a whole person gives
-~46 a frame) the prior outlier_rate is worth against what their own values show. vr learns within
-a frame or two; balanced and analysis over ~20 frames (0.7 s at 30 Hz): learned as fast as vr, they
-took the 30 deg outlier at the turn of a 2 Hz swing 0.77 s into a clean track for motion (issue
-15's known answer), and with no learning at all they read up to 1.67x raw RMSE on fast real
-motion at 15 frames/s (BENCHMARKS.md, issue 15 fourteenth pass)."""
-PRESET_MANEUVER_PRIOR_MIN: dict[str, float] = {"vr": 0.0, "balanced": 0.02, "analysis": 0.02}
+~46 a frame) the prior outlier_rate is worth against what their own values show. vr and balanced
+learn within a frame or two, analysis over ~20 frames (0.7 s at 30 Hz). Learned that fast, a
+calm filter takes the 30 deg outlier at the turn of a 2 Hz swing 0.77 s into a clean track for
+motion (issue 15's known answer: balanced's old responsiveness 0.25 with four models, 15 deg
+off); at vr's responsiveness 0.35 it stays junk (0.5 deg off). balanced learned over ~20 frames
+with 0.25 until the sixteenth pass, and at 15 frames/s (the multi-person default's pose rate can
+be this low) read up to 1.56x raw RMSE on fast real motion; with vr's filter 1.12x (BENCHMARKS.md,
+issue 15 fourteenth and sixteenth passes)."""
+PRESET_MANEUVER_PRIOR_MIN: dict[str, float] = {"vr": 0.0, "balanced": 0.0, "analysis": 0.02}
 """maneuver_prior_min of each preset: the most agile model's least prior share where a value is
-weighed. balanced and analysis: every clean real clip at 30 Hz reads better (multi_p0 1.10 ->
-1.04x raw, worst 1.20 -> 1.17); 0.05 gained more there but let junk through on the synthetic
-streams (balanced's jitter 0.20 -> 0.26x raw, over its 0.25 target). vr learns its junk rate
-within a frame or two, and with a floor of 0.02 it took the known answer's outlier (issue 15,
-BENCHMARKS.md fourteenth pass)."""
+weighed. analysis, which learns its junk rate slowly: every clean real clip at 30 Hz reads better
+(multi_p0 1.10 -> 1.04x raw, worst 1.20 -> 1.17); 0.05 gained more there but let junk through on
+the synthetic streams. vr and balanced learn their junk rate within a frame or two; with a floor
+of 0.02 the known answer's outlier drags them 10-11 deg (0.5 without; issue 15, BENCHMARKS.md
+fourteenth pass)."""
 PRESET_NOISE_MARGIN: dict[str, float] = {"vr": 1.25, "balanced": 1.5, "analysis": 1.5}
 """meas_noise_margin of each preset: R is this x the noise variance learned. 1.0 is the least
 RMSE on most rows, but steadier output needs more: balanced's walking jitter read 0.28x raw at
-1.0 (issue 15's target 0.25x), and vr at 1.0 lost to One Euro on one real clip (BENCHMARKS.md)."""
-PRESET_MODELS_LOOKBACK: dict[str, tuple[int, int]] = {"vr": (5, 0), "balanced": (4, 0), "analysis": (4, 0)}
+1.0 (issue 15's target 0.25x), and vr at 1.0 lost to One Euro on one real clip. balanced is vr's
+filter with this margin 1.5 instead of 1.25: walking jitter 0.23x raw, vr 0.25x (BENCHMARKS.md)."""
+PRESET_MODELS_LOOKBACK: dict[str, tuple[int, int]] = {"vr": (5, 0), "balanced": (5, 0), "analysis": (4, 0)}
 """(motion_models, lookback_frames) of each preset. vr published the look-back estimate (2 frames)
 to meet its walking jitter target (0.3x raw); with each person's noise level and junk rate learned
 since, its filtered estimate meets it alone (0.25x), and the look-back's constant-rate carry-forward
 cost the real clips: off, the real rows at 15-30 Hz read better (clean 30 Hz worst 1.14 -> 1.12x
 raw, mean 0.94 -> 0.90; 15 frames/s worst 1.20 -> 1.12x), the swings no worse. Its fifth model
 keeps a walking swing in the calm half: walking jitter 0.25x with five, 0.27x with four (issue 15,
-BENCHMARKS.md fifteenth pass)."""
+BENCHMARKS.md fifteenth pass). balanced shares vr's five."""
 
 # white-noise-acceleration spectral density (rad^2/s^3) at responsiveness 0 and 1
 _JOINT_Q_RANGE = (0.01, 100.0)
