@@ -132,11 +132,12 @@ def test_vr_learns_a_clean_stream_and_follows_its_fast_turns(real):
 
 
 def test_balanced_and_analysis_learn_a_clean_stream_too(real):
-    """balanced and analysis learn each person's junk rate as well (over ~20 frames: the prior
-    is worth 1000 values, vr's 50; test_smoothing_filter.py has why): on the clean real
-    trajectories at 30 Hz every clip reads no worse than with the rate fixed at its prior, and
-    the fast ones clearly better (multi_p0 1.19 -> 1.10x raw, run 0.92 -> 0.87, spinkick 1.21 ->
-    1.17: BENCHMARKS.md, issue 15 fourteenth pass)."""
+    """balanced and analysis learn each person's junk rate as well (balanced within a frame or two
+    as vr, analysis over ~20 frames: its prior is worth 1000 values, vr's 50; test_smoothing_
+    filter.py has why): on the clean real trajectories at 30 Hz every clip reads no worse than
+    with the rate fixed at its prior, and the fast ones clearly better (analysis multi_p0 1.19 ->
+    1.10x raw, run 0.92 -> 0.87, spinkick 1.21 -> 1.17: BENCHMARKS.md, issue 15 fourteenth
+    pass)."""
     methods = ("balanced", "analysis")
     clean = {r["shape"]: r for r in real if r["fps"] == 30.0 and r["outlier_rate"] == 0}
     fixed = B.evaluate_grid(fps_list=(30.0,), speeds=(), outliers=((0.0, 0.0),), seeds=(1,),
@@ -180,8 +181,9 @@ def test_at_15_fps_real_fast_turns_are_weighed_for_the_longer_frame():
     own junk rate slowly) and over 0.05x in vr and balanced (which learn it within a frame or two:
     kick clean 1.18 -> 1.10x), while the walk's junk is still rejected (<= 0.65x raw). Still over
     raw: analysis up to 1.55x, vr and balanced <= 1.15x (balanced read 1.55x while it learned its
-    junk rate as slowly as analysis: BENCHMARKS.md, issue 15 thirteenth to sixteenth passes). (The agile model's prior floor, scaled to the interval the same way, is
-    left out of both runs: unscaled at 15 frames/s it would take part of this gain itself.)"""
+    junk rate as slowly as analysis: BENCHMARKS.md, issue 15 thirteenth to sixteenth passes).
+    (The agile model's prior floor, scaled to the interval the same way, is left out of both
+    runs: unscaled at 15 frames/s it would take part of this gain itself.)"""
     methods = ("vr", "balanced", "analysis")
     kw = dict(fps_list=(15.0,), speeds=(), outliers=((0.0, 0.0), (0.02, 30.0)), seeds=(1,),
               methods=methods, one_euro=False, clips=LOW_FPS_CLIPS, maneuver_prior_min=0.0)
@@ -209,8 +211,9 @@ def test_at_15_fps_a_slow_swing_is_found_over_the_longer_window():
 
 
 @pytest.mark.xfail(strict=True, reason="not met: at 30 Hz without outliers the real trajectories "
-                   "read up to 1.12x raw in vr, 1.13x in balanced and 1.17x in analysis, kick and spinkick "
-                   "with 2 % outliers up to 0.98x, spinkick at 60 Hz 0.91x (BENCHMARKS.md, issue 15)")
+                   "read up to 1.12x raw in vr, 1.13x in balanced and 1.17x in analysis, kick and "
+                   "spinkick with 2 % outliers up to 0.98x, spinkick at 60 Hz 0.91x "
+                   "(BENCHMARKS.md, issue 15)")
 def test_real_trajectories_shortfalls(real):
     for r in real:
         if _short(r):

@@ -37,7 +37,7 @@ weighed. analysis, which learns its junk rate slowly: every clean real clip at 3
 (multi_p0 1.10 -> 1.04x raw, worst 1.20 -> 1.17); 0.05 gained more there but let junk through on
 the synthetic streams. vr and balanced learn their junk rate within a frame or two; with a floor
 of 0.02 the known answer's outlier drags them 10-11 deg (0.5 without; issue 15, BENCHMARKS.md
-fourteenth pass)."""
+fourteenth and sixteenth passes)."""
 PRESET_NOISE_MARGIN: dict[str, float] = {"vr": 1.25, "balanced": 1.5, "analysis": 1.5}
 """meas_noise_margin of each preset: R is this x the noise variance learned. 1.0 is the least
 RMSE on most rows, but steadier output needs more: balanced's walking jitter read 0.28x raw at
