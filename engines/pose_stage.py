@@ -33,6 +33,7 @@ from tracking.stage import frame_time_s
 @dataclass
 class _TrackRecord:
     """What the publish rule remembers of one posed track (`PoseStage._publishable`)."""
+    confirmed: bool = False     # posed confidently (or on the detector's word) and seen within the hold
     last_seen: tuple[float, np.ndarray] | None = None  # when it was last seen, and the box it went out with
     judged_hits: int = 0        # its detector hits when last posed (`PoseStage._newly_detected`)
     posed: int = 0              # frames posed since birth,
@@ -76,7 +77,6 @@ class PoseStage(Stage):
         self.config = config
         self.engine: PoseEngine | None = None
         self._intrinsics: dict[str, Intrinsics] = {}
-        self._confirmed: set[tuple[str, int]] = set()   # tracks posed confidently at least once
         self._tracks: dict[tuple[str, int], _TrackRecord] = {}  # every posed track's record
 
     def setup(self) -> None:
@@ -125,7 +125,6 @@ class PoseStage(Stage):
         for ev in packet.events:
             if ev.kind == TrackEventKind.REMOVED:
                 self.engine.forget(sid, ev.track_id)
-                self._confirmed.discard((sid, ev.track_id))
                 self._tracks.pop((sid, ev.track_id), None)
         return packet
 
@@ -151,12 +150,12 @@ class PoseStage(Stage):
             key = (sid, p.track_id)
             observed = p.dof_observed is not None and bool(p.dof_observed.any())
             rec = self._tracks.get(key)
-            seen_s = t_s if rec is None or rec.last_seen is None else rec.last_seen[0]
-            if key in self._confirmed and t_s - seen_s > c.hold_unseen_s:
-                self._confirmed.discard(key)    # unseen too long: going out again is earned anew
+            if rec is not None and rec.confirmed and t_s - rec.last_seen[0] > c.hold_unseen_s:
+                rec.confirmed = False           # unseen too long: going out again is earned anew
             if p.q is None:
                 continue
-            rec = self._tracks.setdefault(key, _TrackRecord())
+            if rec is None:
+                rec = self._tracks[key] = _TrackRecord()
             rec.posed += 1
             rec.found += int(observed or p.body_seen)
             first = rec.first_poses
@@ -167,14 +166,18 @@ class PoseStage(Stage):
                             and rec.found_share() >= c.detector_word_min_found_share)
                 doubted = len(first) == 2 and max(first) < c.first_poses_min_confidence
                 if (p.pose_confidence >= c.min_confidence_to_publish and not doubted) or detected:
-                    self._confirmed.add(key)
+                    rec.confirmed = True
             if observed or p.body_seen:
                 rec.last_seen = (t_s, np.asarray(p.box_xyxy, np.float32))
                 seen_now.add(p.track_id)
             rec.judged_hits = max(p.detector_hits, rec.judged_hits)
-        return [p for p in persons if (sid, p.track_id) in self._confirmed    # (all seen within the hold)
+        return [p for p in persons if self._confirmed(sid, p.track_id)        # (all seen within the hold)
                 and (p.track_id in seen_now or (share_inside(p.box_xyxy, (0.0, 0.0, width, height)) >= 0.5
                                                 and self._held_near_where_seen(sid, p)))]
+
+    def _confirmed(self, sid: str, track_id: int) -> bool:
+        rec = self._tracks.get((sid, track_id))
+        return rec is not None and rec.confirmed
 
     def _held_near_where_seen(self, sid: str, p: Person) -> bool:
         """A held (unseen) person's box (the tracker's) is still within `pose.hold_max_shift_rel` of
@@ -201,7 +204,6 @@ class PoseStage(Stage):
 
     def flush(self, stream_id: str) -> list[Packet]:
         self._intrinsics.pop(stream_id, None)
-        self._confirmed = {k for k in self._confirmed if k[0] != stream_id}
         self._tracks = {k: v for k, v in self._tracks.items() if k[0] != stream_id}
         forget_stream = getattr(self.engine, "forget_stream", None)  # optional engine method
         if forget_stream is not None:

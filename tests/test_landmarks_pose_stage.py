@@ -127,7 +127,7 @@ def test_a_track_never_posed_confidently_is_never_published():
         assert [p.track_id for p in out.persons] == [1]
         assert out.persons[0].pose_confidence == 0.0 and not out.persons[0].dof_observed.any()
         out = stage.process(_packet(img, 4, [], [TrackEvent(1, TrackEventKind.REMOVED)]))
-        assert ("cam0", 1) not in stage._confirmed
+        assert ("cam0", 1) not in stage._tracks
     finally:
         stage.close()
 
