@@ -177,7 +177,8 @@ FULL_EVIDENCE = 0.9     #   periodic guess's share grows from 0 to 1
 DECORRELATED = 0.0      # ... but only after the autocorrelation fell to this (half a period away)
 HISTORY_LEN = 210       # entries per slot: LONG_WINDOW_S at up to ~65 fps
 _MAX_GRID = int(LONG_WINDOW_S / GRID_DT_S) + 2
-GRID_SCRATCH = 2 * _MAX_GRID + 1
+_BACK = 2 * _MAX_GRID + 1  # scratch: the grid, its running energies, then the history resampled
+GRID_SCRATCH = _BACK + _MAX_GRID
 
 
 @njit(cache=True, inline="always")
@@ -329,45 +330,46 @@ def _ring(i: int, H: int) -> int:
 @njit(cache=True)
 def history_push(hist_t, hist_x, hist_n, hist_head, s_x0, slots, t_state):
     """Append each slot's combined angle s_x0 (capacity, c) at its time t_state (capacity,) to
-    the ring (hist_t (H, capacity), hist_x (H, capacity, c), hist_n / hist_head (capacity,):
-    valid entries and the next write position). A stamp not newer than the newest entry replaces
-    it (a repeated or out-of-order frame)."""
-    H = hist_t.shape[0]
+    the ring (hist_t (capacity, H), hist_x (capacity, c, H): a channel's past is contiguous, for
+    the period search that reads ~100 entries of it; hist_n / hist_head (capacity,): valid
+    entries and the next write position). A stamp not newer than the newest entry replaces it
+    (a repeated or out-of-order frame)."""
+    H = hist_t.shape[1]
     for i in range(slots.shape[0]):
         k = slots[i]
         n, head = hist_n[k], hist_head[k]
-        if n > 0 and t_state[k] <= hist_t[_ring(head - 1, H), k]:
+        if n > 0 and t_state[k] <= hist_t[k, _ring(head - 1, H)]:
             e = _ring(head - 1, H)
         else:
             e = head
             hist_head[k] = _ring(head + 1, H)
             hist_n[k] = min(n + 1, H)
-        hist_t[e, k] = t_state[k]
-        for j in range(hist_x.shape[2]):
-            hist_x[e, k, j] = s_x0[k, j]
+        hist_t[k, e] = t_state[k]
+        for j in range(hist_x.shape[1]):
+            hist_x[k, j, e] = s_x0[k, j]
 
 
 @njit(cache=True)
 def history_at(hist_t, hist_x, n, head, k, j, tau, wrap):
     """(angle, rate) of slot k's channel j at time tau, linear between ring entries; (nan, nan)
     outside the ring."""
-    H = hist_t.shape[0]
-    if n < 2 or tau < hist_t[_ring(head - n, H), k] or tau > hist_t[_ring(head - 1, H), k]:
+    H = hist_t.shape[1]
+    if n < 2 or tau < hist_t[k, _ring(head - n, H)] or tau > hist_t[k, _ring(head - 1, H)]:
         return math.nan, math.nan
     lo, hi = 0, n - 1                       # entries oldest (0) to newest (n - 1): bisect for
     while hi - lo > 1:                      #   t[lo] <= tau <= t[hi], hi = lo + 1
         mid = (lo + hi) // 2
-        if hist_t[_ring(head - n + mid, H), k] <= tau:
+        if hist_t[k, _ring(head - n + mid, H)] <= tau:
             lo = mid
         else:
             hi = mid
     i0, i1 = _ring(head - n + lo, H), _ring(head - n + hi, H)
-    t0, t1 = hist_t[i0, k], hist_t[i1, k]
-    x0, d = hist_x[i0, k, j], hist_x[i1, k, j] - hist_x[i0, k, j]
+    t0, t1 = hist_t[k, i0], hist_t[k, i1]
+    x0, d = hist_x[k, j, i0], hist_x[k, j, i1] - hist_x[k, j, i0]
     if wrap:
         d = _wrap(d)
     if t1 <= t0:
-        return hist_x[i1, k, j], 0.0
+        return hist_x[k, j, i1], 0.0
     a = x0 + d * (tau - t0) / (t1 - t0)
     return (_wrap(a) if wrap else a), d / (t1 - t0)
 
@@ -386,45 +388,64 @@ def estimate_period(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint, g
     raw worse; BENCHMARKS.md issue 15)."""
     if n < 8:
         return 0.0, 0.0, 0.0
-    span = t_end - hist_t[_ring(head - n, hist_t.shape[0]), k]
+    H = hist_t.shape[1]
+    span = t_end - hist_t[k, _ring(head - n, H)]
+    back = grid[_BACK:]                 # the history resampled backwards from t_end, once for
+    e = n - 1                           #   both windows (the long one extends the short one)
+    while e > 0 and hist_t[k, _ring(head - n + e, H)] > t_end:
+        e -= 1
+    prev, have = math.nan, 0
     if hint <= 0.0 or HINT_RANGE[1] * hint < WINDOW_S * 2.0 / 3.0:   # (2/3: the longest lag searched)
-        T, r, msd = _period_in_window(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint,
-                                      grid, WINDOW_S)
+        N = _grid_len(span, WINDOW_S)
+        e, prev = _resample_back(hist_t, hist_x, n, head, k, j, t_end, wrap, back, 0, N, e, prev)
+        have = N
+        T, r, msd = _period_in_window(back, N, min_std, hint, grid)
         if r > 0.0 or span <= WINDOW_S:
             return T, r, msd
         hint = 0.0
-    return _period_in_window(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint, grid,
-                             LONG_WINDOW_S)
+    N = _grid_len(span, LONG_WINDOW_S)
+    _resample_back(hist_t, hist_x, n, head, k, j, t_end, wrap, back, have, N, e, prev)
+    return _period_in_window(back, N, min_std, hint, grid)
+
+
+@njit(cache=True, inline="always")
+def _grid_len(span: float, window: float) -> int:
+    """Points of the 30 Hz grid over the last `window` seconds of a history `span` long."""
+    return min(int((min(span, window)) / GRID_DT_S) + 1, _MAX_GRID)
 
 
 @njit(cache=True)
-def _period_in_window(hist_t, hist_x, n, head, k, j, t_end, wrap, min_std, hint, grid, window):
-    """`estimate_period` over the last `window` seconds of the history."""
-    H = hist_t.shape[0]
-    t_old = hist_t[_ring(head - n, H), k]
-    N = min(int((min(t_end - t_old, window)) / GRID_DT_S) + 1, _MAX_GRID)
-    if N < 2 * int(MIN_PERIOD_S / GRID_DT_S) + 2:
-        return 0.0, 0.0, 0.0
-    # resample backwards from t_end (unwrapping a circular channel as it goes)
-    e = n - 1
-    while e > 0 and hist_t[_ring(head - n + e, H), k] > t_end:
-        e -= 1
-    prev = math.nan
-    for g in range(N - 1, -1, -1):
-        tau = t_end - (N - 1 - g) * GRID_DT_S
-        while e > 1 and hist_t[_ring(head - n + e - 1, H), k] > tau:
+def _resample_back(hist_t, hist_x, n, head, k, j, t_end, wrap, back, g_from, g_to, e, prev):
+    """back[g] = slot k's channel j at t_end - g GRID_DT_S for g in g_from..g_to - 1, linear
+    between ring entries (a circular channel unwrapped as it goes), going on from ring entry e
+    (oldest 0) and the value before, prev (NaN: none); returns (e, prev) to go on from."""
+    H = hist_t.shape[1]
+    for g in range(g_from, g_to):
+        tau = t_end - g * GRID_DT_S
+        while e > 1 and hist_t[k, _ring(head - n + e - 1, H)] > tau:
             e -= 1
         i1, i0 = _ring(head - n + e, H), _ring(head - n + e - 1, H)
-        t0, t1 = hist_t[i0, k], hist_t[i1, k]
-        d = hist_x[i1, k, j] - hist_x[i0, k, j]
+        t0, t1 = hist_t[k, i0], hist_t[k, i1]
+        d = hist_x[k, j, i1] - hist_x[k, j, i0]
         if wrap:
             d = _wrap(d)
         a = 0.0 if t1 <= t0 else min(max((tau - t0) / (t1 - t0), 0.0), 1.0)
-        x = hist_x[i0, k, j] + a * d
+        x = hist_x[k, j, i0] + a * d
         if wrap and prev == prev:
             x = prev + _wrap(x - prev)
-        grid[g] = x
+        back[g] = x
         prev = x
+    return e, prev
+
+
+@njit(cache=True)
+def _period_in_window(back, N, min_std, hint, grid):
+    """`estimate_period` over the newest N points of the resampled history `back` (newest
+    first)."""
+    if N < 2 * int(MIN_PERIOD_S / GRID_DT_S) + 2:
+        return 0.0, 0.0, 0.0
+    for g in range(N):                  # oldest first
+        grid[g] = back[N - 1 - g]
     mean = 0.0
     for g in range(N):
         mean += grid[g]
@@ -493,7 +514,7 @@ def evidence_share(evidence: float) -> float:
 
 def new_history(capacity: int, channels: int) -> dict[str, np.ndarray]:
     """Empty rings and per-channel gap state for `capacity` slots."""
-    return {"t": np.zeros((HISTORY_LEN, capacity)), "x": np.zeros((HISTORY_LEN, capacity, channels)),
+    return {"t": np.zeros((capacity, HISTORY_LEN)), "x": np.zeros((capacity, channels, HISTORY_LEN)),
             "n": np.zeros(capacity, dtype=np.int64), "head": np.zeros(capacity, dtype=np.int64),
             # per (slot, channel): the period last found and its evidence; the time of the last
             # history entry before the current gap (NaN while measured); when to look again
@@ -512,10 +533,9 @@ def new_history(capacity: int, channels: int) -> dict[str, np.ndarray]:
 
 def grow_history(h: dict[str, np.ndarray], extra: int) -> None:
     """Add `extra` empty slots in place."""
-    fresh = new_history(extra, h["x"].shape[2])
+    fresh = new_history(extra, h["x"].shape[1])
     for key in h:
-        axis = 1 if key in ("t", "x") else 0
-        h[key] = np.concatenate([h[key], fresh[key]], axis=axis)
+        h[key] = np.concatenate([h[key], fresh[key]])
 
 
 def reset_history(h: dict[str, np.ndarray], slots: np.ndarray) -> None:
@@ -590,7 +610,7 @@ def _refresh_period(k, j, wrap, min_std, R, hist_t, hist_x, hist_n, hist_head, p
     (the periodic section above). A period found where there was none starts its miss variance
     (a measurement's spread about the periodic guess) from the history's own repeat error."""
     n, head = hist_n[k], hist_head[k]
-    t_end = hist_t[_ring(head - 1, hist_t.shape[0]), k]
+    t_end = hist_t[k, _ring(head - 1, hist_t.shape[1])]
     had = evidence_share(evidence[k, j]) > 0.0
     local = period[k, j] + pace[k, j, 3]
     period[k, j], evidence[k, j], msd = estimate_period(hist_t, hist_x, n, head, k, j, t_end, wrap,
