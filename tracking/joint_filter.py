@@ -472,12 +472,15 @@ def _period_in_window(back, N, min_std, hint, grid):
     return _first_peak(grid, sq, N, lo, hi, 2.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def _autocorr(grid, sq, N, L):
-    """Normalised autocorrelation of grid[:N] (mean removed) at lag L."""
+    """Normalised autocorrelation of grid[:N] (mean removed) at lag L. (The sum in any order,
+    over two slices: vectorized, a third of the time of a look's ~60 lags in order; the result
+    moves by ~1e-15 of itself.)"""
+    a, b = grid[:N - L], grid[L:N]
     sxy = 0.0
     for g in range(N - L):
-        sxy += grid[g] * grid[g + L]
+        sxy += a[g] * b[g]
     sxx, syy = sq[N - L], sq[N] - sq[L]
     return sxy / math.sqrt(sxx * syy) if sxx > 0.0 and syy > 0.0 else 0.0
 
