@@ -182,3 +182,40 @@ def test_a_swing_that_slows_down_is_guessed_at_its_own_pace(preset):
     rms = {k: np.sqrt(np.mean(np.square(v))) / np.sqrt(np.mean(np.square(raw))) for k, v in err.items()}
     assert rms[True] <= 0.87, rms
     assert rms[False] >= 0.9, rms                            # the test can fail
+
+
+def test_a_bank_that_grows_keeps_each_slots_past_and_period():
+    """More people than slots grow the bank (`PoseSmoother._alloc`); a slot's ring of past angles
+    (laid out per slot and channel) and the period found in it come through unchanged, and the
+    slot goes on finding it while a new slot starts empty."""
+    d = DOF_INDEX["knee_angle_r"]
+    rng = np.random.default_rng(5)
+    ts = _stamps(rng, seconds=4.0)
+    z = _z(ts.size, np.clip(0.0, DOF_LOWER, DOF_UPPER))
+    z[:, d] = 0.6 - 0.6 * np.cos(2 * np.pi * 2.0 * ts) + rng.normal(0, np.deg2rad(3.0), ts.size)
+    bank = make_pose_bank(SmoothingConfig(preset="balanced"), capacity=1)
+    half = ts.size // 2
+    _taken_and_estimates(bank, ts[:half], z[:half], d)
+    h = bank.hist
+    taus = np.linspace(ts[half - 40], ts[half - 2], 7)
+    past = [pc.history_at(h["t"], h["x"], h["n"][0], h["head"][0], 0, d, tau, False) for tau in taus]
+    period = h["period"][0, d]
+    assert period == pytest.approx(0.5, abs=0.03)
+    bank.grow(3)
+    h = bank.hist
+    assert h["x"].shape[:2] == (3, bank.channels) and list(h["n"]) == [h["n"][0], 0, 0]
+    assert [pc.history_at(h["t"], h["x"], h["n"][0], h["head"][0], 0, d, tau, False)
+            for tau in taus] == past
+    assert h["period"][0, d] == period
+    slots = np.array([0, 2])
+    for k in range(half, ts.size):
+        zz, obs = np.repeat(z[k:k + 1], 2, axis=0), np.isfinite(np.repeat(z[k:k + 1], 2, axis=0))
+        t2 = np.full(2, ts[k])
+        if k == half:
+            bank.initialize(slots[1:], t2[1:], zz[1:], np.ones(1), obs[1:])
+            bank.step(slots[:1], t2[:1], zz[:1], np.ones(1), obs[:1])
+        else:
+            bank.step(slots, t2, zz, np.ones(2), obs)
+    assert bank.hist["period"][0, d] == pytest.approx(0.5, abs=0.03)
+    assert bank.hist["period"][2, d] == pytest.approx(0.5, abs=0.03)   # found in its own 2 s
+    assert bank.hist["n"][1] == 0
