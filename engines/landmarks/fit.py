@@ -278,7 +278,8 @@ class SkelFitter:
         trans_before = None if self._trans is None else self._trans.copy()
         res = self._fit(lm_fit, vis_fit, px_fit, *args)
         ref = self._facing[0] if self._facing else None      # the facing FACING_WINDOW frames ago
-        turned = ref is not None and res.observed[0] and min(_anterior(res.q) @ a for a, _ in self._facing) < 0
+        ant = _anterior(res.q) if res.observed[0] else None      # (once, not per facing kept)
+        turned = ref is not None and ant is not None and min(ant @ a for a, _ in self._facing) < 0
         jumped = np.isfinite(res.residual_m) and res.residual_m > RESIDUAL_JUMP * self._last_resid + 0.02
         if self.keep_facing and allowed and not cold and ref is not None and (turned or jumped):
             # the body turned > 90 deg within a few frames, or stopped fitting: the labels may
@@ -287,12 +288,14 @@ class SkelFitter:
             trans_first, self._trans = self._trans, trans_before
             alt = (px, lm, vis) if swapped else (px[FIT_SWAP], lm[FIT_SWAP] * _MIRROR_Z, vis[FIT_SWAP])
             res_alt = self._fit(alt[1], alt[2], alt[0], ref[1], *args[1:])
-            if _anterior(res_alt.q) @ ref[0] > 0 and res_alt.residual_m <= res.residual_m:
+            ant_alt = _anterior(res_alt.q)
+            if ant_alt @ ref[0] > 0 and res_alt.residual_m <= res.residual_m:
                 res, swapped, self._last_px = res_alt, not swapped, alt[0]
+                ant = ant_alt if res.observed[0] else None
             else:
                 self._trans = trans_first
-        if res.observed[0]:
-            self._facing.append((_anterior(res.q), res.q))
+        if ant is not None:                                    # (res.observed[0])
+            self._facing.append((ant, res.q))
         if np.isfinite(res.residual_m):
             self._last_resid = res.residual_m
         self._relabel_run = self._relabel_run + 1 if swapped else 0

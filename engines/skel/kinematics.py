@@ -27,18 +27,22 @@ from engines.skel.dofs import DOF_JOINT, JOINT_PARENTS, NUM_DOFS, NUM_JOINTS
 
 def axis_rotation(axis: str, angle: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotation matrices about a principal axis ('x', 'y' or 'z'), angle in radians."""
+    if axis not in _AXIS_INDEX:
+        raise ValueError(f"axis must be 'x', 'y' or 'z', got {axis!r}")
     angle = np.asarray(angle, dtype=np.float64)
     c, s = np.cos(angle), np.sin(angle)
-    o, z = np.ones_like(angle), np.zeros_like(angle)
-    if axis == "x":
-        rows = [[o, z, z], [z, c, -s], [z, s, c]]
-    elif axis == "y":
-        rows = [[c, z, s], [z, o, z], [-s, z, c]]
-    elif axis == "z":
-        rows = [[c, -s, z], [s, c, z], [z, z, o]]
-    else:
-        raise ValueError(f"axis must be 'x', 'y' or 'z', got {axis!r}")
-    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+    i = _AXIS_INDEX[axis]
+    j, k = (i + 1) % 3, (i + 2) % 3            # the plane it turns: j -> k by +angle
+    out = np.zeros(angle.shape + (3, 3))        # (filled in place: nine stacked arrays cost
+    out[..., i, i] = 1.0                        #   ~4x as much, and the fitter calls it per pose)
+    out[..., j, j] = c
+    out[..., j, k] = -s
+    out[..., k, j] = s
+    out[..., k, k] = c
+    return out
+
+
+_AXIS_INDEX = {"x": 0, "y": 1, "z": 2}
 
 
 def root_rotation(q: np.ndarray) -> np.ndarray:
