@@ -57,7 +57,7 @@ class BlazePoseLandmarker:
         for i, roi in enumerate(rois):
             crop = cv2.warpAffine(image_bgr, roi.crop_matrix(s), (s, s),
                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-            batch[i] = crop[:, :, ::-1]
+            batch[i] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)  # (a reversed-stride copy: 12x longer)
         batch *= 1.0 / 255.0
         return batch
 
