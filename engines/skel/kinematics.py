@@ -25,6 +25,9 @@ import numpy as np
 from engines.skel.dofs import DOF_JOINT, JOINT_PARENTS, NUM_DOFS, NUM_JOINTS
 
 
+_AXIS_INDEX = {"x": 0, "y": 1, "z": 2}
+
+
 def axis_rotation(axis: str, angle: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotation matrices about a principal axis ('x', 'y' or 'z'), angle in radians."""
     if axis not in _AXIS_INDEX:
@@ -33,16 +36,13 @@ def axis_rotation(axis: str, angle: np.ndarray) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     i = _AXIS_INDEX[axis]
     j, k = (i + 1) % 3, (i + 2) % 3            # the plane it turns: j -> k by +angle
-    out = np.zeros(angle.shape + (3, 3))        # (filled in place: nine stacked arrays cost
-    out[..., i, i] = 1.0                        #   ~4x as much, and the fitter calls it per pose)
+    out = np.zeros(angle.shape + (3, 3))        # (filled in place: nine stacked arrays took
+    out[..., i, i] = 1.0                        #   ~8x as long, and the fitter calls it per pose)
     out[..., j, j] = c
     out[..., j, k] = -s
     out[..., k, j] = s
     out[..., k, k] = c
     return out
-
-
-_AXIS_INDEX = {"x": 0, "y": 1, "z": 2}
 
 
 def root_rotation(q: np.ndarray) -> np.ndarray:
