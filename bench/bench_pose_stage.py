@@ -20,27 +20,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_multiperson import clip_paths  # noqa: E402
 from engines.pose_stage import PoseStage  # noqa: E402
 from stream.config_loader import load_config  # noqa: E402
 from stream.packet import FrameInfo, Packet  # noqa: E402
 from tracking.stage import DetectTrackStage  # noqa: E402
 
-DEMO = "Demo_MultiPerson"
-
 
 def clip_path(name: str) -> Path:
-    """A Pose2Sim demo camera (cam01-cam04, three people) or a path."""
-    if name not in ("cam01", "cam02", "cam03", "cam04"):
-        return Path(name)
-    import Pose2Sim  # the wheel ships the footage
-
-    return Path(Pose2Sim.__file__).parent / DEMO / "videos" / f"{name}.mp4"
+    """A clip of the multi-person benchmark (cam01-cam04 of Pose2Sim's Demo_MultiPerson, vtest
+    where ../shared has it) or a path."""
+    return clip_paths().get(name, Path(name))
 
 
 def read_frames(path: Path, n: int) -> tuple[list[np.ndarray], float]:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise SystemExit(f"error: cannot open {path}; pass --clip cam01..cam04 or a video file")
+        raise SystemExit(f"error: cannot open {path}; pass --clip cam01..cam04, vtest or a video file")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     frames: list[np.ndarray] = []
     while len(frames) < n:
@@ -73,7 +69,7 @@ def time_pose_stage(frames: list[np.ndarray], fps: float, overrides: list[str]) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clip", default="cam01", help="cam01..cam04 of Pose2Sim's Demo_MultiPerson, or a video file")
+    ap.add_argument("--clip", default="cam01", help="cam01..cam04 (Pose2Sim's Demo_MultiPerson), vtest, or a video file")
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="a config override, as run_stream.py")
