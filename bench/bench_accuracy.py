@@ -102,13 +102,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
 
 
-def matched_q(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """(T, 46) per source frame: the published person whose box overlaps the reference person's
-    reprojected keypoints best (NaN: none does), so with several people each is compared with
-    the right reference; and (T, 46) bool: that DoF was measured (not flagged predicted)."""
+def matched_index(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3) -> np.ndarray:
+    """(T,) per source frame: the index in persons[s] of the published person whose box overlaps
+    the reference person's reprojected keypoints best (-1: none does), so with several people
+    each is compared with the right reference."""
     t_n = len(persons)
-    q = np.full((t_n, 46), np.nan)
-    measured = np.zeros((t_n, 46), dtype=bool)
+    out = np.full(t_n, -1)
     proj = ref.cameras[v].project(np.nan_to_num(ref.points_m))          # (T_ref, 33, 2)
     ok = np.isfinite(ref.points_m).all(-1)
     for s in range(t_n):
@@ -120,6 +119,18 @@ def matched_q(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3)
         scores = [_iou(p[0], box) for p in persons[s]]
         best = int(np.argmax(scores))
         if scores[best] >= min_iou:
+            out[s] = best
+    return out
+
+
+def matched_q(persons: list[list], ref: Reference, v: int, min_iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 46) per source frame: the q of the published person `matched_index` picks (NaN: none);
+    and (T, 46) bool: that DoF was measured (not flagged predicted)."""
+    t_n = len(persons)
+    q = np.full((t_n, 46), np.nan)
+    measured = np.zeros((t_n, 46), dtype=bool)
+    for s, best in enumerate(matched_index(persons, ref, v, min_iou)):
+        if best >= 0:
             q[s], measured[s] = persons[s][best][1], persons[s][best][2]
     return q, measured
 
