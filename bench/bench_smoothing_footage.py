@@ -8,7 +8,8 @@ then replayed through a fresh `SmoothingStage` per preset, and through One Euro.
 scored against the four-camera reference (engines/reference: BlazePose in all views,
 triangulated; the geometric knee, elbow and hip flexion, right and left) on the reference's
 timeline, with the published person matched to the reference person by box (bench_accuracy).
-At 60 Hz (every frame) and 30 Hz (every other frame of the same raw output).
+At 60 Hz (every frame), 30 and 20 Hz (every second and third frame of the same raw output: the
+multi-person default poses at 15-25 frames/s on 2 cores).
 
 Figures per reference person (Demo_MultiPerson's person 1, the man lifting a leg, has a reference
 that loses him: bench/motion_synth.py), pooled over the four cameras, x raw:
@@ -24,7 +25,7 @@ One Euro (ONE_EURO_GRID of bench_smoothing) at two settings: the best on that ve
 hindsight (no causal filter can be tuned so), and the best on the other demo (tuned on one
 footage, reported on another).
 
-    .venv/bin/python bench/bench_smoothing_footage.py [--demo Demo_SinglePerson] [--json out.json]
+    .venv/bin/python bench/bench_smoothing_footage.py [--demo Demo_SinglePerson] [--set KEY=VALUE] [--json out.json]
 """
 from __future__ import annotations
 
@@ -87,11 +88,12 @@ def raw_packets(video: Path, max_frames: int | None = None) -> list[Packet]:
     return out
 
 
-def every_other(packets: list[Packet]) -> list[Packet]:
-    """The same raw output at half the rate (even frames), track events of dropped frames kept."""
+def every_nth(packets: list[Packet], n: int) -> list[Packet]:
+    """The same raw output at 1/n the rate (frames whose seq is a multiple of n), the track
+    events of the frames left out kept."""
     out, pending = [], []
     for p in packets:
-        if p.frame.seq % 2:
+        if p.frame.seq % n:
             pending += p.events
             continue
         q = copy.deepcopy(p)
@@ -101,8 +103,9 @@ def every_other(packets: list[Packet]) -> list[Packet]:
     return out
 
 
-def smoothed(packets: list[Packet], preset: str) -> list[Packet]:
-    stage = SmoothingStage(load_config(None, [f"smoothing.preset={preset}"]))
+def smoothed(packets: list[Packet], preset: str, overrides: tuple[str, ...] = ()) -> list[Packet]:
+    """The packets through a fresh SmoothingStage (preset, then `overrides`: run_stream --set)."""
+    stage = SmoothingStage(load_config(None, [f"smoothing.preset={preset}", *overrides]))
     stage.setup()
     out = [stage.process(copy.deepcopy(p)) for p in packets]
     stage.close()
@@ -182,7 +185,8 @@ def score(outs: list[np.ndarray], truths: list[np.ndarray], observed: list[np.nd
     return out
 
 
-def evaluate_demo(demo: str, cache: Path, max_frames: int | None = None) -> dict:
+def evaluate_demo(demo: str, cache: Path, max_frames: int | None = None, overrides: tuple[str, ...] = ()
+                  ) -> dict:
     """{rate: {method: figures}} of one demo, pooled over its cameras and reference people."""
     d = demo_dir(demo)
     videos = sorted((d / "videos").glob("cam*.mp4"))
@@ -197,8 +201,8 @@ def evaluate_demo(demo: str, cache: Path, max_frames: int | None = None) -> dict
     for v, video in enumerate(videos):
         t0 = time.perf_counter()
         raw = raw_packets(video, max_frames)
-        for rate, packets in ((60, raw), (30, every_other(raw))):
-            outputs = {"raw": packets, **{m: smoothed(packets, m) for m in PRESETS},
+        for rate, packets in ((60, raw), (30, every_nth(raw, 2)), (20, every_nth(raw, 3))):
+            outputs = {"raw": packets, **{m: smoothed(packets, m, overrides) for m in PRESETS},
                        **{f"one_euro {mc} {b}": one_euro(packets, mc, b) for mc, b in ONE_EURO_GRID}}
             raw_frames = persons_by_frame(packets, t_n)
             for i, (ref, tr) in enumerate(zip(refs, truth)):
@@ -256,14 +260,17 @@ def main() -> int:
     ap.add_argument("--demo", action="append", help="Demo_SinglePerson and/or Demo_MultiPerson (default both)")
     ap.add_argument("--cache", default=str(REPO / ".cache" / "reference"), help="the reference's 2D landmarks")
     ap.add_argument("--frames", type=int, default=None, help="only the first N frames of each camera")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a smoothing setting for every preset (run_stream --set), e.g. "
+                         "smoothing.unobserved_guess_std_rad=0")
     ap.add_argument("--json", help="write every figure to this file")
     args = ap.parse_args()
     Path(args.cache).mkdir(parents=True, exist_ok=True)
     demos = args.demo or ["Demo_SinglePerson", "Demo_MultiPerson"]
-    results = {demo: evaluate_demo(demo, Path(args.cache), args.frames) for demo in demos}
+    results = {demo: evaluate_demo(demo, Path(args.cache), args.frames, tuple(args.set)) for demo in demos}
     for demo in demos:
         others = [r for d, people in results.items() if d != demo for r in people.values()]
-        tuned = {rate: best_one_euro([p[rate] for p in others]) for rate in (60, 30)} if others else {}
+        tuned = {rate: best_one_euro([p[rate] for p in others]) for rate in (60, 30, 20)} if others else {}
         for person, rows in results[demo].items():
             print(markdown(f"{demo} {person}", rows, tuned), flush=True)
     if args.json:

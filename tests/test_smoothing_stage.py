@@ -189,9 +189,38 @@ def test_low_detection_score_and_unobserved_dofs():
     q[d] = 1.0
     p = _person(1, q=q)
     p.dof_observed = np.ones(NUM_DOFS, bool)
-    p.dof_observed[d] = False  # the engine could not see the elbow: keep the estimate
-    st.process(_packet(20, [p]))
-    assert abs(p.q[d] - Q0[d]) < 1e-3
+    p.dof_observed[d] = False  # the engine could not see the elbow: keep the estimate (its
+    st.process(_packet(20, [p]))  # guess pulls, weakly: unobserved_guess_std_rad)
+    assert abs(p.q[d] - Q0[d]) < 0.01 * abs(1.0 - Q0[d]) and p.q_predicted[d]
+
+
+def test_an_angle_unseen_for_long_drifts_to_the_engines_guess_still_flagged():
+    """An angle the engine does not observe for a second (an elbow out of sight) while it guesses
+    a new value: the held estimate is pulled toward the guess (real footage: the guess is off the
+    four-camera reference by 27-40 deg RMSE, a held estimate by more where the arm moved;
+    BENCHMARKS.md issue 15 eighteenth pass), flagged predicted throughout. With the pull off
+    (unobserved_guess_std_rad 0) the estimate is held. A person with nothing observed takes no
+    pull (the held pose of a frame where nobody was found: test above)."""
+    d = DOF_INDEX["elbow_flexion_r"]
+    guess = Q0.copy()
+    guess[d] = 1.5
+    finals = {}
+    for std in (0.8, 0.0):
+        st = _stage(preset="balanced", unobserved_guess_std_rad=std)
+        for k in range(20):
+            st.process(_packet(k, [_person(1)]))
+        path = []
+        for k in range(20, 50):
+            p = _person(1, q=guess)
+            p.dof_observed = np.ones(NUM_DOFS, bool)
+            p.dof_observed[d] = False
+            st.process(_packet(k, [p]))
+            assert p.q_predicted[d] and p.q_predicted.sum() == 1 and not p.predicted
+            path.append(float(p.q[d]))
+        assert np.all(np.diff(path) >= -1e-6)           # no overshoot back and forth
+        finals[std] = path[-1]
+    assert finals[0.0] == pytest.approx(Q0[d], abs=1e-3)
+    assert Q0[d] + 0.3 * (1.5 - Q0[d]) < finals[0.8] < 1.5
 
 
 def test_fixed_lag_delays_and_flush_returns_the_rest():

@@ -181,6 +181,11 @@ _BACK = 2 * _MAX_GRID + 1  # scratch: the grid, its running energies, then the h
 GRID_SCRATCH = _BACK + _MAX_GRID
 
 
+GUESS_FRAME_S = 1.0 / 30.0
+"""The frame interval `unobserved_guess_std_rad` is the uncertainty of a guess at: a guess every
+half as long is worth half as much, so the pull per second is the same at 15 as at 60 Hz."""
+
+
 @njit(cache=True, inline="always")
 def _junk_scale(weighed: float, junk: float, prior: float) -> float:
     """A track's learned junk rate / eps from its counts (values weighed as possible junk, and
@@ -776,7 +781,8 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                  gate_max_frames, inv_margin, coast_tau_s, periodic, follow_pace, hist_t, hist_x,
                  hist_n, hist_head, period, evidence, gap_from, found_at, miss_var, repeats, pace,
                  grid, junk, eps, junk_memory_s, junk_prior, noise, noise_slot, noise_learns,
-                 noise_takes, noise_floor_per_s, noise_margin, tuned_frame_s, agile_prior_min):
+                 noise_takes, noise_floor_per_s, noise_margin, tuned_frame_s, agile_prior_min,
+                 guess_var):
     """One IMM step for every (slot, channel): mix, predict to t_s, update with z where observed,
     reweigh the models, project onto the box, combine. In place.
 
@@ -799,7 +805,10 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
     it, eps is scaled by (tuned_frame_s / dt)^JUNK_INTERVAL_EXP (the models' calibration to the
     frame rate: see the module docstring). agile_prior_min: where a value is weighed, the most
     agile model has at least this share of the models' prior probability (`_floor_agile`), scaled
-    like eps at a longer frame (the agile model's own spread grows with it)."""
+    like eps at a longer frame (the agile model's own spread grows with it). guess_var (c,): where
+    a channel is not observed but z holds the engine's guess of it, that guess updates each
+    coasted model as a value of this variance (0: ignored), with no model weighing, junk or noise
+    learning, and the channel is not accepted (it stays flagged predicted)."""
     n, c = z.shape
     M = q_models.shape[0]
     xm = np.empty((M, _N_STATE))   # each model's posterior x, P
@@ -962,6 +971,17 @@ def _step_kernel(s, active, accepted, t_state, t_meas, slots, t_s, z, confidence
                     _periodic_coast(mixed, M, k, j, t_s[i], wrap[j], math.sqrt(meas_var[j]),
                                     meas_var[j], hist_t, hist_x, hist_n, hist_head, period, evidence,
                                     gap_from, found_at, miss_var, repeats, pace, grid)
+                gv = guess_var[j]
+                if gv > 0.0 and math.isfinite(zj) and dt > 0.0:
+                    # the engine's guess of an angle it did not see: a weak pull, no model
+                    # weighing; its variance is per GUESS_FRAME_S, so the pull per second does
+                    # not depend on the frame rate
+                    g = gv * GUESS_FRAME_S / min(dt, 4.0 * GUESS_FRAME_S)
+                    for t in range(M):
+                        y = zj - mixed[t, 0]
+                        if wrap[j]:
+                            y = _wrap(y)
+                        _update(mixed[t], y, mixed[t, 2] + g, 1.0, wrap[j])
                 # its next value is taken as it is: after a gap the joint is wherever it went
                 # (at 2-3 Hz weighing it as junk cost 6-8 deg over the 3 frames after a gap)
                 s[N_REJ, k, j] = max(s[N_REJ, k, j], gate_max_frames)
@@ -1163,7 +1183,7 @@ class JointFilterBank:
                  outlier_memory_s: float = 0.0, outlier_prior_values: float = JUNK_PRIOR_VALUES,
                  noise_memory_s: float = 0.0,
                  noise_channels: int | None = None, noise_margin: float = 1.0,
-                 tuned_frame_s: float = 0.0, agile_prior_min: float = 0.0):
+                 tuned_frame_s: float = 0.0, agile_prior_min: float = 0.0, guess_std: float = 0.0):
         self.q = np.asarray(q, dtype=np.float64)                  # (c,) calmest model's spectral density
         self.meas_var = np.asarray(meas_std, dtype=np.float64) ** 2  # (c,) R at confidence 1
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -1208,6 +1228,7 @@ class JointFilterBank:
         self.switch_rate_hz = float(switch_rate_hz)    # expected model switches per second
         self.agile_prior_min = float(agile_prior_min)  # the agile model's least prior share
         self.unseen_var = np.square(np.broadcast_to(np.asarray(unseen_std, dtype=np.float64), self.q.shape))
+        self.guess_var = np.full(self.q.shape, float(guess_std) ** 2)
         self.gate_max_frames = int(gate_max_frames)
         self.limit_margin = float(limit_margin)
         c = self.q.shape[0]
@@ -1347,7 +1368,7 @@ class JointFilterBank:
                      h["repeats"], h["pace"], self._grid, self.junk, max(self.eps, 1e-12),
                      self.outlier_memory_s, self.outlier_prior_values, self.noise, self.noise_slot,
                      self.noise_learns, self.noise_takes, self.noise_floor_per_s, self.noise_margin,
-                     self.tuned_frame_s, self.agile_prior_min)
+                     self.tuned_frame_s, self.agile_prior_min, self.guess_var)
         self._publish(slots, accepted)
         return accepted
 

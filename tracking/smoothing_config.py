@@ -124,6 +124,10 @@ class SmoothingConfig(StrictModel):
     of the models' prior probability: after a calm stretch the Markov chain (maneuver_switch_rate_hz)
     leaves it so little that a real fast turn the calm models miss is taken for junk rather than
     for motion. 0: the chain's own."""
+    unobserved_guess_std_rad: float = Field(0.8, ge=0.0)
+    """The engine's value of an angle it did not observe (dof_observed False: a limb out of
+    sight or pointing at the camera) pulls the held estimate as a measurement this uncertain
+    (rad); the angle stays flagged predicted. 0: ignored, the estimate is held."""
     gate_max_frames: int = Field(1, ge=0)
     """After this many consecutive rejections (or after a frame without a measurement) a DoF takes
     the measurement as it is: outliers are single frames, a real jump persists."""

@@ -70,7 +70,7 @@ def make_pose_bank(cfg: SmoothingConfig, capacity: int = 16) -> JointFilterBank:
         unseen_std=np.concatenate([np.full(NUM_DOFS, 0.5), tr["unseen_std"]]),
         coast_tau_s=cfg.coast_velocity_time_constant_s,
         q_mult=cfg.model_q_multipliers(), switch_rate_hz=cfg.maneuver_switch_rate_hz,
-        agile_prior_min=cfg.effective_maneuver_prior_min,
+        agile_prior_min=cfg.effective_maneuver_prior_min, guess_std=cfg.unobserved_guess_std_rad,
         lookback_frames=cfg.effective_lookback_frames, lookback_gate_sigma=cfg.lookback_gate_sigma,
         coast_periodic=cfg.periodic_coast, follow_pace=cfg.periodic_pace, capacity=capacity,
         outlier_memory_s=cfg.outlier_rate_memory_s,
