@@ -127,7 +127,9 @@ class SmoothingConfig(StrictModel):
     unobserved_guess_std_rad: float = Field(0.8, ge=0.0)
     """The engine's value of an angle it did not observe (dof_observed False: a limb out of
     sight or pointing at the camera) pulls the held estimate as a measurement this uncertain
-    (rad); the angle stays flagged predicted. 0: ignored, the estimate is held."""
+    (rad, for one guess every 1/30 s: at 60 Hz each counts half as much, so the pull per second
+    is the same at any frame rate); the angle stays flagged predicted. A person with nothing
+    observed takes no value. 0: ignored, the estimate is held."""
     gate_max_frames: int = Field(1, ge=0)
     """After this many consecutive rejections (or after a frame without a measurement) a DoF takes
     the measurement as it is: outliers are single frames, a real jump persists."""
