@@ -113,7 +113,8 @@ def smoothed(packets: list[Packet], preset: str, overrides: tuple[str, ...] = ()
 
 
 def one_euro(packets: list[Packet], min_cutoff_hz: float, beta: float) -> list[Packet]:
-    """One Euro per track on the observed persons' raw q (a new filter when a track is born)."""
+    """One Euro per track id on the observed persons' raw q (the scored angles are bounded: no
+    unwrapping of the pelvis needed)."""
     filters: dict[int, OneEuroFilter] = {}
     out = []
     for p in packets:
