@@ -4,7 +4,8 @@ The smoothing benchmark (bench_smoothing.py) puts synthetic noise on a known tru
 is synthetic: each camera of Pose2Sim's demos (Demo_SinglePerson, Demo_MultiPerson; 60 fps,
 1088 x 1920) goes through the real detector, tracker and pose stage (in-process, inline
 detector), and their raw output (every person, its observed DoFs, confidences, track events) is
-then replayed through a fresh `SmoothingStage` per preset, and through One Euro. Each output is
+then replayed through a fresh `SmoothingStage` per preset (and configs/offline_analysis.yaml's
+fixed-lag RTS), and through One Euro. Each output is
 scored against the four-camera reference (engines/reference: BlazePose in all views,
 triangulated; the geometric knee, elbow and hip flexion, right and left) on the reference's
 timeline, with the published person matched to the reference person by box (bench_accuracy).
@@ -56,6 +57,8 @@ from tracking.smoothing_stage import SmoothingStage  # noqa: E402
 from tracking.stage import DetectTrackStage  # noqa: E402
 
 PRESETS = ("vr", "balanced", "analysis")
+OFFLINE = "analysis, fixed lag 5 (offline)"
+"""configs/offline_analysis.yaml's smoothing: RTS over the last 5 frames, for recordings."""
 ANGLES = tuple(GEOMETRIC_ANGLES)                      # knee_r, knee_l, elbow_r, ... (6)
 COLUMNS = [DOF_INDEX[GEOMETRIC_ANGLES[a]] for a in ANGLES]
 
@@ -108,6 +111,9 @@ def smoothed(packets: list[Packet], preset: str, overrides: tuple[str, ...] = ()
     stage = SmoothingStage(load_config(None, [f"smoothing.preset={preset}", *overrides]))
     stage.setup()
     out = [stage.process(copy.deepcopy(p)) for p in packets]
+    out = [p for p in out if p is not None]                 # (fixed_lag_frames holds N back)
+    if packets:
+        out += stage.flush(packets[0].frame.stream_id)
     stage.close()
     return out
 
@@ -204,6 +210,7 @@ def evaluate_demo(demo: str, cache: Path, max_frames: int | None = None, overrid
         raw = raw_packets(video, max_frames)
         for rate, packets in ((60, raw), (30, every_nth(raw, 2)), (20, every_nth(raw, 3))):
             outputs = {"raw": packets, **{m: smoothed(packets, m, overrides) for m in PRESETS},
+                       OFFLINE: smoothed(packets, "analysis", ("smoothing.fixed_lag_frames=5", *overrides)),
                        **{f"one_euro {mc} {b}": one_euro(packets, mc, b) for mc, b in ONE_EURO_GRID}}
             raw_frames = persons_by_frame(packets, t_n)
             for i, (ref, tr) in enumerate(zip(refs, truth)):
@@ -241,7 +248,7 @@ def markdown(name: str, rows: dict, tuned_elsewhere: dict[int, str]) -> str:
         lines.append(f"| {rate} Hz | raw | {raw['rmse']:.2f} deg | {raw['rmse_less_bias']:.2f} deg | "
                      f"{raw['rmse_observed']:.2f} deg ({raw['observed_share']:.0%} of values) | "
                      f"{raw['jitter']:.2f} deg | {raw['jitter'] / r['reference']['jitter']:.2f} |")
-        shown = [(m, m) for m in PRESETS]
+        shown = [(m, m) for m in (*PRESETS, OFFLINE)]
         shown.append((f"One Euro {best_one_euro([r]).removeprefix('one_euro ')}, best here in hindsight",
                       best_one_euro([r])))
         if rate in tuned_elsewhere:
