@@ -194,7 +194,8 @@ def score(outs: list[np.ndarray], truths: list[np.ndarray], observed: list[np.nd
 
 def evaluate_demo(demo: str, cache: Path, max_frames: int | None = None, overrides: tuple[str, ...] = ()
                   ) -> dict:
-    """{rate: {method: figures}} of one demo, pooled over its cameras and reference people."""
+    """{"person i": {rate: {method: figures}}} of one demo: each reference person's figures,
+    pooled over the demo's cameras."""
     d = demo_dir(demo)
     videos = sorted((d / "videos").glob("cam*.mp4"))
     people = 2 if "Multi" in demo else 1
@@ -218,10 +219,11 @@ def evaluate_demo(demo: str, cache: Path, max_frames: int | None = None, overrid
                 # the reference frames this rate's source frames land on
                 keep = (np.arange(tr.shape[0]) + int(ref.offsets[v])) % (60 // rate) == 0
                 truths.setdefault((i, rate), []).append(tr[keep])
-                observed.setdefault((i, rate), []).append(angles_on_reference(raw_frames, track, int(ref.offsets[v]))[1][keep])
+                offset = int(ref.offsets[v])
+                observed.setdefault((i, rate), []).append(angles_on_reference(raw_frames, track, offset)[1][keep])
                 for name, out in outputs.items():
                     pieces.setdefault((i, rate), {}).setdefault(name, []).append(
-                        angles_on_reference(persons_by_frame(out, t_n), track, int(ref.offsets[v]))[0][keep])
+                        angles_on_reference(persons_by_frame(out, t_n), track, offset)[0][keep])
         print(f"# {demo} {video.stem}: {len(raw)} frames, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     rows: dict = {}
     for (i, rate), by_method in pieces.items():
@@ -257,8 +259,8 @@ def markdown(name: str, rows: dict, tuned_elsewhere: dict[int, str]) -> str:
         for label, key in shown:
             s = r[key]
             lines.append(f"| {rate} Hz | {label} | {s['rmse'] / raw['rmse']:.3f} | "
-                         f"{s['rmse_less_bias'] / raw['rmse_less_bias']:.3f} | {s['rmse_observed'] / raw['rmse_observed']:.3f} | "
-                         f"{s['jitter'] / raw['jitter']:.3f} | "
+                         f"{s['rmse_less_bias'] / raw['rmse_less_bias']:.3f} | "
+                         f"{s['rmse_observed'] / raw['rmse_observed']:.3f} | {s['jitter'] / raw['jitter']:.3f} | "
                          f"{s['jitter'] / r['reference']['jitter']:.2f} |")
     return "\n".join(lines)
 

@@ -75,7 +75,8 @@ def test_no_preset_makes_real_footage_worse_than_raw():
             s = by_method[preset]
             assert s["n"] == raw["n"], (rate, preset)
             assert s["rmse"] <= raw["rmse"], (rate, preset, s["rmse"] / raw["rmse"])
-            assert s["rmse_observed"] <= 1.03 * raw["rmse_observed"], (rate, preset, s["rmse_observed"] / raw["rmse_observed"])
+            assert s["rmse_observed"] <= 1.03 * raw["rmse_observed"], (rate, preset,
+                                                                        s["rmse_observed"] / raw["rmse_observed"])
             assert s["jitter"] <= 0.7 * raw["jitter"], (rate, preset, s["jitter"] / raw["jitter"])
 
 
