@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -47,23 +48,35 @@ def read_frames(path: Path, n: int) -> tuple[list[np.ndarray], float]:
     return frames, fps
 
 
-def time_pose_stage(frames: list[np.ndarray], fps: float, overrides: list[str]) -> tuple[np.ndarray, float]:
-    """Per-frame `PoseStage.process` seconds on fresh stages; mean people per frame."""
+def posed(frames: Iterable[np.ndarray], fps: float, overrides: Sequence[str] = (), stream_id: str = "bench"
+          ) -> Iterator[tuple[Packet | None, float, int]]:
+    """Each frame through fresh inline detector/tracker and pose stages (the file's own clock:
+    frame / fps): (the pose stage's packet, None where it gives none; `PoseStage.process`
+    seconds; people tracked on the frame)."""
     cfg = load_config(None, ["detector.schedule=inline", *overrides])
     detect, pose = DetectTrackStage(cfg), PoseStage(cfg)
     detect.setup()
     pose.setup()
-    took, people = [], []
-    for seq, img in enumerate(frames):
-        packet = Packet(FrameInfo("bench", seq, 0, 0, img.shape[1], img.shape[0], media_pts_s=seq / fps))
-        packet.image = img
-        packet = detect.process(packet)
-        people.append(len(packet.persons))
-        t0 = time.perf_counter()
-        pose.process(packet)
-        took.append(time.perf_counter() - t0)
-    pose.close()
-    detect.close()
+    try:
+        for seq, img in enumerate(frames):
+            t_ns = int(round(seq / fps * 1e9))
+            packet = Packet(FrameInfo(stream_id, seq, t_ns, t_ns, img.shape[1], img.shape[0],
+                                      media_pts_s=seq / fps))
+            packet.image = img
+            packet = detect.process(packet)
+            people = len(packet.persons)
+            t0 = time.perf_counter()
+            result = pose.process(packet)
+            yield result, time.perf_counter() - t0, people
+    finally:
+        pose.close()
+        detect.close()
+
+
+def time_pose_stage(frames: list[np.ndarray], fps: float, overrides: list[str]) -> tuple[np.ndarray, float]:
+    """Per-frame `PoseStage.process` seconds on fresh stages; mean people per frame."""
+    runs = [(took, people) for _, took, people in posed(frames, fps, overrides)]
+    took, people = zip(*runs)
     return np.array(took), float(np.mean(people))
 
 

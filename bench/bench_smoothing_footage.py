@@ -51,16 +51,15 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_accuracy import demo_dir, matched_index, on_reference_timeline  # noqa: E402
+from bench_pose_stage import posed  # noqa: E402
 from bench_smoothing import ONE_EURO_GRID  # noqa: E402
-from engines.pose_stage import PoseStage  # noqa: E402
 from engines.reference.angles import GEOMETRIC_ANGLES  # noqa: E402
 from engines.reference.pipeline import Reference, reference_from_files  # noqa: E402
 from engines.skel.dofs import DOF_INDEX  # noqa: E402
 from stream.config_loader import load_config  # noqa: E402
-from stream.packet import FrameInfo, Packet  # noqa: E402
+from stream.packet import Packet  # noqa: E402
 from tracking.one_euro import OneEuroFilter  # noqa: E402
 from tracking.smoothing_stage import SmoothingStage  # noqa: E402
-from tracking.stage import DetectTrackStage  # noqa: E402
 
 PRESETS = ("vr", "balanced", "analysis")
 OFFLINE = "analysis, fixed lag 5 (offline)"
@@ -72,28 +71,25 @@ COLUMNS = [DOF_INDEX[GEOMETRIC_ANGLES[a]] for a in ANGLES]
 def raw_packets(video: Path, max_frames: int | None = None) -> list[Packet]:
     """Every frame's packet after the pose stage (before smoothing): persons with raw q,
     dof_observed, confidences; images dropped. Stamps are the file's own (frame / fps)."""
-    cfg = load_config(None, ["detector.schedule=inline"])
-    detect, pose = DetectTrackStage(cfg), PoseStage(cfg)
-    detect.setup()
-    pose.setup()
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
         raise SystemExit(f"error: cannot open {video}; reinstall pose2sim==0.10.49 (its demo clips)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 60.0
+
+    def frames():
+        n = 0
+        while max_frames is None or n < max_frames:
+            ok, img = cap.read()
+            if not ok:
+                return
+            n += 1
+            yield img
+
     out: list[Packet] = []
-    seq = 0
-    while max_frames is None or seq < max_frames:
-        ok, img = cap.read()
-        if not ok:
-            break
-        t_ns = int(round(seq / fps * 1e9))
-        packet = Packet(FrameInfo(video.stem, seq, t_ns, t_ns, img.shape[1], img.shape[0], media_pts_s=seq / fps))
-        packet.image = img
-        result = pose.process(detect.process(packet))
+    for result, _, _ in posed(frames(), fps, stream_id=video.stem):
         if result is not None:
             result.image = None
             out.append(copy.deepcopy(result))
-        seq += 1
     return out
 
 
@@ -256,6 +252,8 @@ def evaluate_demo(demo: str, cache: Path, max_frames: int | None = None, overrid
                        OFFLINE: smoothed(packets, "analysis", ("smoothing.fixed_lag_frames=5", *overrides)),
                        **{f"one_euro {mc} {b}": one_euro(packets, mc, b) for mc, b in ONE_EURO_GRID}}
             raw_frames = persons_by_frame(packets, t_n)
+            published = {name: raw_frames if name == "raw" else persons_by_frame(out, t_n)
+                         for name, out in outputs.items()}
             for i, (ref, tr) in enumerate(zip(refs, truth)):
                 track = reference_track(raw_frames, ref, v, t_n)
                 # the reference frames this rate's source frames land on
@@ -263,9 +261,9 @@ def evaluate_demo(demo: str, cache: Path, max_frames: int | None = None, overrid
                 truths.setdefault((i, rate), []).append(tr[keep])
                 offset = int(ref.offsets[v])
                 observed.setdefault((i, rate), []).append(angles_on_reference(raw_frames, track, offset)[1][keep])
-                for name, out in outputs.items():
+                for name, frames in published.items():
                     pieces.setdefault((i, rate), {}).setdefault(name, []).append(
-                        angles_on_reference(persons_by_frame(out, t_n), track, offset)[0][keep])
+                        angles_on_reference(frames, track, offset)[0][keep])
         print(f"# {demo} {video.stem}: {len(raw)} frames, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     rows: dict = {}
     for (i, rate), by_method in pieces.items():
