@@ -27,7 +27,6 @@ from stream.errors import ConfigError
 from stream.packet import Intrinsics, Packet, Person, TrackEventKind
 from stream.stage import Stage
 from tracking.bytetrack import share_inside, xyxy_to_xyah
-from tracking.stage import frame_time_s
 
 
 @dataclass
@@ -120,7 +119,7 @@ class PoseStage(Stage):
             packet.timings_ns["pose.engine"] = time.perf_counter_ns() - t0
             for step, ns in sub.items():
                 packet.timings_ns[f"pose.{step}"] = int(ns)
-            packet.persons = self._publishable(sid, persons, frame_time_s(packet), packet.frame.width,
+            packet.persons = self._publishable(sid, persons, packet.frame.stream_time_s, packet.frame.width,
                                                packet.frame.height)
         for ev in packet.events:
             if ev.kind == TrackEventKind.REMOVED:

@@ -27,11 +27,6 @@ def video_path_for(path: str, stream_id: str, n_streams: int) -> Path:
     return p if n_streams <= 1 else p.with_name(f"{p.stem}_{stream_id}{p.suffix or '.mp4'}")
 
 
-def _stream_time_s(packet: Packet) -> float:
-    fi = packet.frame
-    return float(fi.media_pts_s) if fi.media_pts_s is not None else fi.capture_ns * 1e-9
-
-
 class PreviewStage(Stage):
     """Sink: draws every packet; shows it (window) and/or encodes it (video_path); returns None."""
     name = "preview"
@@ -62,7 +57,7 @@ class PreviewStage(Stage):
         if packet.image is None:
             return None
         sid = packet.frame.stream_id
-        t_s = _stream_time_s(packet)
+        t_s = packet.frame.stream_time_s
         plot = None
         if self.cfg.plot:
             plot = self._plots.setdefault(sid, AnglePlot(self.cfg.plot_dofs, self.cfg.plot_window_s))

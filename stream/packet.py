@@ -59,6 +59,12 @@ class FrameInfo:
     def __reduce__(self):
         return _positional(self)
 
+    @property
+    def stream_time_s(self) -> float:
+        """Seconds on the stream's own clock: media time for files, monotonic capture time
+        otherwise (what the tracker, the smoother and the preview all step by)."""
+        return float(self.media_pts_s) if self.media_pts_s is not None else self.capture_ns * 1e-9
+
 
 @dataclass(slots=True)
 class Intrinsics:

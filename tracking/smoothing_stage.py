@@ -41,13 +41,6 @@ def has_measurement(p: Person) -> bool:
     return p.q is not None and (p.dof_observed is None or np.count_nonzero(p.dof_observed) > 0)
 
 
-def frame_time_s(packet: Packet) -> float:
-    """Seconds on the stream's own clock: media time for files, monotonic capture time otherwise."""
-    if packet.frame.media_pts_s is not None:
-        return float(packet.frame.media_pts_s)
-    return packet.frame.capture_ns * 1e-9
-
-
 TRANS = slice(NUM_DOFS, NUM_DOFS + 3)
 """Channels of the pose bank that hold the root translation (after the 46 DoFs)."""
 _NO_TRANS = np.full(3, np.nan)
@@ -279,7 +272,7 @@ class SmoothingStage(Stage):
             return packet
         sm = self.smoother
         sid = packet.frame.stream_id
-        t_s = frame_time_s(packet)
+        t_s = packet.frame.stream_time_s
         lag = self.cfg.fixed_lag_frames
         for ev in packet.events:
             key = (sid, ev.track_id)

@@ -40,13 +40,6 @@ from tracking.crop_boxes import CropBoxes
 from tracking.shot_cut import ShotCuts
 
 
-def frame_time_s(packet: Packet) -> float:
-    """Seconds on the stream's own clock: media time for files, monotonic capture time otherwise."""
-    if packet.frame.media_pts_s is not None:
-        return float(packet.frame.media_pts_s)
-    return packet.frame.capture_ns * 1e-9
-
-
 FULL_PRIORITY_CALLS = 2   # a stream's first detector calls run at normal priority (see _background_detect)
 
 
@@ -121,7 +114,7 @@ class DetectTrackStage(Stage):
     def process(self, packet: Packet) -> Packet:
         fi = packet.frame
         st = self._stream(fi.stream_id)
-        t_s = frame_time_s(packet)
+        t_s = packet.frame.stream_time_s
         st.frames += 1
         cut = st.cuts.is_cut(packet.image)
         if cut:
