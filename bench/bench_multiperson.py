@@ -4,9 +4,10 @@ Runs `run_stream.py` as a user would (lossless, so every frame counts and the re
 depend on the machine's speed) on the four Demo_MultiPerson clips of the pose2sim wheel, on
 vtest.avi and, where the sports2d wheel is installed (`pip install --no-deps sports2d==0.8.34`), on
 its demo clip (a man doing jumping jacks on a box, then a back flip off it, and a woman walking
-past: the kind of footage issue 14 was found on), once per configuration (the default and, as the same-run baseline, `detector.kind=hog`),
-reads the recorded session back, and scores the published persons against
-`bench/labels/multiperson_boxes.csv` (hand-labelled boxes; see its header).
+past: the kind of footage issue 14 was found on), once per configuration (the default and, as
+the same-run baseline, `detector.kind=hog`), reads the recorded session back, and scores the
+published persons against `bench/labels/multiperson_boxes.csv` (hand-labelled boxes; see its
+header).
 
 Per clip and configuration:
   * visible: labelled person-frames (people taller than `--min-height` of the frame: the target's
