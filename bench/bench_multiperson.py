@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
@@ -50,6 +49,7 @@ sys.path.insert(0, str(REPO))
 from engines.skel.dofs import DOF_LOWER, DOF_UPPER  # noqa: E402
 from sinks.recorder import read_session  # noqa: E402
 from sinks.schema import FrameMsg, decode  # noqa: E402
+from stream.sources.factory import packaged_file  # noqa: E402
 from tracking.bytetrack import iou_matrix, linear_assignment  # noqa: E402
 
 LABELS = REPO / "bench" / "labels" / "multiperson_boxes.csv"
@@ -57,11 +57,10 @@ CONFIGS = {"default": [], "hog": ["detector.kind=hog"]}
 
 
 def clip_paths() -> dict[str, Path]:
-    spec = importlib.util.find_spec("Pose2Sim")
-    if spec is None or not spec.submodule_search_locations:
+    clips = {f"cam0{k}": packaged_file("Pose2Sim", "Demo_MultiPerson", "videos", f"cam0{k}.mp4")
+             for k in range(1, 5)}
+    if None in clips.values():
         sys.exit("bench_multiperson: pip install --no-deps pose2sim==0.10.49 (its demo clips)")
-    demo = Path(list(spec.submodule_search_locations)[0]) / "Demo_MultiPerson" / "videos"
-    clips = {f"cam0{k}": demo / f"cam0{k}.mp4" for k in range(1, 5)}
     vtest = Path(os.environ.get("SKELSTREAM_SHARED", REPO.parent / "shared")) / "data" / "vtest.avi"
     if vtest.exists():
         clips["vtest"] = vtest
@@ -71,13 +70,8 @@ def clip_paths() -> dict[str, Path]:
 
 
 def sports2d_demo_clip() -> Path | None:
-    """Sports2D's demo clip, where the sports2d wheel is installed (located, not imported: its
-    own dependencies are heavy)."""
-    spec = importlib.util.find_spec("Sports2D")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "Demo" / "demo.mp4"
-    return path if path.exists() else None
+    """Sports2D's demo clip, where the sports2d wheel is installed."""
+    return packaged_file("Sports2D", "Demo", "demo.mp4")
 
 
 def load_labels(path: Path = LABELS) -> dict[str, dict[int, list[tuple[str, np.ndarray]]]]:

