@@ -68,7 +68,8 @@ def test_no_preset_makes_real_footage_worse_than_raw():
     pipeline's error there moves slowly, which no smoother removes), and the frame-to-frame
     jitter at most 0.7x raw's (0.24-0.60x)."""
     for rate in (60, 30):
-        by_method = figures("Demo_SinglePerson", "single_p0", rate, {p: (p,) for p in ("vr", "balanced", "analysis")})
+        by_method = figures("Demo_SinglePerson", "single_p0", rate,
+                            {p: (p,) for p in ("vr", "balanced", "analysis")})
         raw = by_method["raw"]
         assert raw["n"] > 500 * (rate // 30) and 8 < raw["rmse"] < 30, (rate, raw)
         for preset in ("vr", "balanced", "analysis"):

@@ -114,7 +114,7 @@ class DetectTrackStage(Stage):
     def process(self, packet: Packet) -> Packet:
         fi = packet.frame
         st = self._stream(fi.stream_id)
-        t_s = packet.frame.stream_time_s
+        t_s = fi.stream_time_s
         st.frames += 1
         cut = st.cuts.is_cut(packet.image)
         if cut:
