@@ -8,8 +8,8 @@ from filterpy.kalman import KalmanFilter
 
 import tracking_synth as ts
 from stream.packet import TrackEventKind
-from tracking.bytetrack import (BoxKalman, ByteTracker, iou_matrix, linear_assignment, wraps_another, xyah_to_xyxy,
-                                xyxy_to_xyah)
+from tracking.bytetrack import (BoxKalman, ByteTracker, iou_matrix, linear_assignment, wraps_another, wraps_any,
+                                xyah_to_xyxy, xyxy_to_xyah)
 from tracking.config import TrackerConfig
 
 
@@ -456,6 +456,48 @@ def test_a_box_on_the_glare_one_run_after_a_match_is_not_the_person():
     assert took_glare(TrackerConfig(refind_base_dist_rel=1.0))               # before: taken at once
     # the same box after 0.3 s without him is within reach (a jump, blur, a longer glare)
     assert took_glare(TrackerConfig(), unseen_runs=6)
+
+
+def test_a_box_around_a_matched_person_is_not_re_found_as_the_lost_one():
+    """Sports2D demo (30 fps, detector results every sixth frame as it runs live; boxes of that
+    run): the woman walking below the man on the box is missed for two runs; then, beside the
+    man's own box, the detector puts one around him and his box (score 0.52), 0.98 of her height
+    from where her track expects her. That box is the man read again, not her: her track coasts
+    and takes her next box. Re-found there, her track followed him and she came back under a
+    new id."""
+    man, around_him = [698, 103, 815, 462], [567, 101, 924, 501]
+
+    def run(cfg: TrackerConfig):
+        """The tracker's output at the run with the box around him, and at her next box."""
+        tr, t = ByteTracker(cfg), 0.0
+        for k in range(6):                                   # both seen, she walks left ~8 px a frame
+            x = 1000 - 50 * k
+            tr.update(np.array([man, [x, 500, x + 110, 935]], float), np.array([0.9, 0.9]), t)
+            t += 0.2
+        for _ in range(2):                                   # she is missed (blur) for two runs
+            tr.update(np.array([man], float), np.array([0.9]), t)
+            t += 0.2
+        at_wrap = tr.update(np.array([man, around_him], float), np.array([0.9, 0.52]), t)
+        x = 1000 - 50 * 9
+        return at_wrap, tr.update(np.array([man, [x, 500, x + 110, 935]], float), np.array([0.9, 0.9]), t + 0.2)
+
+    at_wrap, back = run(TrackerConfig())
+    her = 2
+    assert at_wrap.predicted[at_wrap.track_ids.tolist().index(her)]           # coasting, not on him
+    assert sorted(back.track_ids.tolist()) == [1, 2] and not back.predicted.any()
+    at_wrap, back = run(TrackerConfig(refind_skip_wrap_share=0.0))             # before: can fail
+    assert not at_wrap.predicted[at_wrap.track_ids.tolist().index(her)]       # taken onto him
+    assert her not in [int(i) for i, p in zip(back.track_ids, back.predicted) if not p]
+
+
+def test_a_wrapping_box_holds_most_of_a_box_it_overlaps():
+    """wraps_any: >= min_share of an inner box inside, and more than min_iou overlap."""
+    inner = np.array([[698, 103, 815, 462]], float)
+    assert wraps_any(np.array([[567, 101, 924, 501]]), inner, 0.9, 0.1).tolist() == [True]
+    assert wraps_any(np.array([[567, 101, 924, 300]]), inner, 0.9, 0.1).tolist() == [False]   # half of it
+    assert wraps_any(np.array([[0, 0, 1768, 994]]), inner, 0.9, 0.1).tolist() == [False]      # the whole frame
+    assert wraps_any(np.zeros((0, 4)), inner, 0.9, 0.1).shape == (0,)
+    assert wraps_any(inner, np.zeros((0, 4)), 0.9, 0.1).tolist() == [False]
 
 
 def test_person_leaving_and_reentering_elsewhere_is_a_new_person():

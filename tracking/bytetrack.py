@@ -104,6 +104,21 @@ def wraps_another(boxes: np.ndarray, min_share: float, min_iou: float) -> np.nda
                      for i in range(len(b))], bool)
 
 
+REFIND_WRAP_IOU = 0.1
+"""A box wraps a matched one for re-finding only when they overlap over this IoU."""
+
+
+def wraps_any(boxes: np.ndarray, inner: np.ndarray, min_share: float, min_iou: float) -> np.ndarray:
+    """(N,) bool: the (N, 4) xyxy box holds at least `min_share` of one of the (K, 4) `inner`
+    boxes and overlaps it by more than `min_iou` IoU."""
+    a = np.asarray(boxes, np.float64).reshape(-1, 4)
+    b = np.asarray(inner, np.float64).reshape(-1, 4)
+    if not len(a) or not len(b):
+        return np.zeros(len(a), bool)
+    share = np.array([[share_inside(k, box) for k in b] for box in a])
+    return ((share >= min_share) & (iou_matrix(a, b) > min_iou)).any(1)
+
+
 def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_height_ratio: float) -> np.ndarray:
     """(N, 4), (M, 4) xyxy -> (N, M) similarity in [0, 1): 1 - centre distance / (max_dist_rel x
     the larger height), 0 beyond that distance or where the heights differ by more than the ratio."""
@@ -354,10 +369,17 @@ class ByteTracker:
 
         # 2b. re-find: high detections left with unmatched confirmed tracks, by centre distance
         #     (a jump, glare or blur can move a box off its prediction too far for any IoU)
-        #     no further than a person can have gone since the track's last match
+        #     no further than a person can have gone since the track's last match, and not a
+        #     box around someone matched just now (that person again)
         reach = cfg.refind_base_dist_rel + cfg.refind_dist_rel_per_s * (self._t_s - self.last_match_s)
-        high_left = self._match_by_distance(pool, high_left, track_boxes, boxes, matched_track, used,
-                                            cfg.refind_max_dist_rel, allowed, reach)
+        wrap = np.zeros(len(high_left), bool)
+        if cfg.refind_skip_wrap_share > 0:
+            wrap = wraps_any(boxes[high_left], boxes[matched_track[matched_track >= 0]],
+                             cfg.refind_skip_wrap_share, REFIND_WRAP_IOU)
+        high_left = np.sort(np.concatenate([
+            self._match_by_distance(pool, high_left[~wrap], track_boxes, boxes, matched_track, used,
+                                    cfg.refind_max_dist_rel, allowed, reach),
+            high_left[wrap]]))
 
         # 3. second association: low detections with still-unmatched TRACKED tracks
         pool2 = pool[(matched_track[pool] < 0) & (self.state[pool] == _TRACKED)]
