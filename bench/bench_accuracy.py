@@ -36,6 +36,7 @@ from engines.reference.angles import GEOMETRIC_ANGLES, pelvis_axes  # noqa: E402
 from engines.reference.pipeline import Reference, reference_from_files  # noqa: E402
 from engines.skel.dofs import DOF_INDEX  # noqa: E402
 from engines.skel.kinematics import root_rotation  # noqa: E402
+from stream.packaged import packaged_file  # noqa: E402
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "knee flexion": ("knee_angle_r", "knee_angle_l"),
@@ -51,12 +52,10 @@ VIEW_BINS = ((0, 45, "front"), (45, 135, "side"), (135, 181, "back"))
 
 
 def demo_dir(name: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("Pose2Sim")
-    if spec is None or not spec.submodule_search_locations:
+    calib = packaged_file("Pose2Sim", name, "calibration", "Calib.qca.txt")
+    if calib is None:
         sys.exit("bench_accuracy needs the pose2sim demos: pip install --no-deps pose2sim==0.10.49")
-    return Path(list(spec.submodule_search_locations)[0]) / name
+    return calib.parent.parent
 
 
 def run_pipeline(videos: list[Path], sets: list[str], out_dir: Path) -> Path:

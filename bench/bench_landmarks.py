@@ -15,7 +15,6 @@ the cores with it; a same-run baseline (one FK evaluation) is reported next to i
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from engines.landmarks.fit import FIT_LANDMARK_INDEX, PRIOR_Q, SkelFitter  # noq
 from engines.pose_engine import default_intrinsics  # noqa: E402
 from engines.skel.dofs import DOF_INDEX, DOF_LOWER, DOF_UPPER  # noqa: E402
 from engines.skel.kinematics import forward_kinematics, generic_skeleton  # noqa: E402
+from stream.packaged import packaged_file  # noqa: E402
 from stream.packet import Person, TrackState  # noqa: E402
 
 VTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "vtest.avi"
@@ -176,10 +176,10 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--vtest-frames", type=int, default=300)
     args = ap.parse_args()
-    spec = importlib.util.find_spec("Pose2Sim")
-    if spec is None:
+    clip = packaged_file("Pose2Sim", "Demo_SinglePerson", "videos", "cam01.mp4")
+    if clip is None:
         sys.exit("pose2sim demo videos missing: pip install pose2sim==0.10.49 --no-deps")
-    demo = Path(spec.origin).parent / "Demo_SinglePerson" / "videos"
+    demo = clip.parent
     cfg = LandmarkEngineConfig()
     eng = LandmarkPoseEngine(cfg)
     rows_all, lm_ms = [], []

@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 from engines.skel.dofs import DOF_LOWER, DOF_UPPER  # noqa: E402
 from sinks.recorder import read_session  # noqa: E402
 from sinks.schema import FrameMsg, decode  # noqa: E402
-from stream.sources.factory import packaged_file  # noqa: E402
+from stream.packaged import packaged_file  # noqa: E402
 from tracking.bytetrack import iou_matrix, linear_assignment  # noqa: E402
 
 LABELS = REPO / "bench" / "labels" / "multiperson_boxes.csv"

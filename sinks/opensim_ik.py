@@ -10,7 +10,6 @@ measurements over the whole file) and `<stem>_ik.mot` (OpenSim's joint angles, d
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import sys
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stream.errors import DependencyError, UserError, require
+from stream.packaged import packaged_file
 
 MODEL_FILE = "Model_Pose2Sim_simple.osim"
 MARKERS_FILE = "Markers_BlazePose.xml"
@@ -28,11 +28,9 @@ IK_FILE = "IK_Setup_Pose2Sim_Blazepose.xml"
 
 def pose2sim_setup_dir() -> Path:
     """Pose2Sim/OpenSim_Setup inside the installed wheel, found without importing Pose2Sim."""
-    spec = importlib.util.find_spec("Pose2Sim")
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        d = Path(root) / "OpenSim_Setup"
-        if (d / MODEL_FILE).is_file():
-            return d
+    model = packaged_file("Pose2Sim", "OpenSim_Setup", MODEL_FILE)
+    if model is not None:
+        return model.parent
     raise DependencyError("OpenSim's Pose2Sim model and setup files come with the pose2sim "
                           "wheel: pip install --no-deps pose2sim==0.10.49")
 

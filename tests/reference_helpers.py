@@ -1,21 +1,18 @@
 """Synthetic calibrated rigs and the pose2sim demo paths for the reference tests."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from engines.reference.calibration import Camera
+from stream.packaged import packaged_file
 
 
 def demo_dir(name: str = "Demo_SinglePerson") -> Path | None:
     """The pose2sim wheel's demo folder (4 videos + Qualisys calibration), or None."""
-    spec = importlib.util.find_spec("Pose2Sim")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    p = Path(list(spec.submodule_search_locations)[0]) / name
-    return p if (p / "calibration" / "Calib.qca.txt").is_file() else None
+    calib = packaged_file("Pose2Sim", name, "calibration", "Calib.qca.txt")
+    return None if calib is None else calib.parent.parent
 
 
 def look_at(centre: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

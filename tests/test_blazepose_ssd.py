@@ -15,14 +15,11 @@ from engines.blazepose.detector import REGIONS_PER_INVOKE
 from engines.blazepose.roi import Roi, body_box, roi_from_points
 from engines.blazepose.ssd import SsdDetections, anchor_groups, decode, ssd_anchors, weighted_nms
 from stream.errors import DependencyError, EngineError
+from stream.packaged import packaged_file
 
 
 def multiperson_clip() -> Path | None:
-    spec = importlib.util.find_spec("Pose2Sim")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    p = Path(list(spec.submodule_search_locations)[0]) / "Demo_MultiPerson" / "videos" / "cam01.mp4"
-    return p if p.exists() else None
+    return packaged_file("Pose2Sim", "Demo_MultiPerson", "videos", "cam01.mp4")
 
 
 def first_frame(path) -> np.ndarray:

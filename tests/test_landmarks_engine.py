@@ -1,7 +1,6 @@
 """The landmark engine on real footage (pose2sim demo clip, vtest.avi) and its failure modes."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,18 +12,11 @@ import pytest
 from conftest import REPO, VTEST, needs_shared
 from engines.pose_engine import default_intrinsics
 from engines.skel.dofs import DOF_INDEX, DOF_LOWER, DOF_UPPER
+from stream.packaged import packaged_file
 from stream.packet import Person, TrackState
 
 
-def pose2sim_clip() -> Path | None:
-    spec = importlib.util.find_spec("Pose2Sim")
-    if spec is None or spec.origin is None:
-        return None
-    p = Path(spec.origin).parent / "Demo_SinglePerson" / "videos" / "cam01.mp4"
-    return p if p.exists() else None
-
-
-CLIP = pose2sim_clip()
+CLIP = packaged_file("Pose2Sim", "Demo_SinglePerson", "videos", "cam01.mp4")
 needs_clip = pytest.mark.skipif(CLIP is None, reason="pose2sim demo videos not installed (pip install pose2sim==0.10.49 --no-deps)")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from stream.sources.factory import packaged_file
+from stream.packaged import packaged_file
 
 _spec = importlib.util.spec_from_file_location("bench_multiperson", REPO / "bench" / "bench_multiperson.py")
 bench = importlib.util.module_from_spec(_spec)

