@@ -189,7 +189,8 @@ def test_the_jumper_and_the_walker_are_published_under_their_ids(sports2d_demo_r
                    "19 of 23 labelled frames (83 %): three frames of the flight are missed, and after the "
                    "landing his track's box kept the fall's downward velocity while no detection matched "
                    "it, fell off him, and a new id took him over at frame 213 (BENCHMARKS.md, issue 14, "
-                   "twenty-fifth pass)")
+                   "twenty-fifth pass). With nothing found in the flight, 20 of 23 (87 %) is the most "
+                   "one id can reach")
 def test_the_jumper_keeps_one_id_on_nine_in_ten_of_his_frames(sports2d_demo_run):
     _, r = sports2d_demo_run
     assert r["stable"]["A"] >= 0.9, r
