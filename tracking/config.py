@@ -76,8 +76,8 @@ class TrackerConfig(StrictModel):
     """Re-finding passes over a detection that holds at least this share of a detection matched
     in the same run (IoU over 0.1): it is the matched person read again with more around them
     (a box over them and the box they stand on, or over them and a neighbour), not the lost
-    one. Such a box over the man on the box took the walking woman's id 0.96 heights up onto
-    him, and she came back under a new one (Sports2D demo; issue 14, twenty-sixth pass).
+    one. Such a box over the man on the box took the walking woman's track 0.96 of her height
+    up onto him, and she went on under another id (Sports2D demo; issue 14, twenty-sixth pass).
     It may still confirm or start a track. 0 = off."""
     appearance_min_similarity: float = Field(0.5, ge=0.0, le=1.0)
     """A confirmed track is not matched with a detection whose clothing colours
