@@ -174,23 +174,23 @@ def sports2d_demo_run(tmp_path_factory):
 def test_the_jumper_and_the_walker_are_published_under_their_ids(sports2d_demo_run):
     """The woman under one id on every labelled frame she is in view (one miss allowed); the man
     on all but the flight (take-off, upside down and blurred against the sun) and under one id on
-    >= 19 of his 23; nothing else published but her held pose as she walks out at the left edge
+    20 of his 23 (all the others; with sizes compared by box height, 19: twenty-seventh pass);
+    no id switch; nothing else published but her held pose as she walks out at the left edge
     (under half of her in view: unlabelled). HOG, the multi-person setting before issue 14, fails
     it: 23 of the 39 labelled person-frames, the man under one id on 39 %, the woman on 88 %."""
     frames, r = sports2d_demo_run
     assert r["video_frames"] == 230 and r["violations"] == 0, r
     assert r["stable"]["B"] >= 15 / 16 - 1e-9, r
-    assert r["published"] >= 35 and r["stable"]["A"] >= 19 / 23 - 1e-9, r
-    assert r["fp"] <= 1 and r["num_switches"] <= 1, r
+    assert r["published"] >= 35 and r["stable"]["A"] >= 20 / 23 - 1e-9, r
+    assert r["fp"] <= 1 and r["num_switches"] == 0, r
 
 
 @pytest.mark.timeout(600)
 @pytest.mark.xfail(strict=True, reason="issue 14 target not met on this clip: the man is under one id on "
-                   "19 of 23 labelled frames (83 %): three frames of the flight are missed, and after the "
-                   "landing his track's box kept the fall's downward velocity while no detection matched "
-                   "it, fell off him, and a new id took him over at frame 213 (BENCHMARKS.md, issue 14, "
-                   "twenty-fifth pass). With nothing found in the flight, 20 of 23 (87 %) is the most "
-                   "one id can reach")
+                   "20 of 23 labelled frames (87 %), the most one id can reach with the three frames of the "
+                   "flight (upside down, blurred against the sun) missed. Before the twenty-seventh pass 19: "
+                   "the tracker compared box heights, which halve as he crouches and rolls, and after the "
+                   "landing a new id took him over at frame 213 (BENCHMARKS.md, issue 14)")
 def test_the_jumper_keeps_one_id_on_nine_in_ten_of_his_frames(sports2d_demo_run):
     _, r = sports2d_demo_run
     assert r["stable"]["A"] >= 0.9, r

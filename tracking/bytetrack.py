@@ -119,15 +119,27 @@ def wraps_any(boxes: np.ndarray, inner: np.ndarray, min_share: float, min_iou: f
     return ((share >= min_share) & (iou_matrix(a, b) > min_iou)).any(1)
 
 
-def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_height_ratio: float) -> np.ndarray:
+def body_sizes(boxes: np.ndarray, longer_side: bool) -> np.ndarray:
+    """(N, 4) xyxy -> (N,) a person's size in px: the box's height, or its longer side (the width
+    of someone lying, in a flip, or crouched with arms out; the height of anyone upright)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    size = b[:, 3] - b[:, 1]
+    if longer_side:
+        size = np.maximum(size, b[:, 2] - b[:, 0])
+    return np.maximum(size, 1e-6)
+
+
+def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_height_ratio: float,
+                     longer_side: bool = False) -> np.ndarray:
     """(N, 4), (M, 4) xyxy -> (N, M) similarity in [0, 1): 1 - centre distance / (max_dist_rel x
-    the larger height), 0 beyond that distance or where the heights differ by more than the ratio."""
+    the larger size), 0 beyond that distance or where the sizes differ by more than the ratio.
+    Size: the box height, or its longer side (`body_sizes`)."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
     ca = 0.5 * (a[:, None, :2] + a[:, None, 2:])
     cb = 0.5 * (b[None, :, :2] + b[None, :, 2:])
-    ha = np.maximum(a[:, None, 3] - a[:, None, 1], 1e-6)
-    hb = np.maximum(b[None, :, 3] - b[None, :, 1], 1e-6)
+    ha = body_sizes(a, longer_side)[:, None]
+    hb = body_sizes(b, longer_side)[None, :]
     d = np.linalg.norm(ca - cb, axis=-1) / (max_dist_rel * np.maximum(ha, hb))
     ratio = np.maximum(ha, hb) / np.minimum(ha, hb)
     return np.where((d < 1.0) & (ratio <= max_height_ratio), 1.0 - d, 0.0)
@@ -501,7 +513,8 @@ class ByteTracker:
         left = pool[matched_track[pool] < 0]
         if max_dist_rel <= 0 or not len(left) or not len(dets):
             return dets
-        sim = proximity_matrix(track_boxes[left], boxes[dets], max_dist_rel, self.cfg.refind_max_height_ratio)
+        sim = proximity_matrix(track_boxes[left], boxes[dets], max_dist_rel, self.cfg.refind_max_height_ratio,
+                               self.cfg.size_by_longer_side)
         sim = sim * allowed[np.ix_(left, dets)]
         if reach is not None:              # distance in heights = (1 - sim) x max_dist_rel
             sim = np.where((1.0 - sim) * max_dist_rel <= reach[left][:, None], sim, 0.0)
@@ -593,7 +606,8 @@ class ByteTracker:
         if not len(cand):
             return False
         boxes = xyah_to_xyxy(self.x)
-        near = proximity_matrix(boxes[ti:ti + 1], boxes[cand], cfg.reid_max_dist_rel, cfg.refind_max_height_ratio)[0] > 0
+        near = proximity_matrix(boxes[ti:ti + 1], boxes[cand], cfg.reid_max_dist_rel, cfg.refind_max_height_ratio,
+                                cfg.size_by_longer_side)[0] > 0
         alike = appearance_similarity(self.look[ti:ti + 1], self.look[cand])[0] >= cfg.reid_min_similarity
         hit = cand[near & alike]
         if len(hit) != 1:

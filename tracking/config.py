@@ -72,6 +72,15 @@ class TrackerConfig(StrictModel):
     on the glare, and he came back under a new id (Demo_MultiPerson cam03 made bright; issue 14,
     seventeenth pass). The base covers a box that changes shape (legs only, arms out)."""
     refind_max_height_ratio: float = Field(1.6, ge=1.0)
+    size_by_longer_side: bool = True
+    """The body size that the re-find, the confirmation by distance and re-identification measure
+    distances and size ratios in ("box heights" above) is the longer side of the box: its height
+    for anyone upright, its width for someone lying, in a flip or crouched with arms out. In
+    heights, a man's track in a back flip off a box (Sports2D demo, live: detector results every
+    ~6 frames) could not take his next boxes: in the air his track's box 380 px wide and 197
+    tall, his detection 1.03 of the larger height away (0.55 of the longer side); on landing
+    his upright box 1.9 times as tall as the flying one (1.03 times its longer side). He went
+    on under a new id. False = the box height."""
     refind_skip_wrap_share: float = Field(0.9, ge=0.0, le=1.0)
     """Re-finding passes over a detection that holds at least this share of a detection matched
     in the same run (IoU over 0.1): it is the matched person read again with more around them
