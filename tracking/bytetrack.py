@@ -129,7 +129,7 @@ def body_sizes(boxes: np.ndarray, longer_side: bool) -> np.ndarray:
     return np.maximum(size, 1e-6)
 
 
-def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_height_ratio: float,
+def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_size_ratio: float,
                      longer_side: bool = False) -> np.ndarray:
     """(N, 4), (M, 4) xyxy -> (N, M) similarity in [0, 1): 1 - centre distance / (max_dist_rel x
     the larger size), 0 beyond that distance or where the sizes differ by more than the ratio.
@@ -142,7 +142,7 @@ def proximity_matrix(a: np.ndarray, b: np.ndarray, max_dist_rel: float, max_heig
     hb = body_sizes(b, longer_side)[None, :]
     d = np.linalg.norm(ca - cb, axis=-1) / (max_dist_rel * np.maximum(ha, hb))
     ratio = np.maximum(ha, hb) / np.minimum(ha, hb)
-    return np.where((d < 1.0) & (ratio <= max_height_ratio), 1.0 - d, 0.0)
+    return np.where((d < 1.0) & (ratio <= max_size_ratio), 1.0 - d, 0.0)
 
 
 def linear_assignment(similarity: np.ndarray, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
@@ -516,7 +516,7 @@ class ByteTracker:
         sim = proximity_matrix(track_boxes[left], boxes[dets], max_dist_rel, self.cfg.refind_max_height_ratio,
                                self.cfg.size_by_longer_side)
         sim = sim * allowed[np.ix_(left, dets)]
-        if reach is not None:              # distance in heights = (1 - sim) x max_dist_rel
+        if reach is not None:              # distance in body sizes = (1 - sim) x max_dist_rel
             sim = np.where((1.0 - sim) * max_dist_rel <= reach[left][:, None], sim, 0.0)
         r, c = linear_assignment(sim, 1e-6)
         matched_track[left[r]] = dets[c]
