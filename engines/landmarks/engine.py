@@ -223,7 +223,7 @@ class LandmarkPoseEngine(PoseEngine):
         recent = [b is not None for b in last]      # seen on their last frame
         out = self.model.run(image_bgr, rois)
         self._drop_duplicates(own, out, seen, recent)
-        self._drop_off_target(own, out, last)
+        self._drop_off_target(own, out, last, seen)
         centred = [self._centred_roi(pb) for pb in own]
         retry = [i for i, (lms, (roi, from_lm)) in enumerate(zip(out, picks))
                  if lms is None and (from_lm or not _same_square(roi, centred[i]))]
@@ -234,7 +234,7 @@ class LandmarkPoseEngine(PoseEngine):
                     out[i], rois[i] = lms, centred[i]
             self.retries += len(retry)
             self._drop_duplicates(own, out, seen, recent)
-            self._drop_off_target(own, out, last)
+            self._drop_off_target(own, out, last, seen)
         lately = [st.seen_frames > 0 and st.missed < self.config.newcomer_after_missed for st in states]
         self._drop_newcomers_on_neighbours(out, recent, lately)
         for key, st, roi, lms in zip(keys, states, rois, out):
@@ -253,13 +253,14 @@ class LandmarkPoseEngine(PoseEngine):
         return Roi(0.5 * (x0 + x1), 0.5 * (y0 + y1), side, 0.0)
 
     def _drop_off_target(self, person_boxes: list[np.ndarray], out: list[Landmarks | None],
-                         last_bodies: list[np.ndarray | None]) -> None:
+                         last_bodies: list[np.ndarray | None], seen_frames: list[int] | None = None) -> None:
         """Landmarks whose body lies mostly outside the person's own box (less than
         `min_target_overlap` of its area inside) belong to someone else in the crop (a neighbour
         more prominent there): not this person; unless that body overlaps (IoU >= 0.5) the body
         this person's landmarks gave on their last frame (`last_bodies`): then the tracker box is
         what is off (an unsure detection with half the scale shrank it onto a walker's upper body,
-        vtest.avi frame 597, and he was dropped as not seen and re-found under a new id).
+        vtest.avi frame 597, and he was dropped as not seen and re-found under a new id); nor
+        when the track was never seen (`seen_frames` 0) and its body is `_ahead_of_box`.
         Fewer than `min_visible_landmarks` visible: a fragment (a hand, a head at the crop's
         edge), not a person seen. A body whose longer side is under `min_body_px` pixels is
         below what the 256 px landmark model can measure (a whole skeleton squeezed into a
@@ -278,8 +279,24 @@ class LandmarkPoseEngine(PoseEngine):
                                                             last[None].astype(np.float64))[0, 0] >= 0.5
                 flung = (last is not None and share_inside(np.asarray(box, np.float32), body) >= FLUNG_BOX_INSIDE
                          and self._torso_on(lms, box) and self._torso_on(lms, last))
-                if not (same_body or flung):
+                ahead = seen_frames is not None and seen_frames[i] == 0 and \
+                    self._ahead_of_box(body, box, [b for j, b in enumerate(person_boxes) if j != i])
+                if not (same_body or flung or ahead):
                     out[i] = None
+
+    def _ahead_of_box(self, body: np.ndarray, box: np.ndarray, others: list[np.ndarray]) -> bool:
+        """A new track's landmark body overlaps its own box (IoU >= `newcomer_ahead_min_iou`) and
+        no other person's box at all: the person the track was made for, ahead of boxes that have
+        no speed yet, not a neighbour (who would be someone's too: with any share of the body in
+        another box allowed, a shaken camera's new track took a man's body, Demo_MultiPerson
+        cam04 under `bench_conditions.py`'s shake)."""
+        limit = self.config.newcomer_ahead_min_iou
+        if limit >= 1.0:
+            return False
+        b = body[None].astype(np.float64)
+        if iou_matrix(b, np.asarray(box, np.float64)[None])[0, 0] < limit:
+            return False
+        return all(share_inside(body, np.asarray(o, np.float32)) <= 0.0 for o in others)
 
     def _torso_on(self, lms: Landmarks, box: np.ndarray) -> bool:
         """The landmarks' torso (shoulders and hips, all four visible) lies inside `box`
