@@ -23,7 +23,7 @@ from engines.pose_engine import PoseEngine
 from engines.skel.kinematics import (
     MEASURED_SEGMENTS, WINTER_FRACTIONS, Skeleton, generic_skeleton, load_skel_joints)
 from stream.packet import Intrinsics, Person
-from tracking.bytetrack import iou_matrix, nested, share_inside
+from tracking.bytetrack import iou_matrix, most_inside, nested, share_inside
 
 MODEL_ID = "blazepose-full+skelfit"
 _I = {n: i for i, n in enumerate(FIT_KEYPOINTS)}
@@ -296,7 +296,7 @@ class LandmarkPoseEngine(PoseEngine):
         b = body[None].astype(np.float64)
         if iou_matrix(b, np.asarray(box, np.float64)[None])[0, 0] < limit:
             return False
-        return all(share_inside(body, np.asarray(o, np.float32)) <= 0.0 for o in others)
+        return most_inside(body, np.asarray(others, np.float32).reshape(-1, 4)) <= 0.0
 
     def _torso_on(self, lms: Landmarks, box: np.ndarray) -> bool:
         """The landmarks' torso (shoulders and hips, all four visible) lies inside `box`
